@@ -1,0 +1,206 @@
+"""The typed settings object: every key of stormd.toml (CONTRACT §2) with its default.
+
+Built once at start-up by `config.loader.load_settings` and passed in; nothing deep inside
+the daemon reads files or the environment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
+
+from stormd.config.durations import format_duration, parse_duration
+
+
+def _to_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+def _to_cron(value: Any) -> str:
+    if not isinstance(value, str) or not croniter.is_valid(value):
+        raise ValueError(f'"{value}" is not a cron schedule')
+    return value
+
+
+Cron = Annotated[str, BeforeValidator(_to_cron)]
+
+
+def _to_timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'"{value}" is not a time zone') from None
+    return str(value)
+
+
+TimeZoneName = Annotated[str, BeforeValidator(_to_timezone)]
+Channel = Literal["email", "sms", "whatsapp", "push"]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DaemonSettings(Section):
+    data_dir: str = ".stormd"
+    timezone: TimeZoneName = "Asia/Dhaka"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_grace: Duration = timedelta(seconds=30)
+
+
+class NatsSettings(Section):
+    url: str = "embedded"
+    subject_prefix: str = "stormcom"
+    stream: str = "STORMD_EVENTS"
+    consumer: str = "stormd"
+    max_deliver: int = Field(default=5, ge=1)
+    ack_wait: Duration = timedelta(seconds=30)
+    stream_max_age: Duration = timedelta(days=7)
+    duplicate_window: Duration = timedelta(minutes=2)
+    batch_size: int = Field(default=500, ge=1)
+
+
+class DatabaseSettings(Section):
+    url: str = "sqlite+aiosqlite:///.stormd/stormd.db"
+    echo: bool = False
+
+
+class ListenSettings(Section):
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f'"{value}" is not host:port')
+        return value
+
+
+class MetricsSettings(ListenSettings):
+    listen: str = "127.0.0.1:9464"
+
+
+class HttpSettings(ListenSettings):
+    listen: str = "127.0.0.1:8080"
+
+
+class CartStep(Section):
+    after: Duration
+    channel: Channel
+    template: str
+    discount_percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
+
+
+def _default_steps() -> list[CartStep]:
+    return [
+        CartStep(after="0s", channel="whatsapp", template="cart_reminder_1"),
+        CartStep(after="24h", channel="email", template="cart_reminder_2", discount_percent=5),
+        CartStep(after="3d", channel="sms", template="cart_reminder_3", discount_percent=10),
+    ]
+
+
+class CartSettings(Section):
+    abandon_after: Duration = timedelta(hours=1)
+    min_value: Decimal = Decimal(500)
+    attribution_window: Duration = timedelta(days=7)
+    recovery_url: str = "https://{store}.stormcom.app/cart/{cart}"
+    steps: list[CartStep] = Field(default_factory=_default_steps)
+
+
+class RfmWeights(Section):
+    r: int = Field(default=4, ge=0)
+    f: int = Field(default=3, ge=0)
+    m: int = Field(default=3, ge=0)
+
+
+class RfmThresholds(Section):
+    """Cut points for the "thresholds" scoring mode: four ascending bounds per dimension."""
+
+    recency_days: list[float] = Field(default_factory=lambda: [180, 90, 45, 14])
+    frequency: list[float] = Field(default_factory=lambda: [1, 2, 4, 8])
+    monetary: list[float] = Field(default_factory=lambda: [1000, 3000, 8000, 20000])
+
+
+class RfmSettings(Section):
+    window_days: int = Field(default=180, ge=1)
+    weights: RfmWeights = Field(default_factory=RfmWeights)
+    schedule: Cron = "0 2 * * *"
+    mode: Literal["quintile", "thresholds"] = "quintile"
+    thresholds: RfmThresholds = Field(default_factory=RfmThresholds)
+
+
+class LifecycleSettings(Section):
+    new_max_days: int = Field(default=30, ge=0)
+    churned_after_days: int = Field(default=90, ge=0)
+
+
+class SegmentSettings(Section):
+    drift_alert_percent: float = Field(default=20, ge=0)
+    max_per_store: int = Field(default=50, ge=1)
+
+
+class LimitSettings(Section):
+    max_messages_per_customer_per_day: int = Field(default=2, ge=0)
+    same_trigger_cooldown: Duration = timedelta(hours=24)
+    offer_cooldown: Duration = timedelta(days=14)
+    quiet_hours: tuple[str, str] = ("01:00", "07:00")
+
+
+ProviderChoice = str | list[str]
+
+
+class ChannelSettings(Section):
+    email: ProviderChoice = "outbox"
+    sms: ProviderChoice = "outbox"
+    whatsapp: ProviderChoice = "outbox"
+    push: ProviderChoice = "outbox"
+
+    def providers(self, channel: str) -> list[str]:
+        """The providers of a channel in failover order."""
+        value = getattr(self, channel)
+        return [value] if isinstance(value, str) else list(value)
+
+
+class Settings(Section):
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    carts: CartSettings = Field(default_factory=CartSettings)
+    rfm: RfmSettings = Field(default_factory=RfmSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    # Each provider's own section, validated by its plugin (plugins/hookspecs.py).
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.daemon.timezone)

@@ -1,0 +1,8 @@
+"""`stormd demo` (CONTRACT §7)."""
+
+import click
+
+from stormd.daemon.commands.common import not_built_yet
+
+command = click.Command("demo", callback=not_built_yet("the demo", 3),
+                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -1,0 +1,8 @@
+"""`stormd import` (CONTRACT §7)."""
+
+import click
+
+from stormd.daemon.commands.common import not_built_yet
+
+command = click.Command("import", callback=not_built_yet("import", 2),
+                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

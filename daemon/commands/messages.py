@@ -1,0 +1,8 @@
+"""`stormd messages` (CONTRACT §7)."""
+
+import click
+
+from stormd.daemon.commands.common import not_built_yet
+
+command = click.Command("messages", callback=not_built_yet("the delivery log", 2),
+                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -1,0 +1,37 @@
+"""Exactly-once bookkeeping: the processed-event inbox and the outbound event outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stormd.schema.base import Base, BigId
+
+
+class ProcessedEvent(Base):
+    """An envelope id whose effects are committed; a second delivery finds it and stops."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    store_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    processed_at: Mapped[datetime]
+
+
+class OutboundEvent(Base):
+    """An event out (CONTRACT §4) written with the effects that caused it, published after
+    commit and then deleted (transactional outbox)."""
+
+    __tablename__ = "outbound_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "event_id", unique=True),)

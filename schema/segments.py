@@ -1,0 +1,39 @@
+"""Segment definitions (criteria JSON) and their precomputed membership."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stormd.schema.base import Base, BigId
+
+
+class CustomerSegment(Base):
+    __tablename__ = "customer_segments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(64))
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    criteria: Mapped[dict[str, Any]]
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    refreshed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "store_id", "slug", unique=True),)
+
+
+class CustomerSegmentMember(Base):
+    __tablename__ = "customer_segment_members"
+
+    store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    entered_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "store_id", "customer_id"),)
