@@ -59,3 +59,16 @@ class TimerFired:
     kind: str
     due_at: datetime
     payload: dict[str, Any]
+
+
+@dataclass
+class JobContext:
+    """What a cron job or an API request handler is given: it opens its own transactions."""
+
+    sessionmaker: Any  # async_sessionmaker[AsyncSession]
+    settings: Settings
+    clock: Clock
+
+    def handler_context(self, session: AsyncSession, store_id: str) -> HandlerContext:
+        return HandlerContext(session=session, settings=self.settings, clock=self.clock,
+                              store_id=store_id)

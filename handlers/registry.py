@@ -12,11 +12,16 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from stormd.handlers.context import HandlerContext, TimerFired
+from stormd.handlers.context import HandlerContext, JobContext, TimerFired
+from stormd.config.settings import Settings
 from stormd.handlers.events import Event
 
 EventHandler = Callable[[HandlerContext, Event], Awaitable[None]]
 TimerHandler = Callable[[HandlerContext, TimerFired], Awaitable[None]]
+# Called after a segment refresh with the customers who entered and exited it.
+SegmentChangeHandler = Callable[[HandlerContext, str, list[str], list[str]], Awaitable[None]]
+CronJob = Callable[[JobContext], Awaitable[None]]
+ApiHandler = Callable[[JobContext, dict], Awaitable[dict]]
 
 STATE = 0  # keeps stormd's picture of customers, carts, orders
 REACT = 10  # automations reacting to the new state
@@ -30,6 +35,7 @@ HANDLER_MODULES = (
     "stormd.handlers.segments",
     "stormd.handlers.engagement",
     "stormd.handlers.automations",
+    "stormd.handlers.campaigns",
 )
 
 
@@ -44,6 +50,9 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._events: dict[str, list[_Registered]] = defaultdict(list)
         self._timers: dict[str, TimerHandler] = {}
+        self._segment_changes: list[SegmentChangeHandler] = []
+        self._crons: dict[str, tuple[Callable[[Settings], str], CronJob]] = {}
+        self._apis: dict[str, ApiHandler] = {}
 
     def on_event(self, *types: str, stage: int = REACT) -> Callable[[EventHandler], EventHandler]:
         def register(fn: EventHandler) -> EventHandler:
@@ -64,6 +73,40 @@ class HandlerRegistry:
 
         return register
 
+    def on_segment_change(self, fn: SegmentChangeHandler) -> SegmentChangeHandler:
+        if fn not in self._segment_changes:
+            self._segment_changes.append(fn)
+        return fn
+
+    def on_cron(
+        self, name: str, schedule: Callable[[Settings], str]
+    ) -> Callable[[CronJob], CronJob]:
+        """Run the job on the cron schedule that `schedule(settings)` gives (daemon timezone)."""
+
+        def register(fn: CronJob) -> CronJob:
+            self._crons[name] = (schedule, fn)
+            return fn
+
+        return register
+
+    def on_api(self, name: str) -> Callable[[ApiHandler], ApiHandler]:
+        """Answer request/reply on `<prefix>.api.<name>` (JSON in, JSON out)."""
+
+        def register(fn: ApiHandler) -> ApiHandler:
+            self._apis[name] = fn
+            return fn
+
+        return register
+
+    def segment_change_handlers(self) -> list[SegmentChangeHandler]:
+        return list(self._segment_changes)
+
+    def cron_jobs(self) -> dict[str, tuple[Callable[[Settings], str], CronJob]]:
+        return dict(self._crons)
+
+    def api_handlers(self) -> dict[str, ApiHandler]:
+        return dict(self._apis)
+
     def event_handlers(self, type_: str) -> list[EventHandler]:
         return [r.fn for r in self._events.get(type_, ())]
 
@@ -74,6 +117,9 @@ class HandlerRegistry:
 registry = HandlerRegistry()
 on_event = registry.on_event
 on_timer = registry.on_timer
+on_segment_change = registry.on_segment_change
+on_cron = registry.on_cron
+on_api = registry.on_api
 
 
 def load_handlers() -> HandlerRegistry:
@@ -91,6 +137,14 @@ async def dispatch_event(ctx: HandlerContext, event: Event) -> None:
     """Run every handler of the event's type, in stage order, in the caller's transaction."""
     for handler in registry.event_handlers(event.type):
         await handler(ctx, event)
+
+
+async def dispatch_segment_change(
+    ctx: HandlerContext, segment: str, entered: list[str], exited: list[str]
+) -> None:
+    """Tell every segment-change handler (segment-entry automations) who moved."""
+    for handler in registry.segment_change_handlers():
+        await handler(ctx, segment, entered, exited)
 
 
 async def dispatch_timer(ctx: HandlerContext, fired: TimerFired) -> None:
