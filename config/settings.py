@@ -186,6 +186,22 @@ class ChannelSettings(Section):
         return [value] if isinstance(value, str) else list(value)
 
 
+class DeliverySettings(Section):
+    """How the delivery pipeline claims, retries and fails over (plugins/pipeline.py)."""
+
+    poll_interval: Duration = timedelta(seconds=1)
+    batch_size: int = Field(default=500, ge=1)
+    lease: Duration = timedelta(minutes=5)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_base: Duration = timedelta(seconds=30)
+    retry_max: Duration = timedelta(hours=1)
+    concurrency: int = Field(default=50, ge=1)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown: Duration = timedelta(seconds=60)
+    preferences_url: str = "https://{store}.stormcom.app/preferences?token={token}"
+    preferences_secret: str = ""
+
+
 class Settings(Section):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     nats: NatsSettings = Field(default_factory=NatsSettings)
@@ -198,6 +214,7 @@ class Settings(Section):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     # Each provider's own section, validated by its plugin (plugins/hookspecs.py).
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
