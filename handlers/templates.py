@@ -1,61 +1,314 @@
 """Message templates: Jinja2 in a sandbox, a body per channel, Bengali and English.
 
 System templates live as files under handlers/templates/<slug>/<channel>.<locale>.j2
-(an optional first line `Subject: …` for email). Merchant templates come from the
-database and render in the same sandbox.
+(an optional first line `Subject: …` for email) with the slug's metadata in meta.toml.
+Merchant templates come from the database and render in the same sandbox.
+
+The sandbox is Jinja2's ImmutableSandboxedEnvironment (no attribute access to internals,
+no mutation of passed-in data) plus limits of our own: a render deadline, an output size
+cap, and refusal of `*`/`**` and padding filters that would build huge values. A template
+declares its variable schema implicitly: every undeclared name it reads. A missing one is
+refused before anything is sent, by name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+import time
+import tomllib
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
-from jinja2 import StrictUndefined, UndefinedError
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 DEFAULT_LOCALE = "bn"
+LOCALES = ("bn", "en")
+CHANNELS = ("email", "sms", "whatsapp", "push")
+RENDER_SECONDS = 0.5  # per message; a template that loops longer is refused
+MAX_OUTPUT_CHARS = 100_000  # an email body past this is a template bug, not a message
+MAX_RANGE = 10_000
+MAX_POWER = 1_000
 
 
 class TemplateError(Exception):
     """A template that cannot be rendered: unknown, unsafe, or missing a variable."""
 
 
+class MissingVariables(TemplateError):
+    """Variables the template reads that the caller did not supply (refused pre-send)."""
+
+    def __init__(self, names: Iterable[str], where: str = ""):
+        self.names = sorted(set(names))
+        place = f" in {where}" if where else ""
+        super().__init__(f"missing variable(s){place}: {', '.join(self.names)}")
+
+
+class TemplateLimitExceeded(TemplateError):
+    """The render ran past the time limit or the output size cap."""
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str | None
     body: str
+    html: str | None = None
 
 
-@lru_cache(maxsize=1)
-def sandbox() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-    env.filters["taka"] = lambda v: f"৳{float(v):,.0f}"
+class _Budget:
+    """The time left to the render in progress (one per thread of rendering)."""
+
+    deadline: float = float("inf")
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TemplateLimitExceeded(f"template ran longer than {RENDER_SECONDS}s")
+
+
+_budget = _Budget()
+
+
+class StormSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with time and size limits on the operations that can blow up."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator_: str, left: Any, right: Any) -> Any:
+        _budget.check()
+        if operator_ == "**":
+            if isinstance(right, (int, float)) and abs(right) > MAX_POWER:
+                raise SecurityError(f"exponent {right} is over the limit of {MAX_POWER}")
+            return operator.pow(left, right)
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
+                if len(seq) * n > MAX_OUTPUT_CHARS:
+                    raise SecurityError("repetition would exceed the output size limit")
+        return operator.mul(left, right)
+
+    def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _budget.check()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _budget.check()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _budget.check()
+        return super().getitem(obj, argument)
+
+
+def _checked_range(*args: int) -> Iterator[int]:
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise SecurityError(f"range of {len(r)} is over the limit of {MAX_RANGE}")
+    for i in r:
+        _budget.check()
+        yield i
+
+
+def _taka(value: Any) -> str:
+    return f"৳{float(value):,.0f}"
+
+
+def _capped_width(name: str, fn):
+    def wrapped(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(width, int) and width > 1000:
+            raise SecurityError(f"{name} width {width} is over the limit of 1000")
+        return fn(value, width, *args, **kwargs)
+
+    return wrapped
+
+
+def _make_env(autoescape: bool) -> StormSandbox:
+    env = StormSandbox(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=False)
+    env.filters["taka"] = _taka
+    for name in ("center", "indent", "truncate", "wordwrap"):
+        env.filters[name] = _capped_width(name, env.filters[name])
+    env.globals["range"] = _checked_range
     return env
 
 
-def _source(slug: str, channel: str, locale: str) -> str:
-    for loc in (locale, "en", DEFAULT_LOCALE):
-        path = TEMPLATE_DIR / slug / f"{channel}.{loc}.j2"
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    raise TemplateError(f"no template {slug!r} for channel {channel!r}")
+@lru_cache(maxsize=2)
+def sandbox(html: bool = False) -> StormSandbox:
+    """The text sandbox, or the HTML one (autoescaping every value)."""
+    return _make_env(autoescape=html)
+
+
+def required_variables(source: str, html: bool = False) -> frozenset[str]:
+    """The template's variable schema: every name it reads that it does not define."""
+    env = sandbox(html)
+    try:
+        ast = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+    return frozenset(meta.find_undeclared_variables(ast)) - set(env.globals)
+
+
+def check_variables(source: str, supplied: Iterable[str], where: str = "", html: bool = False) -> None:
+    """Refuse, naming them, the variables a template needs that `supplied` lacks."""
+    missing = required_variables(source, html) - set(supplied)
+    if missing:
+        raise MissingVariables(missing, where)
+
+
+class CompiledTemplate:
+    """One channel body compiled once, rendered for many customers.
+
+    Email also gets an HTML part: the merchant's own HTML source if given (autoescaped),
+    else the shared layout wrapping the text paragraphs (escaped as well).
+    """
+
+    def __init__(self, source: str, name: str = "template", *, html_source: str | None = None,
+                 layout: bool = False):
+        self.name = name
+        self.source = source
+        self.html_source = html_source
+        self.required = required_variables(source) | (
+            required_variables(html_source, html=True) if html_source else frozenset()
+        )
+        try:
+            self._text = sandbox(False).from_string(source)
+            self._html = sandbox(True).from_string(html_source) if html_source else None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"{name}: syntax error on line {exc.lineno}: {exc.message}") from None
+        self._layout = layout and html_source is None
+
+    def check(self, supplied: Iterable[str]) -> None:
+        """Refuse, by name, any variable this template reads that `supplied` lacks."""
+        missing = self.required - set(supplied)
+        if missing:
+            raise MissingVariables(missing, self.name)
+
+    def render(self, variables: dict[str, Any]) -> Rendered:
+        text = _render_limited(self._text, variables, self.name)
+        subject = None
+        if text.startswith("Subject:"):
+            first, _, text = text.partition("\n")
+            subject = first.removeprefix("Subject:").strip()
+        text = text.strip()
+        html = None
+        if self._html is not None:
+            html = _render_limited(self._html, variables, self.name)
+        elif self._layout:
+            html = _render_limited(_layout(), {
+                "subject": subject or "", "paragraphs": [p for p in text.split("\n\n") if p],
+                "unsubscribe_url": variables.get("unsubscribe_url"),
+            }, "_layout/email.html")
+        return Rendered(subject=subject, body=text, html=html)
+
+
+@lru_cache(maxsize=1)
+def _layout():
+    source = (TEMPLATE_DIR / "_layout" / "email.html.j2").read_text(encoding="utf-8")
+    return sandbox(True).from_string(source)
+
+
+def _render_limited(template, variables: dict[str, Any], name: str) -> str:
+    _budget.deadline = time.monotonic() + RENDER_SECONDS
+    size = 0
+    parts: list[str] = []
+    try:
+        for chunk in template.generate(**variables):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateLimitExceeded(f"{name}: output over {MAX_OUTPUT_CHARS} characters")
+            _budget.check()
+            parts.append(chunk)
+    except UndefinedError as exc:
+        raise TemplateError(f"{name}: missing variable: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateError(f"{name}: refused by the sandbox: {exc}") from None
+    finally:
+        _budget.deadline = float("inf")
+    return "".join(parts).strip()
 
 
 def render_text(source: str, variables: dict[str, Any]) -> str:
+    return CompiledTemplate(source).render(variables).body
+
+
+# --- the system library -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SystemTemplate:
+    """One slug of the library: metadata from meta.toml, bodies from the .j2 files."""
+
+    slug: str
+    name: str
+    type: str
+    category: str
+    description: str
+    recommended_discount: str | None
+    default_discount_percent: int | None
+    channel_mix: tuple[str, ...]
+    bodies: dict[str, dict[str, str]] = field(default_factory=dict)  # channel -> locale -> src
+
+    def source(self, channel: str, locale: str) -> str:
+        by_locale = self.bodies.get(channel)
+        if not by_locale:
+            raise TemplateError(f"template {self.slug!r} has no {channel} body")
+        for loc in (locale, "en", DEFAULT_LOCALE):
+            if loc in by_locale:
+                return by_locale[loc]
+        raise TemplateError(f"template {self.slug!r} has no {channel} body")
+
+
+def _read_system(directory: Path) -> SystemTemplate:
+    meta_path = directory / "meta.toml"
+    info: dict[str, Any] = tomllib.loads(meta_path.read_text("utf-8")) if meta_path.is_file() else {}
+    bodies: dict[str, dict[str, str]] = {}
+    for path in sorted(directory.glob("*.j2")):
+        channel, _, locale = path.stem.partition(".")
+        bodies.setdefault(channel, {})[locale] = path.read_text(encoding="utf-8")
+    return SystemTemplate(
+        slug=directory.name,
+        name=info.get("name", directory.name.replace("_", " ").title()),
+        type=info.get("type", "AUTOMATION"),
+        category=info.get("category", "AUTOMATION"),
+        description=info.get("description", ""),
+        recommended_discount=info.get("recommended_discount"),
+        default_discount_percent=info.get("default_discount_percent"),
+        channel_mix=tuple(info.get("channel_mix", sorted(bodies))),
+        bodies=bodies,
+    )
+
+
+@lru_cache(maxsize=1)
+def system_library() -> dict[str, SystemTemplate]:
+    """Every system template shipped with stormd, by slug."""
+    return {
+        d.name: _read_system(d)
+        for d in sorted(TEMPLATE_DIR.iterdir())
+        if d.is_dir() and not d.name.startswith("_")
+    }
+
+
+def system_template(slug: str) -> SystemTemplate:
     try:
-        return sandbox().from_string(source).render(**variables).strip()
-    except UndefinedError as exc:
-        raise TemplateError(f"missing variable: {exc.message}") from None
+        return system_library()[slug]
+    except KeyError:
+        raise TemplateError(f"no system template {slug!r}") from None
+
+
+@lru_cache(maxsize=512)
+def compiled_system(slug: str, channel: str, locale: str) -> CompiledTemplate:
+    """A system body compiled once per process."""
+    source = system_template(slug).source(channel, locale)
+    return CompiledTemplate(source, f"{slug}/{channel}.{locale}", layout=channel == "email")
+
+
+def compile_source(source: str, channel: str, name: str, html_source: str | None = None
+                   ) -> CompiledTemplate:
+    """A merchant's body compiled in the same sandbox."""
+    return CompiledTemplate(source, name, html_source=html_source, layout=channel == "email")
 
 
 def render_template(slug: str, channel: str, locale: str, variables: dict[str, Any]) -> Rendered:
     """Render a system template for a channel in the customer's locale (else English)."""
-    text = render_text(_source(slug, channel, locale), variables)
-    subject = None
-    if text.startswith("Subject:"):
-        first, _, text = text.partition("\n")
-        subject = first.removeprefix("Subject:").strip()
-    return Rendered(subject=subject, body=text.strip())
+    return compiled_system(slug, channel, locale).render(variables)
