@@ -70,6 +70,8 @@ class DaemonSettings(Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_grace: Duration = timedelta(seconds=30)
+    mailbox_size: int = Field(default=1000, ge=1)  # events queued per actor before intake waits
+    workers: int = Field(default=1, ge=1)  # concurrent group-commit batches (1 suits SQLite)
 
 
 class NatsSettings(Section):
@@ -82,6 +84,10 @@ class NatsSettings(Section):
     stream_max_age: Duration = timedelta(days=7)
     duplicate_window: Duration = timedelta(minutes=2)
     batch_size: int = Field(default=500, ge=1)
+    stream_max_bytes: int = Field(default=-1, ge=-1)  # -1: unlimited
+    dlq_stream: str = "STORMD_DLQ"
+    out_stream: str = "STORMD_OUT"
+    embedded_port: int = Field(default=4222, ge=0, le=65535)
 
 
 class DatabaseSettings(Section):
@@ -169,6 +175,8 @@ class LimitSettings(Section):
     same_trigger_cooldown: Duration = timedelta(hours=24)
     offer_cooldown: Duration = timedelta(days=14)
     quiet_hours: tuple[str, str] = ("01:00", "07:00")
+    # Jumu'ah: no marketing sends on Fridays in this local span (empty list: none).
+    friday_prayer: tuple[str, str] | tuple[()] = ("13:00", "14:00")
 
 
 ProviderChoice = str | list[str]
