@@ -66,4 +66,5 @@ class OrderStatusChange(Base):
     status: Mapped[str] = mapped_column(String(16))
     occurred_at: Mapped[datetime]
 
-    __table_args__ = (Index(None, "store_id", "order_id", "occurred_at"),)
+    # Unique so that replaying an event or re-importing a file adds no second entry.
+    __table_args__ = (Index(None, "store_id", "order_id", "occurred_at", "status", unique=True),)
