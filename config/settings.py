@@ -210,6 +210,58 @@ class DeliverySettings(Section):
     preferences_secret: str = ""
 
 
+class MessageCosts(Section):
+    """What one message costs in the store's currency, before any provider says otherwise
+    (an SMS costs this per segment unless the store's SmsProvider row has its own rate)."""
+
+    email: Decimal = Field(default=Decimal("0.10"), ge=0)
+    sms: Decimal = Field(default=Decimal("1.00"), ge=0)
+    whatsapp: Decimal = Field(default=Decimal("0.50"), ge=0)
+    push: Decimal = Field(default=Decimal("0"), ge=0)
+
+
+class CampaignSettings(Section):
+    """Campaign fan-out, send-time choices and the cost preview / ROI guard defaults."""
+
+    batch_size: int = Field(default=2000, ge=1)
+    # Expected revenue = average order value x conversion rate x reach (seed H.3).
+    expected_conversion_rate: float = Field(default=0.038, ge=0, le=1)
+    default_order_value: Decimal = Field(default=Decimal(2500), ge=0)  # no order history yet
+    budget_alert_percent: float = Field(default=80, ge=0, le=100)
+    best_times: list[str] = Field(default_factory=lambda: ["10:00", "14:00", "20:00"])
+    off_peak: tuple[str, str] = ("22:00", "01:00")
+    message_cost: MessageCosts = Field(default_factory=MessageCosts)
+    ab_min_sample: int = Field(default=100, ge=1)  # per variant before a winner is named
+    ab_confidence: float = Field(default=0.95, gt=0, lt=1)
+
+
+class AutomationSettings(Section):
+    """The built-in automation triggers (seed §5, H.5); each may be turned off."""
+
+    enabled: list[str] = Field(default_factory=lambda: [
+        "win_back", "vip", "post_purchase", "welcome", "birthday", "segment_entry"])
+    # What a trigger does when the customer has reached the daily cap: "defer" to the
+    # customer's next allowed day, or "drop". Transactional messages are never capped.
+    on_cap: dict[str, Literal["defer", "drop"]] = Field(default_factory=lambda: {"campaign": "drop"})
+    win_back_after_days: int = Field(default=45, ge=1)
+    win_back_cooldown: Duration = timedelta(days=14)
+    win_back_discount_percent: Decimal = Field(default=Decimal(15), ge=0, le=100)
+    win_back_schedule: Cron = "0 11 * * *"
+    vip_discount_percent: Decimal = Field(default=Decimal(20), ge=0, le=100)
+    post_purchase_delay: Duration = timedelta(days=2)
+    welcome_delays: list[Duration] = Field(
+        default_factory=lambda: [timedelta(0), timedelta(days=3), timedelta(days=7)])
+    welcome_discount_percent: Decimal = Field(default=Decimal(10), ge=0, le=100)
+    birthday_discount_percent: Decimal = Field(default=Decimal(20), ge=0, le=100)
+    birthday_schedule: Cron = "0 10 * * *"
+    code_valid_for: Duration = timedelta(days=14)
+    channels: list[Channel] = Field(default_factory=lambda: ["whatsapp", "email", "sms"])
+    shop_url: str = "https://{store}.stormcom.app/"
+    recommendations_count: int = Field(default=4, ge=1, le=20)
+    recommendations_exclude_days: int = Field(default=30, ge=0)
+    recommendations_cache: Duration = timedelta(days=1)
+
+
 class Settings(Section):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     nats: NatsSettings = Field(default_factory=NatsSettings)
@@ -223,6 +275,8 @@ class Settings(Section):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    automations: AutomationSettings = Field(default_factory=AutomationSettings)
     # Each provider's own section, validated by its plugin (plugins/hookspecs.py).
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
