@@ -7,6 +7,7 @@ from stormd.schema.automations import AutomationExecution, AutomationWorkflow
 from stormd.schema.base import Base
 from stormd.schema.campaigns import CampaignTemplate, EmailCampaign
 from stormd.schema.carts import Cart, CartAbandonmentEvent, CartItem
+from stormd.schema.cron import CronRun
 from stormd.schema.customers import Customer, DndNumber
 from stormd.schema.inbox import OutboundEvent, ProcessedEvent
 from stormd.schema.messages import (
@@ -28,7 +29,7 @@ from stormd.schema.timers import Timer
 
 __all__ = [
     "AppliedPromotion", "AutomationExecution", "AutomationWorkflow", "Base", "CampaignTemplate",
-    "Cart", "CartAbandonmentEvent", "CartItem", "Customer", "CustomerLifecycleMetrics",
+    "Cart", "CartAbandonmentEvent", "CartItem", "CronRun", "Customer", "CustomerLifecycleMetrics",
     "CustomerRFMSnapshot", "CustomerSegment", "CustomerSegmentMember", "DiscountCode",
     "DndNumber", "EmailCampaign", "EmailEvent", "Message", "Order", "OrderItem",
     "OrderStatusChange", "OutboundEvent", "ProcessedEvent", "Product", "RecommendationEvent",
