@@ -138,3 +138,34 @@ def nats_server(tmp_path):
             proc.wait(timeout=10)
         except Exception:
             proc.kill()
+
+
+@pytest.fixture
+def handle_event(sessionmaker, clock, settings_factory):
+    """Deliver one contract event through the registered handlers (import the handler
+    modules under test first) in its own committed transaction, as the daemon does.
+
+    `await handle_event("order.created", {...}, at=datetime)`; returns the parsed Event.
+    """
+    import json
+
+    from stormd.handlers.context import HandlerContext
+    from stormd.handlers.events import parse_event
+    from stormd.handlers.registry import dispatch_event
+
+    settings = settings_factory()
+    prefix = settings.nats.subject_prefix
+
+    async def handle(type_: str, data: dict, *, at: datetime | None = None,
+                     store: str = "store_1", event_id: str | None = None):
+        when = at or clock.now()
+        envelope = {"id": event_id or f"evt_{uuid.uuid4().hex}", "type": type_,
+                    "storeId": store, "occurredAt": when.isoformat(), "data": data}
+        event = parse_event(f"{prefix}.events.{store}.{type_}",
+                            json.dumps(envelope, default=str).encode(), prefix)
+        async with sessionmaker() as session:
+            await dispatch_event(HandlerContext(session, settings, clock, store), event)
+            await session.commit()
+        return event
+
+    return handle

@@ -1,0 +1,80 @@
+"""Customers: profile and consent as the storefront reports them.
+
+The upsert functions are set-based and shared by the daemon's STATE handlers and
+`stormd import`; a field an event leaves out keeps its stored value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stormd.handlers.context import HandlerContext
+from stormd.handlers.events import CustomerConsentChanged, CustomerUpserted, Event
+from stormd.handlers.registry import STATE, on_event
+from stormd.handlers.stores import ensure_stores
+from stormd.schema.customers import Customer
+from stormd.schema.upsert import upsert_rows
+
+CONSENT_CHANNELS = ("email", "sms", "whatsapp", "push")
+_PLAIN = ("email", "phone", "name", "locale", "birthday", "created_at", "push_tokens")
+
+
+def customer_row(store_id: str, data: CustomerUpserted,
+                 updated_at: datetime | None = None) -> dict[str, Any]:
+    """The columns this payload actually gives (fields it leaves out are not touched)."""
+    given = data.model_fields_set
+    row: dict[str, Any] = {"store_id": store_id, "customer_id": data.customer_id}
+    for name in _PLAIN:
+        if name in given:
+            row[name] = getattr(data, name)
+    if data.consent is not None:
+        for channel in CONSENT_CHANNELS:
+            value = getattr(data.consent, channel)
+            if value is not None:
+                row[f"consent_{channel}"] = value
+    if updated_at is not None:
+        row["updated_at"] = updated_at
+    return row
+
+
+async def upsert_customers(session: AsyncSession, store_id: str,
+                           customers: Iterable[CustomerUpserted],
+                           updated_at: datetime | None = None) -> None:
+    await upsert_rows(session, Customer.__table__,
+                      (customer_row(store_id, c, updated_at) for c in customers),
+                      ["store_id", "customer_id"])
+
+
+async def ensure_customers(session: AsyncSession, store_id: str,
+                           customer_ids: Iterable[str]) -> None:
+    """Known-by-id customers (from orders) exist, without touching stored profiles."""
+    await upsert_rows(session, Customer.__table__,
+                      [{"store_id": store_id, "customer_id": c} for c in sorted(set(customer_ids))],
+                      ["store_id", "customer_id"], update=False)
+
+
+async def set_consent(session: AsyncSession, store_id: str, change: CustomerConsentChanged,
+                      updated_at: datetime | None = None) -> None:
+    """Record an opt-in or opt-out (`all` sets every channel); an unknown customer is
+    created with it so that an opt-out is never forgotten."""
+    channels = CONSENT_CHANNELS if change.channel == "all" else (change.channel,)
+    row: dict[str, Any] = {"store_id": store_id, "customer_id": change.customer_id}
+    row.update({f"consent_{c}": change.opted_in for c in channels})
+    if updated_at is not None:
+        row["updated_at"] = updated_at
+    await upsert_rows(session, Customer.__table__, [row], ["store_id", "customer_id"])
+
+
+@on_event("customer.upserted", stage=STATE)
+async def on_customer_upserted(ctx: HandlerContext, event: Event) -> None:
+    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await upsert_customers(ctx.session, ctx.store_id, [event.data], event.occurred_at)
+
+
+@on_event("customer.consent_changed", stage=STATE)
+async def on_consent_changed(ctx: HandlerContext, event: Event) -> None:
+    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await set_consent(ctx.session, ctx.store_id, event.data, event.occurred_at)

@@ -1,0 +1,42 @@
+"""Products: the catalogue carts, messages and recommendations refer to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stormd.handlers.context import HandlerContext
+from stormd.handlers.events import Event, ProductUpserted
+from stormd.handlers.registry import STATE, on_event
+from stormd.handlers.stores import ensure_stores
+from stormd.schema.products import Product
+from stormd.schema.upsert import upsert_rows
+
+
+def product_row(store_id: str, data: ProductUpserted,
+                updated_at: datetime | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "store_id": store_id, "product_id": data.product_id, "name": data.name,
+        "category": data.category, "price": data.price, "active": data.active,
+    }
+    if "image_url" in data.model_fields_set:
+        row["image_url"] = data.image_url
+    if updated_at is not None:
+        row["updated_at"] = updated_at
+    return row
+
+
+async def upsert_products(session: AsyncSession, store_id: str,
+                          products: Iterable[ProductUpserted],
+                          updated_at: datetime | None = None) -> None:
+    await upsert_rows(session, Product.__table__,
+                      (product_row(store_id, p, updated_at) for p in products),
+                      ["store_id", "product_id"])
+
+
+@on_event("product.upserted", stage=STATE)
+async def on_product_upserted(ctx: HandlerContext, event: Event) -> None:
+    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await upsert_products(ctx.session, ctx.store_id, [event.data], event.occurred_at)
