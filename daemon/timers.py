@@ -28,10 +28,19 @@ async def schedule_timer(
     priority: int = 0,
 ) -> None:
     """Fire `kind` for `key` at `due_at`; scheduling the same key again replaces it."""
-    stmt = insert_for(session, Timer).values(
-        store_id=store_id, key=key, kind=kind, due_at=due_at, payload=payload,
-        priority=priority, created_at=now, claimed_by=None, claimed_until=None,
-    )
+    await schedule_timers(session, store_id=store_id, now=now, timers=[
+        {"key": key, "kind": kind, "due_at": due_at, "payload": payload, "priority": priority}
+    ])
+
+
+async def schedule_timers(
+    session: AsyncSession, *, store_id: str, now: datetime, timers: list[dict[str, Any]]
+) -> None:
+    """Many `schedule_timer`s in one executemany: each dict has key, kind, due_at and
+    optionally payload and priority. Set-based handlers (thousands of carts) use this."""
+    if not timers:
+        return
+    stmt = insert_for(session, Timer)
     stmt = stmt.on_conflict_do_update(
         index_elements=["store_id", "key"],
         set_={
@@ -40,7 +49,20 @@ async def schedule_timer(
             "created_at": stmt.excluded.created_at, "claimed_by": None, "claimed_until": None,
         },
     )
-    await session.execute(stmt)
+    await session.execute(stmt, [
+        {"store_id": store_id, "key": t["key"], "kind": t["kind"], "due_at": t["due_at"],
+         "payload": t.get("payload"), "priority": t.get("priority", 0), "created_at": now,
+         "claimed_by": None, "claimed_until": None}
+        for t in timers
+    ])
+
+
+async def cancel_timers(session: AsyncSession, *, store_id: str, keys: list[str]) -> None:
+    """Cancel many timers by key (missing keys are fine)."""
+    for i in range(0, len(keys), 5000):
+        await session.execute(
+            delete(Timer).where(Timer.store_id == store_id, Timer.key.in_(keys[i:i + 5000]))
+        )
 
 
 async def cancel_timer(session: AsyncSession, *, store_id: str, key: str) -> None:

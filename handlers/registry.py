@@ -18,6 +18,8 @@ from stormd.handlers.events import Event
 
 EventHandler = Callable[[HandlerContext, Event], Awaitable[None]]
 TimerHandler = Callable[[HandlerContext, TimerFired], Awaitable[None]]
+# Handles many due timers of one kind and one store in one transaction (set-based work).
+BatchTimerHandler = Callable[[HandlerContext, list[TimerFired]], Awaitable[None]]
 # Called after a segment refresh with the customers who entered and exited it.
 SegmentChangeHandler = Callable[[HandlerContext, str, list[str], list[str]], Awaitable[None]]
 CronJob = Callable[[JobContext], Awaitable[None]]
@@ -50,6 +52,7 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._events: dict[str, list[_Registered]] = defaultdict(list)
         self._timers: dict[str, TimerHandler] = {}
+        self._timer_batches: dict[str, BatchTimerHandler] = {}
         self._segment_changes: list[SegmentChangeHandler] = []
         self._crons: dict[str, tuple[Callable[[Settings], str], CronJob]] = {}
         self._apis: dict[str, ApiHandler] = {}
@@ -72,6 +75,24 @@ class HandlerRegistry:
             return fn
 
         return register
+
+    def on_timer_batch(self, kind: str) -> Callable[[BatchTimerHandler], BatchTimerHandler]:
+        """Like on_timer, but the handler takes a list of due timers (one store, one kind);
+        `dispatch_timer` still works, handing it a list of one."""
+
+        def register(fn: BatchTimerHandler) -> BatchTimerHandler:
+            async def one(ctx: HandlerContext, fired: TimerFired) -> None:
+                await fn(ctx, [fired])
+
+            one.__qualname__ = f"{fn.__qualname__}[one]"
+            self.on_timer(kind)(one)
+            self._timer_batches[kind] = fn
+            return fn
+
+        return register
+
+    def timer_batch_handler(self, kind: str) -> BatchTimerHandler | None:
+        return self._timer_batches.get(kind)
 
     def on_segment_change(self, fn: SegmentChangeHandler) -> SegmentChangeHandler:
         if fn not in self._segment_changes:
@@ -117,6 +138,7 @@ class HandlerRegistry:
 registry = HandlerRegistry()
 on_event = registry.on_event
 on_timer = registry.on_timer
+on_timer_batch = registry.on_timer_batch
 on_segment_change = registry.on_segment_change
 on_cron = registry.on_cron
 on_api = registry.on_api
@@ -152,3 +174,18 @@ async def dispatch_timer(ctx: HandlerContext, fired: TimerFired) -> None:
     if handler is None:
         raise LookupError(f"no handler for timer kind {fired.kind!r}")
     await handler(ctx, fired)
+
+
+async def dispatch_timers(ctx: HandlerContext, fired: list[TimerFired]) -> None:
+    """Run many due timers of `ctx.store_id` in the caller's transaction: each kind with a
+    batch handler gets all its timers in one call, the others one by one (in list order)."""
+    by_kind: dict[str, list[TimerFired]] = defaultdict(list)
+    for f in fired:
+        by_kind[f.kind].append(f)
+    for kind, group in by_kind.items():
+        batch = registry.timer_batch_handler(kind)
+        if batch is not None:
+            await batch(ctx, group)
+        else:
+            for f in group:
+                await dispatch_timer(ctx, f)

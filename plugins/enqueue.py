@@ -39,9 +39,8 @@ class MessageRequest:
     cost: Decimal = Decimal(0)
 
 
-async def enqueue_message(session: AsyncSession, request: MessageRequest, now: datetime) -> bool:
-    """Queue the message; False if its idempotency key was already queued."""
-    values = {
+def _row(request: MessageRequest, now: datetime) -> dict[str, Any]:
+    return {
         "store_id": request.store_id, "customer_id": request.customer_id,
         "channel": request.channel, "to_address": request.to_address, "body": request.body,
         "subject": request.subject, "html": request.html, "template": request.template,
@@ -52,8 +51,21 @@ async def enqueue_message(session: AsyncSession, request: MessageRequest, now: d
         "data": request.data or None, "cost": request.cost, "status": "queued",
         "attempts": 0, "created_at": now, "updated_at": now,
     }
-    stmt = insert_for(session, Message).values(**values).on_conflict_do_nothing(
-        index_elements=["idempotency_key"]
-    )
-    result = await session.execute(stmt)
+
+
+def _insert_once(session: AsyncSession):
+    return insert_for(session, Message).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+async def enqueue_message(session: AsyncSession, request: MessageRequest, now: datetime) -> bool:
+    """Queue the message; False if its idempotency key was already queued."""
+    result = await session.execute(_insert_once(session).values(**_row(request, now)))
     return bool(result.rowcount)
+
+
+async def enqueue_messages(
+    session: AsyncSession, requests: list[MessageRequest], now: datetime
+) -> None:
+    """Queue many messages in one executemany; keys already queued are skipped."""
+    if requests:
+        await session.execute(_insert_once(session), [_row(r, now) for r in requests])
