@@ -1,0 +1,164 @@
+"""The delivery log as a work queue: claiming due messages and recording outcomes.
+
+A claim turns due `queued` rows into `sending` (attempts + 1) with a lease: while a row is
+`sending`, its `not_before` is the lease's end. A process killed mid-send leaves the row
+`sending`; once the lease ends it is claimed again and resent with the same idempotency
+key, so nothing is lost and an idempotent provider sees it once. PostgreSQL claims with
+`FOR UPDATE SKIP LOCKED`, so several stormd processes share the queue; SQLite serialises
+writers, which gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stormd.daemon.outbound import stage_outbound_event
+from stormd.schema.messages import EmailEvent, Message, SmsLog, SmsProvider, WhatsAppMessage
+
+CLAIMABLE = ("queued", "sending")
+FINAL = ("sent", "failed", "cancelled")
+
+
+async def claim_due(session: AsyncSession, now: datetime, lease: timedelta,
+                    limit: int) -> list[Message]:
+    """Claim up to `limit` due messages, highest priority first."""
+    due = (
+        select(Message.id)
+        .where(Message.status.in_(CLAIMABLE), Message.not_before <= now)
+        .order_by(Message.priority.desc(), Message.not_before, Message.id)
+        .limit(limit)
+    )
+    if session.bind.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Message)
+        .where(Message.id.in_(due.scalar_subquery()))
+        .values(status="sending", attempts=Message.attempts + 1, not_before=now + lease,
+                updated_at=now)
+        .returning(Message)
+        .execution_options(synchronize_session=False)
+    )
+    rows = list((await session.scalars(stmt)).all())
+    rows.sort(key=lambda m: (-m.priority, m.id))
+    return rows
+
+
+@dataclass
+class Outcome:
+    """What became of one claimed message; written in batches by `record_outcomes`."""
+
+    message: Message
+    status: str  # sent / failed / cancelled / queued (retry later)
+    provider: str | None = None
+    external_id: str | None = None
+    cost: Decimal = Decimal(0)
+    segments: int | None = None
+    encoding: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    not_before: datetime | None = None
+    count_attempt: bool = True  # False: deferred without trying (every circuit open)
+    reached_provider: bool = False
+
+
+async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: datetime,
+                          prefix: str) -> None:
+    """Write outcomes with their per-channel detail rows and `message.status` events."""
+    if not outcomes:
+        return
+    params = []
+    for o in outcomes:
+        m = o.message
+        params.append({
+            "id": m.id, "status": o.status, "provider": o.provider or m.provider,
+            "external_id": o.external_id, "cost": o.cost,
+            "segments": o.segments if o.segments is not None else m.segments,
+            "error": (o.error or "")[:500] or None,
+            "not_before": o.not_before or m.not_before,
+            "attempts": m.attempts if o.count_attempt else m.attempts - 1,
+            "sent_at": now if o.status == "sent" else None, "updated_at": now,
+        })
+    await session.execute(update(Message), params)
+    sms, whatsapp, email = [], [], []
+    for o in outcomes:
+        if o.status not in ("sent", "failed") or not o.reached_provider:
+            continue
+        m, sent = o.message, o.status == "sent"
+        common = {"store_id": m.store_id, "message_id": m.id, "campaign_id": m.campaign_id,
+                  "customer_id": m.customer_id, "external_id": o.external_id,
+                  "cost": o.cost, "error_code": o.error_code, "created_at": now,
+                  "sent_at": now if sent else None}
+        if m.channel == "sms":
+            sms.append({**common, "provider": o.provider, "phone_number": m.to_address or "",
+                        "message": m.body, "encoding": o.encoding or "GSM-7",
+                        "segments": o.segments or 0, "status": "SENT" if sent else "FAILED"})
+        elif m.channel == "whatsapp":
+            whatsapp.append({**common, "template_name": m.template or "",
+                             "phone_number": m.to_address or "", "variables": m.data,
+                             "status": "SENT" if sent else "FAILED"})
+        elif m.channel == "email" and sent:
+            email.append({"store_id": m.store_id, "message_id": str(m.id),
+                          "customer_id": m.customer_id, "campaign_id": m.campaign_id,
+                          "type": "SENT", "occurred_at": now})
+    if sms:
+        await session.execute(insert(SmsLog), sms)
+    if whatsapp:
+        await session.execute(insert(WhatsAppMessage), whatsapp)
+    if email:
+        await session.execute(insert(EmailEvent), email)
+    for o in outcomes:
+        if o.status in FINAL:
+            stage_status_event(session, o.message, o.status, o.provider, now, prefix)
+
+
+def stage_status_event(session: AsyncSession, message: Message, status: str,
+                       provider: str | None, now: datetime, prefix: str) -> None:
+    """`<prefix>.out.<store>.message.status` (CONTRACT §4), in the caller's transaction."""
+    data: dict[str, Any] = {
+        "messageId": str(message.id), "customerId": message.customer_id,
+        "channel": message.channel, "provider": provider or message.provider,
+        "status": status,
+    }
+    if message.campaign_id:
+        data["campaignId"] = message.campaign_id
+    if message.trigger:
+        data["trigger"] = message.trigger
+    stage_outbound_event(session, prefix=prefix, store_id=message.store_id,
+                         type_="message.status", data=data, now=now)
+
+
+async def reserve_credit(session: AsyncSession, store_id: str, provider: str,
+                         segments: int) -> tuple[bool, Decimal | None]:
+    """Take `segments` from the store's prepaid SMS credit with `provider`.
+
+    (True, rate) when taken, (True, None) when the store keeps no account with the
+    provider (unmetered), (False, rate) when the credit would go below zero."""
+    taken = await session.execute(
+        update(SmsProvider)
+        .where(SmsProvider.store_id == store_id, SmsProvider.provider == provider,
+               SmsProvider.is_active.is_(True), SmsProvider.credit_balance >= segments)
+        .values(credit_balance=SmsProvider.credit_balance - segments)
+        .returning(SmsProvider.rate_per_sms)
+    )
+    rate = taken.scalar_one_or_none()
+    if rate is not None:
+        return True, rate
+    account = await session.scalar(
+        select(SmsProvider.rate_per_sms).where(SmsProvider.store_id == store_id,
+                                               SmsProvider.provider == provider))
+    return (account is None), account
+
+
+async def refund_credit(session: AsyncSession, store_id: str, provider: str,
+                        segments: int) -> None:
+    await session.execute(
+        update(SmsProvider)
+        .where(SmsProvider.store_id == store_id, SmsProvider.provider == provider)
+        .values(credit_balance=SmsProvider.credit_balance + segments)
+    )

@@ -1,0 +1,134 @@
+"""Send-time checks and dressing of claimed messages, one query per question per batch.
+
+Consent may have changed since the message was queued, so it is checked again here for
+marketing messages; the SMS do-not-disturb list is honoured for every SMS; each store's
+sender id is applied; every marketing e-mail gets an unsubscribe link and a signed
+preference-centre token; WhatsApp messages carry their template's approval status.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stormd.config.settings import Settings
+from stormd.handlers.eligibility import Reach, load_reach
+from stormd.plugins.api import Outgoing
+from stormd.plugins.claims import Outcome
+from stormd.plugins.preferences import preferences_url
+from stormd.schema.customers import DndNumber
+from stormd.schema.messages import Message, WhatsAppTemplate
+from stormd.schema.stores import Store
+
+
+@dataclass
+class Ready:
+    """A claimed message that passed the checks, with what its provider will receive."""
+
+    message: Message
+    outgoing: Outgoing
+    skip_providers: set[str] = field(default_factory=set)
+
+
+async def prepare(session: AsyncSession, settings: Settings, key: bytes,
+                  claimed: list[Message]) -> tuple[list[Ready], list[Outcome]]:
+    """Split claimed messages into those to send and those ended here (cancelled/failed)."""
+    reach = await _reach(session, claimed)
+    dnd = await _dnd(session, [m for m in claimed if m.channel == "sms"])
+    senders = await _sender_ids(session, {m.store_id for m in claimed})
+    templates = await _templates(session, [m for m in claimed if m.channel == "whatsapp"])
+    ready: list[Ready] = []
+    ended: list[Outcome] = []
+    for m in claimed:
+        if m.attempts > settings.delivery.max_attempts:
+            ended.append(Outcome(m, "failed", error=f"gave up after {m.attempts - 1} attempts "
+                                 "(lease expired each time)"))
+            continue
+        person = reach.get((m.store_id, m.customer_id))
+        if m.marketing and person is not None and not person.consent.get(m.channel, False):
+            ended.append(Outcome(m, "cancelled", error=f"customer opted out of {m.channel}"))
+            continue
+        to = m.to_address or (person.address(m.channel) if person else None)
+        if not to:
+            ended.append(Outcome(m, "failed", error=f"no {m.channel} address"))
+            continue
+        if m.channel == "sms" and (m.store_id, to) in dnd:
+            ended.append(Outcome(m, "cancelled", error="number is on the do-not-disturb list"))
+            continue
+        ready.append(Ready(m, _outgoing(settings, key, m, to, person, senders, templates)))
+    return ready, ended
+
+
+def _outgoing(settings: Settings, key: bytes, m: Message, to: str, person: Reach | None,
+              senders: dict[str, str], templates: dict) -> Outgoing:
+    locale = (m.data or {}).get("locale") or (person.locale if person else "bn")
+    body, html, headers = m.body, m.html, {}
+    data = dict(m.data or {})
+    if m.channel == "email" and m.marketing and m.customer_id:
+        url = preferences_url(settings, key, m.store_id, m.customer_id)
+        headers = {"List-Unsubscribe": f"<{url}>",
+                   "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        body = f"{body}\n\n--\nUnsubscribe or change your preferences: {url}"
+        if html:
+            html = (f'{html}\n<p style="font-size:12px;color:#666">'
+                    f'<a href="{url}">Unsubscribe or change your preferences</a></p>')
+    if m.channel == "whatsapp":
+        found = templates.get((m.store_id, m.template, locale)) or templates.get(
+            (m.store_id, m.template, None))
+        if found is not None:
+            data["whatsapp_template"] = found
+    return Outgoing(
+        message_id=m.id, store_id=m.store_id, channel=m.channel, to=to, body=body,
+        idempotency_key=m.idempotency_key, subject=m.subject, html=html, template=m.template,
+        locale=locale, customer_id=m.customer_id, campaign_id=m.campaign_id,
+        trigger=m.trigger, sender_id=senders.get(m.store_id), marketing=m.marketing,
+        headers=headers, data=data,
+    )
+
+
+async def _reach(session: AsyncSession, claimed: list[Message]) -> dict[tuple, Reach]:
+    by_store: dict[str, set[str]] = defaultdict(set)
+    for m in claimed:
+        if m.customer_id:
+            by_store[m.store_id].add(m.customer_id)
+    found: dict[tuple, Reach] = {}
+    for store_id, ids in by_store.items():
+        for cid, r in (await load_reach(session, store_id, ids)).items():
+            found[(store_id, cid)] = r
+    return found
+
+
+async def _dnd(session: AsyncSession, sms: list[Message]) -> set[tuple[str, str]]:
+    pairs = {(m.store_id, m.to_address) for m in sms if m.to_address}
+    phones = {p for _, p in pairs}
+    if not phones:
+        return set()
+    rows = await session.execute(
+        select(DndNumber.store_id, DndNumber.phone).where(DndNumber.phone.in_(phones)))
+    return {(s, p) for s, p in rows}
+
+
+async def _sender_ids(session: AsyncSession, stores: set[str]) -> dict[str, str]:
+    rows = await session.execute(
+        select(Store.id, Store.sender_id).where(Store.id.in_(stores),
+                                                Store.sender_id.is_not(None)))
+    return {s: sender for s, sender in rows}
+
+
+async def _templates(session: AsyncSession, messages: list[Message]) -> dict:
+    keys = {(m.store_id, m.template) for m in messages if m.template}
+    if not keys:
+        return {}
+    rows = await session.scalars(
+        select(WhatsAppTemplate).where(
+            tuple_(WhatsAppTemplate.store_id, WhatsAppTemplate.name).in_(keys)))
+    found: dict[tuple, dict] = {}
+    for t in rows:
+        entry = {"name": t.name, "language": t.language, "status": t.status,
+                 "category": t.category}
+        found[(t.store_id, t.name, t.language)] = entry
+        found.setdefault((t.store_id, t.name, None), entry)
+    return found
