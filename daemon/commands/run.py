@@ -1,8 +1,19 @@
-"""`stormd run` (CONTRACT §7)."""
+"""`stormd run` (CONTRACT §7): the daemon, until SIGTERM/SIGINT; then it drains and exits 0."""
+
+from __future__ import annotations
 
 import click
 
-from stormd.daemon.commands.common import not_built_yet
+from stormd.daemon.commands.common import config_option, run_async, settings_or_exit
+from stormd.daemon.logs import configure_logging
 
-command = click.Command("run", callback=not_built_yet("the daemon", 3),
-                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+@click.command("run")
+@config_option
+def command(config_path: str | None) -> None:
+    """Run the daemon until SIGTERM/SIGINT, then drain in-flight work and exit 0."""
+    from stormd.daemon.app import Daemon
+
+    settings = settings_or_exit(config_path)
+    configure_logging(settings.daemon.log_format, settings.daemon.log_level)
+    run_async(Daemon(settings).run())

@@ -1,0 +1,189 @@
+"""The daemon's wiring and lifecycle: start every part in order, run until SIGTERM/SIGINT,
+then drain (stop fetching, finish in-flight events, commit, ack, stop the delivery
+pipeline, close) within `daemon.shutdown_grace`.
+
+Start order: embedded nats-server (if configured) -> database schema -> handlers -> NATS
+connection, streams and consumer -> delivery pipeline, API, HTTP -> timers, cron, relay,
+actors -> intake last, so nothing is fetched before everything that handles it is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import text
+
+from stormd.config.settings import Settings
+from stormd.daemon import systemd
+from stormd.daemon.actors import ActorSystem
+from stormd.daemon.api import ApiServer
+from stormd.daemon.batching import GroupCommitter
+from stormd.daemon.broker import connect, ensure_streams, pull_subscription, server_urls
+from stormd.daemon.clock import Clock
+from stormd.daemon.cron import CronLoop
+from stormd.daemon.deadletters import DeadLetters
+from stormd.daemon.embedded import EmbeddedNats
+from stormd.daemon.health import HttpServers
+from stormd.daemon.intake import Intake
+from stormd.daemon.relay import Relay
+from stormd.daemon.scheduler import TimerLoop
+from stormd.handlers.registry import HandlerRegistry, load_handlers
+from stormd.plugins import webhooks
+from stormd.plugins.pipeline import DeliveryPipeline
+from stormd.schema.engine import make_engine, make_sessionmaker
+from stormd.schema.migrate import create_schema
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """One stormd process. `start()`/`stop()` for embedding (tests, the demo);
+    `run()` for `stormd run`."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 timer_poll: float = 1.0, serve_http: bool = True,
+                 load_handlers: Callable[[], HandlerRegistry] = load_handlers):
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.timer_poll = timer_poll
+        self.serve_http = serve_http
+        self.load_handlers = load_handlers
+        self.engine = None
+        self.embedded: EmbeddedNats | None = None
+        self.nats_url: str | None = None
+        self.nc = None
+        self.http: HttpServers | None = None
+        self._watchdog: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._close_connections()
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        data_dir = Path(s.daemon.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if s.nats.url == "embedded":
+            self.embedded = EmbeddedNats(data_dir, s.nats.embedded_port)
+            self.nats_url = await self.embedded.start()
+        else:
+            self.nats_url = s.nats.url
+        await create_schema(s.database.url)
+        self.engine = make_engine(s.database.url, echo=s.database.echo)
+        self.sessionmaker = make_sessionmaker(self.engine)
+        self.registry = self.load_handlers()
+
+        self.nc = await connect(server_urls(self.nats_url))
+        self.js = self.nc.jetstream()
+        await ensure_streams(self.js, s)
+        psub = await pull_subscription(self.js, s)
+
+        self.pipeline = DeliveryPipeline(s, self.sessionmaker, self.clock)
+        await self.pipeline.start()
+        self.api = ApiServer(self.nc, self.sessionmaker, s, self.clock, self.registry)
+        await self.api.start()
+        if self.serve_http:
+            self.http = HttpServers(s.metrics.listen, s.http.listen, self.readiness,
+                                    webhooks.routes(self.pipeline))
+            await self.http.start()
+
+        self.timers = TimerLoop(self.sessionmaker, s, self.clock, poll=self.timer_poll)
+        self.cron = CronLoop(self.sessionmaker, s, self.clock, self.registry,
+                             poll=self.timer_poll, owner=self.timers.owner)
+        self.relay = Relay(self.js, self.sessionmaker)
+        committer = GroupCommitter(self.sessionmaker, s, self.clock,
+                                   after_commit=self._after_commit)
+        self.actors = ActorSystem(
+            run_batch=committer.commit, settle=self._settle, batch_size=s.nats.batch_size,
+            mailbox_size=s.daemon.mailbox_size, workers=s.daemon.workers,
+            max_pending=2 * s.nats.batch_size * s.daemon.workers,
+            max_attempts=s.nats.max_deliver,
+        )
+        self.intake = Intake(psub, s, self.actors, DeadLetters(self.js, s.nats.subject_prefix))
+        for part in (self.timers, self.cron, self.relay, self.actors, self.intake):
+            part.start()
+        systemd.notify("READY=1")
+        self._watchdog = asyncio.create_task(systemd.watchdog_loop(self.alive))
+        log.info("stormd running: NATS %s, database %s, %d handler types",
+                 self.nats_url, self.engine.url.render_as_string(hide_password=True),
+                 len(self.registry._events))
+
+    async def _settle(self, delivery, outcome) -> None:
+        await self.intake.settle(delivery, outcome)
+
+    def _after_commit(self) -> None:
+        self.timers.wake()
+        self.relay.wake()
+
+    def alive(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    async def readiness(self) -> dict[str, bool]:
+        db = True
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            db = False
+        return {"nats": self.alive(), "database": db}
+
+    async def stop(self) -> None:
+        """Drain and close within `daemon.shutdown_grace`; whatever is not acked by then is
+        redelivered to the next process (and absorbed by the inbox if it was committed)."""
+        systemd.notify("STOPPING=1")
+        deadline = time.monotonic() + self.settings.daemon.shutdown_grace.total_seconds()
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.1)
+
+        log.info("draining: %d events in flight", self.actors.pending)
+        await self.intake.stop()
+        if not await self.actors.drain(left()):
+            log.warning("shutdown grace ran out with %d events in flight; they will be "
+                        "redelivered", self.actors.pending)
+            await self.actors.stop()
+        await asyncio.wait_for(self.cron.stop(), left())
+        await self.timers.stop()
+        await self.relay.stop()
+        await self.api.stop()
+        await self.pipeline.stop()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await self._close_connections()
+        log.info("stormd stopped")
+
+    async def _close_connections(self) -> None:
+        if self.nc is not None:
+            try:
+                await asyncio.wait_for(self.nc.flush(), 2)  # the last acks
+            except Exception:
+                pass
+            try:
+                await self.nc.close()
+            except Exception as exc:
+                log.debug("closing NATS: %s", exc)
+        if self.http is not None:
+            await self.http.stop()
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    async def run(self) -> None:
+        """Start, wait for SIGTERM or SIGINT, drain, return."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("signal received; stopping")
+        await self.stop()

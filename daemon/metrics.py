@@ -1,0 +1,67 @@
+"""Every Prometheus metric stormd exposes (CONTRACT §9), defined once so other modules import
+and increment them by name.
+
+Label values are bounded sets: event types (unknown ones collapse to `_other`), outcomes,
+channels, providers, actor kinds, segment slugs. Never a customer, cart or message id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from stormd.handlers.events import EVENT_TYPES
+
+EVENTS = Counter(
+    "stormd_events", "Events taken from the stream, by type and outcome "
+    "(processed, duplicate, rejected, dead_lettered).", ["type", "outcome"],
+)
+EVENT_SECONDS = Histogram(
+    "stormd_event_seconds", "Seconds from receipt of an event to its effects being committed.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MESSAGES = Counter(
+    "stormd_messages", "Outgoing messages by channel, provider and delivery status.",
+    ["channel", "provider", "status"],
+)
+MAILBOX_DEPTH = Gauge(
+    "stormd_mailbox_depth", "Events waiting in actor mailboxes, by actor kind.", ["actor"],
+)
+RFM_RUN_SECONDS = Histogram(
+    "stormd_rfm_run_seconds", "Duration of one RFM scoring run.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+SEGMENT_MEMBERS = Gauge(
+    "stormd_segment_members", "Members of each segment after its last refresh.",
+    ["store", "segment"],
+)
+BATCH_SIZE = Histogram(
+    "stormd_batch_events", "Events committed together in one group-commit transaction.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+ACTOR_RESTARTS = Counter(
+    "stormd_actor_restarts", "Actors restarted after a handler raised, by actor kind.", ["actor"],
+)
+TIMERS_FIRED = Counter(
+    "stormd_timers_fired", "Durable timers fired, by kind and outcome (fired, failed).",
+    ["kind", "outcome"],
+)
+CRON_RUNS = Counter(
+    "stormd_cron_runs", "Cron job runs, by job and outcome (ok, failed).", ["job", "outcome"],
+)
+OUTBOUND_PUBLISHED = Counter(
+    "stormd_outbound_published", "Events out (CONTRACT §4) published to NATS.",
+)
+NATS_CONNECTED = Gauge("stormd_nats_connected", "1 while the NATS connection is up.")
+
+_KNOWN_TYPES = frozenset(EVENT_TYPES)
+
+
+def type_label(type_: str | None) -> str:
+    """An event type fit for a label: a contract type, else `_other` (bounded)."""
+    return type_ if type_ in _KNOWN_TYPES else "_other"
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,141 @@
+"""The durable-timer firing loop: claims due `timers` rows and runs their handlers.
+
+Several stormd processes share the table: a process claims due rows with a lease
+(`claimed_by`, `claimed_until`) in one UPDATE … RETURNING, so a row is fired by one of
+them; a crashed process's lease simply expires and another picks the row up. Each fired
+timer runs in its own SAVEPOINT of one batch transaction and its row is deleted with it, so
+a fire happens once; a failing one keeps its row and is retried after a backoff.
+
+The loop sleeps until the next due time (at most `poll` seconds) and is woken early by
+`wake()` — the runtime calls it after every commit, since a handler may have scheduled a
+nearer timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+
+from stormd.config.settings import Settings
+from stormd.daemon.batching import describe
+from stormd.daemon.clock import Clock
+from stormd.daemon.metrics import TIMERS_FIRED
+from stormd.handlers.context import HandlerContext, TimerFired
+from stormd.handlers.registry import dispatch_timer
+from stormd.schema.timers import Timer
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(seconds=60)
+RETRY_AFTER = timedelta(seconds=30)
+
+
+class TimerLoop:
+    def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock, *,
+                 batch: int = 200, poll: float = 1.0, owner: str | None = None):
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.clock = clock
+        self.batch = batch
+        self.poll = poll
+        self.owner = owner or f"stormd-{uuid.uuid4().hex[:12]}"
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="timers")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the timers being fired, then stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                fired = await self.fire_due()
+            except Exception as exc:
+                log.warning("timer loop: %s", describe(exc))
+                fired = 0
+            if fired >= self.batch:
+                continue
+            delay = self.poll
+            try:
+                delay = min(delay, await self._seconds_to_next())
+            except Exception:
+                pass
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(delay, 0.001))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _seconds_to_next(self) -> float:
+        async with self.sessionmaker() as session:
+            nxt = (await session.execute(select(func.min(Timer.due_at)))).scalar()
+        if nxt is None:
+            return self.poll
+        return max((nxt - self.clock.now()).total_seconds(), 0.0)
+
+    async def _claim(self) -> list[Timer]:
+        now = self.clock.now()
+        free = or_(Timer.claimed_until.is_(None), Timer.claimed_until < now)
+        async with self.sessionmaker() as session, session.begin():
+            ids = (await session.execute(
+                select(Timer.id).where(Timer.due_at <= now, free)
+                .order_by(Timer.priority.desc(), Timer.due_at).limit(self.batch)
+            )).scalars().all()
+            if not ids:
+                return []
+            rows = await session.execute(
+                update(Timer).where(Timer.id.in_(ids), free)
+                .values(claimed_by=self.owner, claimed_until=now + LEASE)
+                .returning(Timer.id, Timer.store_id, Timer.key, Timer.kind, Timer.due_at,
+                           Timer.payload)
+                .execution_options(synchronize_session=False)
+            )
+            return list(rows.all())
+
+    async def fire_due(self) -> int:
+        """Fire every due timer once (one claimed batch); returns how many were claimed."""
+        claimed = await self._claim()
+        if not claimed:
+            return 0
+        failed: list[int] = []
+        async with self.sessionmaker() as session, session.begin():
+            for row in claimed:
+                fired = TimerFired(store_id=row.store_id, key=row.key, kind=row.kind,
+                                   due_at=row.due_at, payload=row.payload or {})
+                ctx = HandlerContext(session=session, settings=self.settings, clock=self.clock,
+                                     store_id=row.store_id)
+                try:
+                    async with session.begin_nested():
+                        await dispatch_timer(ctx, fired)
+                        # A handler that rescheduled its own key reset claimed_by: keep it.
+                        await session.execute(
+                            delete(Timer).where(Timer.id == row.id, Timer.claimed_by == self.owner)
+                            .execution_options(synchronize_session=False)
+                        )
+                    TIMERS_FIRED.labels(row.kind, "fired").inc()
+                except Exception as exc:
+                    failed.append(row.id)
+                    TIMERS_FIRED.labels(row.kind, "failed").inc()
+                    log.warning("timer %s (%s) failed: %s; retrying in %s",
+                                row.key, row.kind, describe(exc), RETRY_AFTER)
+            if failed:
+                await session.execute(
+                    update(Timer).where(and_(Timer.id.in_(failed), Timer.claimed_by == self.owner))
+                    .values(claimed_until=self.clock.now() + RETRY_AFTER)
+                    .execution_options(synchronize_session=False)
+                )
+        return len(claimed)
