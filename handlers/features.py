@@ -1,0 +1,153 @@
+"""Per-customer order aggregates as of an instant, computed in SQL on either database.
+
+RFM, lifecycle and real-time re-scoring all read the same aggregates, so a customer is
+counted the same way by the nightly run and by the event that re-scores them. Times come
+back as exact epoch microseconds and money as exact integer cents: whole-day counts and
+quintile ties are then plain integer arithmetic (numpy), identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import BigInteger, Integer, and_, case, cast, func, select, union
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+from stormd.schema.customers import Customer
+from stormd.schema.orders import COMPLETED_STATUSES, Order
+from stormd.schema.stores import Store
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US_PER_DAY = 86_400 * 1_000_000
+# Bound parameters per statement stay well below SQLite's and asyncpg's limits.
+ID_CHUNK = 5_000
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
+def epoch_us(when: datetime) -> int:
+    """Exact microseconds since the epoch of an aware datetime."""
+    return (when - EPOCH) // timedelta(microseconds=1)
+
+
+def whole_days(as_of_us: int | np.ndarray, then_us: int | np.ndarray) -> Any:
+    """floor((T - t) / 24 h), the day count of CONTRACT §5."""
+    return (np.asarray(as_of_us, dtype=np.int64) - then_us) // US_PER_DAY
+
+
+def sql_epoch_us(column: Any, dialect: str) -> ColumnElement[int]:
+    """A stored UTC timestamp as epoch microseconds.
+
+    SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' text (schema/base.py): whole seconds from
+    strftime plus the six fraction digits, so no float rounding touches the boundary.
+    """
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", column), BigInteger) * 1_000_000 + cast(
+            func.substr(column, 21, 6), Integer
+        )
+    return cast(func.floor(func.extract("epoch", column) * 1_000_000), BigInteger)
+
+
+def sql_cents(column: Any, dialect: str) -> ColumnElement[int]:
+    """A Money value as integer cents (SQLite stores NUMERIC as a float)."""
+    if dialect == "sqlite":
+        return cast(func.round(column * 100), BigInteger)
+    return cast(column * 100, BigInteger)
+
+
+def cents_to_decimal(cents: int) -> Decimal:
+    return Decimal(int(cents)).scaleb(-2)
+
+
+def completed_orders(store_id: str, as_of: datetime) -> ColumnElement[bool]:
+    """Orders that count for RFM at T: latest status completed, placed at or before T."""
+    o = Order.__table__.c
+    return and_(o.store_id == store_id, o.status.in_(COMPLETED_STATUSES), o.occurred_at <= as_of)
+
+
+@dataclass
+class Aggregates:
+    """Completed-order aggregates of the customers with at least one, as parallel arrays."""
+
+    customer_ids: list[str]
+    orders_count: np.ndarray  # completed orders at or before T, all time
+    orders_total_cents: np.ndarray
+    first_us: np.ndarray
+    last_us: np.ndarray
+    frequency: np.ndarray  # completed orders in (T - window, T]
+    monetary_cents: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+
+async def customer_aggregates(
+    session: AsyncSession,
+    store_id: str,
+    as_of: datetime,
+    window_days: int,
+    customer_ids: Iterable[str] | None = None,
+) -> Aggregates:
+    """One GROUP BY over the store's completed orders (optionally only some customers)."""
+    dialect = dialect_of(session)
+    o = Order.__table__.c
+    window_start = as_of - timedelta(days=window_days)
+    in_window = o.occurred_at > window_start
+    cents = sql_cents(o.total, dialect)
+    query = (
+        select(
+            o.customer_id,
+            func.count(),
+            func.sum(cents),
+            sql_epoch_us(func.min(o.occurred_at), dialect),
+            sql_epoch_us(func.max(o.occurred_at), dialect),
+            func.sum(case((in_window, 1), else_=0)),
+            func.sum(case((in_window, cents), else_=0)),
+        )
+        .where(completed_orders(store_id, as_of))
+        .group_by(o.customer_id)
+    )
+    if customer_ids is None:
+        rows = list((await session.execute(query)).all())
+    else:
+        rows = []
+        ids = list(dict.fromkeys(customer_ids))
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start:start + ID_CHUNK]
+            rows.extend((await session.execute(query.where(o.customer_id.in_(chunk)))).all())
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return Aggregates([], empty, empty, empty, empty, empty, empty)
+    columns = list(zip(*rows))
+    ints = [np.fromiter(col, dtype=np.int64, count=len(rows)) for col in columns[1:]]
+    return Aggregates(list(columns[0]), *ints)
+
+
+def store_customers_query(store_id: str, customer_ids: list[str] | None = None):
+    """Every customer id the store knows (its customer records and whoever ordered),
+    optionally only among `customer_ids`."""
+    people = select(Customer.customer_id.label("customer_id")).where(Customer.store_id == store_id)
+    buyers = select(Order.customer_id.label("customer_id")).where(Order.store_id == store_id)
+    if customer_ids is not None:
+        people = people.where(Customer.customer_id.in_(customer_ids))
+        buyers = buyers.where(Order.customer_id.in_(customer_ids))
+    return union(people, buyers).subquery("store_customers")
+
+
+async def known_store_ids(session: AsyncSession) -> list[str]:
+    """Stores with any record, sorted: the stores a nightly run visits."""
+    query = union(
+        select(Store.id.label("store_id")),
+        select(Customer.store_id.label("store_id")),
+        select(Order.store_id.label("store_id")),
+    ).subquery()
+    result = await session.execute(select(query.c.store_id).order_by(query.c.store_id))
+    return list(result.scalars())
+
