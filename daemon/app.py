@@ -53,6 +53,7 @@ class Daemon:
         self.timer_poll = timer_poll
         self.serve_http = serve_http
         self.load_handlers = load_handlers
+        self.running = False
         self.engine = None
         self.embedded: EmbeddedNats | None = None
         self.nats_url: str | None = None
@@ -110,6 +111,7 @@ class Daemon:
         self.intake = Intake(psub, s, self.actors, DeadLetters(self.js, s.nats.subject_prefix))
         for part in (self.timers, self.cron, self.relay, self.actors, self.intake):
             part.start()
+        self.running = True
         systemd.notify("READY=1")
         self._watchdog = asyncio.create_task(systemd.watchdog_loop(self.alive))
         log.info("stormd running: NATS %s, database %s, %d handler types",
@@ -138,6 +140,9 @@ class Daemon:
     async def stop(self) -> None:
         """Drain and close within `daemon.shutdown_grace`; whatever is not acked by then is
         redelivered to the next process (and absorbed by the inbox if it was committed)."""
+        if not self.running:
+            return
+        self.running = False
         systemd.notify("STOPPING=1")
         deadline = time.monotonic() + self.settings.daemon.shutdown_grace.total_seconds()
 

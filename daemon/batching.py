@@ -4,8 +4,8 @@ are acked only after it commits.
 The fast path runs a whole batch in one transaction: one multi-row inbox insert
 (`processed_events`, ON CONFLICT DO NOTHING RETURNING) tells which events are new, then
 every new event's handlers run. If any handler raises, the transaction is rolled back and
-the batch runs again carefully: each event in its own SAVEPOINT, so a failing event leaves
-no trace while the others commit. Events are given in groups, one group per actor; after a
+the batch runs again carefully without the failed event: each other event in its own
+SAVEPOINT, so a failing event leaves no trace while the others commit. Events are given in groups, one group per actor; after a
 failure the rest of that group is skipped (not run), so one key's events stay in order.
 """
 
@@ -79,8 +79,11 @@ class GroupCommitter:
         try:
             outcomes = await self._fast(groups)
         except _HandlerFailed as failed:
-            log.debug("batch handler failed (%s); rerunning with savepoints", describe(failed.exc))
-            outcomes = await self._careful(groups)
+            failed.delivery.error = describe(failed.exc)
+            log.warning("handler failed for %s %s (attempt %d): %s", failed.delivery.event.type,
+                        failed.delivery.event.id, failed.delivery.attempts + 1,
+                        failed.delivery.error)
+            outcomes = await self._careful(groups, failed.delivery)
         except Exception as exc:  # the transaction itself failed (database down, conflict)
             log.warning("batch of %d events failed to commit: %s",
                         sum(map(len, groups)), describe(exc))
@@ -131,7 +134,11 @@ class GroupCommitter:
                         outcomes[d] = Outcome.PROCESSED
         return outcomes
 
-    async def _careful(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
+    async def _careful(
+        self, groups: list[list[Delivery]], known_bad: Delivery
+    ) -> dict[Delivery, Outcome]:
+        """Rerun the batch, each event in a SAVEPOINT; the event that failed the fast path
+        is not run again in this attempt."""
         outcomes: dict[Delivery, Outcome] = {}
         async with self.sessionmaker() as session:
             async with session.begin():
@@ -141,7 +148,10 @@ class GroupCommitter:
                         if failed:
                             outcomes[d] = Outcome.SKIPPED
                             continue
-                        outcomes[d] = await self._one_in_savepoint(session, d)
+                        if d is known_bad:
+                            outcomes[d] = Outcome.FAILED
+                        else:
+                            outcomes[d] = await self._one_in_savepoint(session, d)
                         failed = outcomes[d] is Outcome.FAILED
         return outcomes
 
