@@ -46,14 +46,20 @@ async def scoring_fixture(session) -> None:
     c6        exactly T, 80                      0       1     80.00   5 2 3  35 loyal
     c7        exactly T-180d, 1000               180     0      0      1 1 1  10 hibernating
     c5 PENDING only, c8 PAID then REFUNDED, c9 no orders: not scored (PROSPECT).
+    Accessories were bought on o2 (c1, not their last order), o3 (c2, their last), and on
+    orders that do not count: o5 (cancelled) and o7 (after T).
     """
+    accessories = ("Accessories",)
     await order(session, "o1", "c1", "100.00", T - DAY)
-    await order(session, "o2", "c1", "200.00", T - 10 * DAY, status="DELIVERED")
-    await order(session, "o3", "c2", "300.00", T - DAY - timedelta(hours=5), status="DELIVERED")
+    await order(session, "o2", "c1", "200.00", T - 10 * DAY, status="DELIVERED",
+                categories=accessories)
+    await order(session, "o3", "c2", "300.00", T - DAY - timedelta(hours=5), status="DELIVERED",
+                categories=("Accessories", "Clothing"))
     await order(session, "o4", "c3", "50.00", T - 40 * DAY, status="SHIPPED")
-    await order(session, "o5", "c3", "1000.00", T - 2 * DAY, status="CANCELLED")
+    await order(session, "o5", "c3", "1000.00", T - 2 * DAY, status="CANCELLED",
+                categories=accessories)
     await order(session, "o6", "c4", "500.00", T - 200 * DAY)
-    await order(session, "o7", "c4", "999.00", T + timedelta(hours=1))
+    await order(session, "o7", "c4", "999.00", T + timedelta(hours=1), categories=accessories)
     await order(session, "o8", "c5", "70.00", T - 3 * DAY, status="PENDING")
     await order(session, "o9", "c6", "80.00", T)
     await order(session, "o10", "c7", "1000.00", T - 180 * DAY)
