@@ -1,0 +1,175 @@
+"""The cart actor: each cart's state, and the moment it becomes abandoned.
+
+`cart.updated` / `cart.cleared` keep Cart and CartItem (a stale update, older than what we
+hold, is ignored) and (re)arm one durable timer per cart, `cart:<id>`, due
+`carts.abandon_after` after the last update. No polling sweep: when the timer fires
+(within a second of its deadline) the cart is abandoned if it is still active, has not
+converted, is worth at least `carts.min_value`, and its customer is reachable on some
+channel; the recovery workflow (`cart_recovery`) then takes over the same timer key, so
+any update, clear or order cancels whatever is pending with one delete.
+
+Timers fire in batches (`on_timer_batch`): 100,000 carts abandoned in one minute are
+decided with a handful of set-based queries per batch, not a query per cart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import delete, insert, or_, select, update
+
+from stormd.handlers import cart_recovery
+from stormd.handlers.context import HandlerContext, TimerFired
+from stormd.handlers.eligibility import Reach, load_reach
+from stormd.handlers.events import CartCleared, CartUpdated, Event, OrderCreated
+from stormd.handlers.registry import REACT, STATE, on_event, on_timer_batch
+from stormd.schema.carts import Cart, CartItem
+from stormd.schema.orders import Order
+
+ABANDON_TIMER = "cart.abandon"
+LIVE = ("ACTIVE", "ABANDONED")  # statuses an order converts and an update resets
+CLOSED = ("CONVERTED", "RECOVERED")  # ordered: later updates no longer change the cart
+
+
+def timer_key(cart_id: str) -> str:
+    """The one timer key of a cart: abandonment, then each recovery step, replace it."""
+    return f"cart:{cart_id}"
+
+
+def value_priority(total: Decimal) -> int:
+    """Timer and message priority: the cart's value in whole taka (higher goes first)."""
+    return max(0, min(int(total), 2**31 - 1))
+
+
+async def _current(ctx: HandlerContext, cart_id: str, at: datetime) -> Cart | None | bool:
+    """The cart row, None if new, or False when the event is stale or the cart closed."""
+    cart = await ctx.session.get(Cart, (ctx.store_id, cart_id))
+    if cart is not None and (cart.updated_at > at or cart.status in CLOSED):
+        return False
+    return cart
+
+
+@on_event("cart.updated", stage=STATE)
+async def keep_cart(ctx: HandlerContext, event: Event) -> None:
+    """Store the cart's contents and restart its inactivity clock."""
+    d: CartUpdated = event.data  # type: ignore[assignment]
+    at = event.occurred_at
+    cart = await _current(ctx, d.cart_id, at)
+    if cart is False:
+        return
+    assert d.total is not None  # filled from the items by the payload model
+    if cart is None:
+        cart = Cart(store_id=ctx.store_id, cart_id=d.cart_id, created_at=at)
+        ctx.session.add(cart)
+    cart.customer_id = d.customer_id or cart.customer_id
+    cart.status, cart.total, cart.updated_at, cart.order_id = "ACTIVE", d.total, at, None
+    await ctx.session.execute(
+        delete(CartItem).where(CartItem.store_id == ctx.store_id, CartItem.cart_id == d.cart_id)
+    )
+    if d.items:
+        await ctx.session.execute(insert(CartItem), [
+            {"store_id": ctx.store_id, "cart_id": d.cart_id, "product_id": i.product_id,
+             "name": i.name, "category": i.category, "quantity": i.quantity,
+             "unit_price": i.unit_price, "image_url": i.image_url}
+            for i in d.items
+        ])
+    await cart_recovery.cancel_recovery(ctx, [d.cart_id], reason="cart updated")
+    if cart.customer_id and d.total >= ctx.settings.carts.min_value:
+        await ctx.schedule(
+            timer_key(d.cart_id), ABANDON_TIMER, at + ctx.settings.carts.abandon_after,
+            payload={"cart": d.cart_id}, priority=value_priority(d.total),
+        )
+
+
+@on_event("cart.cleared", stage=STATE)
+async def clear_cart(ctx: HandlerContext, event: Event) -> None:
+    """An emptied cart is never abandoned; whatever was pending for it stops."""
+    d: CartCleared = event.data  # type: ignore[assignment]
+    cart = await _current(ctx, d.cart_id, event.occurred_at)
+    if not cart:
+        return
+    cart.status, cart.updated_at = "CLEARED", event.occurred_at
+    await cart_recovery.cancel_recovery(ctx, [d.cart_id], reason="cart cleared")
+
+
+@on_event("order.created", stage=REACT)
+async def convert_carts(ctx: HandlerContext, event: Event) -> None:
+    """The order converts its cart (cartId) and the customer's active carts last touched
+    before it; the order is then attributed to a recovery if one earned it."""
+    d: OrderCreated = event.data  # type: ignore[assignment]
+    at = event.occurred_at
+    by_customer = (Cart.customer_id == d.customer_id) & (Cart.updated_at <= at) & (
+        Cart.status == "ACTIVE")
+    match = or_(Cart.cart_id == d.cart_id, by_customer) if d.cart_id else by_customer
+    carts = (await ctx.session.scalars(
+        select(Cart).where(Cart.store_id == ctx.store_id, Cart.status.in_(LIVE), match)
+    )).all()
+    for cart in carts:  # attribute_order marks the one it credits RECOVERED
+        cart.status, cart.order_id = "CONVERTED", d.order_id
+    await cart_recovery.attribute_order(ctx, d, at, [c.cart_id for c in carts])
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    cart: Cart
+    reach: Reach
+
+
+async def _converted(ctx: HandlerContext, carts: list[Cart]) -> dict[str, str]:
+    """Carts an order already converted (by cartId, or by the customer after the cart's
+    last update), mapped to the order; guards against an order seen before the timer."""
+    ids = [c.cart_id for c in carts]
+    customers = list({c.customer_id for c in carts if c.customer_id})
+    rows = (await ctx.session.execute(
+        select(Order.order_id, Order.cart_id, Order.customer_id, Order.occurred_at)
+        .where(Order.store_id == ctx.store_id,
+               or_(Order.cart_id.in_(ids), Order.customer_id.in_(customers)))
+    )).all()
+    by_cart = {r.cart_id: r.order_id for r in rows if r.cart_id}
+    found: dict[str, str] = {}
+    for c in carts:
+        if c.cart_id in by_cart:
+            found[c.cart_id] = by_cart[c.cart_id]
+            continue
+        later = [r for r in rows if r.customer_id == c.customer_id and r.occurred_at >= c.updated_at]
+        if later:
+            found[c.cart_id] = min(later, key=lambda r: r.occurred_at).order_id
+    return found
+
+
+@on_timer_batch(ABANDON_TIMER)
+async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> None:
+    """Decide, for every cart whose inactivity timer fired, whether it is abandoned."""
+    cfg = ctx.settings.carts
+    now = ctx.now()
+    ids = [f.payload.get("cart") or f.key.removeprefix("cart:") for f in fired]
+    carts: list[Cart] = []
+    for i in range(0, len(ids), 5000):
+        carts.extend((await ctx.session.scalars(
+            select(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id.in_(ids[i:i + 5000]),
+                               Cart.status == "ACTIVE")
+        )).all())
+    # A timer from before the last update would have been replaced; this is belt and braces.
+    carts = [c for c in carts if c.updated_at + cfg.abandon_after <= now
+             and c.total >= cfg.min_value and c.customer_id]
+    if not carts:
+        return
+    converted = await _converted(ctx, carts)
+    if converted:
+        for c in carts:
+            if c.cart_id in converted:
+                c.status, c.order_id = "CONVERTED", converted[c.cart_id]
+        carts = [c for c in carts if c.cart_id not in converted]
+    reach = await load_reach(ctx.session, ctx.store_id, [c.customer_id for c in carts])
+    abandoned = [Abandoned(c, reach[c.customer_id]) for c in carts
+                 if c.customer_id in reach and reach[c.customer_id].channels()]
+    if not abandoned:
+        return
+    await ctx.session.execute(
+        update(Cart).where(Cart.store_id == ctx.store_id,
+                           Cart.cart_id.in_([a.cart.cart_id for a in abandoned]))
+        .values(status="ABANDONED").execution_options(synchronize_session=False)
+    )
+    await cart_recovery.start_recovery(ctx, [(a.cart, a.reach) for a in abandoned])
