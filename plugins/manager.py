@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 from pydantic import ValidationError
-
 from stormd.config.errors import ConfigError
 from stormd.config.settings import Settings
 from stormd.plugins import hookspecs
@@ -72,7 +72,7 @@ class ChannelPlugins:
         for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a third party's import error must not stop us
+            except Exception as exc:  # noqa: BLE001 - a third party's import error must not stop us
                 self._refuse(ep.name, f"cannot be imported: {type(exc).__name__}: {exc}")
                 continue
             self.add(plugin, name=ep.name)
@@ -82,7 +82,7 @@ class ChannelPlugins:
         label = name or getattr(plugin, "__name__", None) or repr(plugin)
         try:
             self.pm.register(plugin, name=label)
-        except Exception as exc:  # pluggy rejects unknown hooks / bad signatures
+        except Exception as exc:  # noqa: BLE001 - pluggy rejects bad hooks with various errors
             self._refuse(label, f"cannot be registered: {exc}")
             return None
         try:
@@ -98,7 +98,7 @@ class ChannelPlugins:
                 raise ValueError(f"provider name {info.name!r} is already taken")
             if not self._implements(plugin, "stormd_send"):
                 raise ValueError("it implements no stormd_send hook")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a plugin raises, it is reported
             self.pm.unregister(plugin)
             self._refuse(label, str(exc))
             return None

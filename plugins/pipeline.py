@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import MESSAGES
@@ -65,7 +64,8 @@ class DeliveryPipeline:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def _ready(self) -> None:
+    async def ready(self) -> None:
+        """Load the plugins and open the HTTP client (done by start() and run_once())."""
         if self.plugins is None:
             self.plugins = load_plugins(self.settings)
         if self.http is None:
@@ -74,7 +74,7 @@ class DeliveryPipeline:
 
     async def start(self) -> None:
         """Begin sending due queued messages."""
-        await self._ready()
+        await self.ready()
         self._stopping.clear()
         for channel in CHANNELS:
             providers = self.plugins.for_channel(self.settings, channel)
@@ -114,7 +114,7 @@ class DeliveryPipeline:
 
     async def run_once(self, limit: int | None = None) -> int:
         """Claim what is due now, send it all, record the outcomes; returns how many."""
-        await self._ready()
+        await self.ready()
         ready = await self._claim(limit or self.settings.delivery.batch_size)
         await asyncio.gather(*(self._deliver(item) for item in ready))
         await self.flush()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
+from urllib.parse import parse_qsl
 
 import pytest
+from aiohttp import web
 from sqlalchemy import select
-
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.plugins.pipeline import DeliveryPipeline
 from stormd.schema.messages import Message
@@ -56,3 +59,79 @@ async def pipelines(sessionmaker, clock):
     yield build
     for pipeline in made:
         await pipeline.stop()
+
+
+class FakeProvider:
+    """A local HTTP server speaking a provider's wire format, scripted per test.
+
+    `reply(status, body, headers)` queues answers (the last one repeats); every request is
+    kept in `requests` as (path, headers, body bytes). With `dedupe_header`, a repeated
+    value of that header gets the first answer again and is not counted in `delivered`,
+    as Resend does with Idempotency-Key.
+    """
+
+    def __init__(self, dedupe_header: str | None = None):
+        self.requests: list[tuple[str, dict, bytes]] = []
+        self.delivered: list[bytes] = []
+        self.answers: list[tuple[int, str, dict]] = [(200, "{}", {})]
+        self.dedupe_header = dedupe_header
+        self.seen: dict[str, tuple[int, str, dict]] = {}
+        self.delay = 0.0
+        self.url = ""
+
+    def reply(self, status: int, body, headers: dict | None = None) -> None:
+        text = body if isinstance(body, str) else json.dumps(body)
+        self.answers = [(status, text, headers or {})]
+
+    def then(self, status: int, body, headers: dict | None = None) -> None:
+        text = body if isinstance(body, str) else json.dumps(body)
+        self.answers.append((status, text, headers or {}))
+
+    def json(self, i: int = -1) -> dict:
+        return json.loads(self.requests[i][2])
+
+    def form(self, i: int = -1) -> dict:
+        return dict(parse_qsl(self.requests[i][2].decode()))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((request.path_qs, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        key = request.headers.get(self.dedupe_header) if self.dedupe_header else None
+        if key is not None and key in self.seen:
+            status, text, headers = self.seen[key]
+        else:
+            status, text, headers = self.answers[0]
+            if len(self.answers) > 1:
+                self.answers.pop(0)
+            if status < 300:
+                self.delivered.append(body)
+                if key is not None:
+                    self.seen[key] = (status, text, headers)
+        return web.Response(status=status, text=text, headers=headers,
+                            content_type="application/json" if text[:1] in "{[" else "text/xml"
+                            if text.startswith("<") else "text/plain")
+
+
+@pytest.fixture
+async def fake_provider():
+    """`await fake_provider(dedupe_header=None)` starts a FakeProvider on a free port."""
+    runners: list[web.AppRunner] = []
+
+    async def start(dedupe_header: str | None = None) -> FakeProvider:
+        fake = FakeProvider(dedupe_header)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", fake.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        fake.url = f"http://127.0.0.1:{port}"
+        runners.append(runner)
+        return fake
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

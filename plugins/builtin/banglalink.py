@@ -1,0 +1,69 @@
+"""`banglalink`: SMS through Banglalink's enterprise gateway (form POST
+/sendSMS/sendSMS with userID, passwd, sender, msisdn, message).
+
+The gateway answers in text ("Success Count : 1 and Fail Count : 0") and returns no
+message id, so the id recorded is derived from the idempotency key.
+
+    [providers.banglalink]
+    user_id = "shop"
+    password = "env:BANGLALINK_PASSWORD"
+    sender_id = "8801900000000"
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from stormd.plugins.api import ProviderInfo
+from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
+from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
+from stormd.plugins.errors import PermanentError, RetryableError
+from stormd.plugins.hookspecs import hookimpl
+
+NAME = "banglalink"
+COUNTS = re.compile(r"success\s*count\s*:\s*(\d+).*?fail\s*count\s*:\s*(\d+)",
+                    re.IGNORECASE | re.DOTALL)
+
+
+class Config(GatewayConfig):
+    user_id: str
+    password: str
+    base_url: str = "https://vas.banglalink.net"
+
+
+@hookimpl
+def stormd_provider() -> ProviderInfo:
+    return ProviderInfo(name=NAME, channels=("sms",), description="Banglalink SMS gateway")
+
+
+@hookimpl
+def stormd_validate_config(config: dict[str, Any]) -> Config:
+    return Config.model_validate(config)
+
+
+@hookimpl
+def stormd_estimate_cost(message, config: Config):
+    return sms_cost(message, config)
+
+
+@hookimpl
+async def stormd_send(message, config: Config, http) -> str:
+    form = {"userID": config.user_id, "passwd": config.password,
+            "sender": message.sender_id or config.sender_id,
+            "msisdn": msisdn(message.to), "message": message.body}
+    resp = await request(http, "POST", f"{config.base_url}/sendSMS/sendSMS", provider=NAME,
+                         data=form)
+    raise_for_status(resp, NAME, resp.text[:200])
+    counts = COUNTS.search(resp.text)
+    if counts and int(counts.group(1)) >= 1:
+        return f"bl-{short_id(message.idempotency_key)}"
+    lowered = resp.text.lower()
+    if any(word in lowered for word in ("user", "password", "authent", "balance", "credit")):
+        raise RetryableError(f"{NAME}: {resp.text.strip()[:200]}", code="account")
+    raise PermanentError(f"{NAME}: {resp.text.strip()[:200]}", code="rejected")
+
+
+@hookimpl
+def stormd_parse_webhook(request, config: Config):
+    return parse_delivery_report(request, config, NAME)
