@@ -1,0 +1,125 @@
+"""The running daemon's surfaces: metrics exposition, health, API request/reply, timers
+firing within a second, the embedded nats-server supervised."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import httpx
+import nats
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon_helpers import customer, eventually, publish
+from stormd.daemon.metrics import MESSAGES, SEGMENT_MEMBERS
+
+
+async def test_metrics_exposition_parses_and_counts_events(
+    daemon_settings, start_daemon, customer_handler, js
+):
+    d = await start_daemon(daemon_settings())
+    await publish(js, customer("m1"))
+    await js.publish("stormcom.events.store_1.customer.upserted", b"garbage")
+    MESSAGES.labels("sms", "outbox", "sent").inc(0)
+    SEGMENT_MEMBERS.labels("store_1", "vip").set(0)
+    host, port = d.http.bound["metrics"]
+
+    async def families():
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://{host}:{port}/metrics")).text
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in fams.values() for s in f.samples}
+        rejected = samples.get(("stormd_events_total",
+                                (("outcome", "rejected"), ("type", "customer.upserted"))), 0)
+        return fams if rejected >= 1 else None
+
+    fams = await eventually(families)
+    for name in ("stormd_events", "stormd_event_seconds", "stormd_messages",
+                 "stormd_mailbox_depth", "stormd_rfm_run_seconds", "stormd_segment_members"):
+        assert name in fams, name
+    assert fams["stormd_event_seconds"].type == "histogram"
+    assert fams["stormd_events"].type == "counter"
+
+
+async def test_health_endpoints_report_live_and_ready(daemon_settings, start_daemon):
+    d = await start_daemon(daemon_settings())
+    host, port = d.http.bound["http"]
+    async with httpx.AsyncClient() as client:
+        live = await client.get(f"http://{host}:{port}/healthz")
+        ready = await client.get(f"http://{host}:{port}/readyz")
+    assert live.status_code == 200
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "nats": True, "database": True}
+
+
+async def test_api_requests_are_answered_as_json(
+    daemon_settings, start_daemon, handlers, nats_server
+):
+    @handlers.on_api("echo")
+    async def echo(job, request):
+        return {"you_said": request["say"], "at": job.clock.now()}
+
+    @handlers.on_api("fail")
+    async def fail(job, request):
+        raise ValueError("no such segment 'vipp'")
+
+    await start_daemon(daemon_settings())
+    nc = await nats.connect(nats_server)
+    try:
+        ok = json.loads((await nc.request("stormcom.api.echo", b'{"say": "salam"}', 5)).data)
+        bad = json.loads((await nc.request("stormcom.api.fail", b"{}", 5)).data)
+        unknown = json.loads((await nc.request("stormcom.api.nope", b"{}", 5)).data)
+        not_json = json.loads((await nc.request("stormcom.api.echo", b"{", 5)).data)
+    finally:
+        await nc.close()
+    assert ok["you_said"] == "salam"
+    assert bad == {"error": "ValueError: no such segment 'vipp'"}
+    assert "unknown api 'nope'" in unknown["error"]
+    assert "not JSON" in not_json["error"]
+
+
+async def test_a_timer_scheduled_by_a_handler_fires_within_a_second_of_due(
+    daemon_settings, start_daemon, handlers, js
+):
+    fired = []
+
+    @handlers.on_event("customer.upserted")
+    async def later(ctx, event):
+        await ctx.schedule(f"welcome:{event.data.customer_id}", "welcome",
+                           ctx.now() + timedelta(seconds=0.5))
+
+    @handlers.on_timer("welcome")
+    async def welcome(ctx, timer):
+        fired.append((timer.key, time.monotonic()))
+
+    await start_daemon(daemon_settings(), timer_poll=1.0)
+    published = time.monotonic()
+    await publish(js, customer("t1"))
+    await eventually(lambda: fired, timeout=5)
+    assert fired[0][0] == "welcome:t1"
+    assert fired[0][1] - published < 0.5 + 1.0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_embedded_nats_server_is_restarted_when_it_dies(
+    settings_factory, db_url, start_daemon, customer_handler, sessionmaker
+):
+    settings = settings_factory(nats={"url": "embedded", "embedded_port": 0},
+                                database={"url": db_url}, metrics={"listen": "127.0.0.1:0"},
+                                http={"listen": "127.0.0.1:0"})
+    d = await start_daemon(settings)
+    assert d.embedded is not None
+    d.embedded.kill_for_test()
+    await eventually(lambda: d.embedded.restarts == 1, timeout=10)
+    nc = await nats.connect(d.nats_url)
+    await publish(nc.jetstream(), customer("after-restart"))
+    await nc.close()
+
+    async def landed():
+        from daemon_helpers import processed
+        return await processed(sessionmaker) == 1
+
+    await eventually(landed, timeout=15)

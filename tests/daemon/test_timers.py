@@ -1,0 +1,155 @@
+"""Durable timers and cron: due timers fire once, not before, survive a restart of the
+loop, can be cancelled; a cron slot runs once even with two processes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from daemon_helpers import count_rows, utc
+from stormd.daemon.cron import CronLoop, next_slot
+from stormd.daemon.scheduler import TimerLoop
+from stormd.daemon.timers import cancel_timer, schedule_timer
+from stormd.schema.cron import CronRun
+from stormd.schema.timers import Timer
+
+
+async def schedule(sessionmaker, clock, key, due_in, kind="reminder", **kw):
+    async with sessionmaker() as session, session.begin():
+        await schedule_timer(session, store_id="store_1", key=key, kind=kind,
+                             due_at=clock.now() + due_in, now=clock.now(), **kw)
+
+
+async def test_a_timer_fires_once_when_due_and_not_before(
+    handlers, sessionmaker, clock, settings_factory
+):
+    fired = []
+
+    @handlers.on_timer("reminder")
+    async def remind(ctx, timer):
+        fired.append((timer.key, timer.payload, ctx.now()))
+
+    await schedule(sessionmaker, clock, "cart:k1:step1", timedelta(hours=1),
+                   payload={"step": 1})
+    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    assert await loop.fire_due() == 0
+    clock.advance(timedelta(minutes=59))
+    assert await loop.fire_due() == 0
+    clock.advance(timedelta(minutes=1))
+    assert await loop.fire_due() == 1
+    assert fired == [("cart:k1:step1", {"step": 1}, clock.now())]
+    assert await loop.fire_due() == 0
+    assert await count_rows(sessionmaker, Timer) == 0
+
+
+async def test_timers_survive_a_restart_and_a_cancelled_one_never_fires(
+    handlers, sessionmaker, clock, settings_factory
+):
+    fired = []
+
+    @handlers.on_timer("reminder")
+    async def remind(ctx, timer):
+        fired.append(timer.key)
+
+    await schedule(sessionmaker, clock, "keep", timedelta(minutes=5))
+    await schedule(sessionmaker, clock, "drop", timedelta(minutes=5))
+    async with sessionmaker() as session, session.begin():
+        await cancel_timer(session, store_id="store_1", key="drop")
+    clock.advance(timedelta(minutes=10))
+    restarted = TimerLoop(sessionmaker, settings_factory(), clock)  # a new process
+    await restarted.fire_due()
+    assert fired == ["keep"]
+
+
+async def test_a_failing_timer_is_kept_and_retried_later_while_others_fire(
+    handlers, sessionmaker, clock, settings_factory
+):
+    calls = []
+
+    @handlers.on_timer("reminder")
+    async def remind(ctx, timer):
+        calls.append(timer.key)
+        if timer.key == "bad" and calls.count("bad") == 1:
+            raise RuntimeError("provider down")
+
+    await schedule(sessionmaker, clock, "bad", timedelta(0))
+    await schedule(sessionmaker, clock, "good", timedelta(0))
+    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    await loop.fire_due()
+    assert sorted(calls) == ["bad", "good"]
+    assert await loop.fire_due() == 0  # held back by the retry lease
+    clock.advance(timedelta(minutes=1))
+    await loop.fire_due()
+    assert calls.count("bad") == 2
+    assert await count_rows(sessionmaker, Timer) == 0
+
+
+async def test_a_handler_rescheduling_its_own_key_keeps_the_new_timer(
+    handlers, sessionmaker, clock, settings_factory
+):
+    @handlers.on_timer("reminder")
+    async def next_step(ctx, timer):
+        if timer.payload["step"] < 3:
+            await ctx.schedule(timer.key, "reminder", ctx.now() + timedelta(hours=24),
+                               {"step": timer.payload["step"] + 1})
+
+    await schedule(sessionmaker, clock, "cart:k1", timedelta(0), payload={"step": 1})
+    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    await loop.fire_due()
+    async with sessionmaker() as session:
+        timer = (await session.execute(select(Timer))).scalar_one()
+    assert timer.payload == {"step": 2}
+    assert timer.due_at == clock.now() + timedelta(hours=24)
+
+
+async def test_two_processes_never_fire_the_same_timer(
+    handlers, sessionmaker, clock, settings_factory
+):
+    fired = []
+
+    @handlers.on_timer("reminder")
+    async def remind(ctx, timer):
+        fired.append(timer.key)
+
+    for i in range(30):
+        await schedule(sessionmaker, clock, f"k{i}", timedelta(0))
+    a = TimerLoop(sessionmaker, settings_factory(), clock, batch=10)
+    b = TimerLoop(sessionmaker, settings_factory(), clock, batch=10)
+    import asyncio
+
+    for _ in range(3):
+        await asyncio.gather(a.fire_due(), b.fire_due())
+    assert sorted(fired) == sorted(f"k{i}" for i in range(30))
+
+
+def test_cron_slots_are_read_in_the_daemon_timezone():
+    from zoneinfo import ZoneInfo
+
+    # 02:00 in Dhaka (UTC+6) is 20:00 UTC the day before.
+    assert next_slot("0 2 * * *", utc(2026, 11, 24, 4, 0), ZoneInfo("Asia/Dhaka")) == utc(
+        2026, 11, 24, 20, 0)
+
+
+async def test_a_cron_slot_runs_once_across_two_processes(
+    handlers, sessionmaker, clock, settings_factory
+):
+    runs = []
+
+    @handlers.on_cron("rfm-nightly", lambda s: s.rfm.schedule)
+    async def nightly(job):
+        runs.append(job.clock.now())
+
+    settings = settings_factory()
+    a = CronLoop(sessionmaker, settings, clock, handlers)
+    b = CronLoop(sessionmaker, settings, clock, handlers)
+    assert await a.tick() == [] and await b.tick() == []  # learn the next slot
+    clock.set(utc(2026, 11, 24, 20, 0, 1))
+    started = await a.tick() + await b.tick()
+    await a.wait_running()
+    await b.wait_running()
+    assert started == ["rfm-nightly"]
+    assert len(runs) == 1
+    async with sessionmaker() as session:
+        run = (await session.execute(select(CronRun))).scalar_one()
+    assert run.slot == utc(2026, 11, 24, 20, 0) and run.finished_at is not None
