@@ -53,6 +53,11 @@ OUTBOUND_PUBLISHED = Counter(
     "stormd_outbound_published", "Events out (CONTRACT §4) published to NATS.",
 )
 NATS_CONNECTED = Gauge("stormd_nats_connected", "1 while the NATS connection is up.")
+KPI = Gauge(
+    "stormd_kpi", "Business KPIs per store (CONTRACT §8; handlers/kpis.py), refreshed every "
+    "5 minutes: cart recovery, revenue, cost, engagement and automation rates.",
+    ["store", "kpi"],
+)
 
 _KNOWN_TYPES = frozenset(EVENT_TYPES)
 

@@ -38,6 +38,7 @@ HANDLER_MODULES = (
     "stormd.handlers.engagement",
     "stormd.handlers.automations",
     "stormd.handlers.campaigns",
+    "stormd.handlers.kpis",
 )
 
 

@@ -1,8 +1,61 @@
-"""`stormd kpis` (CONTRACT §7)."""
+"""`stormd kpis [--store S] [--json]` (CONTRACT §7, §8): the KPIs per store."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError
 
-from stormd.daemon.commands.common import not_built_yet
+from stormd.daemon.commands.common import (
+    config_option, echo_json, json_option, run_async, settings_or_exit, store_option,
+)
 
-command = click.Command("kpis", callback=not_built_yet("KPIs", 4),
-                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+@click.command("kpis")
+@config_option
+@store_option
+@json_option
+def command(config_path: str | None, store_id: str | None, as_json: bool) -> None:
+    """Cart recovery, revenue, messaging cost, engagement and automation rates per store."""
+    settings = settings_or_exit(config_path)
+    try:
+        rows = run_async(_compute(settings.database.url, store_id))
+    except DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        click.echo(f"stormd: cannot read the database ({reason}); "
+                   "has `stormd db upgrade` been run?", err=True)
+        sys.exit(1)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("(no stores yet)")
+    for row in rows:
+        click.echo(f"store {row['store']}")
+        for name, value in row.items():
+            if name != "store":
+                click.echo(f"  {name.replace('_', ' '):<26} {_show(name, value)}")
+
+
+async def _compute(url: str, store_id: str | None) -> list[dict[str, Any]]:
+    from stormd.handlers.kpis import compute_kpis
+    from stormd.schema.engine import make_engine, make_sessionmaker
+
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return await compute_kpis(session, store_id)
+    finally:
+        await engine.dispose()
+
+
+def _show(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name.endswith("_rate"):
+        return f"{value * 100:.1f} %"
+    if name.endswith(("_revenue", "_cost")):
+        return f"৳{value:,.2f}"
+    return str(value)
