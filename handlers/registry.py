@@ -35,6 +35,7 @@ HANDLER_MODULES = (
     "stormd.handlers.orders",
     "stormd.handlers.carts",
     "stormd.handlers.segments",
+    "stormd.handlers.nightly",
     "stormd.handlers.engagement",
     "stormd.handlers.automations",
     "stormd.handlers.campaigns",

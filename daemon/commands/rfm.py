@@ -1,8 +1,58 @@
-"""`stormd rfm` (CONTRACT §7)."""
+"""`stormd rfm run [--store S] [--as-of T]` (CONTRACT §7): one snapshot and segment
+refresh now; prints the counts per segment and the run time."""
+
+from __future__ import annotations
+
+import sys
 
 import click
+from stormd.daemon.commands.common import (
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    run_async,
+    settings_or_exit,
+    store_option,
+)
+from stormd.daemon.commands.store_scope import job_context, parse_instant
 
-from stormd.daemon.commands.common import not_built_yet
 
-command = click.Command("rfm", callback=not_built_yet("RFM scoring", 5),
-                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.group("rfm")
+def command() -> None:
+    """RFM scoring and the segment refresh that follows it."""
+
+
+@command.command("run")
+@config_option
+@store_option
+@click.option("--as-of", "as_of", default=None,
+              help="Score as of this instant (ISO 8601 with zone; default now).")
+@json_option
+def run(config_path: str | None, store_id: str | None, as_of: str | None, as_json: bool) -> None:
+    """Score every store (or one) and refresh its segments."""
+    from stormd.handlers.nightly import run_all_stores
+
+    settings = settings_or_exit(config_path)
+    when = parse_instant(as_of)
+
+    async def go():
+        async with job_context(settings) as job:
+            return await run_all_stores(job, when, store_id)
+
+    reports = run_async(go())
+    if as_json:
+        echo_json([r.to_json() for r in reports])
+    else:
+        for r in reports:
+            click.echo(f"store {r.store_id}: run {r.run_id} {r.status} as of "
+                       f"{r.as_of.isoformat(timespec='seconds')}: {r.population} customers "
+                       f"scored, {r.rows} snapshot rows in {r.seconds:.2f}s")
+            echo_table([{"segment": slug, "members": c.members, "entered": len(c.entered),
+                         "exited": len(c.exited), "drift": "ALERT" if slug in r.drifted else ""}
+                        for slug, c in r.segments.items()],
+                       ["segment", "members", "entered", "exited", "drift"])
+        if not reports:
+            click.echo("no stores to score")
+    if any(r.status != "OK" for r in reports):
+        sys.exit(1)

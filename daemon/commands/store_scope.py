@@ -1,0 +1,58 @@
+"""What `stormd rfm` and `stormd segments` share: the database brought to the current
+schema, a job context on it, and the store a command acts on (`--store`, or the only one)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import click
+from stormd.config.settings import Settings
+from stormd.daemon.clock import Clock
+from stormd.handlers.context import JobContext
+from stormd.handlers.features import known_store_ids
+
+
+@asynccontextmanager
+async def job_context(settings: Settings) -> AsyncIterator[JobContext]:
+    from stormd.schema.engine import make_engine, make_sessionmaker
+    from stormd.schema.migrate import upgrade_database
+
+    url = settings.database.url
+    await upgrade_database(url)
+    engine = make_engine(url)
+    try:
+        yield JobContext(make_sessionmaker(engine), settings, Clock())
+    finally:
+        await engine.dispose()
+
+
+async def resolve_store(job: JobContext, store_id: str | None) -> str:
+    """`--store`, else the one store the database knows; otherwise a clear usage error."""
+    if store_id:
+        return store_id
+    async with job.sessionmaker() as session:
+        stores = await known_store_ids(session)
+    if len(stores) == 1:
+        return stores[0]
+    if not stores:
+        raise click.UsageError("the database knows no store yet: give --store")
+    raise click.UsageError(f"several stores ({', '.join(stores)}): give --store")
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    """--as-of: ISO 8601 with a zone (a bare date is midnight UTC)."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time",
+                                 param_hint="--as-of") from None
+    if when.tzinfo is None:
+        if "T" in value or " " in value:
+            raise click.BadParameter(f"{value!r} needs a time zone, e.g. {value}+06:00",
+                                     param_hint="--as-of")
+        when = when.replace(tzinfo=UTC)
+    return when
