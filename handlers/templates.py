@@ -16,10 +16,11 @@ from __future__ import annotations
 import operator
 import time
 import tomllib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
@@ -84,12 +85,12 @@ class StormSandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError(f"exponent {right} is over the limit of {MAX_POWER}")
             return operator.pow(left, right)
         for seq, n in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
-                if len(seq) * n > MAX_OUTPUT_CHARS:
-                    raise SecurityError("repetition would exceed the output size limit")
+            if (isinstance(seq, (str, list, tuple)) and isinstance(n, int)
+                    and len(seq) * n > MAX_OUTPUT_CHARS):
+                raise SecurityError("repetition would exceed the output size limit")
         return operator.mul(left, right)
 
-    def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:
         _budget.check()
         return super().call(__context, __obj, *args, **kwargs)
 

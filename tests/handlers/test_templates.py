@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from stormd.handlers.templates import (
     CompiledTemplate,
     MissingVariables,
@@ -123,9 +122,10 @@ def test_library_has_the_automation_and_bangladesh_seasonal_sets():
 
 
 def test_every_library_body_renders_in_both_locales_within_its_channel_mix():
-    variables = {**BASE, "products": [{"name": "Panjabi", "price": Decimal("1200")}],
-                 "items": [{"name": "Saree", "quantity": 1, "unit_price": Decimal("2500")}],
-                 "total": Decimal("2500"), "recovery_url": "https://r", "store_name": "Dokan"}
+    variables = {**BASE, "products": [{"name": "Panjabi", "price": Decimal(1200)}],
+                 "items": [{"name": "Saree", "quantity": 1, "unit_price": Decimal(2500),
+                            "image_url": None}],
+                 "total": Decimal(2500), "recovery_url": "https://r", "store_name": "Dokan"}
     for slug, template in system_library().items():
         for channel in template.channel_mix:
             for locale in ("bn", "en"):

@@ -1,0 +1,245 @@
+"""Campaigns: definition checks, audience, fan-out, holdout, preview and the ROI guard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from campaign_data import NOON, STORE, add_customers, add_segment, add_store, customer_row
+from sqlalchemy import func, select
+from stormd.handlers.campaign_costs import SendRefused
+from stormd.handlers.campaigns import (
+    CampaignError,
+    cancel_campaign,
+    create_campaign,
+    fan_out,
+    pause_campaign,
+    preview_campaign,
+    schedule_campaign,
+    update_campaign,
+)
+from stormd.plugins.enqueue import MessageRequest, enqueue_message
+from stormd.schema.messages import Message
+from stormd.schema.promotions import DiscountCode
+
+EID = {"name": "Eid sale", "channels": ["sms", "email"], "segments": ["vip"],
+       "template": "eid_ul_fitr", "discountPercent": 30}
+
+
+async def _messages(sessionmaker, **where):
+    async with sessionmaker() as s:
+        query = select(Message).order_by(Message.customer_id)
+        for k, v in where.items():
+            query = query.where(getattr(Message, k) == v)
+        return list((await s.scalars(query)).all())
+
+
+async def _setup(sessionmaker, n=6, **store):
+    async with sessionmaker() as s:
+        await add_store(s, **store)
+        rows = [customer_row(f"c{i}") for i in range(n)]
+        rows[1].update(consent_sms=False)                         # falls back to email
+        rows[2].update(consent_sms=False, consent_email=False)    # unreachable on the mix
+        rows[3].update(locale="bn")
+        await add_customers(s, rows)
+        await add_segment(s, "vip", [f"c{i}" for i in range(n)])
+        await add_segment(s, "staff", ["c5"])
+        await s.commit()
+
+
+async def test_refuses_a_template_variable_nobody_supplies_naming_it(sessionmaker):
+    await _setup(sessionmaker)
+    spec = {**EID, "template": None,
+            "content": {"sms": {"en": "Hi {{ name }}, {{ coupon_text }} {{ discount_code }}"}}}
+    async with sessionmaker() as s:
+        with pytest.raises(CampaignError, match="coupon_text"):
+            await create_campaign(s, STORE, spec, NOON)
+        c = await create_campaign(s, STORE, {**spec, "variables": {"coupon_text": "Eid!"}}, NOON)
+        assert c.status == "DRAFT"
+
+
+@pytest.mark.parametrize("bad, named", [
+    ({"segments": ["nope"]}, "nope"),
+    ({"channels": ["fax"]}, "channels"),
+    ({"holdoutPercent": 95}, "holdoutPercent"),
+    ({"template": "no_such_template"}, "no_such_template"),
+    ({"sendMode": "at"}, "scheduledAt"),
+    ({"surprise": 1}, "surprise"),
+])
+async def test_bad_campaign_is_refused_naming_the_field(sessionmaker, bad, named):
+    await _setup(sessionmaker)
+    async with sessionmaker() as s:
+        with pytest.raises(Exception, match=named):
+            await create_campaign(s, STORE, {**EID, **bad}, NOON)
+
+
+async def test_fan_out_queues_one_message_per_reachable_member_on_the_first_channel(
+        sessionmaker, settings_factory):
+    settings = settings_factory()
+    await _setup(sessionmaker)
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, {**EID, "excludeSegments": ["staff"]}, NOON)
+        await schedule_campaign(s, settings, STORE, c.id, NOON)
+        await s.commit()
+    result = await fan_out(sessionmaker, settings, STORE, c.id, NOON)
+    assert result["status"] == "SENT"
+    msgs = await _messages(sessionmaker, campaign_id=c.id)
+    by_customer = {m.customer_id: m for m in msgs}
+    assert set(by_customer) == {"c0", "c1", "c3", "c4"}  # c2 unreachable, c5 excluded
+    assert by_customer["c0"].channel == "sms" and by_customer["c1"].channel == "email"
+    assert "ঈদ মোবারক" in by_customer["c3"].body           # Bengali locale
+    assert by_customer["c1"].subject.startswith("Eid Mubarak")
+    codes = {m.data["discountCode"] for m in msgs}
+    assert len(codes) == 4 and all(code in by_customer[m.customer_id].body
+                                   for m in msgs for code in [m.data["discountCode"]])
+    async with sessionmaker() as s:
+        issued = (await s.execute(select(func.count()).select_from(DiscountCode)
+                                  .where(DiscountCode.campaign_id == c.id))).scalar()
+    assert issued == 4
+    assert all(m.not_before == NOON and m.status == "queued" for m in msgs)
+
+
+async def test_fan_out_again_adds_no_message_and_no_code(sessionmaker, settings_factory):
+    settings = settings_factory(campaigns={"batch_size": 2})
+    await _setup(sessionmaker)
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, EID, NOON)
+        await schedule_campaign(s, settings, STORE, c.id, NOON)
+        await s.commit()
+    await fan_out(sessionmaker, settings, STORE, c.id, NOON)
+    async with sessionmaker() as s:  # as if the run were interrupted and restarted
+        (await s.get(type(c), c.id)).status = "SENDING"
+        await s.commit()
+    await fan_out(sessionmaker, settings, STORE, c.id, NOON)
+    assert len(await _messages(sessionmaker, campaign_id=c.id)) == 5
+    async with sessionmaker() as s:
+        assert (await s.execute(select(func.count()).select_from(DiscountCode))).scalar() == 5
+
+
+async def test_holdout_is_deterministic_and_logged_never_sent(sessionmaker, settings_factory):
+    settings = settings_factory()
+    async with sessionmaker() as s:
+        await add_store(s)
+        await add_customers(s, [customer_row(f"h{i:03d}") for i in range(200)])
+        await add_segment(s, "vip", [f"h{i:03d}" for i in range(200)])
+        await s.commit()
+        c = await create_campaign(s, STORE, {**EID, "holdoutPercent": 20}, NOON)
+        await schedule_campaign(s, settings, STORE, c.id, NOON)
+        await s.commit()
+        first, _ = await preview_campaign(s, settings, c, NOON)
+        second, _ = await preview_campaign(s, settings, c, NOON)
+    assert first.holdout == second.holdout and 20 <= first.holdout <= 60
+    await fan_out(sessionmaker, settings, STORE, c.id, NOON)
+    held = await _messages(sessionmaker, campaign_id=c.id, variant="holdout")
+    assert len(held) == first.holdout
+    assert all(m.status == "cancelled" and m.cost == 0 for m in held)
+    sent = await _messages(sessionmaker, campaign_id=c.id, status="queued")
+    assert len(sent) == 200 - first.holdout
+
+
+async def test_preview_counts_channels_segments_cost_and_expected_revenue(
+        sessionmaker, settings_factory):
+    settings = settings_factory()
+    await _setup(sessionmaker)
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, EID, NOON)
+        preview, samples = await preview_campaign(s, settings, c, NOON)
+    assert preview.audience == 5 and preview.unreachable == 0  # c2 is not in the audience
+    assert preview.by_channel == {"sms": 4, "email": 1}
+    assert preview.sms_segments == 4  # each fits one part (Bengali: UCS-2, 70 characters)
+    assert preview.cost == Decimal("1.00") * preview.sms_segments + Decimal("0.10")
+    # seed H.3: AOV (default 2500, no orders yet) x 3.8 % x reach 5
+    assert preview.expected_revenue == Decimal("475.00")
+    assert samples and samples[0]["body"]
+    assert preview.as_dict()["byChannel"] == {"sms": 4, "email": 1}
+
+
+async def test_roi_guard_refuses_a_poor_send_unless_forced(sessionmaker, settings_factory):
+    settings = settings_factory(campaigns={"expected_conversion_rate": 0.001})
+    await _setup(sessionmaker)
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, EID, NOON)
+        with pytest.raises(SendRefused, match="below the store's minimum 10"):
+            await schedule_campaign(s, settings, STORE, c.id, NOON)
+        c, preview = await schedule_campaign(s, settings, STORE, c.id, NOON, force=True)
+        assert c.status == "SCHEDULED" and preview.refusals()
+
+
+async def test_budget_refusal_and_alert(sessionmaker, settings_factory):
+    settings = settings_factory()
+    await _setup(sessionmaker, monthly_budget=Decimal(3))
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, {**EID, "budget": "100"}, NOON)
+        with pytest.raises(SendRefused, match="over the budget left"):
+            await schedule_campaign(s, settings, STORE, c.id, NOON)
+        preview, _ = await preview_campaign(s, settings, c, NOON)
+    assert preview.budget_left == Decimal("3.00")
+    assert preview.alerts and "budget" in preview.alerts[0]
+
+
+async def test_campaign_drops_customers_at_the_daily_cap(sessionmaker, settings_factory):
+    settings = settings_factory()
+    await _setup(sessionmaker)
+    async with sessionmaker() as s:
+        for i in range(2):
+            await enqueue_message(s, MessageRequest(
+                store_id=STORE, customer_id="c0", channel="sms", to_address="+8801711000000",
+                body="earlier", idempotency_key=f"earlier-{i}", trigger="win_back"), NOON)
+        c = await create_campaign(s, STORE, EID, NOON)
+        await schedule_campaign(s, settings, STORE, c.id, NOON)
+        await s.commit()
+    result = await fan_out(sessionmaker, settings, STORE, c.id, NOON)
+    assert result["capped"] == 1
+    assert "c0" not in {m.customer_id for m in await _messages(sessionmaker, campaign_id=c.id)}
+
+
+async def test_scheduling_in_quiet_hours_holds_to_seven_and_best_time_picks_a_slot(
+        sessionmaker, settings_factory):
+    settings = settings_factory()
+    await _setup(sessionmaker)
+    night = datetime(2026, 11, 24, 20, 30, tzinfo=UTC)  # 02:30 Dhaka
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, EID, night)
+        c, _ = await schedule_campaign(s, settings, STORE, c.id, night)
+        assert c.scheduled_at == datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 07:00
+        await pause_campaign(s, STORE, c.id, night)
+        c, _ = await schedule_campaign(s, settings, STORE, c.id, night, send_mode="best_time")
+        assert c.scheduled_at == datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 10:00
+
+
+async def test_update_pause_and_cancel(sessionmaker, settings_factory):
+    settings = settings_factory(campaigns={"batch_size": 2})
+    await _setup(sessionmaker)
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, EID, NOON)
+        c = await update_campaign(s, STORE, c.id, {"name": "Eid 2", "holdoutPercent": 0}, NOON)
+        assert c.name == "Eid 2" and c.template == "eid_ul_fitr"
+        with pytest.raises(CampaignError, match="only a scheduled or sending"):
+            await pause_campaign(s, STORE, c.id, NOON)
+        await schedule_campaign(s, settings, STORE, c.id, NOON)
+        await s.commit()
+    await fan_out(sessionmaker, settings, STORE, c.id, NOON)
+    async with sessionmaker() as s:
+        with pytest.raises(CampaignError, match="SENT"):
+            await update_campaign(s, STORE, c.id, {"name": "late"}, NOON)
+        c2 = await create_campaign(s, STORE, EID, NOON)
+        await schedule_campaign(s, settings, STORE, c2.id, NOON)
+        await s.commit()
+    async with sessionmaker() as s:
+        await pause_campaign(s, STORE, c2.id, NOON)
+        await s.commit()
+    with pytest.raises(CampaignError, match="PAUSED"):
+        await fan_out(sessionmaker, settings, STORE, c2.id, NOON)
+    async with sessionmaker() as s:
+        await schedule_campaign(s, settings, STORE, c2.id, NOON)
+        await s.commit()
+    await fan_out(sessionmaker, settings, STORE, c2.id, NOON)
+    async with sessionmaker() as s:
+        c2, withdrawn = await cancel_campaign(s, STORE, c2.id, NOON + timedelta(minutes=1))
+        await s.commit()
+    assert c2.status == "CANCELLED" and withdrawn == 5  # queued, not yet delivered
+    async with sessionmaker() as s:
+        with pytest.raises(CampaignError, match="already CANCELLED"):
+            await cancel_campaign(s, STORE, c2.id, NOON)
+    assert {m.status for m in await _messages(sessionmaker, campaign_id=c2.id)} == {"cancelled"}
