@@ -4,9 +4,8 @@ store, composition, the seed's examples, and refusals that name what is wrong.""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
-
 from shop_history import STORE, T, customer, scoring_fixture
+from sqlalchemy import func, select
 from stormd.handlers.context import JobContext
 from stormd.handlers.criteria import FIELDS, OPERATORS, CriteriaError, validate_criteria
 from stormd.handlers.events import PromotionRedeemed

@@ -7,11 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
-
-import stormd.handlers.customers  # noqa: F401  (registers the STATE handlers)
+import stormd.handlers.customers  # registers the STATE handlers the events go through
 import stormd.handlers.orders  # noqa: F401
 from shop_history import DAY, STORE, T, customer, order, scoring_fixture
+from sqlalchemy import select
 from stormd.handlers.context import JobContext
 from stormd.handlers.nightly import run_store
 from stormd.handlers.registry import registry
