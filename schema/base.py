@@ -55,6 +55,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {
         datetime: UtcDateTime(),
         Decimal: Money,
-        dict[str, Any]: JSON(),
-        list[Any]: JSON(),
+        # Python None is SQL NULL (not the JSON text 'null'), the same on both databases.
+        dict[str, Any]: JSON(none_as_null=True),
+        list[Any]: JSON(none_as_null=True),
     }

@@ -57,5 +57,50 @@ async def upsert_rows(
             stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=values)
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+        driver = _DriverRows.for_statement(conn.dialect, table, stmt, columns)
         for batch in _batches(group, BATCH_ROWS):
-            await conn.execute(stmt, batch)
+            if driver is None:
+                await conn.execute(stmt, batch)
+            else:
+                await conn.exec_driver_sql(driver.sql, driver.params(batch))
+
+
+class _DriverRows:
+    """SQLite bulk path: the statement compiled once and rows handed to the driver's
+    executemany as tuples, with each column's own bind processing (UTC times, JSON, money)
+    applied in one tight loop. SQLAlchemy's generic per-row parameter handling costs more
+    than SQLite's insert itself; results are identical (tests run both databases)."""
+
+    def __init__(self, sql: str, names: list[str], given: set[str], table: Table, dialect):
+        self.sql = sql
+        self.names = names
+        self.defaults = {n: table.c[n].default.arg for n in names if n not in given}
+        # dialect_impl: SQLite's own DATETIME processor (fixed 'YYYY-MM-DD HH:MM:SS.ffffff'
+        # text), so rows from this path compare equal to rows written by SQLAlchemy.
+        processors = [(i, table.c[n].type.dialect_impl(dialect).bind_processor(dialect))
+                      for i, n in enumerate(names)]
+        self.processors = [(i, p) for i, p in processors if p is not None]
+
+    @classmethod
+    def for_statement(cls, dialect, table: Table, stmt, columns: tuple[str, ...]):
+        if dialect.name != "sqlite":
+            return None
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+        names = list(compiled.positiontup or ())
+        for name in names:
+            if name not in columns:
+                default = table.c[name].default if name in table.c else None
+                if default is None or not default.is_scalar:
+                    return None  # a computed default: leave it to SQLAlchemy
+        return cls(compiled.string, names, set(columns), table, dialect)
+
+    def params(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        names, defaults, processors = self.names, self.defaults, self.processors
+        out = []
+        for row in rows:
+            values = [row[n] if n in row else defaults[n] for n in names]
+            for i, process in processors:
+                if values[i] is not None:
+                    values[i] = process(values[i])
+            out.append(tuple(values))
+        return out

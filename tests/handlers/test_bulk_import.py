@@ -1,0 +1,164 @@
+"""`stormd import`'s loader: CSV and JSON Lines, all or nothing, idempotent."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from stormd.handlers import bulk_import
+from stormd.handlers.bulk_import import ImportFailed, import_file
+from stormd.schema import Customer, Order, OrderItem, OrderStatusChange, Product, Store
+
+NOW = datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)
+
+
+def order(i: int, **extra) -> dict:
+    return {"storeId": "store_1", "orderId": f"o{i}", "customerId": f"c{i % 2}",
+            "status": "DELIVERED", "total": "1100.50",
+            "occurredAt": f"2026-10-0{i}T10:00:00+06:00",
+            "items": [{"productId": "p1", "quantity": 2, "unitPrice": "550.25"}], **extra}
+
+
+def write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def write_csv(path, rows) -> None:
+    """Orders as CSV: one column per field, `items` as JSON in its cell."""
+    columns = ["storeId", "orderId", "customerId", "status", "total", "occurredAt", "items"]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([json.dumps(r[c]) if c == "items" else r[c] for c in columns])
+
+
+async def count(sessionmaker, model) -> int:
+    async with sessionmaker() as s:
+        return await s.scalar(select(func.count()).select_from(model))
+
+
+async def snapshot(sessionmaker) -> dict:
+    tables = {}
+    async with sessionmaker() as s:
+        for model in (Store, Customer, Product, Order, OrderItem, OrderStatusChange):
+            rows = (await s.execute(select(model.__table__))).all()
+            tables[model.__tablename__] = sorted(map(tuple, rows), key=repr)
+    return tables
+
+
+async def test_orders_jsonl_loads_orders_items_history_and_buyers(sessionmaker, tmp_path):
+    path = tmp_path / "orders.jsonl"
+    write_jsonl(path, [order(1), order(2, status="PAID", promotionCodes=["EID"])])
+    result = await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    assert result.rows == 2 and result.rows_per_second > 0
+    async with sessionmaker() as s:
+        o = await s.get(Order, ("store_1", "o2"))
+        assert (o.status, o.total, o.promotion_codes) == ("PAID", Decimal("1100.50"), ["EID"])
+        assert o.occurred_at == datetime(2026, 10, 2, 4, 0, tzinfo=timezone.utc)
+        assert await s.get(Store, "store_1") is not None
+    assert await count(sessionmaker, OrderItem) == 2
+    assert await count(sessionmaker, OrderStatusChange) == 2
+    assert await count(sessionmaker, Customer) == 2
+
+
+async def test_customers_csv_with_dotted_consent_and_empty_cells(sessionmaker, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "customerId,email,phone,locale,birthday,consent.sms,consent.email,pushTokens\n"
+        'c1,a@example.com,+8801711000001,en,1990-04-14,false,true,"[""t1""]"\n'
+        "c2,,+8801711000002,,,true,,\n"
+    )
+    result = await import_file(sessionmaker, "customers", path, store="store_1", now=NOW)
+    assert result.rows == 2
+    async with sessionmaker() as s:
+        c1 = await s.get(Customer, ("store_1", "c1"))
+        c2 = await s.get(Customer, ("store_1", "c2"))
+    assert (c1.email, c1.locale, c1.consent_sms, c1.consent_email, c1.push_tokens) == (
+        "a@example.com", "en", False, True, ["t1"])
+    assert (c2.email, c2.locale, c2.consent_sms, c2.consent_email) == (None, "bn", True, True)
+
+
+async def test_products_csv(sessionmaker, tmp_path):
+    path = tmp_path / "products.csv"
+    path.write_text("storeId,productId,name,category,price,active\n"
+                    "store_1,p1,Panjabi,Clothing,1450.50,true\n"
+                    "store_1,p2,Old saree,Clothing,999,false\n")
+    await import_file(sessionmaker, "products", path, store=None, now=NOW)
+    async with sessionmaker() as s:
+        p2 = await s.get(Product, ("store_1", "p2"))
+    assert (p2.price, p2.active) == (Decimal("999.00"), False)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_bad_row_names_its_line_and_leaves_nothing(sessionmaker, tmp_path, monkeypatch,
+                                                          fmt):
+    monkeypatch.setattr(bulk_import, "FLUSH_ROWS", 1)  # good rows are written before the bad
+    rows = [order(1), order(2), order(3, total="lots")]
+    path = tmp_path / f"orders.{fmt}"
+    if fmt == "jsonl":
+        write_jsonl(path, rows)
+        bad_line = 3
+    else:
+        write_csv(path, rows)
+        bad_line = 4  # the header is line 1
+    with pytest.raises(ImportFailed) as failure:
+        await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    assert failure.value.line == bad_line
+    assert "total" in failure.value.reason
+    assert await count(sessionmaker, Order) == 0
+    assert await count(sessionmaker, OrderItem) == 0
+    assert await count(sessionmaker, Store) == 0
+
+
+async def test_missing_field_and_invalid_json_are_named(sessionmaker, tmp_path):
+    path = tmp_path / "orders.jsonl"
+    row = order(1)
+    del row["occurredAt"]
+    write_jsonl(path, [row])
+    with pytest.raises(ImportFailed, match="line 1: missing required field occurredAt"):
+        await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    path.write_text(json.dumps(order(1)) + "\n{not json\n")
+    with pytest.raises(ImportFailed, match="line 2: "):
+        await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+
+
+async def test_store_comes_from_the_row_or_the_option_and_must_agree(sessionmaker, tmp_path):
+    path = tmp_path / "orders.jsonl"
+    row = order(1)
+    del row["storeId"]
+    write_jsonl(path, [row])
+    with pytest.raises(ImportFailed, match="line 1: missing storeId"):
+        await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    await import_file(sessionmaker, "orders", path, store="store_9", now=NOW)
+    async with sessionmaker() as s:
+        assert await s.get(Order, ("store_9", "o1")) is not None
+    write_jsonl(path, [order(2)])
+    with pytest.raises(ImportFailed, match="line 1: storeId 'store_1' is not --store 'store_9'"):
+        await import_file(sessionmaker, "orders", path, store="store_9", now=NOW)
+
+
+async def test_reimporting_the_same_files_changes_nothing(sessionmaker, tmp_path):
+    orders = tmp_path / "orders.jsonl"
+    write_jsonl(orders, [order(i) for i in range(1, 6)])
+    customers = tmp_path / "customers.csv"
+    customers.write_text("storeId,customerId,name,consent.sms\nstore_1,c1,Rahim,false\n")
+    for _ in range(2):
+        await import_file(sessionmaker, "customers", customers, store=None, now=NOW)
+        await import_file(sessionmaker, "orders", orders, store=None, now=NOW)
+        if _ == 0:
+            first = await snapshot(sessionmaker)
+    assert await snapshot(sessionmaker) == first
+    assert len(first["orders"]) == 5 and len(first["order_status_history"]) == 5
+
+
+async def test_unknown_file_type_is_refused(sessionmaker, tmp_path):
+    path = tmp_path / "orders.xlsx"
+    path.write_text("x")
+    with pytest.raises(ValueError, match="use .csv or .jsonl"):
+        await import_file(sessionmaker, "orders", path, store=None, now=NOW)
