@@ -39,6 +39,7 @@ HANDLER_MODULES = (
     "stormd.handlers.engagement",
     "stormd.handlers.automations",
     "stormd.handlers.campaigns",
+    "stormd.handlers.campaign_api",
     "stormd.handlers.kpis",
 )
 
