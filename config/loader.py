@@ -85,14 +85,16 @@ def _reason(error: dict) -> str:
 
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
+    """Validated settings; "env:NAME" values anywhere are resolved first and remembered
+    (`settings.secret_paths`) so that printing masks them."""
+    secret_paths: set[str] = set()
+    data = resolve_all(data, "", secret_paths)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         raise ConfigError(_key_path(error["loc"]), _reason(error)) from None
-    settings.providers = {
-        name: resolve_all(section, f"providers.{name}") for name, section in settings.providers.items()
-    }
+    settings._secret_paths = frozenset(secret_paths)
     return settings
 
 

@@ -26,22 +26,28 @@ def resolve_secret(value: Any, key: str = "") -> Any:
     return value
 
 
-def resolve_all(data: Any, path: str = "") -> Any:
-    """Resolve every "env:" reference in a provider section, naming the key on failure."""
+def resolve_all(data: Any, path: str = "", found: set[str] | None = None) -> Any:
+    """Resolve every "env:" reference, naming the key on failure; the key paths that held
+    one are added to `found`, so printing can mask them whatever their names."""
     if isinstance(data, dict):
-        return {k: resolve_all(v, f"{path}.{k}" if path else k) for k, v in data.items()}
+        return {k: resolve_all(v, f"{path}.{k}" if path else k, found) for k, v in data.items()}
     if isinstance(data, list):
-        return [resolve_all(v, f"{path}[{i}]") for i, v in enumerate(data)]
+        return [resolve_all(v, f"{path}[{i}]", found) for i, v in enumerate(data)]
+    if found is not None and isinstance(data, str) and data.startswith("env:"):
+        found.add(path)
     return resolve_secret(data, path)
 
 
-def masked(data: Any, key: str = "") -> Any:
-    """A copy fit for printing or logging: secret-named values and URL passwords hidden."""
+def masked(data: Any, secret_paths: frozenset[str] | set[str] = frozenset(),
+           path: str = "") -> Any:
+    """A copy fit for printing or logging: values given as "env:" references, secret-named
+    values and URL passwords hidden."""
+    key = path.rpartition(".")[2]
     if isinstance(data, dict):
-        return {k: masked(v, k) for k, v in data.items()}
+        return {k: masked(v, secret_paths, f"{path}.{k}" if path else k) for k, v in data.items()}
     if isinstance(data, list):
-        return [masked(v, key) for v in data]
-    if isinstance(data, str) and key and is_secret_key(key):
+        return [masked(v, secret_paths, f"{path}[{i}]") for i, v in enumerate(data)]
+    if isinstance(data, str) and (path in secret_paths or (key and is_secret_key(key))):
         return MASK
     if isinstance(data, str) and "://" in data and "@" in data:
         return mask_url_password(data)

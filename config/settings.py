@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     field_validator,
 )
 
@@ -279,6 +280,13 @@ class Settings(Section):
     automations: AutomationSettings = Field(default_factory=AutomationSettings)
     # Each provider's own section, validated by its plugin (plugins/hookspecs.py).
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # Key paths whose values came from "env:" references (set by the loader; masked in print).
+    _secret_paths: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secret_paths(self) -> frozenset[str]:
+        return self._secret_paths
 
     @property
     def tz(self) -> ZoneInfo:

@@ -21,7 +21,7 @@ def command() -> None:
 def check(config_path: str | None, as_json: bool) -> None:
     """Validate the configuration; print the effective settings with secrets masked."""
     settings = settings_or_exit(config_path)
-    effective = masked(settings.model_dump(mode="json"))
+    effective = masked(settings.model_dump(mode="json"), settings.secret_paths)
     if as_json:
         echo_json(effective)
         return
