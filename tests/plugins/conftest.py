@@ -77,6 +77,7 @@ class FakeProvider:
         self.dedupe_header = dedupe_header
         self.seen: dict[str, tuple[int, str, dict]] = {}
         self.delay = 0.0
+        self.released = asyncio.Event()  # set to cut a delay short
         self.url = ""
 
     def reply(self, status: int, body, headers: dict | None = None) -> None:
@@ -97,7 +98,10 @@ class FakeProvider:
         body = await request.read()
         self.requests.append((request.path_qs, dict(request.headers), body))
         if self.delay:
-            await asyncio.sleep(self.delay)
+            try:
+                await asyncio.wait_for(self.released.wait(), self.delay)
+            except TimeoutError:
+                pass
         key = request.headers.get(self.dedupe_header) if self.dedupe_header else None
         if key is not None and key in self.seen:
             status, text, headers = self.seen[key]
@@ -118,6 +122,7 @@ class FakeProvider:
 async def fake_provider():
     """`await fake_provider(dedupe_header=None)` starts a FakeProvider on a free port."""
     runners: list[web.AppRunner] = []
+    fakes: list[FakeProvider] = []
 
     async def start(dedupe_header: str | None = None) -> FakeProvider:
         fake = FakeProvider(dedupe_header)
@@ -130,8 +135,11 @@ async def fake_provider():
         port = site._server.sockets[0].getsockname()[1]
         fake.url = f"http://127.0.0.1:{port}"
         runners.append(runner)
+        fakes.append(fake)
         return fake
 
     yield start
+    for fake in fakes:
+        fake.released.set()
     for runner in runners:
         await runner.cleanup()
