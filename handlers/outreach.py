@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.settings import Settings
 from stormd.handlers.campaign_costs import UnitCosts
-from stormd.handlers.discounts import CodeRequest, issue_codes
+from stormd.handlers.discounts import CodeRequest, issue_codes, new_code
 from stormd.handlers.eligibility import Reach, over_cap, sent_today
 from stormd.handlers.send_slots import next_allowed_day, store_send_window
 from stormd.handlers.templates import (
@@ -37,7 +37,6 @@ from stormd.schema.campaigns import CampaignTemplate
 from stormd.schema.messages import Message
 from stormd.schema.stores import Store
 
-PREVIEW_CODE = "PREVIEW-CODE"
 INSERT_CHUNK = 1000
 
 
@@ -257,8 +256,8 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
 
     codes: list[str | None] = [None] * len(plans)
     if outreach.discount_percent and plans:
-        if dry_run:
-            codes = [PREVIEW_CODE] * len(plans)
+        if dry_run:  # a code of the real shape, so SMS segments are counted right
+            codes = [new_code(outreach.discount_percent)] * len(plans)
         else:
             codes = list(await issue_codes(session, outreach.store.store_id, [
                 CodeRequest(customer_id=r.reach.customer_id, percent=outreach.discount_percent,
@@ -273,7 +272,7 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
                      **outreach.variables, **r.variables}
         if outreach.discount_percent:
             variables["discount_code"] = code
-            variables["discount_percent"] = _plain_number(outreach.discount_percent)
+            variables["discount_percent"] = plain_percent(outreach.discount_percent)
         compiled = outreach.templates.get(channel, r.reach.locale)
         rendered = compiled.render(variables)
         parts, cost = outreach.costs.cost(channel, rendered.body)
@@ -297,6 +296,6 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     return out
 
 
-def _plain_number(value: Decimal) -> int | Decimal:
+def plain_percent(value: Decimal) -> int | Decimal:
     """15 rather than 15.00 in a message."""
     return int(value) if value == int(value) else value.normalize()

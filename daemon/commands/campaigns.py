@@ -1,8 +1,248 @@
-"""`stormd campaigns` (CONTRACT §7)."""
+"""`stormd campaigns …`: the same operations as the `<prefix>.api.campaigns.*` API (it calls
+the very same handlers), against the configured database. `--json` prints the API reply."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
 import click
+from stormd.daemon.commands.common import (
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    run_async,
+    settings_or_exit,
+    store_option,
+)
+from stormd.daemon.commands.store_scope import job_context, resolve_store
 
-from stormd.daemon.commands.common import not_built_yet
+LIST_COLUMNS = ["id", "name", "status", "channels", "segments", "sendMode", "scheduledAt",
+                "audienceSize", "cost"]
 
-command = click.Command("campaigns", callback=not_built_yet("campaigns", 7),
-                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+@click.group("campaigns")
+def command() -> None:
+    """Campaigns: create, schedule, preview cost and ROI, send, pause, cancel, results."""
+
+
+def _call(config_path: str | None, store_id: str | None, api: str, request: dict[str, Any]
+          ) -> dict[str, Any]:
+    """Run the API handler `api` with the store resolved; a refusal exits 1 with its reason."""
+    from stormd.handlers.campaign_api import HANDLERS
+    from stormd.handlers.campaign_costs import SendRefused
+    from stormd.handlers.templates import TemplateError
+
+    settings = settings_or_exit(config_path)
+
+    async def go() -> dict[str, Any]:
+        async with job_context(settings) as job:
+            store = await resolve_store(job, store_id)
+            return await HANDLERS[api](job, {"storeId": store, **request})
+
+    try:
+        return run_async(go())
+    except (ValueError, SendRefused, TemplateError) as exc:
+        click.echo(f"stormd: {exc}", err=True)
+        sys.exit(1)
+
+
+def _read_json(path: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint=what) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: must hold a JSON object", param_hint=what)
+    return data
+
+
+def _show(reply: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        echo_json(reply)
+        return
+    c = reply.get("campaign")
+    if c:
+        echo_table([c], LIST_COLUMNS)
+    if "preview" in reply:
+        _show_preview(reply["preview"])
+    for key in ("withdrawn", "result"):
+        if key in reply:
+            click.echo(f"{key}: {reply[key]}")
+
+
+def _show_preview(p: dict[str, Any]) -> None:
+    click.echo(f"audience {p['audience']}  holdout {p['holdout']}  capped {p['capped']}  "
+               f"deferred {p['deferred']}  reach {p['reach']}")
+    echo_table([{"channel": ch, "messages": n, "cost": p["costByChannel"].get(ch)}
+                for ch, n in sorted(p["byChannel"].items())], ["channel", "messages", "cost"])
+    click.echo(f"sms segments {p['smsSegments']}  cost {p['cost']}  expected revenue "
+               f"{p['expectedRevenue']} (AOV {p['averageOrderValue']} x {p['conversionRate']} "
+               f"x reach)  expected ROI {p['expectedRoi']}:1 (minimum {p['minRoi']}:1)  "
+               f"budget left {p['budgetLeft']}")
+    for line in p["alerts"]:
+        click.echo(f"alert: {line}")
+    for line in p["refusals"]:
+        click.echo(f"refused: {line}")
+
+
+def _common(fn):
+    return config_option(store_option(json_option(fn)))
+
+
+@command.command("list")
+@_common
+@click.option("--status", default=None, help="Only campaigns in this status.")
+def list_(config_path, store_id, as_json, status) -> None:
+    """The store's campaigns, newest first."""
+    reply = _call(config_path, store_id, "campaigns.list", {"status": status})
+    if as_json:
+        echo_json(reply["campaigns"])
+    else:
+        echo_table(reply["campaigns"], LIST_COLUMNS)
+
+
+@command.command("show")
+@click.argument("campaign_id")
+@_common
+def show(campaign_id, config_path, store_id, as_json) -> None:
+    """One campaign."""
+    _show(_call(config_path, store_id, "campaigns.get", {"id": campaign_id}), as_json)
+
+
+@command.command("create")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
+              help="JSON: {name, channels, segments, template|content|variants, ...}")
+@_common
+def create(path, config_path, store_id, as_json) -> None:
+    """Create a DRAFT campaign (templates and segments are checked now)."""
+    spec = _read_json(path, "--file")
+    _show(_call(config_path, store_id, "campaigns.create", {"campaign": spec}), as_json)
+
+
+@command.command("update")
+@click.argument("campaign_id")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
+              help="JSON: the fields to change.")
+@_common
+def update(campaign_id, path, config_path, store_id, as_json) -> None:
+    """Change a DRAFT, SCHEDULED or PAUSED campaign."""
+    changes = _read_json(path, "--file")
+    _show(_call(config_path, store_id, "campaigns.update",
+                {"id": campaign_id, "changes": changes}), as_json)
+
+
+@command.command("schedule")
+@click.argument("campaign_id")
+@click.option("--mode", "send_mode", type=click.Choice(["now", "at", "best_time", "off_peak"]),
+              default=None, help="When to send (default: the campaign's own send mode).")
+@click.option("--at", "at", default=None, help="ISO 8601 time with a zone, for --mode at.")
+@click.option("--force", is_flag=True, help="Send even below the minimum ROI or over budget.")
+@_common
+def schedule(campaign_id, send_mode, at, force, config_path, store_id, as_json) -> None:
+    """Check, price and schedule (refused below the store's minimum ROI or over budget)."""
+    _show(_call(config_path, store_id, "campaigns.schedule",
+                {"id": campaign_id, "sendMode": send_mode, "at": at, "force": force}), as_json)
+
+
+@command.command("pause")
+@click.argument("campaign_id")
+@_common
+def pause(campaign_id, config_path, store_id, as_json) -> None:
+    """Stop a scheduled or sending campaign (schedule it again to resume)."""
+    _show(_call(config_path, store_id, "campaigns.pause", {"id": campaign_id}), as_json)
+
+
+@command.command("cancel")
+@click.argument("campaign_id")
+@_common
+def cancel(campaign_id, config_path, store_id, as_json) -> None:
+    """Cancel, withdrawing its messages still queued."""
+    _show(_call(config_path, store_id, "campaigns.cancel", {"id": campaign_id}), as_json)
+
+
+@command.command("preview")
+@click.argument("campaign_id")
+@click.option("--customer", "customer_id", default=None, help="Render for this real customer.")
+@click.option("--test-data", "test_data", default=None,
+              help="JSON object of variables to render with (default: a test customer).")
+@_common
+def preview(campaign_id, customer_id, test_data, config_path, store_id, as_json) -> None:
+    """Cost preview (per channel, SMS segments, cost, expected revenue, ROI) and rendering."""
+    request: dict[str, Any] = {"id": campaign_id, "customerId": customer_id}
+    if test_data:
+        try:
+            request["testData"] = json.loads(test_data)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--test-data") from None
+    reply = _call(config_path, store_id, "campaigns.preview", request)
+    if as_json:
+        echo_json(reply)
+        return
+    _show_preview(reply["preview"])
+    for r in reply["rendered"]:
+        head = f"--- {r['channel']}" + (f" ({r['locale']})" if r.get("locale") else "")
+        click.echo(head)
+        if r.get("subject"):
+            click.echo(f"Subject: {r['subject']}")
+        click.echo(r["body"])
+
+
+@command.command("send")
+@click.argument("campaign_id")
+@_common
+def send(campaign_id, config_path, store_id, as_json) -> None:
+    """Fan a scheduled campaign out into the delivery queue now."""
+    _show(_call(config_path, store_id, "campaigns.send", {"id": campaign_id}), as_json)
+
+
+@command.command("results")
+@click.argument("campaign_id")
+@_common
+def results(campaign_id, config_path, store_id, as_json) -> None:
+    """Attributed orders and revenue, actual cost, ROI, A/B variants, uplift."""
+    reply = _call(config_path, store_id, "campaigns.results", {"id": campaign_id})
+    if as_json:
+        echo_json(reply)
+        return
+    r = reply["results"]
+    click.echo(f"orders {r['orders']}  revenue {r['revenue']}  cost {r['cost']}  "
+               f"net {r['net']}  ROI {r['roi']}")
+    echo_table(r["variants"], ["variant", "sent", "opened", "clicked", "converted",
+                               "conversionRate"])
+    if "abTest" in r:
+        click.echo(f"A/B: {json.dumps(r['abTest'])}")
+    if "uplift" in r:
+        click.echo(f"uplift over holdout: {json.dumps(r['uplift'])}")
+
+
+@command.command("automation-results")
+@click.argument("trigger")
+@_common
+def automation_results(trigger, config_path, store_id, as_json) -> None:
+    """ROI of one automation trigger (win_back, vip, birthday, welcome, post_purchase, …)."""
+    reply = _call(config_path, store_id, "automations.results", {"trigger": trigger})
+    if as_json:
+        echo_json(reply["results"])
+    else:
+        echo_table([reply["results"]], ["trigger", "orders", "revenue", "cost", "net", "roi"])
+
+
+@command.command("templates")
+@config_option
+@json_option
+def templates(config_path, as_json) -> None:
+    """The system template library (seasonal, promotional, automation)."""
+    from stormd.handlers.templates import system_library
+
+    settings_or_exit(config_path)
+    rows = [{"slug": t.slug, "name": t.name, "category": t.category,
+             "recommendedDiscount": t.recommended_discount,
+             "channelMix": ", ".join(t.channel_mix)} for t in system_library().values()]
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["slug", "name", "category", "recommendedDiscount", "channelMix"])

@@ -1,0 +1,230 @@
+"""Campaigns over request/reply (`<prefix>.api.campaigns.<verb>`), API-first: the
+storefront's admin drives campaigns with these, and `stormd campaigns` calls the same
+functions. Every request names its store (`storeId`); replies are JSON objects; a refusal
+raises, and the API server answers `{"error": "..."}` with the reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from stormd.handlers.campaign_results import automation_report, campaign_report
+from stormd.handlers.campaigns import (
+    CampaignError,
+    cancel_campaign,
+    create_campaign,
+    fan_out,
+    get_campaign,
+    list_campaigns,
+    pause_campaign,
+    preview_campaign,
+    schedule_campaign,
+    to_dict,
+    update_campaign,
+)
+from stormd.handlers.context import JobContext
+from stormd.handlers.discounts import new_code
+from stormd.handlers.eligibility import Reach, load_reach
+from stormd.handlers.outreach import (
+    load_templates,
+    plain_percent,
+    standard_variables,
+    store_profile,
+)
+from stormd.handlers.registry import on_api
+from stormd.handlers.templates import system_library
+
+# name -> handler, for callers in-process (the CLI) that should not depend on the registry.
+HANDLERS: dict[str, Any] = {}
+
+
+def api(name: str):
+    """Register on `<prefix>.api.<name>` and in HANDLERS."""
+
+    def register(fn):
+        HANDLERS[name] = fn
+        return on_api(name)(fn)
+
+    return register
+
+
+def _store(request: dict[str, Any]) -> str:
+    store = request.get("storeId")
+    if not isinstance(store, str) or not store:
+        raise CampaignError("storeId: required")
+    return store
+
+
+def _id(request: dict[str, Any]) -> str:
+    cid = request.get("id")
+    if not isinstance(cid, str) or not cid:
+        raise CampaignError("id: required (the campaign id)")
+    return cid
+
+
+def _instant(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise CampaignError(f"{field}: {value!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise CampaignError(f"{field}: {value!r} needs a time zone")
+    return when
+
+
+@api("campaigns.create")
+async def api_create(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, campaign: {name, channels, segments, template|content|variants, ...}}"""
+    spec = request.get("campaign")
+    if not isinstance(spec, dict):
+        raise CampaignError("campaign: required (an object)")
+    async with job.sessionmaker() as session:
+        c = await create_campaign(session, _store(request), spec, job.clock.now())
+        await session.commit()
+        return {"campaign": to_dict(c)}
+
+
+@api("campaigns.update")
+async def api_update(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, id, changes: {...}}"""
+    changes = request.get("changes")
+    if not isinstance(changes, dict):
+        raise CampaignError("changes: required (an object)")
+    async with job.sessionmaker() as session:
+        c = await update_campaign(session, _store(request), _id(request), changes, job.clock.now())
+        await session.commit()
+        return {"campaign": to_dict(c)}
+
+
+@api("campaigns.schedule")
+async def api_schedule(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, id, sendMode?, at?, force?}: checks, cost preview and the ROI guard."""
+    async with job.sessionmaker() as session:
+        c, preview = await schedule_campaign(
+            session, job.settings, _store(request), _id(request), job.clock.now(),
+            force=bool(request.get("force")), send_mode=request.get("sendMode"),
+            at=_instant(request.get("at"), "at"))
+        await session.commit()
+        return {"campaign": to_dict(c), "preview": preview.as_dict()}
+
+
+@api("campaigns.pause")
+async def api_pause(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    async with job.sessionmaker() as session:
+        c = await pause_campaign(session, _store(request), _id(request), job.clock.now())
+        await session.commit()
+        return {"campaign": to_dict(c)}
+
+
+@api("campaigns.cancel")
+async def api_cancel(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    async with job.sessionmaker() as session:
+        c, withdrawn = await cancel_campaign(session, _store(request), _id(request),
+                                             job.clock.now())
+        await session.commit()
+        return {"campaign": to_dict(c), "withdrawn": withdrawn}
+
+
+@api("campaigns.get")
+async def api_get(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    async with job.sessionmaker() as session:
+        return {"campaign": to_dict(await get_campaign(session, _store(request), _id(request)))}
+
+
+@api("campaigns.list")
+async def api_list(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, status?}"""
+    async with job.sessionmaker() as session:
+        rows = await list_campaigns(session, _store(request), request.get("status"))
+        return {"campaigns": [to_dict(c) for c in rows]}
+
+
+@api("campaigns.preview")
+async def api_preview(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, id, customerId? | testData?}: the cost preview (counts per channel, SMS
+    segments, cost, expected revenue and ROI, refusals, alerts) and rendered bodies, for a
+    real customer or for test data in every channel and locale."""
+    store_id, now = _store(request), job.clock.now()
+    async with job.sessionmaker() as session:
+        c = await get_campaign(session, store_id, _id(request))
+        preview, samples = await preview_campaign(session, job.settings, c, now)
+        store = await store_profile(session, job.settings, store_id)
+        templates = await load_templates(session, store_id, c.template, c.content) if (
+            c.template or c.content) else None
+        customer_id = request.get("customerId")
+        if customer_id:
+            reach = (await load_reach(session, store_id, [customer_id])).get(customer_id)
+            if reach is None:
+                raise CampaignError(f"customerId: store {store_id!r} has no customer {customer_id!r}")
+            people = [(reach, None)]
+        else:
+            test = request.get("testData") or {}
+            if not isinstance(test, dict):
+                raise CampaignError("testData: must be an object")
+            people = [(Reach(customer_id=test.get("customer_id", "test-customer"),
+                             name=test.get("name", "Test Customer"), locale=loc), test)
+                      for loc in ("bn", "en")]
+        rendered = []
+        if templates is not None:
+            for reach, test in people:
+                variables = {**standard_variables(reach, store, job.settings),
+                             **(c.variables or {}), **(test or {})}
+                if c.discount_percent:
+                    variables.setdefault("discount_code", new_code(c.discount_percent))
+                    variables.setdefault("discount_percent", plain_percent(c.discount_percent))
+                for channel in c.channels:
+                    if channel not in templates.channels():
+                        continue
+                    out = templates.get(channel, reach.locale).render(variables)
+                    rendered.append({"channel": channel, "locale": reach.locale,
+                                     "subject": out.subject, "body": out.body})
+        return {"campaign": to_dict(c), "preview": preview.as_dict(),
+                "rendered": rendered or samples}
+
+
+@api("campaigns.send")
+async def api_send(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, id}: fan a scheduled campaign out now (the minute cron does this by
+    itself when the campaign's moment comes)."""
+    store_id, cid = _store(request), _id(request)
+    result = await fan_out(job.sessionmaker, job.settings, store_id, cid, job.clock.now())
+    async with job.sessionmaker() as session:
+        return {"campaign": to_dict(await get_campaign(session, store_id, cid)), "result": result}
+
+
+@api("campaigns.results")
+async def api_results(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, id}: attributed orders, revenue, actual cost, ROI, variants, uplift."""
+    store_id, cid = _store(request), _id(request)
+    async with job.sessionmaker() as session:
+        c = await get_campaign(session, store_id, cid)
+        return {"campaign": to_dict(c),
+                "results": await campaign_report(session, job.settings, store_id, cid)}
+
+
+@api("automations.results")
+async def api_automation_results(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, trigger}: ROI of one automation (win_back, vip, birthday, ...)."""
+    trigger = request.get("trigger")
+    if not isinstance(trigger, str) or not trigger:
+        raise CampaignError("trigger: required")
+    async with job.sessionmaker() as session:
+        return {"results": await automation_report(session, job.settings, _store(request),
+                                                   trigger)}
+
+
+@api("campaigns.templates")
+async def api_templates(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """The system template library: slug, name, category, recommended discount, channel
+    mix, and the channels and locales each has a body for."""
+    return {"templates": [
+        {"slug": t.slug, "name": t.name, "type": t.type, "category": t.category,
+         "description": t.description, "recommendedDiscount": t.recommended_discount,
+         "defaultDiscountPercent": t.default_discount_percent,
+         "channelMix": list(t.channel_mix),
+         "bodies": {ch: sorted(locs) for ch, locs in sorted(t.bodies.items())}}
+        for t in system_library().values()
+    ]}
