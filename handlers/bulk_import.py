@@ -73,20 +73,28 @@ class OrderRow(OrderCreated):
         return value
 
 
-async def _write_orders(session: AsyncSession, store: str, rows: list[OrderRow]) -> None:
-    await upsert_orders(session, store, [(r, r.occurred_at) for r in rows])
+Writer = Callable[[AsyncSession, str, list[Any]], Awaitable[None]]
+
+
+def _orders_writer() -> Writer:
+    known: dict[str, set[str]] = defaultdict(set)  # buyers already written, per store
+
+    async def write(session: AsyncSession, store: str, rows: list[OrderRow]) -> None:
+        await upsert_orders(session, store, [(r, r.occurred_at) for r in rows], known[store])
+
+    return write
 
 
 @dataclass(frozen=True)
 class Kind:
     model: type
-    write: Callable[[AsyncSession, str, list[Any]], Awaitable[None]]
+    writer: Callable[[], Writer]  # a fresh writer per file
 
 
 KINDS: dict[str, Kind] = {
-    "customers": Kind(CustomerRow, upsert_customers),
-    "products": Kind(ProductRow, upsert_products),
-    "orders": Kind(OrderRow, _write_orders),
+    "customers": Kind(CustomerRow, lambda: upsert_customers),
+    "products": Kind(ProductRow, lambda: upsert_products),
+    "orders": Kind(OrderRow, _orders_writer),
 }
 
 
@@ -185,6 +193,7 @@ async def _load(session: AsyncSession, spec: Kind, path: Path, store: str | None
         conn = await session.connection()
         for pragma in SQLITE_BULK_PRAGMAS:
             await conn.exec_driver_sql(pragma)
+    write = spec.writer()
     count = 0
     pending: dict[str, list[Any]] = defaultdict(list)
     stores: set[str] = set()
@@ -197,15 +206,15 @@ async def _load(session: AsyncSession, spec: Kind, path: Path, store: str | None
         pending[row_store].append(row)
         count += 1
         if count % FLUSH_ROWS == 0:
-            await _flush(session, spec, pending, stores)
-    await _flush(session, spec, pending, stores)
+            await _flush(session, write, pending, stores)
+    await _flush(session, write, pending, stores)
     await ensure_stores(session, stores, now)
     return count
 
 
-async def _flush(session: AsyncSession, spec: Kind, pending: dict[str, list[Any]],
+async def _flush(session: AsyncSession, write: Writer, pending: dict[str, list[Any]],
                  stores: set[str]) -> None:
     for store_id, rows in pending.items():
         stores.add(store_id)
-        await spec.write(session, store_id, rows)
+        await write(session, store_id, rows)
     pending.clear()

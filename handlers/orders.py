@@ -61,14 +61,21 @@ def _keep_status(stmt, columns: tuple[str, ...]) -> dict[str, Any]:
             if c not in ("store_id", "order_id", "status", "status_changed_at")}
 
 
-async def upsert_orders(session: AsyncSession, store_id: str,
-                        orders: Sequence[TimedOrder]) -> None:
+async def upsert_orders(session: AsyncSession, store_id: str, orders: Sequence[TimedOrder],
+                        known_customers: set[str] | None = None) -> None:
     """Insert or refresh orders with their items and status history; the buyers are made
-    known as customers and stormd-issued codes in `promotionCodes` are marked redeemed."""
+    known as customers and stormd-issued codes in `promotionCodes` are marked redeemed.
+
+    `known_customers` (ids already made known in this transaction, kept up to date here)
+    spares a bulk load from re-inserting the same buyers batch after batch."""
     heads, lines, history = order_rows(store_id, orders)
     if not heads:
         return
-    await ensure_customers(session, store_id, (h["customer_id"] for h in heads))
+    buyers = {h["customer_id"] for h in heads}
+    if known_customers is not None:
+        buyers -= known_customers
+        known_customers |= buyers
+    await ensure_customers(session, store_id, buyers)
     await upsert_rows(session, ORDERS, heads, ["store_id", "order_id"], set_=_keep_status)
     await upsert_rows(session, OrderItem.__table__, lines, ["store_id", "order_id", "line_no"])
     await upsert_rows(session, HISTORY, history,
