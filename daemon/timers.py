@@ -40,7 +40,7 @@ async def schedule_timers(
     optionally payload and priority. Set-based handlers (thousands of carts) use this."""
     if not timers:
         return
-    stmt = insert_for(session, Timer)
+    stmt = insert_for(session, Timer.__table__)  # Core executemany: no ORM bookkeeping
     stmt = stmt.on_conflict_do_update(
         index_elements=["store_id", "key"],
         set_={

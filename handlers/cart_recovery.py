@@ -339,15 +339,18 @@ def recovery_url(pattern: str, store_id: str, cart_id: str, code: str | None) ->
 
 async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Each cart's lines for the template: name, quantity, price, line total, image."""
-    rows: list[CartItem] = []
+    rows: list[Any] = []
     for i in range(0, len(cart_ids), CHUNK):
-        rows.extend((await ctx.session.scalars(select(CartItem).where(
+        rows.extend((await ctx.session.execute(select(
+            CartItem.cart_id, CartItem.product_id, CartItem.name, CartItem.quantity,
+            CartItem.unit_price, CartItem.image_url).where(
             CartItem.store_id == ctx.store_id, CartItem.cart_id.in_(cart_ids[i:i + CHUNK]))
             .order_by(CartItem.id))).all())
     product_ids = list({r.product_id for r in rows if not (r.name and r.image_url)})
-    products: dict[str, Product] = {}
+    products: dict[str, Any] = {}
     for i in range(0, len(product_ids), CHUNK):
-        for p in (await ctx.session.scalars(select(Product).where(
+        for p in (await ctx.session.execute(select(
+                Product.product_id, Product.name, Product.image_url).where(
                 Product.store_id == ctx.store_id,
                 Product.product_id.in_(product_ids[i:i + CHUNK])))).all():
             products[p.product_id] = p
@@ -454,13 +457,14 @@ async def _insert_returning(ctx: HandlerContext, model: Any, label: Any,
     """Insert rows and map `label` -> new id (skipping rows whose `unique` key exists)."""
     if not rows:
         return {}
-    stmt = insert(model)
+    table = model.__table__  # Core executemany: no ORM bookkeeping per row
+    stmt = insert(table)
     if unique is not None:
-        stmt = insert_for(ctx.session, model).on_conflict_do_nothing(index_elements=[unique])
+        stmt = insert_for(ctx.session, table).on_conflict_do_nothing(index_elements=[unique])
     out: dict[str, int] = {}
     for i in range(0, len(rows), CHUNK):
         result = await ctx.session.execute(
-            stmt.returning(model.id, label), rows[i:i + CHUNK]
+            stmt.returning(table.c.id, table.c[label.key]), rows[i:i + CHUNK]
         )
         out.update({lab: id_ for id_, lab in result.all()})
     return out

@@ -44,7 +44,7 @@ async def issue_codes(
     if not requests:
         return []
     codes = [new_code(r.percent) for r in requests]
-    await session.execute(insert(DiscountCode), [
+    await session.execute(insert(DiscountCode.__table__), [
         {"store_id": store_id, "code": code, "customer_id": r.customer_id, "percent": r.percent,
          "trigger": r.trigger, "cart_id": r.cart_id, "campaign_id": r.campaign_id,
          "created_at": now, "expires_at": r.expires_at, "redeemed_at": None, "order_id": None}

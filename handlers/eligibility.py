@@ -92,19 +92,22 @@ async def load_reach(
     found: dict[str, Reach] = {}
     for chunk in _chunks(customer_ids):
         rows = await session.execute(
-            select(Customer, DndNumber.phone)
+            select(Customer.customer_id, Customer.name, Customer.locale, Customer.email,
+                   Customer.phone, Customer.push_tokens, Customer.consent_email,
+                   Customer.consent_sms, Customer.consent_whatsapp, Customer.consent_push,
+                   DndNumber.phone.label("dnd_phone"))
             .outerjoin(DndNumber, and_(DndNumber.store_id == Customer.store_id,
                                        DndNumber.phone == Customer.phone))
             .where(Customer.store_id == store_id, Customer.customer_id.in_(chunk))
         )
-        for c, dnd_phone in rows:
+        for c in rows:
             found[c.customer_id] = Reach(
                 customer_id=c.customer_id, name=c.name, locale=c.locale or "bn",
                 email=c.email, phone=c.phone,
                 push_tokens=tuple(str(t) for t in (c.push_tokens or ())),
                 consent={"email": c.consent_email, "sms": c.consent_sms,
                          "whatsapp": c.consent_whatsapp, "push": c.consent_push},
-                dnd=dnd_phone is not None,
+                dnd=c.dnd_phone is not None,
             )
     return found
 

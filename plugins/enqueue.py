@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-
 from stormd.schema.messages import Message
 from stormd.schema.upsert import insert_for
 
@@ -54,7 +53,8 @@ def _row(request: MessageRequest, now: datetime) -> dict[str, Any]:
 
 
 def _insert_once(session: AsyncSession):
-    return insert_for(session, Message).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return insert_for(session, Message.__table__).on_conflict_do_nothing(
+        index_elements=["idempotency_key"])
 
 
 async def enqueue_message(session: AsyncSession, request: MessageRequest, now: datetime) -> bool:
