@@ -1,0 +1,147 @@
+"""Rule-based upsell and cross-sell (seed §11): what goes with a product.
+
+For a context product: first the products most often bought in the same completed orders
+(co-purchase, one set-based query over order_items), then the best sellers of its category.
+Per-product candidate lists are cached for `automations.recommendations_cache` (a day);
+per customer, products in their open cart, bought in the last
+`automations.recommendations_exclude_days`, inactive, or themselves the context are left out.
+Every recommendation handed out is recorded as a RecommendationEvent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from stormd.config.settings import Settings
+from stormd.schema.carts import Cart, CartItem
+from stormd.schema.orders import COMPLETED_STATUSES, Order, OrderItem
+from stormd.schema.products import Product
+from stormd.schema.recommendations import RecommendationEvent
+
+CANDIDATES = 20  # per context product, before per-customer exclusions
+OPEN_CARTS = ("ACTIVE", "ABANDONED")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    product_id: str
+    name: str
+    category: str | None
+    price: Any
+    image_url: str | None
+    strategy: str  # co_purchased / same_category
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"product_id": self.product_id, "name": self.name, "category": self.category,
+                "price": self.price, "image_url": self.image_url, "strategy": self.strategy}
+
+
+class CandidateCache:
+    """Per (store, product) candidate lists, each kept until its expiry instant."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[datetime, list[Candidate]]] = {}
+
+    def get(self, store_id: str, product_id: str, now: datetime) -> list[Candidate] | None:
+        hit = self._entries.get((store_id, product_id))
+        return hit[1] if hit and hit[0] > now else None
+
+    def put(self, store_id: str, product_id: str, until: datetime, items: list[Candidate]) -> None:
+        self._entries[(store_id, product_id)] = (until, items)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+cache = CandidateCache()
+
+
+async def _co_purchased(session: AsyncSession, store_id: str, product_id: str) -> list[str]:
+    mine, other = aliased(OrderItem), aliased(OrderItem)
+    together = func.count(func.distinct(other.order_id))
+    rows = await session.execute(
+        select(other.product_id, together)
+        .join(mine, and_(mine.store_id == other.store_id, mine.order_id == other.order_id))
+        .join(Order, and_(Order.store_id == other.store_id, Order.order_id == other.order_id))
+        .where(other.store_id == store_id, mine.product_id == product_id,
+               other.product_id != product_id, Order.status.in_(COMPLETED_STATUSES))
+        .group_by(other.product_id).order_by(together.desc(), other.product_id).limit(CANDIDATES))
+    return [pid for pid, _ in rows]
+
+
+async def _same_category(session: AsyncSession, store_id: str, product_id: str) -> list[str]:
+    category = select(Product.category).where(Product.store_id == store_id,
+                                              Product.product_id == product_id).scalar_subquery()
+    sold = func.count(OrderItem.id)
+    rows = await session.execute(
+        select(Product.product_id, sold)
+        .outerjoin(OrderItem, and_(OrderItem.store_id == Product.store_id,
+                                   OrderItem.product_id == Product.product_id))
+        .where(Product.store_id == store_id, Product.category == category,
+               Product.product_id != product_id, Product.active.is_(True))
+        .group_by(Product.product_id).order_by(sold.desc(), Product.product_id).limit(CANDIDATES))
+    return [pid for pid, _ in rows]
+
+
+async def candidates(session: AsyncSession, settings: Settings, store_id: str, product_id: str,
+                     now: datetime) -> list[Candidate]:
+    """Co-purchased first, then same category; cached per product for a day."""
+    hit = cache.get(store_id, product_id, now)
+    if hit is not None:
+        return hit
+    co = await _co_purchased(session, store_id, product_id)
+    same = [p for p in await _same_category(session, store_id, product_id) if p not in co]
+    strategy = {**{p: "same_category" for p in same}, **{p: "co_purchased" for p in co}}
+    ordered = co + same
+    found = {p.product_id: p for p in (await session.scalars(
+        select(Product).where(Product.store_id == store_id, Product.product_id.in_(ordered),
+                              Product.active.is_(True)))).all()} if ordered else {}
+    items = [Candidate(pid, found[pid].name, found[pid].category, found[pid].price,
+                       found[pid].image_url, strategy[pid]) for pid in ordered if pid in found]
+    cache.put(store_id, product_id, now + settings.automations.recommendations_cache, items)
+    return items
+
+
+async def excluded_for(session: AsyncSession, settings: Settings, store_id: str,
+                       customer_id: str, now: datetime) -> set[str]:
+    """Products in the customer's open carts or bought in the last N days."""
+    in_cart = select(CartItem.product_id).join(Cart, and_(
+        Cart.store_id == CartItem.store_id, Cart.cart_id == CartItem.cart_id)).where(
+        Cart.store_id == store_id, Cart.customer_id == customer_id, Cart.status.in_(OPEN_CARTS))
+    since = now - timedelta(days=settings.automations.recommendations_exclude_days)
+    bought = select(OrderItem.product_id).join(Order, and_(
+        Order.store_id == OrderItem.store_id, Order.order_id == OrderItem.order_id)).where(
+        Order.store_id == store_id, Order.customer_id == customer_id,
+        Order.status.in_(COMPLETED_STATUSES), Order.occurred_at >= since)
+    return set((await session.scalars(in_cart.union(bought))).all())
+
+
+async def recommend(session: AsyncSession, settings: Settings, store_id: str,
+                    customer_id: str | None, context: Iterable[str], now: datetime,
+                    trigger: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Up to `limit` products for the customer around the context products, recorded."""
+    limit = limit or settings.automations.recommendations_count
+    context = list(dict.fromkeys(context))
+    skip = set(context)
+    if customer_id:
+        skip |= await excluded_for(session, settings, store_id, customer_id, now)
+    chosen: list[Candidate] = []
+    for product_id in context:
+        for c in await candidates(session, settings, store_id, product_id, now):
+            if c.product_id not in skip and len(chosen) < limit:
+                chosen.append(c)
+                skip.add(c.product_id)
+    if chosen:
+        strategies = sorted({c.strategy for c in chosen})
+        session.add(RecommendationEvent(
+            store_id=store_id, customer_id=customer_id,
+            context_product_id=context[0] if context else None,
+            strategy="+".join(strategies), products=[c.product_id for c in chosen],
+            trigger=trigger, created_at=now))
+    return [c.as_dict() for c in chosen]
