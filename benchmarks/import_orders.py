@@ -15,7 +15,7 @@ import csv
 import json
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stormd.handlers.bulk_import import import_file
@@ -23,7 +23,7 @@ from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import upgrade_database
 
 STATUSES = ("PAID", "DELIVERED", "SHIPPED", "PENDING", "CANCELLED")
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def orders(n: int, items: int):
@@ -59,7 +59,7 @@ async def run(path: Path, workdir: Path) -> None:
     engine = make_engine(url)
     try:
         result = await import_file(make_sessionmaker(engine), "orders", path, store=None,
-                                   now=datetime.now(timezone.utc))
+                                   now=datetime.now(UTC))
     finally:
         await engine.dispose()
     print(f"{path.suffix[1:]:>5}: {result.rows:,} orders in {result.seconds:.2f}s = "

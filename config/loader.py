@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import ValidationError
-
 from stormd.config.errors import ConfigError
 from stormd.config.secrets import resolve_all
 from stormd.config.settings import Settings

@@ -21,15 +21,15 @@ import gc
 import json
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from stormd.handlers.customers import upsert_customers
 from stormd.handlers.events import CustomerUpserted, OrderCreated, ProductUpserted, _first_error
 from stormd.handlers.orders import upsert_orders

@@ -6,11 +6,11 @@ The upsert functions are set-based and shared by the daemon's STATE handlers and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import CustomerConsentChanged, CustomerUpserted, Event
 from stormd.handlers.registry import STATE, on_event

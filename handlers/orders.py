@@ -7,12 +7,12 @@ shared by the STATE handlers and `stormd import`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.customers import ensure_customers
 from stormd.handlers.events import Event, OrderCreated, PromotionRedeemed

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event, ProductUpserted
 from stormd.handlers.registry import STATE, on_event

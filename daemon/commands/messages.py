@@ -6,9 +6,14 @@ from typing import Any
 
 import click
 from sqlalchemy import select
-
 from stormd.daemon.commands.common import (
-    config_option, echo_json, echo_table, json_option, run_async, settings_or_exit, store_option,
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    run_async,
+    settings_or_exit,
+    store_option,
 )
 from stormd.schema.messages import Message
 

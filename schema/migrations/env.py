@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-
 from stormd.schema import Base
 from stormd.schema.engine import make_engine
 

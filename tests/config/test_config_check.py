@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-
 from stormd.config.durations import parse_duration
 from stormd.daemon.cli import main
 
@@ -169,7 +168,7 @@ def test_console_script_exits_2_with_one_line_on_stderr(tmp_path):
 
     config = write(tmp_path / "bad.toml", '[carts]\nabandon_after = "1 hour"\n')
     proc = subprocess.run(["stormd", "config", "check", "--config", config],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         'stormd: config error: carts.abandon_after: "1 hour" is not a duration']

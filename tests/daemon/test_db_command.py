@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
-
 from stormd.daemon.cli import main
 from stormd.schema.migrate import head_revisions
 
@@ -29,3 +28,13 @@ def test_db_upgrade_with_a_bad_config_key_exits_2(tmp_path):
     result = CliRunner().invoke(main, ["db", "upgrade", "--config", str(config)])
     assert result.exit_code == 2
     assert "database.urll" in result.output
+
+
+def test_db_upgrade_on_an_unreachable_database_exits_1_naming_it(tmp_path):
+    config = tmp_path / "stormd.toml"
+    config.write_text('[database]\nurl = "postgresql+asyncpg://stormd:hunter2@127.0.0.1:1/none"\n')
+    result = CliRunner().invoke(main, ["db", "upgrade", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "db upgrade failed on postgresql+asyncpg://stormd:********@127.0.0.1:1/none" \
+        in result.output
+    assert "hunter2" not in result.output

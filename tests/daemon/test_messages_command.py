@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from click.testing import CliRunner
-
 from stormd.daemon.cli import main
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import create_schema
 
-NOW = datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
 
 
 def _config(tmp_path) -> tuple[str, str]:

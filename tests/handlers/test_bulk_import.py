@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
-
 from stormd.handlers import bulk_import
 from stormd.handlers.bulk_import import ImportFailed, import_file
 from stormd.schema import Customer, Order, OrderItem, OrderStatusChange, Product, Store
 
-NOW = datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
 
 
 def order(i: int, **extra) -> dict:
@@ -60,7 +59,7 @@ async def test_orders_jsonl_loads_orders_items_history_and_buyers(sessionmaker, 
     async with sessionmaker() as s:
         o = await s.get(Order, ("store_1", "o2"))
         assert (o.status, o.total, o.promotion_codes) == ("PAID", Decimal("1100.50"), ["EID"])
-        assert o.occurred_at == datetime(2026, 10, 2, 4, 0, tzinfo=timezone.utc)
+        assert o.occurred_at == datetime(2026, 10, 2, 4, 0, tzinfo=UTC)
         assert await s.get(Store, "store_1") is not None
     assert await count(sessionmaker, OrderItem) == 2
     assert await count(sessionmaker, OrderStatusChange) == 2

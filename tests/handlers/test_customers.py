@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import select
-
 import stormd.handlers.customers  # noqa: F401  (registers the STATE handlers)
+from sqlalchemy import select
 from stormd.schema import Customer, Store
 
 

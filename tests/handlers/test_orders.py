@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
-
 import stormd.handlers.orders  # noqa: F401  (registers the STATE handlers)
+from sqlalchemy import select
 from stormd.schema import (
-    AppliedPromotion, Customer, DiscountCode, Order, OrderItem, OrderStatusChange,
+    AppliedPromotion,
+    Customer,
+    DiscountCode,
+    Order,
+    OrderItem,
+    OrderStatusChange,
 )
 
 ORDER = {
