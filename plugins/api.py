@@ -5,9 +5,10 @@ Plain frozen dataclasses, so a plugin depends on nothing but this module and its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 CHANNELS = ("email", "sms", "whatsapp", "push")
 

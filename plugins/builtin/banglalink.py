@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
@@ -28,7 +30,7 @@ COUNTS = re.compile(r"success\s*count\s*:\s*(\d+).*?fail\s*count\s*:\s*(\d+)",
 
 class Config(GatewayConfig):
     user_id: str
-    password: str
+    password: SecretStr
     base_url: str = "https://vas.banglalink.net"
 
 
@@ -49,7 +51,7 @@ def stormd_estimate_cost(message, config: Config):
 
 @hookimpl
 async def stormd_send(message, config: Config, http) -> str:
-    form = {"userID": config.user_id, "passwd": config.password,
+    form = {"userID": config.user_id, "passwd": config.password.get_secret_value(),
             "sender": message.sender_id or config.sender_id,
             "msisdn": msisdn(message.to), "message": message.body}
     resp = await request(http, "POST", f"{config.base_url}/sendSMS/sendSMS", provider=NAME,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
 from stormd.plugins.errors import PermanentError, RetryableError
@@ -25,7 +27,7 @@ PERMANENT_FCM_ERRORS = {"UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH"
 
 class Config(ProviderConfig):
     project_id: str
-    access_token: str
+    access_token: SecretStr
     base_url: str = "https://fcm.googleapis.com"
 
 
@@ -52,7 +54,7 @@ async def stormd_send(message, config: Config, http) -> str:
     }}
     url = f"{config.base_url}/v1/projects/{config.project_id}/messages:send"
     resp = await request(http, "POST", url, provider=NAME, json=payload,
-                         headers={"Authorization": f"Bearer {config.access_token}"})
+                         headers={"Authorization": f"Bearer {config.access_token.get_secret_value()}"})
     if resp.status >= 400:
         fcm_code = _fcm_error(resp.text)
         if fcm_code in PERMANENT_FCM_ERRORS:

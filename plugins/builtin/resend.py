@@ -13,6 +13,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo, StatusUpdate, WebhookResult
 from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
 from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
@@ -28,10 +30,10 @@ EVENT_KINDS = {
 
 
 class Config(ProviderConfig):
-    api_key: str
+    api_key: SecretStr
     from_address: str
     base_url: str = "https://api.resend.com"
-    webhook_secret: str = ""
+    webhook_secret: SecretStr = SecretStr("")
 
 
 @hookimpl
@@ -58,7 +60,7 @@ async def stormd_send(message, config: Config, http) -> str:
         payload["headers"] = dict(message.headers)
     resp = await request(
         http, "POST", f"{config.base_url}/emails", provider=NAME, json=payload,
-        headers={"Authorization": f"Bearer {config.api_key}",
+        headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}",
                  "Idempotency-Key": message.idempotency_key[:256]},
     )
     error = _error(resp.text)
@@ -90,9 +92,9 @@ def _tag(value: str) -> str:
 
 @hookimpl
 def stormd_parse_webhook(request, config: Config, now: datetime) -> WebhookResult:
-    if not config.webhook_secret:
+    if not config.webhook_secret.get_secret_value():
         raise WebhookRejected("providers.resend.webhook_secret is not configured", 404)
-    delivery_id = verify_svix(config.webhook_secret, request.headers, request.body, now)
+    delivery_id = verify_svix(config.webhook_secret.get_secret_value(), request.headers, request.body, now)
     try:
         event = json.loads(request.body)
         kind = EVENT_KINDS.get(event["type"])

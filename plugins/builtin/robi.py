@@ -12,6 +12,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request
@@ -23,7 +25,7 @@ NAME = "robi"
 
 class Config(GatewayConfig):
     username: str
-    password: str
+    password: SecretStr
     base_url: str = "https://bmpws.robi.com.bd"
 
 
@@ -56,7 +58,7 @@ def read_service_class(text: str) -> dict[str, str]:
 
 @hookimpl
 async def stormd_send(message, config: Config, http) -> str:
-    form = {"Username": config.username, "Password": config.password,
+    form = {"Username": config.username, "Password": config.password.get_secret_value(),
             "From": message.sender_id or config.sender_id, "To": msisdn(message.to),
             "Message": message.body}
     resp = await request(http, "POST", f"{config.base_url}/ApacheGearWS/SendTextMessage",

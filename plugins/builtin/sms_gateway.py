@@ -12,6 +12,8 @@ import json
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
+from pydantic import SecretStr
+
 from stormd.plugins.api import StatusUpdate, WebhookResult
 from stormd.plugins.builtin.transport import ProviderConfig
 from stormd.plugins.errors import WebhookRejected
@@ -26,7 +28,7 @@ DLR_KINDS = {"DELIVERED": "delivered", "DELIVRD": "delivered", "SUCCESS": "deliv
 class GatewayConfig(ProviderConfig):
     sender_id: str = ""  # masking name or long code; a store's own sender id wins
     rate_per_segment: Decimal = Decimal("0.35")  # BDT; a store's SmsProvider row wins
-    dlr_token: str = ""
+    dlr_token: SecretStr = SecretStr("")
 
 
 def sms_cost(message, config: GatewayConfig) -> Decimal:
@@ -36,7 +38,7 @@ def sms_cost(message, config: GatewayConfig) -> Decimal:
 def parse_delivery_report(request, config: GatewayConfig, provider: str) -> WebhookResult:
     """A delivery report as JSON or form fields: reference (our csms_id or the gateway's
     id) and status."""
-    verify_token(config.dlr_token, request.query.get("token"))
+    verify_token(config.dlr_token.get_secret_value(), request.query.get("token"))
     try:
         if request.body.lstrip().startswith(b"{"):
             fields = json.loads(request.body)

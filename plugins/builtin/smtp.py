@@ -20,6 +20,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
+from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.transport import ProviderConfig, short_id
 from stormd.plugins.errors import PermanentError, RetryableError
@@ -34,7 +36,7 @@ class Config(ProviderConfig):
     starttls: bool = False
     ssl: bool = False
     username: str = ""
-    password: str = ""
+    password: SecretStr = SecretStr("")
     from_address: str
     timeout: float = 30.0
 
@@ -72,7 +74,7 @@ def _deliver(email: EmailMessage, config: Config) -> None:
         if config.starttls:
             client.starttls()
         if config.username:
-            client.login(config.username, config.password)
+            client.login(config.username, config.password.get_secret_value())
         client.send_message(email)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import SecretStr
+
 from stormd.plugins.api import Health, ProviderInfo
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
@@ -28,7 +30,7 @@ ACCOUNT_ERRORS = {"4001", "4003", "4004", "4006", "4016", "4024"}
 
 
 class Config(GatewayConfig):
-    api_token: str
+    api_token: SecretStr
     base_url: str = "https://smsplus.sslwireless.com"
 
 
@@ -51,7 +53,7 @@ def stormd_estimate_cost(message, config: Config):
 @hookimpl
 async def stormd_send(message, config: Config, http) -> str:
     csms_id = short_id(message.idempotency_key)
-    payload = {"api_token": config.api_token, "sid": message.sender_id or config.sender_id,
+    payload = {"api_token": config.api_token.get_secret_value(), "sid": message.sender_id or config.sender_id,
                "msisdn": msisdn(message.to), "sms": message.body, "csms_id": csms_id}
     resp = await request(http, "POST", f"{config.base_url}/api/v3/send-sms", provider=NAME,
                          json=payload, headers={"Accept": "application/json"})
@@ -79,4 +81,4 @@ def stormd_parse_webhook(request, config: Config):
 
 @hookimpl
 def stormd_health(config: Config) -> Health:
-    return Health(ok=bool(config.api_token), detail="api_token set")
+    return Health(ok=bool(config.api_token.get_secret_value()), detail="api_token set")

@@ -15,10 +15,13 @@ is not APPROVED before calling Meta. Template parameters come from the message's
 
 from __future__ import annotations
 
+import hmac
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from pydantic import SecretStr
 
 from stormd.plugins.api import ProviderInfo, StatusUpdate, WebhookResult
 from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
@@ -33,10 +36,10 @@ AUTH_CODES = {0, 190, 10, 200}
 
 
 class Config(ProviderConfig):
-    access_token: str
+    access_token: SecretStr
     phone_number_id: str
-    app_secret: str = ""
-    verify_token: str = ""
+    app_secret: SecretStr = SecretStr("")
+    verify_token: SecretStr = SecretStr("")
     api_version: str = "v21.0"
     base_url: str = "https://graph.facebook.com"
     marketing_rate: Decimal = Decimal("8.90")  # BDT per delivered marketing template
@@ -86,7 +89,7 @@ async def stormd_send(message, config: Config, http) -> str:
     payload = template_payload(message)
     url = f"{config.base_url}/{config.api_version}/{config.phone_number_id}/messages"
     resp = await request(http, "POST", url, provider=NAME, json=payload,
-                         headers={"Authorization": f"Bearer {config.access_token}"})
+                         headers={"Authorization": f"Bearer {config.access_token.get_secret_value()}"})
     if resp.status >= 400:
         _raise_graph_error(resp)
     try:
@@ -114,13 +117,14 @@ def _raise_graph_error(resp) -> None:
 def stormd_parse_webhook(request, config: Config) -> WebhookResult:
     if request.method == "GET":  # the subscription handshake
         q = request.query
-        if q.get("hub.mode") == "subscribe" and config.verify_token and \
-                q.get("hub.verify_token") == config.verify_token:
+        expected = config.verify_token.get_secret_value()
+        if q.get("hub.mode") == "subscribe" and expected and hmac.compare_digest(
+                q.get("hub.verify_token", "").encode(), expected.encode()):
             return WebhookResult(delivery_id=None, reply=q.get("hub.challenge", ""))
         raise WebhookRejected("hub.verify_token does not match", 403)
-    if not config.app_secret:
+    if not config.app_secret.get_secret_value():
         raise WebhookRejected("providers.meta.app_secret is not configured", 404)
-    verify_hub_signature(config.app_secret, request.headers, request.body)
+    verify_hub_signature(config.app_secret.get_secret_value(), request.headers, request.body)
     try:
         payload = json.loads(request.body)
         statuses = [s for entry in payload.get("entry", [])
