@@ -1,0 +1,431 @@
+"""The automation triggers (seed §5, H.5): win-back, VIP milestone, post-purchase upsell,
+segment entry, welcome series, birthday.
+
+Each run of a trigger for a customer is an AutomationExecution whose unique key is
+store + trigger + customer + date bucket (seed §6), so a redelivered event, a re-run cron
+or two racing processes open it once; its message key derives from it, so it queues once.
+Executions are the automation log: PENDING/WAITING while steps remain, COMPLETED when its
+message is queued (or deferred by the daily cap), SKIPPED with the reason (cooldown, offer
+cooldown, unreachable, capped, order cancelled, nothing to recommend).
+
+All marketing: opt-outs, the daily cap (`automations.on_cap`: defer or drop), the
+same-trigger cooldown, quiet hours and Friday prayer apply through `handlers.outreach`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, extract, select, update
+from stormd.handlers.campaign_costs import unit_costs
+from stormd.handlers.context import HandlerContext, JobContext, TimerFired
+from stormd.handlers.eligibility import load_reach, recent_offer_holders, recently_triggered
+from stormd.handlers.events import CustomerUpserted, Event, OrderCreated, OrderStatusChanged
+from stormd.handlers.features import known_store_ids
+from stormd.handlers.outreach import (
+    Outreach,
+    Recipient,
+    load_templates,
+    send_batch,
+    store_profile,
+)
+from stormd.handlers.recommendations import recommend
+from stormd.handlers.registry import REACT, on_cron, on_event, on_segment_change, on_timer
+from stormd.handlers.send_slots import store_send_window
+from stormd.schema.automations import AutomationExecution, AutomationWorkflow
+from stormd.schema.customers import Customer
+from stormd.schema.orders import COMPLETED_STATUSES, Order, OrderItem
+from stormd.schema.rfm import CustomerLifecycleMetrics
+from stormd.schema.upsert import insert_for
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1000
+WELCOME_KIND = "automation.welcome"
+POST_PURCHASE_KIND = "automation.post_purchase"
+NAMES = {"win_back": "Churn-risk win-back", "vip": "VIP milestone reward",
+         "post_purchase": "Post-purchase upsell", "welcome": "Welcome series",
+         "birthday": "Birthday greeting"}
+
+
+@dataclass
+class Step:
+    """One message of a trigger: which template, which code, what else to render."""
+
+    trigger: str
+    template: str
+    discount_percent: Decimal | None = None
+    channels: list[str] | None = None
+    number: int = 0
+    final: bool = True
+    cooldown: timedelta | None = None
+    offer_cooldown: timedelta | None = None
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # per customer
+
+
+def enabled(ctx: HandlerContext, trigger: str) -> bool:
+    return trigger.split(":", 1)[0] in ctx.settings.automations.enabled
+
+
+def execution_key(store_id: str, trigger: str, customer_id: str, bucket: str) -> str:
+    return f"{store_id}:{trigger}:{customer_id}:{bucket}"
+
+
+def local_today(ctx: HandlerContext, tz) -> date:
+    return ctx.now().astimezone(tz).date()
+
+
+async def ensure_workflow(ctx: HandlerContext, trigger: str, config: dict | None = None
+                          ) -> AutomationWorkflow:
+    """The store's workflow row for a trigger (built-ins are created enabled on first use)."""
+    now = ctx.now()
+    await ctx.session.execute(insert_for(ctx.session, AutomationWorkflow).values(
+        store_id=ctx.store_id, trigger=trigger, name=NAMES.get(trigger, trigger), enabled=True,
+        config=config, created_at=now, updated_at=now,
+    ).on_conflict_do_nothing(index_elements=["store_id", "trigger"]))
+    return (await ctx.session.scalars(select(AutomationWorkflow).where(
+        AutomationWorkflow.store_id == ctx.store_id, AutomationWorkflow.trigger == trigger))).one()
+
+
+async def open_executions(ctx: HandlerContext, workflow: AutomationWorkflow,
+                          items: list[tuple[str, str, str | None]], status: str = "PENDING"
+                          ) -> list[AutomationExecution]:
+    """Open one execution per (customer, bucket, subject); returns only the new ones (an
+    existing key means this trigger already ran for that customer in that bucket)."""
+    now = ctx.now()
+    keys = {execution_key(ctx.store_id, workflow.trigger, cid, bucket): (cid, subject)
+            for cid, bucket, subject in items}
+    if not keys:
+        return []
+    existing = set((await ctx.session.scalars(select(AutomationExecution.idempotency_key).where(
+        AutomationExecution.idempotency_key.in_(list(keys))))).all())
+    fresh = [k for k in keys if k not in existing]
+    if not fresh:
+        return []
+    stmt = insert_for(ctx.session, AutomationExecution).on_conflict_do_nothing(
+        index_elements=["idempotency_key"])
+    await ctx.session.execute(stmt, [{
+        "store_id": ctx.store_id, "workflow_id": workflow.id, "trigger": workflow.trigger,
+        "customer_id": keys[k][0], "subject_id": keys[k][1], "idempotency_key": k,
+        "status": status, "step": 0, "context": None, "error": None, "created_at": now,
+        "updated_at": now, "completed_at": None} for k in fresh])
+    return list((await ctx.session.scalars(select(AutomationExecution).where(
+        AutomationExecution.idempotency_key.in_(fresh)))).all())
+
+
+async def _mark(ctx: HandlerContext, ids: list[int], status: str, error: str | None = None,
+                step: int | None = None) -> None:
+    if not ids:
+        return
+    now = ctx.now()
+    values: dict[str, Any] = {"status": status, "error": error, "updated_at": now}
+    if status in ("COMPLETED", "SKIPPED"):
+        values["completed_at"] = now
+    if step is not None:
+        values["step"] = step
+    for i in range(0, len(ids), CHUNK):
+        await ctx.session.execute(update(AutomationExecution)
+                                  .where(AutomationExecution.id.in_(ids[i:i + CHUNK]))
+                                  .values(**values))
+
+
+async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], step: Step
+                  ) -> dict[str, str]:
+    """Queue the step's message for each execution's customer; mark the executions with
+    what happened. Returns customer -> outcome (queued/deferred/capped/unreachable/...)."""
+    if not executions:
+        return {}
+    store = await store_profile(ctx.session, ctx.settings, ctx.store_id)
+    now, ids = ctx.now(), [e.customer_id for e in executions]
+    outcome: dict[str, str] = {}
+    skip: dict[str, str] = {}
+    if step.cooldown:
+        for cid in await recently_triggered(ctx.session, ctx.store_id, ids, step.trigger,
+                                            now - step.cooldown, step.template):
+            skip[cid] = "cooldown"
+    if step.offer_cooldown:
+        for cid in await recent_offer_holders(ctx.session, ctx.store_id, ids,
+                                              now - step.offer_cooldown):
+            skip.setdefault(cid, "offer cooldown")
+    reach = await load_reach(ctx.session, ctx.store_id, [i for i in ids if i not in skip])
+    recipients = []
+    for e in executions:
+        if e.customer_id in skip:
+            continue
+        if e.customer_id not in reach:
+            skip[e.customer_id] = "unknown customer"
+            continue
+        recipients.append(Recipient(reach=reach[e.customer_id], key=f"{e.idempotency_key}:{step.number}",
+                                    variables=step.variables.get(e.customer_id, {}),
+                                    execution_id=e.id))
+    window = store_send_window(ctx.settings, store.tz)
+    outreach = Outreach(
+        store=store, trigger=step.trigger,
+        templates=await load_templates(ctx.session, ctx.store_id, step.template),
+        channels=step.channels or ctx.settings.automations.channels,
+        send_at=window.next_allowed(now), costs=await unit_costs(ctx.session, ctx.settings,
+                                                                 ctx.store_id),
+        on_cap=ctx.settings.automations.on_cap.get(step.trigger.split(":", 1)[0], "defer"),
+        discount_percent=step.discount_percent or None,
+        code_valid_until=now + ctx.settings.automations.code_valid_for,
+    )
+    result = await send_batch(ctx.session, ctx.settings, now, outreach, recipients)
+    outcome.update(result.status)
+    outcome.update(skip)
+    by_id = {e.customer_id: e.id for e in executions}
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for cid, what in outcome.items():
+        if what in ("queued", "deferred", "duplicate"):
+            key = ("COMPLETED" if step.final else "WAITING", None)
+        elif what == "capped":
+            key = ("SKIPPED", "daily cap reached (on_cap = drop)")
+        else:
+            key = ("SKIPPED", what)
+        groups.setdefault(key, []).append(by_id[cid])
+    for (status, error), exec_ids in groups.items():
+        await _mark(ctx, exec_ids, status, error, step.number)
+    return outcome
+
+
+async def run_trigger(ctx: HandlerContext, customer_ids: Iterable[str], bucket: str, step: Step,
+                      subject_id: str | None = None) -> dict[str, str]:
+    """Open executions for the customers in this bucket and deliver the step to the new ones."""
+    if not enabled(ctx, step.trigger):
+        return {}
+    workflow = await ensure_workflow(ctx, step.trigger)
+    if not workflow.enabled:
+        return {}
+    outcome: dict[str, str] = {}
+    ids = list(dict.fromkeys(customer_ids))
+    for i in range(0, len(ids), CHUNK):
+        fresh = await open_executions(ctx, workflow, [(c, bucket, subject_id) for c in ids[i:i + CHUNK]])
+        outcome.update(await deliver(ctx, fresh, step))
+    return outcome
+
+
+def _cooldown(ctx: HandlerContext, extra: timedelta | None = None) -> timedelta:
+    base = ctx.settings.limits.same_trigger_cooldown
+    return max(base, extra) if extra else base
+
+
+# --- churn-risk win-back (daily) ----------------------------------------------------------
+
+
+async def win_back_candidates(ctx: HandlerContext, after: str, limit: int) -> list[str]:
+    """ACTIVE customers whose last completed order is 45+ whole days old (keyset page)."""
+    days = ctx.settings.automations.win_back_after_days
+    lm = CustomerLifecycleMetrics
+    return list((await ctx.session.scalars(
+        select(lm.customer_id).where(
+            lm.store_id == ctx.store_id, lm.stage == "ACTIVE",
+            lm.last_order_at <= ctx.now() - timedelta(days=days), lm.customer_id > after)
+        .order_by(lm.customer_id).limit(limit))).all())
+
+
+async def run_win_back(ctx: HandlerContext, after: str = "") -> tuple[str, dict[str, str]]:
+    """One page of the win-back run; returns the last customer id seen ("" when done)."""
+    store = await store_profile(ctx.session, ctx.settings, ctx.store_id)
+    ids = await win_back_candidates(ctx, after, CHUNK)
+    a = ctx.settings.automations
+    step = Step("win_back", "win_back", a.win_back_discount_percent,
+                cooldown=_cooldown(ctx, a.win_back_cooldown),
+                offer_cooldown=ctx.settings.limits.offer_cooldown)
+    outcome = await run_trigger(ctx, ids, local_today(ctx, store.tz).isoformat(), step)
+    return (ids[-1] if len(ids) == CHUNK else ""), outcome
+
+
+async def _each_store_in_pages(job: JobContext, page) -> None:
+    async with job.sessionmaker() as session:
+        stores = await known_store_ids(session)
+    for store_id in stores:
+        after = ""
+        while True:
+            async with job.sessionmaker() as session:
+                after, _ = await page(job.handler_context(session, store_id), after)
+                await session.commit()
+            if not after:
+                break
+
+
+@on_cron("automations.win_back", lambda s: s.automations.win_back_schedule)
+async def win_back_job(job: JobContext) -> None:
+    await _each_store_in_pages(job, run_win_back)
+
+
+# --- birthday (daily) ---------------------------------------------------------------------
+
+
+async def run_birthdays(ctx: HandlerContext, after: str = "") -> tuple[str, dict[str, str]]:
+    """Customers whose birthday is today in the store's zone (29 Feb on 28 Feb otherwise)."""
+    store = await store_profile(ctx.session, ctx.settings, ctx.store_id)
+    today = local_today(ctx, store.tz)
+    month, day = extract("month", Customer.birthday), extract("day", Customer.birthday)
+    match = and_(month == today.month, day == today.day)
+    if (today.month, today.day) == (2, 28) and not _leap(today.year):
+        match = and_(month == 2, day.in_((28, 29)))
+    ids = list((await ctx.session.scalars(
+        select(Customer.customer_id).where(Customer.store_id == ctx.store_id, match,
+                                           Customer.customer_id > after)
+        .order_by(Customer.customer_id).limit(CHUNK))).all())
+    step = Step("birthday", "birthday", ctx.settings.automations.birthday_discount_percent,
+                cooldown=_cooldown(ctx))
+    outcome = await run_trigger(ctx, ids, str(today.year), step)
+    return (ids[-1] if len(ids) == CHUNK else ""), outcome
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+@on_cron("automations.birthday", lambda s: s.automations.birthday_schedule)
+async def birthday_job(job: JobContext) -> None:
+    await _each_store_in_pages(job, run_birthdays)
+
+
+# --- VIP milestone and segment entry --------------------------------------------------------
+
+
+@on_segment_change
+async def on_segment_entered(ctx: HandlerContext, segment: str, entered: list[str],
+                             exited: list[str]) -> None:
+    """Entering `vip` (composite >= 38) earns the VIP reward, at most once a month; any
+    segment with an enabled `segment_entry:<slug>` workflow fires its own message."""
+    if not entered:
+        return
+    store = await store_profile(ctx.session, ctx.settings, ctx.store_id)
+    today = local_today(ctx, store.tz)
+    if segment == "vip":
+        step = Step("vip", "vip_reward", ctx.settings.automations.vip_discount_percent,
+                    cooldown=_cooldown(ctx))
+        await run_trigger(ctx, entered, today.strftime("%Y-%m"), step, subject_id="vip")
+    if not enabled(ctx, "segment_entry"):
+        return
+    workflow = (await ctx.session.scalars(select(AutomationWorkflow).where(
+        AutomationWorkflow.store_id == ctx.store_id,
+        AutomationWorkflow.trigger == f"segment_entry:{segment}",
+        AutomationWorkflow.enabled.is_(True)))).first()
+    if workflow is None:
+        return
+    config = workflow.config or {}
+    step = Step(workflow.trigger, config.get("template", "welcome_1"),
+                Decimal(str(config["discount_percent"])) if config.get("discount_percent") else None,
+                channels=config.get("channels"), cooldown=_cooldown(ctx))
+    await run_trigger(ctx, entered, today.isoformat(), step, subject_id=segment)
+
+
+async def add_segment_entry_workflow(ctx: HandlerContext, segment: str, template: str,
+                                     channels: list[str] | None = None,
+                                     discount_percent: Decimal | None = None) -> AutomationWorkflow:
+    """Let a merchant fire a template whenever a customer enters `segment`."""
+    config = {"template": template, "channels": channels,
+              "discount_percent": str(discount_percent) if discount_percent else None}
+    workflow = await ensure_workflow(ctx, f"segment_entry:{segment}", config)
+    workflow.config, workflow.enabled, workflow.updated_at = config, True, ctx.now()
+    return workflow
+
+
+# --- post-purchase upsell -----------------------------------------------------------------
+
+
+@on_event("order.created", "order.status_changed", stage=REACT)
+async def on_order_paid(ctx: HandlerContext, event: Event) -> None:
+    """An order turning PAID opens its upsell, fired `post_purchase_delay` later."""
+    data = event.data
+    if not isinstance(data, (OrderCreated, OrderStatusChanged)) or data.status != "PAID":
+        return
+    if not enabled(ctx, "post_purchase"):
+        return
+    customer_id = getattr(data, "customer_id", None) or await ctx.session.scalar(
+        select(Order.customer_id).where(Order.store_id == ctx.store_id,
+                                        Order.order_id == data.order_id))
+    if customer_id is None:
+        return
+    due = event.occurred_at + ctx.settings.automations.post_purchase_delay
+    if due < ctx.now() - timedelta(days=1):
+        return  # a replayed or imported old order: too late to upsell
+    workflow = await ensure_workflow(ctx, "post_purchase")
+    if not workflow.enabled:
+        return
+    fresh = await open_executions(ctx, workflow, [(customer_id, data.order_id, data.order_id)],
+                                  status="WAITING")
+    if fresh:
+        await ctx.schedule(f"post_purchase:{data.order_id}", POST_PURCHASE_KIND, due,
+                           {"orderId": data.order_id, "executionId": fresh[0].id})
+
+
+@on_timer(POST_PURCHASE_KIND)
+async def fire_post_purchase(ctx: HandlerContext, fired: TimerFired) -> None:
+    execution = await ctx.session.get(AutomationExecution, fired.payload["executionId"])
+    if execution is None or execution.status != "WAITING":
+        return
+    order_id = fired.payload["orderId"]
+    status = await ctx.session.scalar(select(Order.status).where(
+        Order.store_id == ctx.store_id, Order.order_id == order_id))
+    if status not in COMPLETED_STATUSES:
+        await _mark(ctx, [execution.id], "SKIPPED", f"order {order_id} is {status}")
+        return
+    products = (await ctx.session.scalars(select(OrderItem.product_id).where(
+        OrderItem.store_id == ctx.store_id, OrderItem.order_id == order_id)
+        .order_by(OrderItem.line_no))).all()
+    recs = await recommend(ctx.session, ctx.settings, ctx.store_id, execution.customer_id,
+                           products, ctx.now(), trigger="post_purchase")
+    if not recs:
+        await _mark(ctx, [execution.id], "SKIPPED", "nothing to recommend")
+        return
+    step = Step("post_purchase", "post_purchase_upsell", cooldown=_cooldown(ctx),
+                variables={execution.customer_id: {"products": recs, "order_id": order_id}})
+    await deliver(ctx, [execution], step)
+
+
+# --- welcome series -----------------------------------------------------------------------
+
+
+def _welcome_step(ctx: HandlerContext, number: int) -> Step:
+    a = ctx.settings.automations
+    last = len(a.welcome_delays) - 1
+    return Step("welcome", f"welcome_{number + 1}",
+                a.welcome_discount_percent if number == last else None,
+                number=number, final=number == last)
+
+
+@on_event("customer.upserted", stage=REACT)
+async def on_customer_upserted(ctx: HandlerContext, event: Event) -> None:
+    """A customer new within the last day starts the welcome series: the first message now,
+    the others by durable timers `welcome_delays` after sign-up."""
+    data = event.data
+    if not isinstance(data, CustomerUpserted) or not enabled(ctx, "welcome"):
+        return
+    joined = data.created_at or event.occurred_at
+    if ctx.now() - joined > timedelta(days=1):
+        return  # an old customer's profile change, not a sign-up
+    workflow = await ensure_workflow(ctx, "welcome")
+    if not workflow.enabled:
+        return
+    fresh = await open_executions(ctx, workflow, [(data.customer_id, "series", None)],
+                                  status="WAITING")
+    if not fresh:
+        return
+    delays = ctx.settings.automations.welcome_delays
+    for number in range(1, len(delays)):
+        await ctx.schedule(f"welcome:{data.customer_id}:{number}", WELCOME_KIND,
+                           joined + delays[number],
+                           {"executionId": fresh[0].id, "step": number})
+    if delays[0] <= timedelta(0):
+        await deliver(ctx, fresh, _welcome_step(ctx, 0))
+    else:
+        await ctx.schedule(f"welcome:{data.customer_id}:0", WELCOME_KIND, joined + delays[0],
+                           {"executionId": fresh[0].id, "step": 0})
+
+
+@on_timer(WELCOME_KIND)
+async def fire_welcome_step(ctx: HandlerContext, fired: TimerFired) -> None:
+    execution = await ctx.session.get(AutomationExecution, fired.payload["executionId"])
+    if execution is None or execution.status in ("CANCELLED", "FAILED", "COMPLETED"):
+        return
+    await deliver(ctx, [execution], _welcome_step(ctx, int(fired.payload["step"])))
+
