@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -11,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def insert_for(session: AsyncSession | Any, table: Any):
-    """A dialect `insert()` offering `on_conflict_do_update` / `on_conflict_do_nothing`."""
+    """A dialect `insert()` offering `on_conflict_do_update` / `on_conflict_do_nothing`
+    (for a session, a connection or engine, or a dialect)."""
     bind = session.bind if hasattr(session, "bind") else session
-    name = bind.dialect.name
+    name = bind.dialect.name if hasattr(bind, "dialect") else bind.name
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":
@@ -51,19 +53,26 @@ async def upsert_rows(
         return
     conn = await session.connection()
     for columns, group in groups.items():
-        stmt = insert_for(session, table)
-        changes = [c for c in columns if c not in keys]
-        if update and changes:
-            values = set_(stmt, columns) if set_ else {c: stmt.excluded[c] for c in changes}
-            stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=values)
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-        driver = _DriverRows.for_statement(conn.dialect, table, stmt, columns)
+        stmt, driver = _upsert_statement(conn.dialect, table, columns, tuple(keys), update, set_)
         for batch in _batches(group, BATCH_ROWS):
             if driver is None:
                 await conn.execute(stmt, batch)
             else:
                 await conn.exec_driver_sql(driver.sql, driver.params(batch))
+
+
+@functools.lru_cache(maxsize=512)
+def _upsert_statement(dialect, table: Table, columns: tuple[str, ...], keys: tuple[str, ...],
+                      update: bool, set_) -> tuple[Any, _DriverRows | None]:
+    """The upsert for one column set, built (and on SQLite compiled) once per process."""
+    stmt = insert_for(dialect, table)
+    changes = [c for c in columns if c not in keys]
+    if update and changes:
+        values = set_(stmt, columns) if set_ else {c: stmt.excluded[c] for c in changes}
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=values)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    return stmt, _DriverRows.for_statement(dialect, table, stmt, columns)
 
 
 class _DriverRows:
