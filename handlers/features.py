@@ -130,17 +130,6 @@ async def customer_aggregates(
     return Aggregates(list(columns[0]), *ints)
 
 
-def store_customers_query(store_id: str, customer_ids: list[str] | None = None):
-    """Every customer id the store knows (its customer records and whoever ordered),
-    optionally only among `customer_ids`."""
-    people = select(Customer.customer_id.label("customer_id")).where(Customer.store_id == store_id)
-    buyers = select(Order.customer_id.label("customer_id")).where(Order.store_id == store_id)
-    if customer_ids is not None:
-        people = people.where(Customer.customer_id.in_(customer_ids))
-        buyers = buyers.where(Order.customer_id.in_(customer_ids))
-    return union(people, buyers).subquery("store_customers")
-
-
 async def known_store_ids(session: AsyncSession) -> list[str]:
     """Stores with any record, sorted: the stores a nightly run visits."""
     query = union(

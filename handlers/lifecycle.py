@@ -16,35 +16,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
-from sqlalchemy import Integer, exists, literal, null, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.settings import LifecycleSettings
+from stormd.handlers.columnar import write_columns
 from stormd.handlers.features import (
     EPOCH,
     ID_CHUNK,
     US_PER_DAY,
     Aggregates,
-    cents_to_decimal,
-    completed_orders,
     epoch_us,
-    store_customers_query,
     whole_days,
 )
 from stormd.handlers.rfm import Scores
-from stormd.schema.base import Money, UtcDateTime
-from stormd.schema.orders import Order
+from stormd.schema.customers import Customer
 from stormd.schema.rfm import CustomerLifecycleMetrics
-from stormd.schema.upsert import insert_for
 
 STAGES = ("PROSPECT", "NEW", "ACTIVE", "CHURNED")
 MIN_GAP_DAYS = 7
-UPSERT_BATCH = 50_000
 
 LM = CustomerLifecycleMetrics.__table__
-_UPDATED = [c.name for c in LM.columns if c.name not in ("store_id", "customer_id")]
 
 
 def stages(agg: Aggregates, as_of: datetime, s: LifecycleSettings) -> np.ndarray:
@@ -68,14 +61,6 @@ def _when(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
-def _upsert(session: AsyncSession):
-    stmt = insert_for(session, LM)
-    return stmt.on_conflict_do_update(
-        index_elements=["store_id", "customer_id"],
-        set_={name: stmt.excluded[name] for name in _UPDATED},
-    )
-
-
 async def upsert_buyers(
     session: AsyncSession, store_id: str, as_of: datetime, agg: Aggregates,
     scores: Scores | None, s: LifecycleSettings,
@@ -83,63 +68,41 @@ async def upsert_buyers(
     """Write the rows of customers with completed orders (RFM columns empty without scores)."""
     if not len(agg):
         return
-    stage = stages(agg, as_of, s).tolist()
-    risk = churn_risk(agg, as_of, s).tolist()
-    recency = whole_days(epoch_us(as_of), agg.last_us).tolist()
-    none = [None] * len(agg)
-    r, f, m, comp = ((x.tolist() for x in (scores.r, scores.f, scores.m, scores.composite))
-                     if scores is not None else (none, none, none, none))
-    stmt = _upsert(session)
-    batch: list[dict[str, Any]] = []
-    rows = zip(agg.customer_ids, stage, risk, agg.orders_count.tolist(),
-               agg.orders_total_cents.tolist(), agg.first_us.tolist(), agg.last_us.tolist(),
-               recency, agg.frequency.tolist(), agg.monetary_cents.tolist(), r, f, m, comp)
-    for cid, st, rk, cnt, tot, first, last, rec, freq, mon, r_, f_, m_, c_ in rows:
-        batch.append({
-            "store_id": store_id, "customer_id": cid, "stage": st, "churn_risk": rk,
-            "orders_count": cnt, "orders_total": cents_to_decimal(tot),
-            "first_order_at": _when(first), "last_order_at": _when(last),
-            "recency_days": rec, "frequency": freq, "monetary": cents_to_decimal(mon),
-            "r": r_, "f": f_, "m": m_, "composite": c_, "as_of": as_of,
-        })
-        if len(batch) >= UPSERT_BATCH:
-            await session.execute(stmt, batch)
-            batch = []
-    if batch:
-        await session.execute(stmt, batch)
+    none = np.full(len(agg), None, dtype=object)
+    await write_columns(session, LM, {
+        "store_id": store_id, "customer_id": agg.customer_ids,
+        "stage": stages(agg, as_of, s), "churn_risk": churn_risk(agg, as_of, s),
+        "orders_count": agg.orders_count, "orders_total": agg.orders_total_cents,
+        "first_order_at": agg.first_us, "last_order_at": agg.last_us,
+        "recency_days": whole_days(epoch_us(as_of), agg.last_us), "frequency": agg.frequency,
+        "monetary": agg.monetary_cents,
+        "r": scores.r if scores else none, "f": scores.f if scores else none,
+        "m": scores.m if scores else none, "composite": scores.composite if scores else none,
+        "as_of": epoch_us(as_of),
+    }, ["store_id", "customer_id"], update=True)
 
 
 async def upsert_prospects(
-    session: AsyncSession, store_id: str, as_of: datetime,
+    session: AsyncSession, store_id: str, as_of: datetime, buyers: Iterable[str],
     customer_ids: Iterable[str] | None = None,
 ) -> None:
-    """Every known customer without a completed order at T becomes (or stays) PROSPECT.
-
-    One INSERT ... SELECT ... ON CONFLICT, optionally limited to some customers.
-    """
-    chunks: list[list[str] | None] = [None]
-    if customer_ids is not None:
-        ids = list(customer_ids)
-        chunks = [ids[i:i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
-    for chunk in chunks:
-        await session.execute(_prospects_statement(session, store_id, as_of, chunk))
-
-
-def _prospects_statement(session: AsyncSession, store_id: str, as_of: datetime,
-                         customer_ids: list[str] | None):
-    known = store_customers_query(store_id, customer_ids)
-    o = Order.__table__.c
-    has_order = exists().where(completed_orders(store_id, as_of), o.customer_id == known.c.customer_id)
-    values = {
-        "store_id": literal(store_id), "customer_id": known.c.customer_id,
-        "stage": literal("PROSPECT"), "churn_risk": literal(0.0),
-        "orders_count": literal(0, Integer), "orders_total": literal(0, Money),
-        "first_order_at": null(), "last_order_at": null(), "recency_days": null(),
-        "frequency": null(), "monetary": null(), "r": null(), "f": null(), "m": null(),
-        "composite": null(), "as_of": literal(as_of, UtcDateTime()),
-    }
-    stmt = insert_for(session, LM).from_select(list(values), select(*values.values()).where(~has_order))
-    return stmt.on_conflict_do_update(
-        index_elements=["store_id", "customer_id"],
-        set_={name: stmt.excluded[name] for name in _UPDATED},
-    )
+    """Every customer of the store (optionally: of `customer_ids`) who is not among the
+    `buyers` scored at T becomes, or stays, PROSPECT. The store's customers are its
+    customer records: the customer and order handlers and the importer make one for
+    every buyer."""
+    query = select(Customer.customer_id).where(Customer.store_id == store_id)
+    if customer_ids is None:
+        known = list(await session.scalars(query))
+    else:
+        ids, known = list(customer_ids), []
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start:start + ID_CHUNK]
+            known.extend(await session.scalars(query.where(Customer.customer_id.in_(chunk))))
+    scored = set(buyers)
+    prospects = [c for c in known if c not in scored]
+    await write_columns(session, LM, {
+        "store_id": store_id, "customer_id": prospects, "stage": "PROSPECT",
+        "churn_risk": 0.0, "orders_count": 0, "orders_total": 0, "first_order_at": None,
+        "last_order_at": None, "recency_days": None, "frequency": None, "monetary": None,
+        "r": None, "f": None, "m": None, "composite": None, "as_of": epoch_us(as_of),
+    }, ["store_id", "customer_id"], update=True)

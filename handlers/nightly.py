@@ -61,7 +61,7 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
             if snap.status == "OK":
                 await upsert_buyers(session, store_id, as_of, snap.aggregates, snap.scores,
                                     settings.lifecycle)
-                await upsert_prospects(session, store_id, as_of)
+                await upsert_prospects(session, store_id, as_of, snap.aggregates.customer_ids)
                 for segment in await list_segments(session, store_id):
                     before = segment.member_count
                     change = await refresh_segment(ctx, segment, as_of)

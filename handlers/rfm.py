@@ -18,9 +18,10 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.settings import RfmSettings, RfmThresholds
+from stormd.handlers.columnar import write_columns
 from stormd.handlers.features import (
     Aggregates,
     cents_to_decimal,
@@ -36,7 +37,6 @@ log = logging.getLogger("stormd.rfm")
 
 # Dimension -> True when a larger value is better (recency: fewer days is better).
 LARGER_IS_BETTER = {"recency_days": False, "frequency": True, "monetary": True}
-SNAPSHOT_BATCH = 50_000
 
 
 class RfmRunFailed(Exception):
@@ -201,23 +201,11 @@ async def scored_population(session: AsyncSession, store_id: str, as_of: datetim
 
 async def _insert_snapshot_rows(session: AsyncSession, run_id: int, store_id: str,
                                 as_of: datetime, agg: Aggregates, s: Scores) -> None:
-    table = CustomerRFMSnapshot.__table__
-    stmt = insert(table)
-    columns = zip(agg.customer_ids, s.recency_days.tolist(), agg.frequency.tolist(),
-                  agg.monetary_cents.tolist(), s.r.tolist(), s.f.tolist(), s.m.tolist(),
-                  s.composite.tolist())
-    batch: list[dict[str, Any]] = []
-    for cid, rec, freq, cents, r, f, m, comp in columns:
-        batch.append({
-            "store_id": store_id, "run_id": run_id, "customer_id": cid, "as_of": as_of,
-            "recency_days": rec, "frequency": freq, "monetary": cents_to_decimal(cents),
-            "r": r, "f": f, "m": m, "composite": comp,
-        })
-        if len(batch) >= SNAPSHOT_BATCH:
-            await session.execute(stmt, batch)
-            batch = []
-    if batch:
-        await session.execute(stmt, batch)
+    await write_columns(session, CustomerRFMSnapshot.__table__, {
+        "store_id": store_id, "run_id": run_id, "customer_id": agg.customer_ids,
+        "as_of": epoch_us(as_of), "recency_days": s.recency_days, "frequency": agg.frequency,
+        "monetary": agg.monetary_cents, "r": s.r, "f": s.f, "m": s.m, "composite": s.composite,
+    }, ["store_id", "run_id", "customer_id"], update=False)
 
 
 async def latest_ok_run(session: AsyncSession, store_id: str) -> RfmRun | None:

@@ -10,6 +10,7 @@ transaction as the event.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -22,11 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from stormd.config.settings import Settings
 from stormd.daemon.outbound import new_event_id, out_subject
+from stormd.handlers.columnar import write_columns
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.criteria import CriteriaError, compile_criteria, feature_from
 from stormd.handlers.eligibility import reachable_clause
 from stormd.handlers.events import Event
-from stormd.handlers.features import ID_CHUNK, customer_aggregates
+from stormd.handlers.features import ID_CHUNK, customer_aggregates, epoch_us
 from stormd.handlers.guardrails import record_segment_size
 from stormd.handlers.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.registry import REACT, dispatch_segment_change, on_event
@@ -59,7 +61,6 @@ TEMPLATES: dict[str, tuple[str, dict[str, Any]]] = {
                                {"categories.lastOrderMissing": ["Accessories"]}),
 }
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-WRITE_BATCH = 50_000
 # Events whose customer may change segments between nightly runs.
 RESCORING_EVENTS = ("order.created", "order.status_changed", "promotion.redeemed",
                     "customer.consent_changed")
@@ -211,11 +212,9 @@ async def apply_change(ctx: HandlerContext, segment: CustomerSegment, change: Ch
     """Write the difference, publish it, and tell segment-change handlers. The member
     count is recounted on a full refresh and moved by the difference otherwise."""
     session, store_id, now = ctx.session, ctx.store_id, ctx.now()
-    for start in range(0, len(change.entered), WRITE_BATCH):
-        await session.execute(
-            insert_for(session, MEMBERS).on_conflict_do_nothing(),
-            [{"store_id": store_id, "segment_id": segment.id, "customer_id": cid,
-              "entered_at": now} for cid in change.entered[start:start + WRITE_BATCH]])
+    await write_columns(session, MEMBERS, {
+        "store_id": store_id, "segment_id": segment.id, "customer_id": change.entered,
+        "entered_at": epoch_us(now)}, ["store_id", "segment_id", "customer_id"], update=False)
     for start in range(0, len(change.exited), ID_CHUNK):
         await session.execute(
             delete(MEMBERS).where(MEMBERS.c.store_id == store_id,
@@ -235,21 +234,29 @@ async def apply_change(ctx: HandlerContext, segment: CustomerSegment, change: Ch
     record_segment_size(store_id, segment.slug, change.members)
 
 
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\uffff]')
+
+
 async def emit_segmented(ctx: HandlerContext, change: Change) -> None:
-    """One `customer.segmented` event out per change, staged in bulk in the outbox."""
-    prefix, store_id, now = ctx.settings.nats.subject_prefix, ctx.store_id, ctx.now()
-    subject = out_subject(prefix, store_id, "customer.segmented")
-    stamp = now.isoformat()
+    """One `customer.segmented` event out per change, staged in bulk in the outbox (the
+    envelope of daemon/outbound.py; ids share a random prefix and count up)."""
     moves = [(cid, "entered") for cid in change.entered] + [(cid, "exited") for cid in change.exited]
-    for start in range(0, len(moves), WRITE_BATCH):
-        rows = []
-        for cid, how in moves[start:start + WRITE_BATCH]:
-            event_id = new_event_id()
-            rows.append({"event_id": event_id, "subject": subject, "created_at": now, "payload": {
-                "id": event_id, "type": "customer.segmented", "storeId": store_id,
-                "occurredAt": stamp,
-                "data": {"customerId": cid, "segment": change.slug, "change": how}}})
-        await ctx.session.execute(OutboundEvent.__table__.insert(), rows)
+    if not moves:
+        return
+    prefix, store_id, now = ctx.settings.nats.subject_prefix, ctx.store_id, ctx.now()
+    head = new_event_id()[:20]
+    ids = [f"{head}{i:016x}" for i in range(len(moves))]
+    envelope = ('{"id": "%s", "type": "customer.segmented", "storeId": '
+                + json.dumps(store_id).replace("%", "%%") + ', "occurredAt": "'
+                + now.isoformat() + '", "data": {"customerId": %s, "segment": '
+                + json.dumps(change.slug).replace("%", "%%") + ', "change": "%s"}}')
+    # Ids are quoted as JSON strings; plain ones (the usual case) need no escaping.
+    plain = not _NEEDS_ESCAPE.search("".join(cid for cid, _ in moves))
+    payloads = [envelope % (eid, f'"{cid}"' if plain else json.dumps(cid), how)
+                for eid, (cid, how) in zip(ids, moves)]
+    await write_columns(ctx.session, OutboundEvent.__table__, {
+        "event_id": ids, "subject": out_subject(prefix, store_id, "customer.segmented"),
+        "payload": payloads, "created_at": epoch_us(now)}, ["event_id"], update=False)
 
 
 # --- real time -------------------------------------------------------------------------
@@ -271,7 +278,7 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
     elif settings.rfm.mode == "thresholds":
         scores = score(agg, as_of, settings.rfm)
     await upsert_buyers(session, store_id, as_of, agg, scores, settings.lifecycle)
-    await upsert_prospects(session, store_id, as_of, ids)
+    await upsert_prospects(session, store_id, as_of, agg.customer_ids, ids)
     return await move_memberships(ctx, ids, as_of)
 
 

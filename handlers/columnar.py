@@ -1,0 +1,114 @@
+"""Bulk writes of column arrays: the scoring run's million-row snapshot, lifecycle and
+membership writes without a Python dict per row.
+
+Columns are given whole: numpy arrays, lists, or one value for every row. Timestamp
+columns (UtcDateTime) take epoch microseconds (int64), money columns take integer cents,
+JSON columns take serialized JSON text. On SQLite the statement is compiled once and the
+rows go to the driver's executemany as tuples, with timestamps formatted vectorised in
+exactly the text SQLAlchemy writes ('YYYY-MM-DD HH:MM:SS.ffffff', UTC); elsewhere the
+rows become ordinary typed parameters for SQLAlchemy's executemany.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+from sqlalchemy import JSON, Numeric, Table
+from sqlalchemy.ext.asyncio import AsyncSession
+from stormd.handlers.features import EPOCH, cents_to_decimal
+from stormd.schema.base import UtcDateTime
+from stormd.schema.upsert import insert_for
+
+BATCH = 50_000
+_NP_EPOCH = np.datetime64("1970-01-01T00:00:00", "us")
+
+
+def _sqlite_values(kind: str, values: Any, n: int) -> Any:
+    if not isinstance(values, (np.ndarray, list, tuple)):
+        return repeat(_sqlite_scalar(kind, values), n)
+    if kind == "time":
+        text = np.datetime_as_string(_NP_EPOCH + np.asarray(values, dtype="timedelta64[us]"),
+                                     unit="us").tolist()
+        return [s.replace("T", " ") for s in text]
+    if kind == "money":
+        return (np.asarray(values, dtype=np.int64) / 100).tolist()
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
+def _sqlite_scalar(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "time":
+        return _sqlite_values("time", np.array([value], dtype=np.int64), 1)[0]
+    if kind == "money":
+        return int(value) / 100
+    return value
+
+
+def _generic_values(kind: str, values: Any, n: int) -> list[Any]:
+    if not isinstance(values, (np.ndarray, list, tuple)):
+        return [_generic_values(kind, [values], 1)[0]] * n if values is not None else [None] * n
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if kind == "time":
+        from datetime import timedelta
+
+        return [None if v is None else EPOCH + timedelta(microseconds=v) for v in items]
+    if kind == "money":
+        return [None if v is None else cents_to_decimal(v) for v in items]
+    if kind == "json":
+        return [None if v is None else json.loads(v) for v in items]
+    return items
+
+
+def _kind(column: Any) -> str:
+    if isinstance(column.type, UtcDateTime):
+        return "time"
+    if isinstance(column.type, Numeric):
+        return "money"
+    if isinstance(column.type, JSON):
+        return "json"
+    return "plain"
+
+
+def _length(columns: dict[str, Any]) -> int:
+    sizes = {len(v) for v in columns.values() if isinstance(v, (np.ndarray, list, tuple))}
+    if len(sizes) != 1:
+        raise ValueError(f"columns of different lengths: {sorted(sizes)}")
+    return sizes.pop()
+
+
+async def write_columns(session: AsyncSession, table: Table, columns: dict[str, Any],
+                        keys: Sequence[str], *, update: bool) -> int:
+    """INSERT the rows ON CONFLICT (`keys`) DO UPDATE (or NOTHING); returns the row count."""
+    n = _length(columns)
+    if n == 0:
+        return 0
+    names = list(columns)
+    stmt = insert_for(session, table)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: stmt.excluded[c] for c in names if c not in keys})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    kinds = [_kind(table.c[name]) for name in names]
+    conn = await session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=names)
+        order = list(compiled.positiontup or ())
+    for start in range(0, n, BATCH):
+        part = {k: (v[start:start + BATCH] if isinstance(v, (np.ndarray, list, tuple)) else v)
+                for k, v in columns.items()}
+        size = min(BATCH, n - start)
+        if sqlite:
+            cols = {k: _sqlite_values(kind, part[k], size) for k, kind in zip(names, kinds)}
+            await conn.exec_driver_sql(compiled.string, list(zip(*(cols[k] for k in order))))
+        else:
+            cols = {k: _generic_values(kind, part[k], size) for k, kind in zip(names, kinds)}
+            await conn.execute(stmt, [dict(zip(names, row)) for row in zip(*cols.values())])
+    return n
