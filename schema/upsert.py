@@ -48,7 +48,7 @@ async def upsert_rows(
     """
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(tuple(sorted(row)), []).append(row)
+        groups.setdefault(tuple(row), []).append(row)  # rows built alike share a group
     if not groups:
         return
     conn = await session.connection()
@@ -107,8 +107,9 @@ class _DriverRows:
     def params(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         names, defaults, processors = self.names, self.defaults, self.processors
         out = []
+        pairs = [(n, defaults.get(n)) for n in names]
         for row in rows:
-            values = [row[n] if n in row else defaults[n] for n in names]
+            values = [row.get(n, d) for n, d in pairs]
             for i, process in processors:
                 if values[i] is not None:
                     values[i] = process(values[i])

@@ -52,6 +52,9 @@ async def test_order_is_stored_with_items_history_and_customer(handle_event, ses
     assert [(i.product_id, i.quantity, i.unit_price) for i in items] == [
         ("p1", 1, Decimal("1450.00")), ("p2", 2, Decimal("50.00"))]
     assert await _history(sessionmaker) == ["PENDING"]
+    async with sessionmaker() as s:  # times are stored as every other writer stores them
+        found = await s.scalars(select(Order.order_id).where(Order.occurred_at == clock.now()))
+        assert found.all() == ["o1"]
 
 
 async def test_status_changes_follow_storefront_time(handle_event, sessionmaker, clock):
