@@ -175,20 +175,29 @@ async def write_snapshot(
     scores = score(agg, as_of, settings)
     await _insert_snapshot_rows(session, run.id, store_id, as_of, agg, scores)
     population = await scored_population(session, store_id, as_of)
-    rows = await session.scalar(
+    status, rows = await verify_snapshot(session, run.id, store_id, population, now)
+    await session.execute(
+        update(RfmRun).where(RfmRun.id == run.id).values(cut_points=scores.bounds.to_json()))
+    return SnapshotResult(run.id, status, population, rows, scores, agg,
+                          time.perf_counter() - started)
+
+
+async def verify_snapshot(session: AsyncSession, run_id: int, store_id: str, population: int,
+                          now: datetime) -> tuple[str, int]:
+    """The completeness guardrail: the run is OK only if the snapshot rows in the table
+    equal the scored population; the outcome is recorded on the run."""
+    rows = int(await session.scalar(
         select(func.count()).select_from(CustomerRFMSnapshot)
-        .where(CustomerRFMSnapshot.store_id == store_id, CustomerRFMSnapshot.run_id == run.id)
-    )
+        .where(CustomerRFMSnapshot.store_id == store_id, CustomerRFMSnapshot.run_id == run_id)
+    ) or 0)
     status = "OK" if rows == population else "FAILED"
     await session.execute(
-        update(RfmRun).where(RfmRun.id == run.id).values(
-            status=status, population=population, rows=rows,
-            cut_points=scores.bounds.to_json(), finished_at=now,
+        update(RfmRun).where(RfmRun.id == run_id).values(
+            status=status, population=population, rows=rows, finished_at=now,
             error=None if status == "OK" else f"snapshot has {rows} rows, population is {population}",
         )
     )
-    return SnapshotResult(run.id, status, population, int(rows or 0), scores, agg,
-                          time.perf_counter() - started)
+    return status, rows
 
 
 async def scored_population(session: AsyncSession, store_id: str, as_of: datetime) -> int:
