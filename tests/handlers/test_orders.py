@@ -122,3 +122,19 @@ async def test_storefront_code_is_recorded_without_a_stormd_code(handle_event, s
     async with sessionmaker() as s:
         a = (await s.scalars(select(AppliedPromotion))).one()
     assert (a.code, a.campaign_id, a.discount_type) == ("EID2026", "eid", "FIXED")
+
+
+async def test_order_with_a_stormd_code_marks_it_redeemed_once(handle_event, sessionmaker, clock):
+    async with sessionmaker() as s:
+        s.add(DiscountCode(store_id="store_1", code="WB15-XY", customer_id="c1",
+                           percent=Decimal(15), trigger="win_back", created_at=clock.now()))
+        await s.commit()
+    await handle_event("order.created", {**ORDER, "promotionCodes": ["WB15-XY", "OTHER"]})
+    later = clock.now() + timedelta(days=1)
+    await handle_event("order.created", {**ORDER, "orderId": "o2", "promotionCodes": ["WB15-XY"]},
+                       at=later)
+    async with sessionmaker() as s:
+        code = (await s.scalars(select(DiscountCode))).one()
+        o = await s.get(Order, ("store_1", "o1"))
+    assert (code.redeemed_at, code.order_id) == (clock.now(), "o1")
+    assert o.promotion_codes == ["WB15-XY", "OTHER"]
