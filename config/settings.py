@@ -225,6 +225,7 @@ class CampaignSettings(Section):
     """Campaign fan-out, send-time choices and the cost preview / ROI guard defaults."""
 
     batch_size: int = Field(default=2000, ge=1)
+    preview_renders: int = Field(default=5000, ge=1)  # above: SMS cost estimated from a sample
     # Expected revenue = average order value x conversion rate x reach (seed H.3).
     expected_conversion_rate: float = Field(default=0.038, ge=0, le=1)
     default_order_value: Decimal = Field(default=Decimal(2500), ge=0)  # no order history yet

@@ -41,6 +41,7 @@ from stormd.handlers.outreach import (
     STANDARD_NAMES,
     BatchOutcome,
     Outreach,
+    PriceSampler,
     Recipient,
     StoreProfile,
     TemplateSet,
@@ -245,13 +246,17 @@ def _snake(key: str) -> str:
 async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCampaign,
                            now: datetime) -> tuple[CostPreview, list[dict[str, Any]]]:
     """Counts per channel, SMS segments, cost, expected revenue and ROI, budget, alerts,
-    plus a few rendered samples: exactly what the fan-out would do, without queuing."""
+    plus a few rendered samples: what the fan-out would do, without queuing. Counts are
+    exact; beyond `campaigns.preview_renders` recipients SMS segments and cost are
+    estimated from a rendered sample of about that many."""
     store = await store_profile(session, settings, c.store_id)
     preview = CostPreview(conversion_rate=settings.campaigns.expected_conversion_rate,
                           min_roi=store.min_roi)
     preview.average_order_value = await average_order_value(session, settings, c.store_id)
     outcome, counts = BatchOutcome(), {"audience": 0, "holdout": 0}
     senders = await _senders(session, settings, c, store, now)
+    size = await audience_count(session, c)
+    sampler = PriceSampler(every=size // settings.campaigns.preview_renders + 1)
     last = ""
     while True:
         ids = await audience_page(session, c, last, settings.campaigns.batch_size)
@@ -263,13 +268,13 @@ async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCa
         counts["holdout"] += len(groups.pop(HOLDOUT, []))
         for variant, recipients in groups.items():
             outcome.merge(await send_batch(session, settings, now, senders[variant], recipients,
-                                           dry_run=True))
+                                           dry_run=True, sampler=sampler))
     preview.audience, preview.holdout = counts["audience"], counts["holdout"]
     preview.unreachable = outcome.count("unreachable")
     preview.capped, preview.deferred = outcome.count("capped"), outcome.count("deferred")
     preview.by_channel = dict(outcome.by_channel)
     preview.cost_by_channel = dict(outcome.cost_by_channel)
-    preview.sms_segments = outcome.sms_segments
+    preview.sms_segments = round(outcome.sms_segments)
     await _budget(session, settings, c, store, preview, now)
     return preview, outcome.samples
 

@@ -184,7 +184,7 @@ class BatchOutcome:
     status: dict[str, str] = field(default_factory=dict)
     by_channel: Counter = field(default_factory=Counter)
     cost_by_channel: dict[str, Decimal] = field(default_factory=dict)
-    sms_segments: int = 0
+    sms_segments: float = 0  # fractional only when estimated from a sample
     samples: list[dict[str, Any]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
@@ -204,6 +204,33 @@ def pick_channel(reach: Reach, channels: Sequence[str], available: set[str]) -> 
     return next((c for c in channels if c in available and reach.reachable(c)), None)
 
 
+class PriceSampler:
+    """Prices a big dry run from a sample: every `every`-th message of each channel and
+    locale is rendered (SMS parts vary with names and codes); the others are priced at the
+    sample's mean. Counts per channel stay exact; only SMS segments become an estimate."""
+
+    def __init__(self, every: int = 1):
+        self.every = max(1, every)
+        self._seen: Counter = Counter()
+        self._parts: dict[tuple[str, str], list[float]] = {}
+        self._cost: dict[tuple[str, str], Decimal] = {}
+
+    def wants(self, channel: str, locale: str) -> bool:
+        key = (channel, locale)
+        self._seen[key] += 1
+        return key not in self._parts or self._seen[key] % self.every == 0
+
+    def record(self, channel: str, locale: str, parts: int, cost: Decimal) -> None:
+        key = (channel, locale)
+        total, n = self._parts.get(key, [0.0, 0.0])
+        self._parts[key] = [total + parts, n + 1]
+        self._cost[key] = self._cost.get(key, Decimal(0)) + cost
+
+    def estimate(self, channel: str, locale: str) -> tuple[float, Decimal]:
+        total, n = self._parts[(channel, locale)]
+        return total / n, self._cost[(channel, locale)] / Decimal(int(n))
+
+
 async def already_queued(session: AsyncSession, keys: list[str]) -> set[str]:
     found: set[str] = set()
     for i in range(0, len(keys), INSERT_CHUNK):
@@ -215,8 +242,9 @@ async def already_queued(session: AsyncSession, keys: list[str]) -> set[str]:
 
 async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
                      outreach: Outreach, recipients: list[Recipient], *, dry_run: bool = False,
-                     ) -> BatchOutcome:
-    """Queue one message per recipient (or, with dry_run, only count and price them)."""
+                     sampler: PriceSampler | None = None) -> BatchOutcome:
+    """Queue one message per recipient (or, with dry_run, only count and price them;
+    a `sampler` then renders only a sample and prices the rest from it)."""
     out = BatchOutcome()
     if not recipients:
         return out
@@ -273,10 +301,17 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
         if outreach.discount_percent:
             variables["discount_code"] = code
             variables["discount_percent"] = plain_percent(outreach.discount_percent)
+        out.by_channel[channel] += 1
+        if sampler is not None and len(out.samples) >= 3 and not sampler.wants(channel, r.reach.locale):
+            parts, cost = sampler.estimate(channel, r.reach.locale)
+            out.cost_by_channel[channel] = out.cost_by_channel.get(channel, Decimal(0)) + cost
+            out.sms_segments += parts
+            continue
         compiled = outreach.templates.get(channel, r.reach.locale)
         rendered = compiled.render(variables)
         parts, cost = outreach.costs.cost(channel, rendered.body)
-        out.by_channel[channel] += 1
+        if sampler is not None:
+            sampler.record(channel, r.reach.locale, parts or 0, cost)
         out.cost_by_channel[channel] = out.cost_by_channel.get(channel, Decimal(0)) + cost
         out.sms_segments += parts or 0
         if len(out.samples) < 3:

@@ -243,3 +243,16 @@ async def test_update_pause_and_cancel(sessionmaker, settings_factory):
         with pytest.raises(CampaignError, match="already CANCELLED"):
             await cancel_campaign(s, STORE, c2.id, NOON)
     assert {m.status for m in await _messages(sessionmaker, campaign_id=c2.id)} == {"cancelled"}
+
+
+async def test_big_preview_counts_exactly_and_prices_sms_from_a_sample(sessionmaker,
+                                                                       settings_factory):
+    await _setup(sessionmaker, n=40)
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, EID, NOON)
+        exact, _ = await preview_campaign(s, settings_factory(), c, NOON)
+        sampled, _ = await preview_campaign(
+            s, settings_factory(campaigns={"preview_renders": 5}), c, NOON)
+    assert sampled.by_channel == exact.by_channel == {"sms": 38, "email": 1}
+    assert sampled.sms_segments == exact.sms_segments  # one part each: the mean is exact
+    assert sampled.cost == exact.cost
