@@ -26,6 +26,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US_PER_DAY = 86_400 * 1_000_000
 # Bound parameters per statement stay well below SQLite's and asyncpg's limits.
 ID_CHUNK = 5_000
+PART_ROWS = 100_000
 
 
 def dialect_of(session: AsyncSession) -> str:
@@ -114,20 +115,26 @@ async def customer_aggregates(
         .where(completed_orders(store_id, as_of))
         .group_by(o.customer_id)
     )
-    if customer_ids is None:
-        rows = list((await session.execute(query)).all())
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+
+    def take(rows: Any) -> None:
+        if rows:
+            columns = list(zip(*rows))
+            ids.extend(columns[0])
+            parts.append(np.array(columns[1:], dtype=np.int64))
+
+    if customer_ids is None:  # the whole store, streamed in parts to bound memory
+        result = await session.stream(query)
+        async for rows in result.partitions(PART_ROWS):
+            take(rows)
     else:
-        rows = []
-        ids = list(dict.fromkeys(customer_ids))
-        for start in range(0, len(ids), ID_CHUNK):
-            chunk = ids[start:start + ID_CHUNK]
-            rows.extend((await session.execute(query.where(o.customer_id.in_(chunk)))).all())
-    if not rows:
-        empty = np.zeros(0, dtype=np.int64)
-        return Aggregates([], empty, empty, empty, empty, empty, empty)
-    columns = list(zip(*rows))
-    ints = [np.fromiter(col, dtype=np.int64, count=len(rows)) for col in columns[1:]]
-    return Aggregates(list(columns[0]), *ints)
+        wanted = list(dict.fromkeys(customer_ids))
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start:start + ID_CHUNK]
+            take((await session.execute(query.where(o.customer_id.in_(chunk)))).all())
+    values = np.concatenate(parts, axis=1) if parts else np.zeros((6, 0), dtype=np.int64)
+    return Aggregates(ids, *values)
 
 
 async def known_store_ids(session: AsyncSession) -> list[str]:

