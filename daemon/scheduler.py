@@ -26,7 +26,7 @@ from stormd.daemon.batching import describe
 from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import TIMERS_FIRED
 from stormd.handlers.context import HandlerContext, TimerFired
-from stormd.handlers.registry import dispatch_timer
+from stormd.handlers.registry import dispatch_timer, registry
 from stormd.schema.timers import Timer
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,11 @@ class TimerLoop:
             return 0
         failed: list[int] = []
         async with self.sessionmaker() as session, session.begin():
-            for row in claimed:
+            singles = [r for r in claimed if registry.timer_batch_handler(r.kind) is None]
+            for (store_id, kind), rows in _batch_groups(claimed).items():
+                if not await self._fire_batch(session, store_id, kind, rows):
+                    singles.extend(rows)  # the batch failed: one by one, to isolate the bad one
+            for row in singles:
                 fired = TimerFired(store_id=row.store_id, key=row.key, kind=row.kind,
                                    due_at=row.due_at, payload=row.payload or {})
                 ctx = HandlerContext(session=session, settings=self.settings, clock=self.clock,
@@ -139,3 +143,36 @@ class TimerLoop:
                     .execution_options(synchronize_session=False)
                 )
         return len(claimed)
+
+    async def _fire_batch(self, session, store_id: str, kind: str, rows: list) -> bool:
+        """Fire one store's due timers of a batch-handled kind (`registry.on_timer_batch`)
+        in one savepoint: set-based handlers do thousands per second where one call per
+        timer does tens. False (nothing kept) if the handler raised."""
+        handler = registry.timer_batch_handler(kind)
+        ctx = HandlerContext(session=session, settings=self.settings, clock=self.clock,
+                             store_id=store_id)
+        fired = [TimerFired(store_id=r.store_id, key=r.key, kind=r.kind, due_at=r.due_at,
+                            payload=r.payload or {}) for r in rows]
+        try:
+            async with session.begin_nested():
+                await handler(ctx, fired)
+                await session.execute(
+                    delete(Timer).where(Timer.id.in_([r.id for r in rows]),
+                                        Timer.claimed_by == self.owner)
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception as exc:
+            log.warning("timer batch of %d %s failed: %s; firing them one by one",
+                        len(rows), kind, describe(exc))
+            return False
+        TIMERS_FIRED.labels(kind, "fired").inc(len(rows))
+        return True
+
+
+def _batch_groups(claimed: list) -> dict[tuple[str, str], list]:
+    """Claimed rows of batch-handled kinds by (store, kind), in claim (priority) order."""
+    groups: dict[tuple[str, str], list] = {}
+    for row in claimed:
+        if registry.timer_batch_handler(row.kind) is not None:
+            groups.setdefault((row.store_id, row.kind), []).append(row)
+    return groups

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 import stormd.handlers.carts  # noqa: F401  (registers the cart handlers)
@@ -16,7 +18,7 @@ import stormd.handlers.orders  # noqa: F401
 from stormd.daemon.scheduler import TimerLoop
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import parse_event
-from stormd.handlers.registry import dispatch_event
+from stormd.handlers.registry import dispatch_event, registry
 from stormd.schema.automations import AutomationExecution
 from stormd.schema.carts import Cart, CartAbandonmentEvent
 from stormd.schema.messages import Message
@@ -26,6 +28,23 @@ from stormd.schema.timers import Timer
 STORE = "store_1"
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+
+
+CART_MODULES = ("stormd.handlers.carts.", "stormd.handlers.cart_recovery.",
+                "stormd.handlers.customers.", "stormd.handlers.orders.")
+CART_TIMERS = ("cart.abandon", "cart.remind")
+
+
+@pytest.fixture
+def cart_handlers_only(monkeypatch):
+    """Only the cart, customer and order handlers react (other automations imported by
+    other tests would otherwise queue their own messages and use up the daily cap)."""
+    events = {t: [r for r in regs if r.name.startswith(CART_MODULES)]
+              for t, regs in registry._events.items()}
+    monkeypatch.setattr(registry, "_events", defaultdict(list, events))
+    monkeypatch.setattr(registry, "_timers",
+                        {k: v for k, v in registry._timers.items() if k in CART_TIMERS})
+    monkeypatch.setattr(registry, "_segment_changes", [])
 
 
 class Shop:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from cart_shop import DAY, HOUR, Shop
+from cart_shop import DAY, HOUR, Shop, cart_handlers_only  # noqa: F401
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.engine import make_engine, make_sessionmaker
 
@@ -20,6 +20,9 @@ def shop(sessionmaker, clock, settings_factory):
 
 def shop_with(sessionmaker, clock, settings_factory, **sections) -> Shop:
     return Shop(sessionmaker, clock, settings_factory(**sections))
+
+
+pytestmark = pytest.mark.usefixtures("cart_handlers_only")
 
 
 async def test_cart_idle_an_hour_gets_whatsapp_reminder_with_its_products(shop):
