@@ -23,9 +23,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import delete, func, insert, select
-
 import stormd.handlers.carts  # noqa: F401  (registers the cart timers)
+from sqlalchemy import delete, func, insert, select
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.clock import SettableClock
 from stormd.daemon.scheduler import TimerLoop

@@ -30,13 +30,16 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import and_, insert, or_, select, update
-
 from stormd.config.settings import CartStep
 from stormd.daemon.timers import cancel_timers, schedule_timers
 from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.discounts import CodeRequest, codes_redeemed_by, issue_codes
 from stormd.handlers.eligibility import (
-    Reach, load_reach, recent_offer_holders, recently_triggered, sent_today,
+    Reach,
+    load_reach,
+    recent_offer_holders,
+    recently_triggered,
+    sent_today,
 )
 from stormd.handlers.events import OrderCreated
 from stormd.handlers.registry import on_timer_batch

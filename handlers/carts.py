@@ -19,7 +19,6 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import delete, insert, or_, select, update
-
 from stormd.handlers import cart_recovery
 from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.eligibility import Reach, load_reach

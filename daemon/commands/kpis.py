@@ -7,9 +7,13 @@ from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError
-
 from stormd.daemon.commands.common import (
-    config_option, echo_json, json_option, run_async, settings_or_exit, store_option,
+    config_option,
+    echo_json,
+    json_option,
+    run_async,
+    settings_or_exit,
+    store_option,
 )
 
 

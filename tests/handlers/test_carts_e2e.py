@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 
 import nats
 from sqlalchemy import select
-
 from stormd.daemon.app import Daemon
 from stormd.schema.carts import CartAbandonmentEvent
 from stormd.schema.engine import make_engine, make_sessionmaker

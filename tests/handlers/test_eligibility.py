@@ -5,10 +5,14 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-
 from stormd.handlers.eligibility import (
-    any_channel_clause, fallback_order, load_reach, reachable_clause, recent_offer_holders,
-    recently_triggered, sent_today,
+    any_channel_clause,
+    fallback_order,
+    load_reach,
+    reachable_clause,
+    recent_offer_holders,
+    recently_triggered,
+    sent_today,
 )
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.customers import Customer, DndNumber
@@ -19,8 +23,8 @@ NOW = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)  # 12:00 in Dhaka
 
 
 def customer(cid, **kw):
-    base = dict(store_id="s1", customer_id=cid, email=f"{cid}@x.bd", phone="+8801700000001",
-                locale="en")
+    base = {"store_id": "s1", "customer_id": cid, "email": f"{cid}@x.bd",
+            "phone": "+8801700000001", "locale": "en"}
     return Customer(**{**base, **kw})
 
 

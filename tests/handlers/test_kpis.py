@@ -8,11 +8,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from cart_shop import HOUR, Shop, cart_handlers_only  # noqa: F401
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
-
-from cart_shop import HOUR, Shop, cart_handlers_only  # noqa: F401
 from stormd.daemon.cli import main as cli
 from stormd.daemon.clock import SettableClock
 from stormd.daemon.metrics import exposition
@@ -20,7 +19,6 @@ from stormd.handlers.kpis import compute_kpis, publish_gauges
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.messages import EmailEvent, Message
-
 
 pytestmark = pytest.mark.usefixtures("cart_handlers_only")
 
