@@ -69,7 +69,7 @@ class ActorSystem:
         self._ready: list[tuple[int, int, Actor]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._space = asyncio.Condition()
+        self._space = asyncio.Event()  # set whenever events leave a mailbox
         self._idle = asyncio.Event()
         self._idle.set()
         self.pending = 0
@@ -86,12 +86,9 @@ class ActorSystem:
         actor = self._actors.get(key)
         if actor is None:
             actor = self._actors[key] = Actor(key)
-        if len(actor.mailbox) >= self.mailbox_size or self.pending >= self.max_pending:
-            async with self._space:
-                await self._space.wait_for(
-                    lambda: len(actor.mailbox) < self.mailbox_size
-                    and self.pending < self.max_pending
-                )
+        while len(actor.mailbox) >= self.mailbox_size or self.pending >= self.max_pending:
+            self._space.clear()
+            await self._space.wait()
             self._actors.setdefault(key, actor)
         actor.mailbox.append(delivery)
         self.pending += 1
@@ -121,6 +118,7 @@ class ActorSystem:
             actor.busy = True
             room -= n
             taken.append((actor, group))
+        self._space.set()
         return taken
 
     async def _work(self) -> None:
@@ -141,8 +139,7 @@ class ActorSystem:
                     d.error = f"{type(exc).__name__}: {exc}"
             for actor, group in taken:
                 await self._finish(actor, group, outcomes)
-            async with self._space:
-                self._space.notify_all()
+            self._space.set()
             if self.pending == 0:
                 self._idle.set()
                 if self._stopping:
