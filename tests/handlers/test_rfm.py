@@ -6,11 +6,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import numpy as np
-from shop_history import DAY, EXPECTED, STORE, T, scoring_fixture
+from shop_history import DAY, EXPECTED, STORE, T, order, scoring_fixture
 from sqlalchemy import select
 from stormd.handlers.context import JobContext
 from stormd.handlers.features import customer_aggregates
 from stormd.handlers.nightly import run_store
+from stormd.handlers.registry import registry
 from stormd.handlers.rfm import Bounds, bounded_scores, quintile_bounds, quintile_scores, score
 from stormd.schema.rfm import CustomerLifecycleMetrics, CustomerRFMSnapshot, RfmRun
 
@@ -106,3 +107,20 @@ def test_bounds_reproduce_quintile_scores_on_random_populations():
             assert bounded_scores(values, bounds, better).tolist() == \
                 quintile_scores(values, better).tolist()
 
+
+
+async def test_nightly_cron_job_scores_every_store_on_its_schedule(sessionmaker, clock,
+                                                                   settings_factory):
+    settings = settings_factory(rfm={"schedule": "30 3 * * *"})
+    async with sessionmaker() as session:
+        await scoring_fixture(session)
+        await order(session, "x1", "z1", "10.00", T - DAY, store="store_2")
+        await session.commit()
+    clock.set(T)
+    schedule, job = registry.cron_jobs()["rfm"]
+    assert schedule(settings) == "30 3 * * *"
+    await job(JobContext(sessionmaker, settings, clock))
+    async with sessionmaker() as session:
+        runs = (await session.execute(select(RfmRun.store_id, RfmRun.status, RfmRun.population)
+                                      .order_by(RfmRun.store_id))).all()
+    assert [tuple(r) for r in runs] == [("store_1", "OK", 6), ("store_2", "OK", 1)]
