@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stormd.daemon.outbound import stage_outbound_event
+from stormd.daemon.outbound import new_event_id, out_subject, stage_outbound_event
+from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import EmailEvent, Message, SmsLog, SmsProvider, WhatsAppMessage
 
 CLAIMABLE = ("queued", "sending")
@@ -26,8 +27,11 @@ FINAL = ("sent", "failed", "cancelled")
 
 
 async def claim_due(session: AsyncSession, now: datetime, lease: timedelta,
-                    limit: int) -> list[Message]:
-    """Claim up to `limit` due messages, highest priority first."""
+                    limit: int) -> list[Any]:
+    """Claim up to `limit` due messages, highest priority first.
+
+    Returns read-only rows with the `messages` columns as attributes (Core rows: tens of
+    thousands a second need no ORM identity map)."""
     due = (
         select(Message.id)
         .where(Message.status.in_(CLAIMABLE), Message.not_before <= now)
@@ -36,15 +40,15 @@ async def claim_due(session: AsyncSession, now: datetime, lease: timedelta,
     )
     if session.bind.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    table = Message.__table__
     stmt = (
-        update(Message)
-        .where(Message.id.in_(due.scalar_subquery()))
-        .values(status="sending", attempts=Message.attempts + 1, not_before=now + lease,
+        update(table)
+        .where(table.c.id.in_(due.scalar_subquery()))
+        .values(status="sending", attempts=table.c.attempts + 1, not_before=now + lease,
                 updated_at=now)
-        .returning(Message)
-        .execution_options(synchronize_session=False)
+        .returning(*table.c)
     )
-    rows = list((await session.scalars(stmt)).all())
+    rows = list((await session.execute(stmt)).all())
     rows.sort(key=lambda m: (-m.priority, m.id))
     return rows
 
@@ -53,7 +57,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease: timedelta,
 class Outcome:
     """What became of one claimed message; written in batches by `record_outcomes`."""
 
-    message: Message
+    message: Any  # a claimed `messages` row
     status: str  # sent / failed / cancelled / queued (retry later)
     provider: str | None = None
     external_id: str | None = None
@@ -76,7 +80,7 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
     for o in outcomes:
         m = o.message
         params.append({
-            "id": m.id, "status": o.status, "provider": o.provider or m.provider,
+            "_id": m.id, "status": o.status, "provider": o.provider or m.provider,
             "external_id": o.external_id, "cost": o.cost,
             "segments": o.segments if o.segments is not None else m.segments,
             "error": (o.error or "")[:500] or None,
@@ -84,7 +88,11 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
             "attempts": m.attempts if o.count_attempt else m.attempts - 1,
             "sent_at": now if o.status == "sent" else None, "updated_at": now,
         })
-    await session.execute(update(Message), params)
+    table = Message.__table__
+    await session.execute(
+        update(table).where(table.c.id == bindparam("_id")).values(
+            {c: bindparam(c) for c in params[0] if c != "_id"}),
+        params)
     sms, whatsapp, email = [], [], []
     for o in outcomes:
         if o.status not in ("sent", "failed") or not o.reached_provider:
@@ -107,19 +115,18 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
                           "customer_id": m.customer_id, "campaign_id": m.campaign_id,
                           "type": "SENT", "occurred_at": now})
     if sms:
-        await session.execute(insert(SmsLog), sms)
+        await session.execute(insert(SmsLog.__table__), sms)
     if whatsapp:
-        await session.execute(insert(WhatsAppMessage), whatsapp)
+        await session.execute(insert(WhatsAppMessage.__table__), whatsapp)
     if email:
-        await session.execute(insert(EmailEvent), email)
-    for o in outcomes:
-        if o.status in FINAL:
-            stage_status_event(session, o.message, o.status, o.provider, now, prefix)
+        await session.execute(insert(EmailEvent.__table__), email)
+    events = [status_event_row(o.message, o.status, o.provider, now, prefix)
+              for o in outcomes if o.status in FINAL]
+    if events:
+        await session.execute(insert(OutboundEvent.__table__), events)
 
 
-def stage_status_event(session: AsyncSession, message: Message, status: str,
-                       provider: str | None, now: datetime, prefix: str) -> None:
-    """`<prefix>.out.<store>.message.status` (CONTRACT §4), in the caller's transaction."""
+def _status_data(message: Any, status: str, provider: str | None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "messageId": str(message.id), "customerId": message.customer_id,
         "channel": message.channel, "provider": provider or message.provider,
@@ -129,8 +136,27 @@ def stage_status_event(session: AsyncSession, message: Message, status: str,
         data["campaignId"] = message.campaign_id
     if message.trigger:
         data["trigger"] = message.trigger
+    return data
+
+
+def stage_status_event(session: AsyncSession, message: Any, status: str,
+                       provider: str | None, now: datetime, prefix: str) -> None:
+    """`<prefix>.out.<store>.message.status` (CONTRACT §4), in the caller's transaction."""
     stage_outbound_event(session, prefix=prefix, store_id=message.store_id,
-                         type_="message.status", data=data, now=now)
+                         type_="message.status", data=_status_data(message, status, provider),
+                         now=now)
+
+
+def status_event_row(message: Any, status: str, provider: str | None, now: datetime,
+                     prefix: str) -> dict[str, Any]:
+    """The same event as an `outbound_events` row, for one executemany per batch; the
+    envelope is the one `daemon.outbound.stage_outbound_event` writes."""
+    event_id = new_event_id()
+    return {"event_id": event_id, "created_at": now,
+            "subject": out_subject(prefix, message.store_id, "message.status"),
+            "payload": {"id": event_id, "type": "message.status",
+                        "storeId": message.store_id, "occurredAt": now.isoformat(),
+                        "data": _status_data(message, status, provider)}}
 
 
 async def reserve_credit(session: AsyncSession, store_id: str, provider: str,

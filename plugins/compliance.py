@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +21,7 @@ from stormd.plugins.api import Outgoing
 from stormd.plugins.claims import Outcome
 from stormd.plugins.preferences import preferences_url
 from stormd.schema.customers import DndNumber
-from stormd.schema.messages import Message, WhatsAppTemplate
+from stormd.schema.messages import Message, SmsProvider, WhatsAppTemplate
 from stormd.schema.stores import Store
 
 
@@ -28,18 +29,20 @@ from stormd.schema.stores import Store
 class Ready:
     """A claimed message that passed the checks, with what its provider will receive."""
 
-    message: Message
+    message: Any  # a claimed `messages` row (plugins/claims.py)
     outgoing: Outgoing
     skip_providers: set[str] = field(default_factory=set)
+    metered: frozenset[str] = frozenset()  # SMS providers the store keeps prepaid credit with
 
 
 async def prepare(session: AsyncSession, settings: Settings, key: bytes,
-                  claimed: list[Message]) -> tuple[list[Ready], list[Outcome]]:
+                  claimed: list[Any]) -> tuple[list[Ready], list[Outcome]]:
     """Split claimed messages into those to send and those ended here (cancelled/failed)."""
     reach = await _reach(session, claimed)
     dnd = await _dnd(session, [m for m in claimed if m.channel == "sms"])
     senders = await _sender_ids(session, {m.store_id for m in claimed})
     templates = await _templates(session, [m for m in claimed if m.channel == "whatsapp"])
+    accounts = await _sms_accounts(session, {m.store_id for m in claimed if m.channel == "sms"})
     ready: list[Ready] = []
     ended: list[Outcome] = []
     for m in claimed:
@@ -58,7 +61,8 @@ async def prepare(session: AsyncSession, settings: Settings, key: bytes,
         if m.channel == "sms" and (m.store_id, to) in dnd:
             ended.append(Outcome(m, "cancelled", error="number is on the do-not-disturb list"))
             continue
-        ready.append(Ready(m, _outgoing(settings, key, m, to, person, senders, templates)))
+        ready.append(Ready(m, _outgoing(settings, key, m, to, person, senders, templates),
+                           metered=accounts.get(m.store_id, frozenset())))
     return ready, ended
 
 
@@ -89,10 +93,10 @@ def _outgoing(settings: Settings, key: bytes, m: Message, to: str, person: Reach
     )
 
 
-async def _reach(session: AsyncSession, claimed: list[Message]) -> dict[tuple, Reach]:
+async def _reach(session: AsyncSession, claimed: list[Any]) -> dict[tuple, Reach]:
     by_store: dict[str, set[str]] = defaultdict(set)
-    for m in claimed:
-        if m.customer_id:
+    for m in claimed:  # consent matters for marketing; the address when none was given
+        if m.customer_id and (m.marketing or not m.to_address):
             by_store[m.store_id].add(m.customer_id)
     found: dict[tuple, Reach] = {}
     for store_id, ids in by_store.items():
@@ -101,7 +105,7 @@ async def _reach(session: AsyncSession, claimed: list[Message]) -> dict[tuple, R
     return found
 
 
-async def _dnd(session: AsyncSession, sms: list[Message]) -> set[tuple[str, str]]:
+async def _dnd(session: AsyncSession, sms: list[Any]) -> set[tuple[str, str]]:
     pairs = {(m.store_id, m.to_address) for m in sms if m.to_address}
     phones = {p for _, p in pairs}
     if not phones:
@@ -111,6 +115,18 @@ async def _dnd(session: AsyncSession, sms: list[Message]) -> set[tuple[str, str]
     return {(s, p) for s, p in rows}
 
 
+async def _sms_accounts(session: AsyncSession, stores: set[str]) -> dict[str, frozenset[str]]:
+    """Per store, the SMS providers it has an account (prepaid credit) with."""
+    if not stores:
+        return {}
+    found: dict[str, set[str]] = defaultdict(set)
+    rows = await session.execute(
+        select(SmsProvider.store_id, SmsProvider.provider).where(SmsProvider.store_id.in_(stores)))
+    for store_id, provider in rows:
+        found[store_id].add(provider)
+    return {s: frozenset(p) for s, p in found.items()}
+
+
 async def _sender_ids(session: AsyncSession, stores: set[str]) -> dict[str, str]:
     rows = await session.execute(
         select(Store.id, Store.sender_id).where(Store.id.in_(stores),
@@ -118,7 +134,7 @@ async def _sender_ids(session: AsyncSession, stores: set[str]) -> dict[str, str]
     return {s: sender for s, sender in rows}
 
 
-async def _templates(session: AsyncSession, messages: list[Message]) -> dict:
+async def _templates(session: AsyncSession, messages: list[Any]) -> dict:
     keys = {(m.store_id, m.template) for m in messages if m.template}
     if not keys:
         return {}

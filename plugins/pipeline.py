@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -56,8 +57,11 @@ class DeliveryPipeline:
         self._buckets: dict[str, TokenBucket | None] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._queues: dict[str, asyncio.PriorityQueue] = {}
+        self._routes: dict[str, list[Provider]] = {}
         self._outcomes: list[Outcome] = []
-        self._flush_lock = asyncio.Lock()
+        # One writer at a time: on SQLite, competing write transactions in one process
+        # only meet in the busy handler's sleeps.
+        self._write_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -70,7 +74,9 @@ class DeliveryPipeline:
         if self.plugins is None:
             self.plugins = load_plugins(self.settings)
         if self.http is None:
-            self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            self.http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=30),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
             self._key = preferences_key(self.settings)
 
     async def start(self) -> None:
@@ -126,7 +132,7 @@ class DeliveryPipeline:
     async def _claim(self, limit: int) -> list[Ready]:
         now = self.clock.now()
         async with self.sessionmaker() as session:
-            async with session.begin():
+            async with self._write_lock, session.begin():
                 claimed = await claim_due(session, now, self.settings.delivery.lease, limit)
             if not claimed:
                 return []
@@ -173,6 +179,11 @@ class DeliveryPipeline:
 
     # -- sending -----------------------------------------------------------------
 
+    def _route(self, channel: str) -> list[Provider]:
+        if channel not in self._routes:
+            self._routes[channel] = self.plugins.for_channel(self.settings, channel)
+        return self._routes[channel]
+
     def breaker(self, name: str) -> CircuitBreaker:
         if name not in self.breakers:
             d = self.settings.delivery
@@ -190,7 +201,7 @@ class DeliveryPipeline:
         """The first provider of the channel that is usable now, else when to try again."""
         now = self.clock.now()
         reopen: datetime | None = None
-        for provider in self.plugins.for_channel(self.settings, item.message.channel):
+        for provider in self._route(item.message.channel):
             if provider.name in item.skip_providers:
                 continue
             breaker = self.breaker(provider.name)
@@ -237,7 +248,8 @@ class DeliveryPipeline:
         if m.channel == "sms":
             info = sms_info(out.body)
             segments, encoding = info.segments, info.encoding
-            async with self.sessionmaker() as session, session.begin():
+        if m.channel == "sms" and provider.name in item.metered:
+            async with self._write_lock, self.sessionmaker() as session, session.begin():
                 allowed, rate = await reserve_credit(session, m.store_id, provider.name,
                                                      segments)
             if not allowed:
@@ -276,7 +288,7 @@ class DeliveryPipeline:
             result.external_id = str(external_id)
             return result
         if rate is not None and segments:
-            async with self.sessionmaker() as session, session.begin():
+            async with self._write_lock, self.sessionmaker() as session, session.begin():
                 await refund_credit(session, m.store_id, provider.name, segments)
         if result.status == "failed":
             log.warning("delivery: message %s via %s failed: %s", m.id, provider.name,
@@ -315,7 +327,7 @@ class DeliveryPipeline:
 
     async def flush(self) -> None:
         """Write the outcomes gathered so far in one transaction."""
-        async with self._flush_lock:
+        async with self._write_lock:
             batch, self._outcomes = self._outcomes, []
             if not batch:
                 return
@@ -326,7 +338,7 @@ class DeliveryPipeline:
             except Exception:
                 self._outcomes[:0] = batch
                 raise
-        for o in batch:
-            status = "retry" if o.status == "queued" else o.status
-            MESSAGES.labels(channel=o.message.channel, provider=o.provider or "none",
-                            status=status).inc()
+        counts = Counter((o.message.channel, o.provider or "none",
+                          "retry" if o.status == "queued" else o.status) for o in batch)
+        for (channel, provider, status), n in counts.items():
+            MESSAGES.labels(channel=channel, provider=provider, status=status).inc(n)
