@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -451,16 +451,26 @@ async def _insert_holdout(session: AsyncSession, rows: list[dict]) -> None:
 
 
 async def fan_out(sessionmaker: Any, settings: Settings, store_id: str, campaign_id: str,
-                  now: datetime) -> dict[str, Any]:
+                  now: datetime, heartbeat: Any = None) -> dict[str, Any]:
     """Expand a due campaign into queued messages, one committed page at a time.
 
     Stops early (status stays PAUSED/CANCELLED) when the campaign is paused or cancelled
-    between pages; running it again continues, skipping recipients already queued."""
+    between pages; running it again continues, skipping recipients already queued. The
+    start is a conditional update (SCHEDULED -> SENDING), so of two processes picking the
+    same due campaign only one fans it out; each page refreshes `updated_at` from
+    `heartbeat()` (default: `now`) so a stalled run can be told from a live one."""
+    beat = heartbeat or (lambda: now)
     async with sessionmaker() as session:
         c = await get_campaign(session, store_id, campaign_id)
         if c.status not in ("SCHEDULED", "SENDING"):
             raise CampaignError(f"campaign {campaign_id} is {c.status}: nothing to send")
-        c.status, c.started_at = "SENDING", c.started_at or now
+        claimed = await session.execute(
+            update(EmailCampaign).where(EmailCampaign.id == campaign_id,
+                                        EmailCampaign.status == c.status,
+                                        EmailCampaign.updated_at == c.updated_at)
+            .values(status="SENDING", started_at=c.started_at or now, updated_at=beat()))
+        if not claimed.rowcount:
+            return {"status": "SENDING", "skipped": "another run holds this campaign"}
         await session.commit()
     totals: dict[str, int] = {}
     last = ""
@@ -488,7 +498,7 @@ async def fan_out(sessionmaker: Any, settings: Settings, store_id: str, campaign
                 outcome = await send_batch(session, settings, now, senders[variant], recipients)
                 for status in outcome.status.values():
                     totals[status] = totals.get(status, 0) + 1
-            c.updated_at = now
+            c.updated_at = beat()
             await session.commit()
 
 
@@ -505,11 +515,15 @@ async def _queued_cost(session: AsyncSession, c: EmailCampaign) -> Decimal:
     )).scalar() or 0)
 
 
+STALLED = timedelta(minutes=10)
+
+
 async def due_campaigns(session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
-    """(store, campaign) of every campaign whose moment has come, or that was sending."""
+    """(store, campaign) of every campaign whose moment has come, or whose fan-out stalled
+    (SENDING with no page committed for ten minutes: its process died)."""
     rows = await session.execute(
         select(EmailCampaign.store_id, EmailCampaign.id).where(
-            or_(EmailCampaign.status == "SENDING",
+            or_((EmailCampaign.status == "SENDING") & (EmailCampaign.updated_at <= now - STALLED),
                 (EmailCampaign.status == "SCHEDULED") & (EmailCampaign.scheduled_at <= now)))
         .order_by(EmailCampaign.scheduled_at)
     )
@@ -523,5 +537,5 @@ async def dispatch_due_campaigns(job: JobContext) -> None:
         due = await due_campaigns(session, job.clock.now())
     for store_id, campaign_id in due:
         result = await fan_out(job.sessionmaker, job.settings, store_id, campaign_id,
-                               job.clock.now())
+                               job.clock.now(), heartbeat=job.clock.now)
         log.info("campaign %s of store %s: %s", campaign_id, store_id, result)

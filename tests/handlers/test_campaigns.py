@@ -14,6 +14,7 @@ from stormd.handlers.campaigns import (
     cancel_campaign,
     create_campaign,
     fan_out,
+    get_campaign,
     pause_campaign,
     preview_campaign,
     schedule_campaign,
@@ -59,19 +60,22 @@ async def test_refuses_a_template_variable_nobody_supplies_naming_it(sessionmake
         assert c.status == "DRAFT"
 
 
-@pytest.mark.parametrize("bad, named", [
+BAD = [
     ({"segments": ["nope"]}, "nope"),
     ({"channels": ["fax"]}, "channels"),
     ({"holdoutPercent": 95}, "holdoutPercent"),
     ({"template": "no_such_template"}, "no_such_template"),
     ({"sendMode": "at"}, "scheduledAt"),
     ({"surprise": 1}, "surprise"),
-])
-async def test_bad_campaign_is_refused_naming_the_field(sessionmaker, bad, named):
+]
+
+
+async def test_bad_campaign_is_refused_naming_the_field(sessionmaker):
     await _setup(sessionmaker)
     async with sessionmaker() as s:
-        with pytest.raises(Exception, match=named):
-            await create_campaign(s, STORE, {**EID, **bad}, NOON)
+        for bad, named in BAD:
+            with pytest.raises(Exception, match=named):
+                await create_campaign(s, STORE, {**EID, **bad}, NOON)
 
 
 async def test_fan_out_queues_one_message_per_reachable_member_on_the_first_channel(
@@ -256,3 +260,32 @@ async def test_big_preview_counts_exactly_and_prices_sms_from_a_sample(sessionma
     assert sampled.by_channel == exact.by_channel == {"sms": 38, "email": 1}
     assert sampled.sms_segments == exact.sms_segments  # one part each: the mean is exact
     assert sampled.cost == exact.cost
+
+
+async def test_minute_cron_fans_out_when_the_moment_comes(sessionmaker, settings_factory, clock):
+    from stormd.handlers.campaigns import dispatch_due_campaigns, due_campaigns
+    from stormd.handlers.context import JobContext
+
+    settings = settings_factory()
+    await _setup(sessionmaker)
+    clock.set(NOON)
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, EID, NOON)
+        c, _ = await schedule_campaign(s, settings, STORE, c.id, NOON, send_mode="best_time")
+        await s.commit()
+    assert c.scheduled_at == NOON + timedelta(hours=2)  # 14:00 Dhaka
+    job = JobContext(sessionmaker, settings, clock)
+    await dispatch_due_campaigns(job)
+    assert await _messages(sessionmaker, campaign_id=c.id) == []
+    clock.set(NOON + timedelta(hours=2))
+    await dispatch_due_campaigns(job)
+    msgs = await _messages(sessionmaker, campaign_id=c.id)
+    assert len(msgs) == 5 and all(m.not_before == NOON + timedelta(hours=2) for m in msgs)
+    async with sessionmaker() as s:
+        assert (await get_campaign(s, STORE, c.id)).status == "SENT"
+        # a campaign another process is sending right now is left alone; a stalled one resumed
+        c2 = await create_campaign(s, STORE, EID, clock.now())
+        c2.status, c2.updated_at = "SENDING", clock.now()
+        await s.commit()
+        assert await due_campaigns(s, clock.now()) == []
+        assert await due_campaigns(s, clock.now() + timedelta(minutes=11)) == [(STORE, c2.id)]
