@@ -34,6 +34,18 @@ def settings_or_exit(config_path: str | None) -> Settings:
         sys.exit(EXIT_CONFIG)
 
 
+def providers_or_exit(settings: Settings) -> None:
+    """Exit status 2 with one line when a channel plugin refuses its `[providers.<name>]`
+    section or `[channels]` names a provider that does not exist."""
+    from stormd.plugins.manager import load_plugins
+
+    try:
+        load_plugins(settings)
+    except ConfigError as exc:
+        click.echo(f"stormd: config error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
 def run_async(coro: Coroutine) -> Any:
     return asyncio.run(coro)
 

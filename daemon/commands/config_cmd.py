@@ -7,7 +7,13 @@ import tomllib
 import click
 
 from stormd.config.secrets import masked
-from stormd.daemon.commands.common import config_option, echo_json, json_option, settings_or_exit
+from stormd.daemon.commands.common import (
+    config_option,
+    echo_json,
+    json_option,
+    providers_or_exit,
+    settings_or_exit,
+)
 
 
 @click.group("config")
@@ -21,6 +27,7 @@ def command() -> None:
 def check(config_path: str | None, as_json: bool) -> None:
     """Validate the configuration; print the effective settings with secrets masked."""
     settings = settings_or_exit(config_path)
+    providers_or_exit(settings)
     effective = masked(settings.model_dump(mode="json"), settings.secret_paths)
     if as_json:
         echo_json(effective)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from stormd.daemon.commands.common import config_option, run_async, settings_or_exit
+from stormd.daemon.commands.common import (
+    config_option,
+    providers_or_exit,
+    run_async,
+    settings_or_exit,
+)
 from stormd.daemon.logs import configure_logging
 
 
@@ -15,5 +20,6 @@ def command(config_path: str | None) -> None:
     from stormd.daemon.app import Daemon
 
     settings = settings_or_exit(config_path)
+    providers_or_exit(settings)
     configure_logging(settings.daemon.log_format, settings.daemon.log_level)
     run_async(Daemon(settings).run())

@@ -158,3 +158,13 @@ async def test_provider_secrets_never_reach_logs_or_config_check(
     result = CliRunner().invoke(main, ["config", "check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert secret not in result.output and "********" in result.output
+
+
+def test_config_check_refuses_a_bad_provider_section_naming_the_key(tmp_path):
+    config = tmp_path / "stormd.toml"
+    config.write_text('[channels]\nsms = ["sslwireless", "banglalink"]\n'
+                      '[providers.sslwireless]\napi_token = "t"\nrate_per_segment = "cheap"\n'
+                      '[providers.banglalink]\nuser_id = "u"\npassword = "p"\n')
+    result = CliRunner().invoke(main, ["config", "check", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "providers.sslwireless.rate_per_segment" in result.output
