@@ -82,8 +82,10 @@ def _length(columns: dict[str, Any]) -> int:
 
 
 async def write_columns(session: AsyncSession, table: Table, columns: dict[str, Any],
-                        keys: Sequence[str], *, update: bool) -> int:
-    """INSERT the rows ON CONFLICT (`keys`) DO UPDATE (or NOTHING); returns the row count."""
+                        keys: Sequence[str], *, update: bool, keep_newer: str | None = None
+                        ) -> int:
+    """INSERT the rows ON CONFLICT (`keys`) DO UPDATE (or NOTHING); returns the row count.
+    With `keep_newer`, a stored row is only replaced by one at least as new in that column."""
     n = _length(columns)
     if n == 0:
         return 0
@@ -92,7 +94,8 @@ async def write_columns(session: AsyncSession, table: Table, columns: dict[str, 
     if update:
         stmt = stmt.on_conflict_do_update(
             index_elements=list(keys),
-            set_={c: stmt.excluded[c] for c in names if c not in keys})
+            set_={c: stmt.excluded[c] for c in names if c not in keys},
+            where=(table.c[keep_newer] <= stmt.excluded[keep_newer]) if keep_newer else None)
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
     kinds = [_kind(table.c[name]) for name in names]

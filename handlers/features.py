@@ -88,6 +88,11 @@ class Aggregates:
     def __len__(self) -> int:
         return len(self.customer_ids)
 
+    def part(self, rows: slice) -> Aggregates:
+        return Aggregates(self.customer_ids[rows], self.orders_count[rows],
+                          self.orders_total_cents[rows], self.first_us[rows], self.last_us[rows],
+                          self.frequency[rows], self.monetary_cents[rows])
+
 
 async def customer_aggregates(
     session: AsyncSession,

@@ -1,5 +1,6 @@
 """Lifecycle stage and churn risk per customer (CONTRACT §5), kept with the features the
-segment criteria read (handlers/criteria.py), one row per customer of the store.
+segment criteria read (handlers/criteria.py), one row per customer of the store. A row only
+moves forward in time: a nightly run as of T never overwrites what a later event wrote.
 
 Stage as of T: PROSPECT with no completed order; NEW with exactly one, placed at most
 `lifecycle.new_max_days` whole days before T; CHURNED when the last completed order is
@@ -79,7 +80,7 @@ async def upsert_buyers(
         "r": scores.r if scores else none, "f": scores.f if scores else none,
         "m": scores.m if scores else none, "composite": scores.composite if scores else none,
         "as_of": epoch_us(as_of),
-    }, ["store_id", "customer_id"], update=True)
+    }, ["store_id", "customer_id"], update=True, keep_newer="as_of")
 
 
 async def upsert_prospects(
@@ -105,4 +106,4 @@ async def upsert_prospects(
         "churn_risk": 0.0, "orders_count": 0, "orders_total": 0, "first_order_at": None,
         "last_order_at": None, "recency_days": None, "frequency": None, "monetary": None,
         "r": None, "f": None, "m": None, "composite": None, "as_of": epoch_us(as_of),
-    }, ["store_id", "customer_id"], update=True)
+    }, ["store_id", "customer_id"], update=True, keep_newer="as_of")

@@ -1,7 +1,6 @@
 """The scoring run: RFM snapshot, lifecycle rows, then every segment's differential
 refresh, per store, as of T. Nightly on `rfm.schedule` (daemon timezone) and on demand
-(`stormd rfm run`). One transaction per store: a store's segments move only together with
-the snapshot that moved them.
+(`stormd rfm run`).
 """
 
 from __future__ import annotations
@@ -12,15 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from stormd.handlers.context import JobContext
-from stormd.handlers.features import known_store_ids
+from stormd.handlers.features import customer_aggregates, known_store_ids
 from stormd.handlers.guardrails import check_drift, record_run
 from stormd.handlers.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.registry import on_cron
-from stormd.handlers.rfm import mark_failed, write_snapshot
+from stormd.handlers.rfm import (
+    insert_snapshot_rows,
+    mark_failed,
+    record_bounds,
+    score,
+    start_run,
+    verify_snapshot,
+)
 from stormd.handlers.segments import Change, ensure_builtin_segments, list_segments, refresh_segment
-from stormd.schema.rfm import RfmRun
 
 log = logging.getLogger("stormd.rfm")
+SLICE_ROWS = 50_000  # rows written per transaction
 
 
 @dataclass
@@ -36,6 +42,11 @@ class RunReport:
     drifted: list[str] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per step
 
+    def stage(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[name] = now - since
+        return now
+
     def to_json(self) -> dict:
         return {
             "store": self.store_id, "runId": self.run_id, "status": self.status,
@@ -48,58 +59,85 @@ class RunReport:
 
 
 async def run_store(job: JobContext, store_id: str, as_of: datetime | None = None) -> RunReport:
-    """Score one store as of T (default now) and refresh its segments."""
-    started = time.perf_counter()
+    """Score one store as of T (default now) and refresh its segments.
+
+    Writes go in short transactions (slices of rows, then one per segment) so that event
+    handling is never held up for long; nothing is half-visible: a run's bounds are used
+    only once it is OK, lifecycle rows only move forward in time, and each segment's
+    membership moves together with its events.
+    """
+    started = mark = time.perf_counter()
     now = job.clock.now()
     as_of = as_of or now
     settings = job.settings
-    async with job.sessionmaker() as session:
-        ctx = job.handler_context(session, store_id)
-        try:
+    run_id = None
+    try:
+        async with job.sessionmaker() as session:
             await ensure_builtin_segments(session, store_id, now)
-            snap = await write_snapshot(session, store_id, as_of, settings.rfm, now)
-            report = RunReport(store_id, snap.run_id, snap.status, as_of, snap.population,
-                               snap.rows)
-            report.stages["snapshot"] = snap.seconds
-            if snap.status == "OK":
-                mark = time.perf_counter()
-                await upsert_buyers(session, store_id, as_of, snap.aggregates, snap.scores,
-                                    settings.lifecycle)
-                await upsert_prospects(session, store_id, as_of, snap.aggregates.customer_ids)
-                report.stages["lifecycle"] = time.perf_counter() - mark
-                mark = time.perf_counter()
-                for segment in await list_segments(session, store_id):
-                    before = segment.member_count
-                    change = await refresh_segment(ctx, segment, as_of)
-                    report.segments[segment.slug] = change
-                    if check_drift(store_id, segment.slug, before, change.members,
-                                   settings.segments.drift_alert_percent):
-                        report.drifted.append(segment.slug)
-                report.stages["segments"] = time.perf_counter() - mark
-            mark = time.perf_counter()
+            run_id = await start_run(session, store_id, as_of, settings.rfm.mode, now)
             await session.commit()
-            report.stages["commit"] = time.perf_counter() - mark
-        except Exception as exc:
-            await session.rollback()
-            run_id = await _record_crash(job, store_id, as_of, now, exc)
-            record_run(store_id, "FAILED", time.perf_counter() - started, 0, 0)
-            log.exception("rfm run %s for store %s crashed", run_id, store_id)
-            raise
+        async with job.sessionmaker() as session:
+            agg = await customer_aggregates(session, store_id, as_of, settings.rfm.window_days)
+        scores = score(agg, as_of, settings.rfm)
+        await _in_slices(job, len(agg), lambda s, rows: insert_snapshot_rows(
+            s, run_id, store_id, as_of, agg.part(rows), scores.part(rows)))
+        async with job.sessionmaker() as session:
+            # The population is what the aggregate found, in the same read as the scores:
+            # a separate count could see orders committed meanwhile and fail a sound run.
+            status, rows = await verify_snapshot(session, run_id, store_id, len(agg), now)
+            await record_bounds(session, run_id, scores.bounds)
+            await session.commit()
+        report = RunReport(store_id, run_id, status, as_of, len(agg), rows)
+        mark = report.stage("snapshot", mark)
+        if status == "OK":
+            await _in_slices(job, len(agg), lambda s, rows: upsert_buyers(
+                s, store_id, as_of, agg.part(rows), scores.part(rows), settings.lifecycle))
+            async with job.sessionmaker() as session:
+                await upsert_prospects(session, store_id, as_of, agg.customer_ids)
+                await session.commit()
+            mark = report.stage("lifecycle", mark)
+            await _refresh_segments(job, store_id, as_of, report)
+            mark = report.stage("segments", mark)
+    except Exception as exc:
+        await _record_crash(job, run_id, store_id, as_of, now, exc)
+        record_run(store_id, "FAILED", time.perf_counter() - started, 0, 0)
+        log.exception("rfm run %s for store %s crashed", run_id, store_id)
+        raise
     report.seconds = time.perf_counter() - started
     record_run(store_id, report.status, report.seconds, report.population, report.rows)
     return report
 
 
-async def _record_crash(job: JobContext, store_id: str, as_of: datetime, now: datetime,
-                        exc: Exception) -> int:
+async def _in_slices(job: JobContext, n: int, write) -> None:
+    """`write(session, rows)` for consecutive slices of n rows, each committed on its own."""
+    for start in range(0, n, SLICE_ROWS):
+        async with job.sessionmaker() as session:
+            await write(session, slice(start, start + SLICE_ROWS))
+            await session.commit()
+
+
+async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,
+                            report: RunReport) -> None:
     async with job.sessionmaker() as session:
-        run = RfmRun(store_id=store_id, as_of=as_of, mode=job.settings.rfm.mode,
-                     status="RUNNING", started_at=now)
-        session.add(run)
-        await session.flush()
-        await mark_failed(session, run.id, f"{type(exc).__name__}: {exc}", now)
+        segments = await list_segments(session, store_id)
+    for segment in segments:
+        async with job.sessionmaker() as session:
+            change = await refresh_segment(job.handler_context(session, store_id), segment,
+                                           as_of)
+            await session.commit()
+        report.segments[segment.slug] = change
+        if check_drift(store_id, segment.slug, segment.member_count, change.members,
+                       job.settings.segments.drift_alert_percent):
+            report.drifted.append(segment.slug)
+
+
+async def _record_crash(job: JobContext, run_id: int | None, store_id: str, as_of: datetime,
+                        now: datetime, exc: Exception) -> None:
+    async with job.sessionmaker() as session:
+        if run_id is None:
+            run_id = await start_run(session, store_id, as_of, job.settings.rfm.mode, now)
+        await mark_failed(session, run_id, f"{type(exc).__name__}: {exc}", now)
         await session.commit()
-        return run.id
 
 
 async def run_all_stores(job: JobContext, as_of: datetime | None = None,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +24,6 @@ from stormd.handlers.columnar import write_columns
 from stormd.handlers.features import (
     Aggregates,
     cents_to_decimal,
-    customer_aggregates,
     epoch_us,
     whole_days,
 )
@@ -127,6 +125,10 @@ class Scores:
     composite: np.ndarray
     bounds: Bounds
 
+    def part(self, rows: slice) -> Scores:
+        return Scores(self.recency_days[rows], self.r[rows], self.f[rows], self.m[rows],
+                      self.composite[rows], self.bounds)
+
 
 def score(agg: Aggregates, as_of: datetime, settings: RfmSettings,
           bounds: Bounds | None = None) -> Scores:
@@ -145,41 +147,12 @@ def score(agg: Aggregates, as_of: datetime, settings: RfmSettings,
     return Scores(recency, r, f, m, w.r * r + w.f * f + w.m * m, bounds)
 
 
-@dataclass
-class SnapshotResult:
-    run_id: int
-    status: str
-    population: int
-    rows: int
-    scores: Scores
-    aggregates: Aggregates
-    seconds: float
-
-
-async def write_snapshot(
-    session: AsyncSession, store_id: str, as_of: datetime, settings: RfmSettings, now: datetime
-) -> SnapshotResult:
-    """Score the store as of T and insert one CustomerRFMSnapshot per scored customer.
-
-    The RfmRun row records population, rows written, mode and bounds. Its status is OK
-    only if the rows in the table equal the scored population (completeness guardrail).
-    """
-    started = time.perf_counter()
-    run = RfmRun(store_id=store_id, as_of=as_of, mode=settings.mode, status="RUNNING",
-                 started_at=now)
+async def start_run(session: AsyncSession, store_id: str, as_of: datetime, mode: str,
+                    now: datetime) -> int:
+    run = RfmRun(store_id=store_id, as_of=as_of, mode=mode, status="RUNNING", started_at=now)
     session.add(run)
     await session.flush()
-    agg = await customer_aggregates(session, store_id, as_of, settings.window_days)
-    scores = score(agg, as_of, settings)
-    await _insert_snapshot_rows(session, run.id, store_id, as_of, agg, scores)
-    # The population is what the aggregate found, from the same read as the scores: a
-    # separate count could see orders committed meanwhile and fail a sound run.
-    population = len(agg)
-    status, rows = await verify_snapshot(session, run.id, store_id, population, now)
-    await session.execute(
-        update(RfmRun).where(RfmRun.id == run.id).values(cut_points=scores.bounds.to_json()))
-    return SnapshotResult(run.id, status, population, rows, scores, agg,
-                          time.perf_counter() - started)
+    return run.id
 
 
 async def verify_snapshot(session: AsyncSession, run_id: int, store_id: str, population: int,
@@ -200,8 +173,14 @@ async def verify_snapshot(session: AsyncSession, run_id: int, store_id: str, pop
     return status, rows
 
 
-async def _insert_snapshot_rows(session: AsyncSession, run_id: int, store_id: str,
-                                as_of: datetime, agg: Aggregates, s: Scores) -> None:
+async def record_bounds(session: AsyncSession, run_id: int, bounds: Bounds) -> None:
+    await session.execute(
+        update(RfmRun).where(RfmRun.id == run_id).values(cut_points=bounds.to_json()))
+
+
+async def insert_snapshot_rows(session: AsyncSession, run_id: int, store_id: str,
+                               as_of: datetime, agg: Aggregates, s: Scores) -> None:
+    """One CustomerRFMSnapshot per scored customer (callers may write it in slices)."""
     await write_columns(session, CustomerRFMSnapshot.__table__, {
         "store_id": store_id, "run_id": run_id, "customer_id": agg.customer_ids,
         "as_of": epoch_us(as_of), "recency_days": s.recency_days, "frequency": agg.frequency,

@@ -206,3 +206,19 @@ async def test_refund_and_consent_change_move_memberships_in_real_time(
     assert (c2.stage, c2.orders_count, c2.composite) == ("PROSPECT", 0, None)
     events = await _events(sessionmaker)
     assert events[-2:] == [("loyal", "exited", "c2"), ("no-email", "entered", "c1")]
+
+
+async def test_a_run_as_of_an_earlier_instant_never_undoes_a_later_event(
+        sessionmaker, clock, settings_factory, handle_event):
+    settings = settings_factory()
+    await _first_run(sessionmaker, clock, settings)
+    clock.set(T + timedelta(minutes=30))
+    await handle_event("order.created", {
+        "orderId": "rt1", "customerId": "c4", "status": "PAID", "total": "500.00",
+        "items": [{"productId": "p1", "category": "Shoes", "quantity": 1, "unitPrice": "500"}],
+    }, at=T + timedelta(minutes=30))
+    await run_store(JobContext(sessionmaker, settings, clock), STORE, T)  # scores as of T
+    async with sessionmaker() as session:
+        row = await session.get(CustomerLifecycleMetrics, (STORE, "c4"))
+    assert (row.composite, row.as_of) == (41, T + timedelta(minutes=30))
+    assert "c4" in (await _memberships(sessionmaker))["vip"]
