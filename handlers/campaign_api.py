@@ -33,7 +33,12 @@ from stormd.handlers.outreach import (
     store_profile,
 )
 from stormd.handlers.registry import on_api
-from stormd.handlers.templates import system_library
+from stormd.handlers.template_library import (
+    list_templates,
+    save_store_template,
+    seed_system_templates,
+    template_dict,
+)
 
 # name -> handler, for callers in-process (the CLI) that should not depend on the registry.
 HANDLERS: dict[str, Any] = {}
@@ -218,13 +223,23 @@ async def api_automation_results(job: JobContext, request: dict[str, Any]) -> di
 
 @api("campaigns.templates")
 async def api_templates(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """The system template library: slug, name, category, recommended discount, channel
-    mix, and the channels and locales each has a body for."""
-    return {"templates": [
-        {"slug": t.slug, "name": t.name, "type": t.type, "category": t.category,
-         "description": t.description, "recommendedDiscount": t.recommended_discount,
-         "defaultDiscountPercent": t.default_discount_percent,
-         "channelMix": list(t.channel_mix),
-         "bodies": {ch: sorted(locs) for ch, locs in sorted(t.bodies.items())}}
-        for t in system_library().values()
-    ]}
+    """{storeId?}: the system template library (seasonal, promotional, automation) and the
+    store's own: slug, name, category, recommended discount, channel mix, bodies."""
+    async with job.sessionmaker() as session:
+        await seed_system_templates(session, job.clock.now())
+        rows = await list_templates(session, request.get("storeId") or "")
+        await session.commit()
+        return {"templates": [template_dict(t) for t in rows]}
+
+
+@api("templates.save")
+async def api_save_template(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, template: {slug, name, content: {channel: {locale: body}}, category?, ...}}:
+    a store template (checked in the sandbox now); a system slug is overridden for the store."""
+    data = request.get("template")
+    if not isinstance(data, dict):
+        raise CampaignError("template: required (an object)")
+    async with job.sessionmaker() as session:
+        row = await save_store_template(session, _store(request), data, job.clock.now())
+        await session.commit()
+        return {"template": template_dict(row)}

@@ -52,6 +52,7 @@ from stormd.handlers.outreach import (
 from stormd.handlers.registry import on_cron
 from stormd.handlers.segments import MEMBERS, SEGMENTS, audience_query, get_segment
 from stormd.handlers.send_slots import SEND_MODES, send_moment, store_send_window
+from stormd.handlers.template_library import count_use
 from stormd.handlers.templates import MissingVariables
 from stormd.schema.campaigns import EmailCampaign
 from stormd.schema.customers import Customer
@@ -195,6 +196,8 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
     _apply(c, spec)
     await check_campaign(session, c)
     session.add(c)
+    for slug in {c.template, *(v.get("template") for v in c.variants or [])} - {None}:
+        await count_use(session, store_id, slug)
     await session.flush()
     return c
 

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -157,6 +157,15 @@ def check_variables(source: str, supplied: Iterable[str], where: str = "", html:
         raise MissingVariables(missing, where)
 
 
+def refuse_internals(source: str, name: str = "template", html: bool = False) -> None:
+    """Refuse at compile time what the sandbox would refuse at render time anyway: any
+    `_private` or `__dunder__` attribute, so a merchant learns it when saving."""
+    for node in sandbox(html).parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+        attr = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(attr, str) and attr.startswith("_"):
+            raise TemplateError(f"{name}: line {node.lineno}: access to {attr!r} is not allowed")
+
+
 class CompiledTemplate:
     """One channel body compiled once, rendered for many customers.
 
@@ -173,6 +182,9 @@ class CompiledTemplate:
             required_variables(html_source, html=True) if html_source else frozenset()
         )
         try:
+            refuse_internals(source, name)
+            if html_source:
+                refuse_internals(html_source, name, html=True)
             self._text = sandbox(False).from_string(source)
             self._html = sandbox(True).from_string(html_source) if html_source else None
         except TemplateSyntaxError as exc:

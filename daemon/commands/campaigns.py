@@ -232,17 +232,27 @@ def automation_results(trigger, config_path, store_id, as_json) -> None:
 
 
 @command.command("templates")
-@config_option
-@json_option
-def templates(config_path, as_json) -> None:
-    """The system template library (seasonal, promotional, automation)."""
-    from stormd.handlers.templates import system_library
-
-    settings_or_exit(config_path)
-    rows = [{"slug": t.slug, "name": t.name, "category": t.category,
-             "recommendedDiscount": t.recommended_discount,
-             "channelMix": ", ".join(t.channel_mix)} for t in system_library().values()]
+@_common
+def templates(config_path, store_id, as_json) -> None:
+    """The template library: system (seasonal, promotional, automation) and the store's own."""
+    rows = _call(config_path, store_id, "campaigns.templates", {})["templates"]
     if as_json:
         echo_json(rows)
     else:
-        echo_table(rows, ["slug", "name", "category", "recommendedDiscount", "channelMix"])
+        echo_table([{**r, "channelMix": ", ".join(r["channelMix"])} for r in rows],
+                   ["slug", "name", "category", "system", "recommendedDiscount", "channelMix",
+                    "usageCount"])
+
+
+@command.command("save-template")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
+              help="JSON: {slug, name, content: {channel: {locale: body}}, category?, ...}")
+@_common
+def save_template(path, config_path, store_id, as_json) -> None:
+    """Save one of the store's templates (checked in the sandbox now)."""
+    reply = _call(config_path, store_id, "templates.save", {"template": _read_json(path, "--file")})
+    if as_json:
+        echo_json(reply["template"])
+    else:
+        t = reply["template"]
+        click.echo(f"saved {t['slug']}: {', '.join(t['channelMix'])}")

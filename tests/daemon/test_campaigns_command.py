@@ -91,10 +91,30 @@ def test_refusals_exit_1_with_the_reason(tmp_path):
         "campaign"]["status"] == "SCHEDULED"
 
 
-def test_template_library_listing(tmp_path):
+def test_template_library_and_a_store_template(tmp_path):
     config = _setup(tmp_path)
-    rows = json.loads(CliRunner().invoke(main, ["campaigns", "templates", "--json",
-                                                "--config", config]).output)
+    rows = json.loads(run(config, "templates", "--json").output)
     by_slug = {r["slug"]: r for r in rows}
     assert by_slug["independence_day"]["recommendedDiscount"] == "26% (symbolic)"
-    assert by_slug["eid_ul_fitr"]["channelMix"] == "sms, whatsapp, email"
+    assert by_slug["eid_ul_fitr"]["channelMix"] == ["sms", "whatsapp", "email"]
+    assert by_slug["eid_ul_fitr"]["system"] is True
+
+    mine = tmp_path / "eid.json"
+    mine.write_text(json.dumps({"slug": "eid_ul_fitr", "name": "Our Eid", "category": "seasonal",
+                                "content": {"sms": {"en": "Eid offer {{ discount_code }}",
+                                                    "bn": "ঈদ অফার {{ discount_code }}"}}}))
+    run(config, "save-template", "--file", str(mine))
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"slug": "x", "name": "x",
+                                  "content": {"sms": {"en": "{% for %}"}}}))
+    assert "syntax error" in run(config, "save-template", "--file", str(broken), ok=False).output
+
+    spec = tmp_path / "c.json"
+    spec.write_text(json.dumps({"name": "Eid", "channels": ["sms"], "segments": ["vip"],
+                                "template": "eid_ul_fitr", "discountPercent": 30}))
+    cid = json.loads(run(config, "create", "--file", str(spec), "--json").output)["campaign"]["id"]
+    preview = json.loads(run(config, "preview", cid, "--json").output)
+    assert all(r["body"].startswith(("Eid offer SAVE30-", "ঈদ অফার SAVE30-"))
+               for r in preview["rendered"])  # the store's own wording wins
+    rows = {r["slug"]: r for r in json.loads(run(config, "templates", "--json").output)}
+    assert rows["eid_ul_fitr"]["name"] == "Our Eid" and rows["eid_ul_fitr"]["usageCount"] == 1

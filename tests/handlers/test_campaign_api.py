@@ -24,7 +24,7 @@ async def test_admin_drives_a_campaign_over_nats(nats_server, sessionmaker, sett
     await server.start()
 
     async def ask(name: str, request: dict) -> dict:
-        reply = await nc.request(f"stormcom.api.{name}", json.dumps(request).encode(), timeout=10)
+        reply = await nc.request(f"stormcom.api.{name}", json.dumps(request).encode(), timeout=30)
         return json.loads(reply.data)
 
     try:
@@ -52,8 +52,11 @@ async def test_admin_drives_a_campaign_over_nats(nats_server, sessionmaker, sett
         assert cancelled["campaign"]["status"] == "CANCELLED"
         other_store = await ask("campaigns.get", {"storeId": "s2", "id": cid})
         assert "no campaign" in other_store["error"]
-        library = await ask("campaigns.templates", {})
+        library = await ask("campaigns.templates", {"storeId": STORE})
         assert len(library["templates"]) >= 18
+        saved = await ask("templates.save", {"storeId": STORE, "template": {
+            "slug": "bad", "name": "Bad", "content": {"sms": {"en": "{{ x.__class__ }}"}}}})
+        assert "__class__" in saved["error"]  # refused when saved, not only when rendered
     finally:
         await server.stop()
         await nc.close()

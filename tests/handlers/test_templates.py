@@ -29,8 +29,15 @@ BASE = {"name": "Rahim", "store_name": "Dokan", "shop_url": "https://dokan.examp
     "{{ ''.format.__globals__ }}",
 ])
 def test_sandbox_refuses_escapes_to_internals(source):
-    with pytest.raises(TemplateError, match="refused by the sandbox|unsafe"):
+    with pytest.raises(TemplateError, match="refused by the sandbox|unsafe|not allowed"):
         CompiledTemplate(source).render({"items": [1]})
+
+
+def test_internals_are_refused_when_the_template_is_compiled():
+    with pytest.raises(TemplateError, match="line 2: access to '__globals__'"):
+        CompiledTemplate("ok\n{{ lipsum.__globals__ }}")
+    with pytest.raises(TemplateError, match="'_secret'"):
+        CompiledTemplate("{{ x['_secret'] }}")
 
 
 def test_sandbox_refuses_a_template_that_never_finishes():
