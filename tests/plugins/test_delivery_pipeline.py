@@ -14,7 +14,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from stormd.plugins.api import Health, ProviderInfo
 from stormd.plugins.claims import claim_due
+from stormd.plugins.errors import RetryableError
+from stormd.plugins.hookspecs import hookimpl
+from stormd.plugins.manager import ChannelPlugins
 from stormd.schema.customers import Customer, DndNumber
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import SmsLog, SmsProvider
@@ -227,3 +231,47 @@ async def test_rate_limit_spaces_sends(settings_factory, fake_provider, queue, p
     await pipelines(settings).run_once()
     assert len(ssl.requests) == 6
     assert time.monotonic() - started >= 5 / 20  # six sends, 50 ms apart at 20/s
+
+
+class FlakyGateway:
+    """A provider plugin given as an object: fails while `down`, says so in its health."""
+
+    def __init__(self):
+        self.down, self.sent = True, 0
+
+    @hookimpl
+    def stormd_provider(self):
+        return ProviderInfo(name="flaky", channels=("sms",))
+
+    @hookimpl
+    def stormd_send(self, message):
+        if self.down:
+            raise RetryableError("flaky: gateway timeout")
+        self.sent += 1
+        return f"flaky-{self.sent}"
+
+    @hookimpl
+    def stormd_health(self):
+        return Health(ok=not self.down, detail="status page says down" if self.down else "")
+
+
+async def test_open_circuit_stays_open_while_the_provider_reports_unhealthy(
+        settings_factory, queue, messages, pipelines, clock):
+    flaky = FlakyGateway()
+    settings = settings_factory(channels={"sms": ["flaky", "outbox"]},
+                                delivery={"breaker_failures": 1, "breaker_cooldown": "60s"})
+    plugins = ChannelPlugins(load_entry_points=False, extra=[flaky])
+    plugins.configure(settings)
+    pipeline = pipelines(settings, plugins=plugins)
+    await queue(channel="sms")
+    await pipeline.run_once()  # fails: circuit opens
+    clock.advance(timedelta(seconds=61))
+    await queue(channel="sms")
+    await pipeline.run_once()  # cooldown over, but the health hook says down: outbox
+    assert [m.provider for m in await messages()] == ["outbox", "outbox"]
+    flaky.down = False
+    clock.advance(timedelta(seconds=61))
+    await queue(channel="sms")
+    await pipeline.run_once()
+    assert (await messages())[-1].provider == "flaky"
+    assert pipeline.breaker("flaky").state == "closed"
