@@ -90,9 +90,9 @@ class StormSandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError("repetition would exceed the output size limit")
         return operator.mul(left, right)
 
-    def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:
+    def call(self, context, obj, /, *args: Any, **kwargs: Any) -> Any:
         _budget.check()
-        return super().call(__context, __obj, *args, **kwargs)
+        return super().call(context, obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _budget.check()
