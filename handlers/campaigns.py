@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.settings import Settings
+from stormd.daemon.outbound import stage_outbound_event
 from stormd.handlers.ab_testing import assign_variant, in_holdout
 from stormd.handlers.campaign_costs import (
     CostPreview,
@@ -325,6 +326,11 @@ async def schedule_campaign(session: AsyncSession, settings: Settings, store_id:
     c.status, c.updated_at = "SCHEDULED", now
     for alert in preview.alerts:
         log.warning("budget alert for store %s campaign %s: %s", store_id, c.id, alert)
+        stage_outbound_event(session, prefix=settings.nats.subject_prefix, store_id=store_id,
+                             type_="campaign.budget_alert", now=now,
+                             data={"campaignId": c.id, "alert": alert, "cost": str(preview.cost),
+                                   "budgetLeft": None if preview.budget_left is None
+                                   else str(preview.budget_left)})
     return c, preview
 
 

@@ -21,6 +21,7 @@ from stormd.handlers.campaigns import (
     update_campaign,
 )
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
+from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import Message
 from stormd.schema.promotions import DiscountCode
 
@@ -175,11 +176,18 @@ async def test_budget_refusal_and_alert(sessionmaker, settings_factory):
     await _setup(sessionmaker, monthly_budget=Decimal(3))
     async with sessionmaker() as s:
         c = await create_campaign(s, STORE, {**EID, "budget": "100"}, NOON)
+        await s.commit()
         with pytest.raises(SendRefused, match="over the budget left"):
             await schedule_campaign(s, settings, STORE, c.id, NOON)
         preview, _ = await preview_campaign(s, settings, c, NOON)
     assert preview.budget_left == Decimal("3.00")
     assert preview.alerts and "budget" in preview.alerts[0]
+    async with sessionmaker() as s:
+        await schedule_campaign(s, settings, STORE, c.id, NOON, force=True)
+        await s.commit()
+        [alert] = (await s.scalars(select(OutboundEvent))).all()
+    assert alert.subject == f"stormcom.out.{STORE}.campaign.budget_alert"
+    assert alert.payload["data"]["campaignId"] == c.id
 
 
 async def test_campaign_drops_customers_at_the_daily_cap(sessionmaker, settings_factory):
