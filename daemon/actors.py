@@ -40,12 +40,23 @@ def actor_kind(key: str) -> str:
     return parts[1] if len(parts) > 2 else "other"
 
 
+_depth_gauges: dict[str, object] = {}
+
+
+def _depth_gauge(kind: str):
+    gauge = _depth_gauges.get(kind)
+    if gauge is None:
+        gauge = _depth_gauges[kind] = MAILBOX_DEPTH.labels(kind)
+    return gauge
+
+
 class Actor:
-    __slots__ = ("key", "kind", "mailbox", "busy", "queued", "failures", "waking")
+    __slots__ = ("key", "kind", "depth", "mailbox", "busy", "queued", "failures", "waking")
 
     def __init__(self, key: str):
         self.key = key
         self.kind = actor_kind(key)
+        self.depth = _depth_gauge(self.kind)
         self.mailbox: deque[Delivery] = deque()
         self.busy = False  # its events are in a running batch
         self.queued = False  # it is in the ready heap
@@ -93,7 +104,7 @@ class ActorSystem:
         actor.mailbox.append(delivery)
         self.pending += 1
         self._idle.clear()
-        MAILBOX_DEPTH.labels(actor.kind).inc()
+        actor.depth.inc()
         self._make_ready(actor)
 
     def _make_ready(self, actor: Actor) -> None:
@@ -160,7 +171,7 @@ class ActorSystem:
                 log.error("event %s %s failed %d times; dead-lettering: %s",
                           d.event.type, d.event.id, d.attempts, d.error)
             self.pending -= 1
-            MAILBOX_DEPTH.labels(actor.kind).dec()
+            actor.depth.dec()
             await self.settle(d, outcome)
         actor.busy = False
         if retry:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
@@ -26,10 +26,9 @@ from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event
 from stormd.handlers.registry import dispatch_event
 from stormd.schema.inbox import ProcessedEvent
-from stormd.schema.upsert import insert_for
+from stormd.schema.upsert import upsert_rows
 
 log = logging.getLogger(__name__)
-INBOX_CHUNK = 1000  # rows per multi-VALUES insert (4 columns: well under SQLite's variable cap)
 
 
 class Outcome(enum.Enum):
@@ -102,20 +101,25 @@ class GroupCommitter:
                               store_id=event.store_id)
 
     async def _claim(self, session: AsyncSession, deliveries: list[Delivery]) -> set[str]:
-        """Insert inbox rows; returns the ids that were new (the rest are duplicates)."""
+        """Insert inbox rows for the events not seen before; returns their ids (the rest
+        are duplicates). One SELECT … IN and one executemany. A concurrent process that
+        claimed the same id first makes our INSERT fail (PostgreSQL: unique violation;
+        SQLite: the write lock's snapshot check), the batch is retried, and the retry
+        finds the id: an event's effects are applied by one process only."""
+        ids = [d.event.id for d in deliveries]
+        seen = set((await session.execute(
+            select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(ids))
+        )).scalars())
         now = self.clock.now()
-        new: set[str] = set()
-        for start in range(0, len(deliveries), INBOX_CHUNK):
-            rows = [
-                {"event_id": d.event.id, "store_id": d.event.store_id, "type": d.event.type,
-                 "processed_at": now}
-                for d in deliveries[start:start + INBOX_CHUNK]
-            ]
-            stmt = (insert_for(session, ProcessedEvent).values(rows)
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                    .returning(ProcessedEvent.event_id))
-            new.update((await session.execute(stmt)).scalars())
-        return new
+        rows = [{"event_id": d.event.id, "store_id": d.event.store_id, "type": d.event.type,
+                 "processed_at": now} for d in deliveries if d.event.id not in seen]
+        if not rows:
+            return set()
+        if session.bind.dialect.name == "sqlite":
+            await upsert_rows(session, ProcessedEvent.__table__, rows, ["event_id"], update=False)
+        else:
+            await session.execute(insert(ProcessedEvent), rows)
+        return {r["event_id"] for r in rows}
 
     async def _fast(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
         outcomes: dict[Delivery, Outcome] = {}

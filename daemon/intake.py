@@ -22,7 +22,7 @@ from stormd.config.settings import Settings
 from stormd.daemon.actors import ActorSystem
 from stormd.daemon.batching import Delivery, Outcome
 from stormd.daemon.deadletters import DeadLetters
-from stormd.daemon.metrics import EVENT_SECONDS, EVENTS, type_label
+from stormd.daemon.metrics import EVENT_SECONDS, event_counter
 from stormd.handlers.events import Event, EventRejected, parse_event
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Intake:
         except Exception as exc:  # NATS trouble: leave it unacked, it comes back
             log.warning("could not dead-letter %s (%s); it will be redelivered", msg.subject, exc)
             return
-        EVENTS.labels(type_label(type_), outcome).inc()
+        event_counter(type_, outcome).inc()
         await _ack(msg)
 
     async def settle(self, d: Delivery, outcome: Outcome) -> None:
@@ -125,7 +125,7 @@ class Intake:
             for msg in d.msgs[1:]:
                 await _ack(msg)
             return
-        EVENTS.labels(d.event.type, outcome.value).inc()
+        event_counter(d.event.type, outcome.value).inc()
         if outcome is Outcome.PROCESSED:
             EVENT_SECONDS.observe(time.monotonic() - d.received)
         for msg in d.msgs:

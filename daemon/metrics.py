@@ -62,6 +62,19 @@ KPI = Gauge(
 _KNOWN_TYPES = frozenset(EVENT_TYPES)
 
 
+def event_counter(type_: str | None, outcome: str):
+    """The EVENTS child for (type, outcome), cached: `labels()` costs more than the
+    increment on the hot path."""
+    key = (type_label(type_), outcome)
+    child = _event_children.get(key)
+    if child is None:
+        child = _event_children[key] = EVENTS.labels(*key)
+    return child
+
+
+_event_children: dict[tuple[str, str], object] = {}
+
+
 def type_label(type_: str | None) -> str:
     """An event type fit for a label: a contract type, else `_other` (bounded)."""
     return type_ if type_ in _KNOWN_TYPES else "_other"

@@ -1,0 +1,156 @@
+"""Benchmark: drain a backlog of mixed events through the daemon, next to a plain consumer.
+
+    python benchmarks/ingest.py [--events 100000] [--handlers real|none] [--rate 1000]
+                                [--rate-seconds 5] [--db URL]
+
+1. Plain baseline: the same number of messages on a stream, drained by a bare nats-py pull
+   consumer (fetch 500, ack each) — the ceiling for any JetStream consumer on this machine.
+2. stormd: the backlog of mixed storefront events (daemon/storefront.py) published first,
+   then an in-process daemon (the code `stormd run` runs; SQLite by default) drains it:
+   parse, validate, inbox dedupe, actors, group commit, ack. `--handlers none` measures the
+   runtime alone; `real` (default) runs every registered handler.
+3. Latency: events published at `--rate` per second for `--rate-seconds`; p50/p99 of
+   receipt-to-handled from the stormd_event_seconds histogram (bucket upper bounds).
+
+Target: stormd >= 50 % of the plain consumer's rate; p99 < 50 ms at 1,000 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+
+from stormd.config.loader import settings_from_dict
+from stormd.daemon.app import Daemon
+from stormd.daemon.broker import ensure_streams
+from stormd.daemon.metrics import EVENT_SECONDS
+from stormd.daemon.nats_server import start_nats_server, wait_until_listening
+from stormd.daemon.storefront import mixed_events
+from stormd.handlers.registry import HandlerRegistry, load_handlers
+
+START = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+
+async def publish_all(js, items: list[tuple[str, bytes, str]]) -> float:
+    t0 = time.perf_counter()
+    window = []
+    for subject, body, msg_id in items:
+        window.append(await js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id}))
+        if len(window) >= 2000:
+            await asyncio.gather(*window)
+            window.clear()
+    await asyncio.gather(*window)
+    return time.perf_counter() - t0
+
+
+def encode(envs: list[dict], prefix: str = "stormcom") -> list[tuple[str, bytes, str]]:
+    return [(f"{prefix}.events.{e['storeId']}.{e['type']}", json.dumps(e).encode(), e["id"])
+            for e in envs]
+
+
+async def plain_consumer(url: str, bodies: list[bytes]) -> float:
+    """Messages/s of a bare pull consumer acking each message."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="PLAIN", subjects=["plain.>"])
+    await publish_all(js, [("plain.events", b, f"p{i}") for i, b in enumerate(bodies)])
+    sub = await js.pull_subscribe("plain.>", durable="plain", stream="PLAIN")
+    n, t0 = 0, time.perf_counter()
+    while n < len(bodies):
+        for msg in await sub.fetch(500, timeout=5):
+            await msg.ack()
+            n += 1
+    elapsed = time.perf_counter() - t0
+    await nc.close()
+    return n / elapsed
+
+
+async def drained(js, settings) -> bool:
+    info = await js.consumer_info(settings.nats.stream, settings.nats.consumer)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+def histogram_counts() -> list[tuple[float, float]]:
+    samples = [s for m in EVENT_SECONDS.collect() for s in m.samples if s.name.endswith("_bucket")]
+    return [(float(s.labels["le"]), s.value) for s in samples]
+
+
+def quantile(before, after, q: float) -> float:
+    deltas = [(le, a - b) for (le, b), (_, a) in zip(before, after)]
+    total = deltas[-1][1]
+    for le, count in deltas:
+        if total and count >= q * total:
+            return le
+    return float("inf")
+
+
+async def main(args) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="stormd-ingest-"))
+    proc, url = start_nats_server(work / "nats")
+    wait_until_listening(url)
+    try:
+        envs = list(mixed_events(args.events, START))
+        items = encode(envs)
+        plain_rate = await plain_consumer(url, [b for _, b, _ in items])
+        print(f"plain nats-py pull consumer: {plain_rate:,.0f} msg/s ({len(items):,} messages)")
+
+        settings = settings_from_dict({
+            "daemon": {"data_dir": str(work / "data")},
+            "nats": {"url": url},
+            "database": {"url": args.db or f"sqlite+aiosqlite:///{work / 'stormd.db'}"},
+            "metrics": {"listen": "127.0.0.1:0"}, "http": {"listen": "127.0.0.1:0"},
+        })
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        took = await publish_all(js, items)
+        print(f"backlog published: {len(items):,} events in {took:.1f}s")
+        loader = load_handlers if args.handlers == "real" else HandlerRegistry
+        daemon = Daemon(settings, load_handlers=loader)
+        await daemon.start()
+        t0 = time.perf_counter()
+        while not await drained(js, settings):
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - t0
+        rate = len(items) / elapsed
+        print(f"stormd drained {len(items):,} events in {elapsed:.1f}s: {rate:,.0f} events/s "
+              f"({100 * rate / plain_rate:.0f} % of the plain consumer; handlers: {args.handlers})")
+
+        before = histogram_counts()
+        live = encode(list(mixed_events(int(args.rate * args.rate_seconds), START, "live", 2)))
+        t0 = time.perf_counter()
+        for i, (subject, body, msg_id) in enumerate(live):
+            await js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id})
+            lag = t0 + (i + 1) / args.rate - time.perf_counter()
+            if lag > 0:
+                await asyncio.sleep(lag)
+        while not await drained(js, settings):
+            await asyncio.sleep(0.05)
+        after = histogram_counts()
+        print(f"at {args.rate:,} events/s for {args.rate_seconds}s: receipt-to-handled "
+              f"p50 <= {quantile(before, after, 0.5) * 1000:.1f} ms, "
+              f"p99 <= {quantile(before, after, 0.99) * 1000:.1f} ms (histogram bucket bounds)")
+        await daemon.stop()
+        await nc.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--handlers", choices=["real", "none"], default="real")
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--rate-seconds", type=float, default=5)
+    parser.add_argument("--db", default=None, help="database URL (default: a temp SQLite file)")
+    asyncio.run(main(parser.parse_args()))
