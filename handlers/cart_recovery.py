@@ -113,7 +113,7 @@ async def start_recovery(ctx: HandlerContext, abandoned: list[tuple[Cart, Reach]
                               cart.total, 0, bucket))
     if busy:  # the customer's recovery for today is already running for another cart
         await _set(ctx, CartAbandonmentEvent, busy, status="ENDED")
-    await _advance_or_run(ctx, tasks, now)
+    await _advance_or_run(ctx, tasks, now, {r.customer_id: r for _, r in abandoned})
 
 
 async def _claim_executions(
@@ -207,14 +207,15 @@ async def run_due_steps(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     await run_steps(ctx, tasks)
 
 
-async def _advance_or_run(ctx: HandlerContext, tasks: list[Task], now: datetime) -> None:
+async def _advance_or_run(ctx: HandlerContext, tasks: list[Task], now: datetime,
+                          reach: dict[str, Reach] | None = None) -> None:
     """Run the tasks whose step is due now; schedule the others at their time."""
     steps = ctx.settings.carts.steps
     due, later, finished = _partition(tasks, steps)
     await _schedule(ctx, [(t, now + steps[t.step].after, None) for t in later])
     await _finish(ctx, finished)
     if due:
-        await run_steps(ctx, due)
+        await run_steps(ctx, due, reach)
 
 
 def _partition(tasks: list[Task], steps: list[CartStep]) -> tuple[list[Task], list[Task], list[Task]]:
@@ -230,9 +231,10 @@ def _partition(tasks: list[Task], steps: list[CartStep]) -> tuple[list[Task], li
     return due, later, finished
 
 
-async def run_steps(ctx: HandlerContext, tasks: list[Task]) -> None:
+async def run_steps(ctx: HandlerContext, tasks: list[Task],
+                    reach: dict[str, Reach] | None = None) -> None:
     """Apply suppression and deferral, then queue each task's step; repeat for follow-up
-    steps due at once (`after = "0s"`)."""
+    steps due at once (`after = "0s"`). `reach` may carry customers already loaded."""
     settings, now = ctx.settings, ctx.now()
     steps, limits = settings.carts.steps, settings.limits
     window = send_window(settings)
@@ -240,7 +242,10 @@ async def run_steps(ctx: HandlerContext, tasks: list[Task]) -> None:
     tomorrow = window.next_allowed(local_day_bounds(now, settings.tz)[1])
     while tasks:
         customers = list({t.customer_id for t in tasks})
-        reach = await load_reach(ctx.session, ctx.store_id, customers)
+        reach = dict(reach or {})
+        missing = [c for c in customers if c not in reach]
+        if missing:
+            reach.update(await load_reach(ctx.session, ctx.store_id, missing))
         counts = await sent_today(ctx.session, ctx.store_id, customers, now, settings.tz)
         cooled: dict[str, set[str]] = {}
         for template in {steps[t.step].template for t in tasks}:
@@ -276,9 +281,9 @@ async def run_steps(ctx: HandlerContext, tasks: list[Task]) -> None:
             await _set(ctx, AutomationExecution, [t.execution_id for t, _, _ in sends],
                        status="WAITING", updated_at=now)
         moved = [replace(t, step=t.step + 1) for t in [s[0] for s in sends] + skipped]
-        for step_no in {t.step for t in moved}:
-            group = [t.abandonment_id for t in moved if t.step == step_no]
-            await _set(ctx, CartAbandonmentEvent, group, next_step=step_no)
+        for step_no in {t.step for t in skipped}:
+            group = [t.abandonment_id for t in skipped if t.step == step_no]
+            await _set(ctx, CartAbandonmentEvent, group, next_step=step_no + 1)
         tasks, later, finished = _partition(moved, steps)
         await _schedule(ctx, [(t, now + steps[t.step].after, None) for t in later])
         await _finish(ctx, finished)
@@ -324,10 +329,11 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
                   "abandonmentId": t.abandonment_id},
         ))
     await enqueue_messages(ctx.session, requests, now)
-    sent_ids = [t.abandonment_id for t, _, _ in sends]
-    await _set(ctx, CartAbandonmentEvent, sent_ids,
-               recovery_attempts=CartAbandonmentEvent.recovery_attempts + 1,
-               last_reminder_at=now)
+    for step_no in {t.step for t, _, _ in sends}:
+        await _set(ctx, CartAbandonmentEvent,
+                   [t.abandonment_id for t, _, _ in sends if t.step == step_no],
+                   recovery_attempts=CartAbandonmentEvent.recovery_attempts + 1,
+                   last_reminder_at=now, next_step=step_no + 1)
 
 
 def recovery_url(pattern: str, store_id: str, cart_id: str, code: str | None) -> str:
