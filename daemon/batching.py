@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
@@ -55,6 +55,18 @@ class _HandlerFailed(Exception):
     def __init__(self, delivery: Delivery, exc: BaseException):
         self.delivery = delivery
         self.exc = exc
+
+
+async def lock_for_write(session: AsyncSession) -> None:
+    """On SQLite, take the write lock first (BEGIN IMMEDIATE, waiting up to busy_timeout).
+
+    A transaction whose first statement is a read or a SAVEPOINT starts deferred: its read
+    snapshot is pinned, and when another connection commits first, its later write fails at
+    once with "database is locked" (busy_timeout does not apply to a stale snapshot). Our
+    write transactions — group commits, timer fires — read before they write, so they
+    start with the lock instead. No-op on PostgreSQL."""
+    if session.bind.dialect.name == "sqlite":
+        await session.execute(text("BEGIN IMMEDIATE"))
 
 
 def describe(exc: BaseException) -> str:
@@ -125,6 +137,7 @@ class GroupCommitter:
         outcomes: dict[Delivery, Outcome] = {}
         async with self.sessionmaker() as session:
             async with session.begin():
+                await lock_for_write(session)
                 new = await self._claim(session, [d for g in groups for d in g])
                 for group in groups:
                     for d in group:
@@ -146,6 +159,7 @@ class GroupCommitter:
         outcomes: dict[Delivery, Outcome] = {}
         async with self.sessionmaker() as session:
             async with session.begin():
+                await lock_for_write(session)
                 for group in groups:
                     failed = False
                     for d in group:

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from stormd.config.settings import Settings
-from stormd.daemon.batching import describe
+from stormd.daemon.batching import describe, lock_for_write
 from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import TIMERS_FIRED
 from stormd.handlers.context import HandlerContext, TimerFired
@@ -91,6 +91,7 @@ class TimerLoop:
         now = self.clock.now()
         free = or_(Timer.claimed_until.is_(None), Timer.claimed_until < now)
         async with self.sessionmaker() as session, session.begin():
+            await lock_for_write(session)
             ids = (await session.execute(
                 select(Timer.id).where(Timer.due_at <= now, free)
                 .order_by(Timer.priority.desc(), Timer.due_at).limit(self.batch)
@@ -113,6 +114,7 @@ class TimerLoop:
             return 0
         failed: list[int] = []
         async with self.sessionmaker() as session, session.begin():
+            await lock_for_write(session)
             singles = [r for r in claimed if registry.timer_batch_handler(r.kind) is None]
             for (store_id, kind), rows in _batch_groups(claimed).items():
                 if not await self._fire_batch(session, store_id, kind, rows):

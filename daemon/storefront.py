@@ -150,6 +150,9 @@ class Storefront:
                                          "CANCELLED" if self.rng.random() < 0.05 else "DELIVERED")
             elif fate < 0.62:
                 out.append((at, self.envelope("cart.cleared", at, {"cartId": cart_id})))
+            elif self.rng.random() < 0.35:  # abandoned, then back after a reminder
+                back = at + timedelta(hours=self.rng.uniform(1.5, 30))
+                out += self.order_events(p["customerId"], back, cart_id, items)
             if self.rng.random() < 0.2:
                 message_id = _id("msg")
                 for kind in ("email.sent", "email.open", "email.click")[: self.rng.randint(1, 3)]:

@@ -1,8 +1,20 @@
-"""`stormd demo` (CONTRACT §7)."""
+"""`stormd demo` (CONTRACT §7): the embedded daemon plays a storefront day through NATS and
+prints what the automations did and the KPIs."""
+
+from __future__ import annotations
 
 import click
 
-from stormd.daemon.commands.common import not_built_yet
+from stormd.daemon.commands.common import run_async
+from stormd.daemon.logs import configure_logging
 
-command = click.Command("demo", callback=not_built_yet("the demo", 3),
-                        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+@click.command("demo")
+@click.option("--customers", default=300, show_default=True, help="Shoppers in the store.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same day).")
+def command(customers: int, seed: int) -> None:
+    """Start the embedded daemon, play a realistic storefront day, report what happened."""
+    from stormd.daemon.demo import run_demo
+
+    configure_logging("text", "WARNING")
+    run_async(run_demo(customers=customers, seed=seed))
