@@ -98,11 +98,11 @@ async def test_retryable_errors_back_off_exponentially_then_fail_loudly(
     assert len(ssl.requests) == 3
 
 
-def test_backoff_grows_and_honours_retry_after(settings_factory, sessionmaker, clock):
+def test_backoff_grows_and_honours_retry_after(settings_factory, clock):
     from stormd.plugins.pipeline import DeliveryPipeline
 
     settings = settings_factory(delivery={"retry_base": "30s", "retry_max": "5m"})
-    pipeline = DeliveryPipeline(settings, sessionmaker, clock)
+    pipeline = DeliveryPipeline(settings, None, clock)
     for attempt, step in [(1, 30), (2, 60), (3, 120), (6, 300)]:
         delay = pipeline.backoff(attempt).total_seconds()
         assert step / 2 <= delay <= step
