@@ -15,7 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon_helpers import customer, eventually, publish
 from stormd.daemon.metrics import MESSAGES, SEGMENT_MEMBERS
 
+# The runtime path under test does not depend on the database kind (the inbox and
+# group commit are covered on both by the other tests): SQLite only, to keep the suite fast.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
+
+@SQLITE_ONLY
 async def test_metrics_exposition_parses_and_counts_events(
     daemon_settings, start_daemon, customer_handler, js
 ):
@@ -44,6 +49,7 @@ async def test_metrics_exposition_parses_and_counts_events(
     assert fams["stormd_events"].type == "counter"
 
 
+@SQLITE_ONLY
 async def test_health_endpoints_report_live_and_ready(daemon_settings, start_daemon):
     d = await start_daemon(daemon_settings())
     host, port = d.http.bound["http"]
@@ -55,6 +61,7 @@ async def test_health_endpoints_report_live_and_ready(daemon_settings, start_dae
     assert ready.json() == {"ready": True, "nats": True, "database": True}
 
 
+@SQLITE_ONLY
 async def test_api_requests_are_answered_as_json(
     daemon_settings, start_daemon, handlers, nats_server
 ):
@@ -81,6 +88,7 @@ async def test_api_requests_are_answered_as_json(
     assert "not JSON" in not_json["error"]
 
 
+@SQLITE_ONLY
 async def test_a_timer_scheduled_by_a_handler_fires_within_a_second_of_due(
     daemon_settings, start_daemon, handlers, js
 ):

@@ -12,6 +12,10 @@ from sqlalchemy import select
 from daemon_helpers import customer, envelope, eventually, processed, publish
 from stormd.schema.customers import Customer
 
+# The runtime path under test does not depend on the database kind (the inbox and
+# group commit are covered on both by the other tests): SQLite only, to keep the suite fast.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 
 async def names(sessionmaker) -> dict[str, str]:
     async with sessionmaker() as session:
@@ -59,6 +63,7 @@ BAD_INPUTS = [
 ]
 
 
+@SQLITE_ONLY
 async def test_each_bad_input_is_dead_lettered_with_its_reason_and_the_next_event_processed(
     daemon_settings, start_daemon, customer_handler, js, sessionmaker
 ):
@@ -118,6 +123,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_and_its_actor_goe
     assert (await names(sessionmaker)) == {"c1": "Fixed later", "c2": "Other"}
 
 
+@SQLITE_ONLY
 async def test_a_transient_failure_is_retried_and_applied_once(
     daemon_settings, start_daemon, handlers, js, sessionmaker
 ):
@@ -143,6 +149,7 @@ async def test_a_transient_failure_is_retried_and_applied_once(
     assert msg.headers["Nats-Msg-Id"] == body["id"]
 
 
+@SQLITE_ONLY
 async def test_events_of_one_key_are_applied_in_order(
     daemon_settings, start_daemon, customer_handler, js, sessionmaker
 ):

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from stormd.daemon import systemd
 
+# The runtime path under test does not depend on the database kind (the inbox and
+# group commit are covered on both by the other tests): SQLite only, to keep the suite fast.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
+
+@SQLITE_ONLY
 async def test_the_daemon_tells_systemd_ready_and_stopping(
     daemon_settings, start_daemon, tmp_path, monkeypatch
 ):
