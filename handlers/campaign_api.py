@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from stormd.handlers.campaign_results import automation_report, campaign_report
 from stormd.handlers.campaigns import (
     CampaignError,
@@ -39,6 +40,7 @@ from stormd.handlers.template_library import (
     seed_system_templates,
     template_dict,
 )
+from stormd.schema.automations import AutomationExecution
 
 # name -> handler, for callers in-process (the CLI) that should not depend on the registry.
 HANDLERS: dict[str, Any] = {}
@@ -219,6 +221,28 @@ async def api_automation_results(job: JobContext, request: dict[str, Any]) -> di
     async with job.sessionmaker() as session:
         return {"results": await automation_report(session, job.settings, _store(request),
                                                    trigger)}
+
+
+@api("automations.log")
+async def api_automation_log(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, trigger?, status?, customerId?, limit? (100)}: recent executions, newest
+    first (the automation log viewer's data)."""
+    limit = min(int(request.get("limit") or 100), 1000)
+    query = select(AutomationExecution).where(AutomationExecution.store_id == _store(request))
+    for key, column in (("trigger", AutomationExecution.trigger),
+                        ("status", AutomationExecution.status),
+                        ("customerId", AutomationExecution.customer_id)):
+        if request.get(key):
+            value = str(request[key])
+            query = query.where(column == (value.upper() if key == "status" else value))
+    async with job.sessionmaker() as session:
+        rows = (await session.scalars(query.order_by(AutomationExecution.created_at.desc(),
+                                                     AutomationExecution.id.desc())
+                                      .limit(limit))).all()
+    return {"executions": [
+        {"id": e.id, "trigger": e.trigger, "customerId": e.customer_id, "subjectId": e.subject_id,
+         "status": e.status, "step": e.step, "error": e.error, "createdAt": e.created_at,
+         "updatedAt": e.updated_at, "completedAt": e.completed_at} for e in rows]}
 
 
 @api("campaigns.templates")

@@ -231,6 +231,24 @@ def automation_results(trigger, config_path, store_id, as_json) -> None:
         echo_table([reply["results"]], ["trigger", "orders", "revenue", "cost", "net", "roi"])
 
 
+@command.command("automation-log")
+@click.option("--trigger", default=None, help="Only this trigger (win_back, vip, welcome, ...).")
+@click.option("--status", default=None, help="Only this status (COMPLETED, SKIPPED, ...).")
+@click.option("--customer", "customer_id", default=None, help="Only this customer.")
+@click.option("--limit", default=100, show_default=True, help="At most this many.")
+@_common
+def automation_log(trigger, status, customer_id, limit, config_path, store_id, as_json) -> None:
+    """Recent automation executions, newest first, with why any was skipped."""
+    rows = _call(config_path, store_id, "automations.log", {
+        "trigger": trigger, "status": status, "customerId": customer_id, "limit": limit,
+    })["executions"]
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["createdAt", "trigger", "customerId", "subjectId", "status", "step",
+                          "error"])
+
+
 @command.command("templates")
 @_common
 def templates(config_path, store_id, as_json) -> None:

@@ -282,3 +282,20 @@ async def test_opted_out_customer_gets_nothing(world):
     assert await world.rows(Message, trigger="vip") == []
     [execution] = await world.rows(AutomationExecution, trigger="vip")
     assert execution.status == "SKIPPED" and execution.error == "unreachable"
+
+
+async def test_automation_log_lists_executions_newest_first_with_reasons(world):
+    from stormd.handlers.campaign_api import HANDLERS
+    from stormd.handlers.context import JobContext
+
+    async with world.sessionmaker() as s:
+        await add_customers(s, [customer_row("quiet", consent_email=False, consent_sms=False,
+                                             consent_whatsapp=False)])
+        await s.commit()
+    await world.run(dispatch_segment_change, "vip", ["c0", "quiet"], [])
+    job = JobContext(world.sessionmaker, world.settings, world.clock)
+    log = (await HANDLERS["automations.log"](job, {"storeId": STORE, "trigger": "vip"}))["executions"]
+    assert {(e["customerId"], e["status"], e["error"]) for e in log} == {
+        ("c0", "COMPLETED", None), ("quiet", "SKIPPED", "unreachable")}
+    skipped = await HANDLERS["automations.log"](job, {"storeId": STORE, "status": "skipped"})
+    assert [e["customerId"] for e in skipped["executions"]] == ["quiet"]
