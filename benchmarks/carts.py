@@ -71,8 +71,9 @@ async def seed(sessionmaker, n: int) -> None:
         await s.commit()
 
 
-async def fire_in_batches(sessionmaker, settings, clock, batch: int) -> None:
+async def fire_in_batches(sessionmaker, settings, clock, batch: int, verbose: bool) -> None:
     while True:
+        started = time.perf_counter()
         async with sessionmaker() as s:
             rows = (await s.execute(
                 select(Timer.id, Timer.store_id, Timer.key, Timer.kind, Timer.due_at,
@@ -85,9 +86,11 @@ async def fire_in_batches(sessionmaker, settings, clock, batch: int) -> None:
             fired = [TimerFired(r.store_id, r.key, r.kind, r.due_at, r.payload) for r in rows]
             await dispatch_timers(HandlerContext(s, settings, clock, STORE), fired)
             await s.commit()
+        if verbose:
+            print(f"  batch of {len(rows)}: {time.perf_counter() - started:.2f} s")
 
 
-async def main(n: int, batch: int, mode: str, url: str | None) -> None:
+async def main(n: int, batch: int, mode: str, url: str | None, verbose: bool) -> None:
     tmp = tempfile.TemporaryDirectory()
     url = url or f"sqlite+aiosqlite:///{Path(tmp.name) / 'bench.db'}"
     await create_schema(url)
@@ -101,7 +104,7 @@ async def main(n: int, batch: int, mode: str, url: str | None) -> None:
     clock = SettableClock(START + timedelta(minutes=1))
     t0 = time.perf_counter()
     if mode == "batch":
-        await fire_in_batches(sessionmaker, settings, clock, batch)
+        await fire_in_batches(sessionmaker, settings, clock, batch, verbose)
     else:
         loop = TimerLoop(sessionmaker, settings, clock, batch=batch)
         while await loop.fire_due():
@@ -125,5 +128,6 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--mode", choices=("batch", "loop"), default="batch")
     parser.add_argument("--db", default=None, help="database URL (default: a temp SQLite file)")
+    parser.add_argument("--verbose", action="store_true", help="time each batch")
     args = parser.parse_args()
-    asyncio.run(main(args.carts, args.batch, args.mode, args.db))
+    asyncio.run(main(args.carts, args.batch, args.mode, args.db, args.verbose))
