@@ -305,15 +305,15 @@ async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime)
             select(LM.c.customer_id, *(t for _, t in tests)).select_from(feature_from())
             .where(LM.c.store_id == store_id, LM.c.customer_id.in_(chunk)))
         should = {(s.id, row[0]) for row in rows for (s, _), hit in zip(tests, row[1:]) if hit}
+        # Naming the segments lets the primary key (store, segment, customer) find the rows.
         current = {(seg_id, cid) for seg_id, cid in await session.execute(
             select(MEMBERS.c.segment_id, MEMBERS.c.customer_id)
-            .where(MEMBERS.c.store_id == store_id, MEMBERS.c.customer_id.in_(chunk)))}
+            .where(MEMBERS.c.store_id == store_id, MEMBERS.c.segment_id.in_(list(changes)),
+                   MEMBERS.c.customer_id.in_(chunk)))}
         for seg_id, cid in should - current:
-            if seg_id in changes:
-                changes[seg_id].entered.append(cid)
+            changes[seg_id].entered.append(cid)
         for seg_id, cid in current - should:
-            if seg_id in changes:
-                changes[seg_id].exited.append(cid)
+            changes[seg_id].exited.append(cid)
     moved = []
     for s, _ in tests:
         change = changes[s.id]
