@@ -183,12 +183,22 @@ class Daemon:
             await self.embedded.stop()
 
     async def run(self) -> None:
-        """Start, wait for SIGTERM or SIGINT, drain, return."""
+        """Start, wait for SIGTERM or SIGINT, drain, return. A signal during start-up (say,
+        while NATS is still unreachable) abandons the start and returns."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        starting = asyncio.create_task(self.start())
+        signalled = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("signal received during start-up; stopping")
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return
+        signalled.cancel()
+        starting.result()  # a failed start raises here
         await stop.wait()
         log.info("signal received; stopping")
         await self.stop()

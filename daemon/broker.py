@@ -43,8 +43,17 @@ async def connect(urls: list[str], name: str = "stormd") -> Client:
         NATS_CONNECTED.set(1)
         log.info("NATS reconnected to %s", nc.connected_url.netloc if nc.connected_url else "?")
 
+    last_warned = [0.0]
+
     async def error(exc: Exception) -> None:
-        log.debug("NATS error: %s", exc)
+        # While (re)connecting nats-py reports each failed attempt: say so every 10 s.
+        now = asyncio.get_running_loop().time()
+        if now - last_warned[0] >= 10:
+            last_warned[0] = now
+            log.warning("NATS at %s not reachable (%s: %s); retrying", ",".join(urls),
+                        type(exc).__name__, exc)
+        else:
+            log.debug("NATS error: %s", exc)
 
     backoff = 0.2
     while True:

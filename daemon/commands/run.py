@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import click
 
 from stormd.daemon.commands.common import (
@@ -22,4 +25,8 @@ def command(config_path: str | None) -> None:
     settings = settings_or_exit(config_path)
     providers_or_exit(settings)
     configure_logging(settings.daemon.log_format, settings.daemon.log_level)
-    run_async(Daemon(settings).run())
+    try:
+        run_async(Daemon(settings).run())
+    except Exception as exc:  # one line naming what failed, not a traceback
+        logging.getLogger("stormd").error("stormd could not run: %s: %s", type(exc).__name__, exc)
+        sys.exit(1)
