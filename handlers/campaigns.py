@@ -363,9 +363,10 @@ async def cancel_campaign(session: AsyncSession, store_id: str, campaign_id: str
 # --- audience and fan-out ----------------------------------------------------------------
 
 
-def audience_ids(c: EmailCampaign) -> Select:
+def audience_ids(c: EmailCampaign, after: str | None = None, size: int | None = None) -> Select:
     """Customer ids of the audience: in any segment (all customers when none), not in an
-    excluded one, reachable on at least one channel of the mix."""
+    excluded one, reachable on at least one channel of the mix. With `after`/`size`, one
+    keyset page: the bound goes inside each branch, so a page reads only its own rows."""
     exclude = None
     if c.exclude_segments:
         exclude = (select(MEMBERS.c.customer_id)
@@ -377,18 +378,25 @@ def audience_ids(c: EmailCampaign) -> Select:
             Customer.store_id == c.store_id, or_(*(reachable_clause(ch) for ch in c.channels)))
         if exclude is not None:
             query = query.where(Customer.customer_id.not_in(exclude))
+        return _page(query, Customer.customer_id, after, size)
+    return union(*(
+        select(_page(audience_query(c.store_id, c.segments, ch, exclude), MEMBERS.c.customer_id,
+                     after, size).subquery().c.customer_id)
+        for ch in c.channels))
+
+
+def _page(query: Select, column: Any, after: str | None, size: int | None) -> Select:
+    if after is None:
         return query
-    return union(*(audience_query(c.store_id, c.segments, ch, exclude) for ch in c.channels))
+    return query.where(column > after).order_by(column).limit(size)
 
 
 async def audience_page(session: AsyncSession, c: EmailCampaign, after: str, size: int
                         ) -> list[str]:
     """The next `size` audience ids after `after` (keyset pagination, ascending id)."""
-    sub = audience_ids(c).subquery()
+    sub = audience_ids(c, after, size).subquery()
     return list((await session.scalars(
-        select(sub.c.customer_id).where(sub.c.customer_id > after)
-        .order_by(sub.c.customer_id).limit(size)
-    )).all())
+        select(sub.c.customer_id).order_by(sub.c.customer_id).limit(size))).all())
 
 
 async def audience_count(session: AsyncSession, c: EmailCampaign) -> int:
