@@ -2,8 +2,9 @@
 
     python benchmarks/carts.py [--carts 100000] [--batch 5000] [--mode batch|loop] [--db URL]
 
-Set-up (not timed) writes what `cart.updated` leaves behind: customers, carts with two
-lines each, and one `cart.abandon` timer per cart, all due in the same minute. Timed: the
+Set-up (not timed) writes what `cart.updated` leaves behind: customers (each with an order
+from last week), carts with two lines each, and one `cart.abandon` timer per cart, all due
+in the same minute. Timed: the
 timers are claimed highest priority first and fired, and the run ends when every cart has
 its first reminder in the outbox (`messages`, status queued). Targets: within 60 s for
 100,000 carts on the 2-core CI machine.
@@ -35,6 +36,7 @@ from stormd.schema.customers import Customer
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.messages import Message
 from stormd.schema.migrate import create_schema
+from stormd.schema.orders import Order
 from stormd.schema.timers import Timer
 
 STORE = "bench"
@@ -63,6 +65,12 @@ async def seed(sessionmaker, n: int) -> None:
                  "name": f"Product {i % 500 + j}", "quantity": 1 + j,
                  "unit_price": Decimal(300 + i % 2500), "image_url": None}
                 for i in ids for j in (0, 1)])
+            await s.execute(insert(Order.__table__), [  # last week's order: history to check
+                {"store_id": STORE, "order_id": f"o{i}", "customer_id": f"c{i}",
+                 "cart_id": None, "status": "DELIVERED", "total": Decimal(900),
+                 "currency": "BDT", "promotion_codes": None,
+                 "occurred_at": updated - timedelta(days=7), "status_changed_at": None}
+                for i in ids])
             await s.execute(insert(Timer), [
                 {"store_id": STORE, "key": f"cart:k{i}", "kind": "cart.abandon",
                  "due_at": START + timedelta(seconds=i % 60), "payload": {"cart": f"k{i}"},

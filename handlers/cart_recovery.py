@@ -90,8 +90,9 @@ def message_key(task: Task, store_id: str) -> str:
 # --- starting and stopping -----------------------------------------------------------------
 
 
-async def start_recovery(ctx: HandlerContext, abandoned: list[tuple[Cart, Reach]]) -> None:
-    """Record each abandonment and start (or resume) the customer's execution for the day."""
+async def start_recovery(ctx: HandlerContext, abandoned: list[tuple[Any, Reach]]) -> None:
+    """Record each abandonment and start (or resume) the customer's execution for the day.
+    Carts are rows (or Cart objects) with cart_id, customer_id and total."""
     now = ctx.now()
     bucket = now.astimezone(ctx.settings.tz).date().isoformat()
     abandoned = sorted(abandoned, key=lambda a: a[0].total, reverse=True)
@@ -117,12 +118,12 @@ async def start_recovery(ctx: HandlerContext, abandoned: list[tuple[Cart, Reach]
 
 
 async def _claim_executions(
-    ctx: HandlerContext, items: list[tuple[Cart, int]], bucket: str
+    ctx: HandlerContext, items: list[tuple[Any, int]], bucket: str
 ) -> dict[str, int]:
     """cart -> execution id; a customer whose execution today is busy with another cart
     gets none (one recovery per customer a day; seed §7)."""
     now = ctx.now()
-    wanted: dict[str, tuple[Cart, int]] = {}
+    wanted: dict[str, tuple[Any, int]] = {}
     for cart, abandonment_id in items:  # highest value first: it wins the day's execution
         wanted.setdefault(execution_key(ctx.store_id, cart.customer_id or "", bucket),
                           (cart, abandonment_id))

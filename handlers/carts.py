@@ -14,14 +14,14 @@ decided with a handful of set-based queries per batch, not a query per cart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
 from stormd.handlers import cart_recovery
 from stormd.handlers.context import HandlerContext, TimerFired
-from stormd.handlers.eligibility import Reach, load_reach
+from stormd.handlers.eligibility import load_reach
 from stormd.handlers.events import CartCleared, CartUpdated, Event, OrderCreated
 from stormd.handlers.registry import REACT, STATE, on_event, on_timer_batch
 from stormd.schema.carts import Cart, CartItem
@@ -110,31 +110,32 @@ async def convert_carts(ctx: HandlerContext, event: Event) -> None:
     await cart_recovery.attribute_order(ctx, d, at, [c.cart_id for c in carts])
 
 
-@dataclass(frozen=True)
-class Abandoned:
-    cart: Cart
-    reach: Reach
-
-
-async def _converted(ctx: HandlerContext, carts: list[Cart]) -> dict[str, str]:
+async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
     """Carts an order already converted (by cartId, or by the customer after the cart's
     last update), mapped to the order; guards against an order seen before the timer."""
     ids = [c.cart_id for c in carts]
-    customers = list({c.customer_id for c in carts if c.customer_id})
+    customers = list({c.customer_id for c in carts})
+    since = min(c.updated_at for c in carts)
     rows = (await ctx.session.execute(
         select(Order.order_id, Order.cart_id, Order.customer_id, Order.occurred_at)
         .where(Order.store_id == ctx.store_id,
-               or_(Order.cart_id.in_(ids), Order.customer_id.in_(customers)))
+               or_(Order.cart_id.in_(ids),
+                   Order.customer_id.in_(customers) & (Order.occurred_at >= since)))
+        .order_by(Order.occurred_at)
     )).all()
     by_cart = {r.cart_id: r.order_id for r in rows if r.cart_id}
+    by_customer: dict[str, list[Any]] = {}
+    for r in rows:
+        by_customer.setdefault(r.customer_id, []).append(r)
     found: dict[str, str] = {}
     for c in carts:
         if c.cart_id in by_cart:
             found[c.cart_id] = by_cart[c.cart_id]
             continue
-        later = [r for r in rows if r.customer_id == c.customer_id and r.occurred_at >= c.updated_at]
-        if later:
-            found[c.cart_id] = min(later, key=lambda r: r.occurred_at).order_id
+        later = next((r for r in by_customer.get(c.customer_id, ())
+                      if r.occurred_at >= c.updated_at), None)
+        if later is not None:
+            found[c.cart_id] = later.order_id
     return found
 
 
@@ -144,11 +145,12 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
     cfg = ctx.settings.carts
     now = ctx.now()
     ids = [f.payload.get("cart") or f.key.removeprefix("cart:") for f in fired]
-    carts: list[Cart] = []
+    carts: list[Any] = []
     for i in range(0, len(ids), 5000):
-        carts.extend((await ctx.session.scalars(
-            select(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id.in_(ids[i:i + 5000]),
-                               Cart.status == "ACTIVE")
+        carts.extend((await ctx.session.execute(
+            select(Cart.cart_id, Cart.customer_id, Cart.total, Cart.updated_at)
+            .where(Cart.store_id == ctx.store_id, Cart.cart_id.in_(ids[i:i + 5000]),
+                   Cart.status == "ACTIVE")
         )).all())
     # A timer from before the last update would have been replaced; this is belt and braces.
     carts = [c for c in carts if c.updated_at + cfg.abandon_after <= now
@@ -156,19 +158,20 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
     if not carts:
         return
     converted = await _converted(ctx, carts)
-    if converted:
-        for c in carts:
-            if c.cart_id in converted:
-                c.status, c.order_id = "CONVERTED", converted[c.cart_id]
-        carts = [c for c in carts if c.cart_id not in converted]
-    reach = await load_reach(ctx.session, ctx.store_id, [c.customer_id for c in carts])
-    abandoned = [Abandoned(c, reach[c.customer_id]) for c in carts
-                 if c.customer_id in reach and reach[c.customer_id].channels()]
+    for cart_id, order_id in converted.items():
+        await ctx.session.execute(
+            update(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id == cart_id)
+            .values(status="CONVERTED", order_id=order_id)
+            .execution_options(synchronize_session=False))
+    reach = await load_reach(ctx.session, ctx.store_id,
+                             [c.customer_id for c in carts if c.cart_id not in converted])
+    abandoned = [(c, reach[c.customer_id]) for c in carts if c.cart_id not in converted
+                 and c.customer_id in reach and reach[c.customer_id].channels()]
     if not abandoned:
         return
     await ctx.session.execute(
         update(Cart).where(Cart.store_id == ctx.store_id,
-                           Cart.cart_id.in_([a.cart.cart_id for a in abandoned]))
+                           Cart.cart_id.in_([c.cart_id for c, _ in abandoned]))
         .values(status="ABANDONED").execution_options(synchronize_session=False)
     )
-    await cart_recovery.start_recovery(ctx, [(a.cart, a.reach) for a in abandoned])
+    await cart_recovery.start_recovery(ctx, abandoned)
