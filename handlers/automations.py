@@ -318,15 +318,35 @@ async def on_segment_entered(ctx: HandlerContext, segment: str, entered: list[st
     await run_trigger(ctx, entered, today.isoformat(), step, subject_id=segment)
 
 
+TRIGGERS = ("win_back", "vip", "post_purchase", "welcome", "birthday")
+
+
+async def configure_workflow(ctx: HandlerContext, trigger: str, enabled_: bool,
+                             config: dict[str, Any] | None = None) -> AutomationWorkflow:
+    """Turn a store's trigger on or off; `segment_entry:<slug>` takes {template, channels?,
+    discount_percent?} (the template is checked to exist)."""
+    if trigger.startswith("segment_entry:"):
+        config = dict(config or {})
+        if not config.get("template"):
+            raise ValueError("config.template: required for a segment-entry workflow")
+        await load_templates(ctx.session, ctx.store_id, config["template"])
+    elif trigger not in TRIGGERS:
+        raise ValueError(f"trigger: {trigger!r} is not one of {', '.join(TRIGGERS)} "
+                         "or segment_entry:<slug>")
+    workflow = await ensure_workflow(ctx, trigger, config)
+    workflow.enabled, workflow.updated_at = enabled_, ctx.now()
+    if config is not None:
+        workflow.config = config
+    return workflow
+
+
 async def add_segment_entry_workflow(ctx: HandlerContext, segment: str, template: str,
                                      channels: list[str] | None = None,
                                      discount_percent: Decimal | None = None) -> AutomationWorkflow:
     """Let a merchant fire a template whenever a customer enters `segment`."""
     config = {"template": template, "channels": channels,
               "discount_percent": str(discount_percent) if discount_percent else None}
-    workflow = await ensure_workflow(ctx, f"segment_entry:{segment}", config)
-    workflow.config, workflow.enabled, workflow.updated_at = config, True, ctx.now()
-    return workflow
+    return await configure_workflow(ctx, f"segment_entry:{segment}", True, config)
 
 
 # --- post-purchase upsell -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from stormd.handlers.automations import configure_workflow
 from stormd.handlers.campaign_results import automation_report, campaign_report
 from stormd.handlers.campaigns import (
     CampaignError,
@@ -40,7 +41,7 @@ from stormd.handlers.template_library import (
     seed_system_templates,
     template_dict,
 )
-from stormd.schema.automations import AutomationExecution
+from stormd.schema.automations import AutomationExecution, AutomationWorkflow
 
 # name -> handler, for callers in-process (the CLI) that should not depend on the registry.
 HANDLERS: dict[str, Any] = {}
@@ -221,6 +222,36 @@ async def api_automation_results(job: JobContext, request: dict[str, Any]) -> di
     async with job.sessionmaker() as session:
         return {"results": await automation_report(session, job.settings, _store(request),
                                                    trigger)}
+
+
+def _workflow_dict(w) -> dict[str, Any]:
+    return {"trigger": w.trigger, "name": w.name, "enabled": w.enabled, "config": w.config,
+            "updatedAt": w.updated_at}
+
+
+@api("automations.configure")
+async def api_configure_automation(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId, trigger, enabled, config?}: turn a trigger on or off for the store; a
+    `segment_entry:<slug>` trigger takes {template, channels?, discount_percent?}."""
+    trigger = request.get("trigger")
+    if not isinstance(trigger, str) or not trigger:
+        raise CampaignError("trigger: required")
+    if not isinstance(request.get("enabled"), bool):
+        raise CampaignError("enabled: true or false")
+    async with job.sessionmaker() as session:
+        ctx = job.handler_context(session, _store(request))
+        workflow = await configure_workflow(ctx, trigger, request["enabled"], request.get("config"))
+        await session.commit()
+        return {"workflow": _workflow_dict(workflow)}
+
+
+@api("automations.list")
+async def api_list_automations(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+    """{storeId}: the store's workflows (built-ins appear once they first ran or were set)."""
+    async with job.sessionmaker() as session:
+        rows = (await session.scalars(select(AutomationWorkflow).where(
+            AutomationWorkflow.store_id == _store(request)).order_by(AutomationWorkflow.trigger))).all()
+        return {"workflows": [_workflow_dict(w) for w in rows]}
 
 
 @api("automations.log")

@@ -198,7 +198,7 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
     await check_campaign(session, c)
     session.add(c)
     for slug in {c.template, *(v.get("template") for v in c.variants or [])} - {None}:
-        await count_use(session, store_id, slug)
+        await count_use(session, store_id, slug, now)
     await session.flush()
     return c
 

@@ -109,17 +109,21 @@ async def list_templates(session: AsyncSession, store_id: str) -> list[CampaignT
     return [r for r in rows if r.store_id == store_id or r.slug not in own]
 
 
-async def count_use(session: AsyncSession, store_id: str, slug: str | None) -> None:
+async def count_use(session: AsyncSession, store_id: str, slug: str | None, now: datetime
+                    ) -> None:
     """One more campaign uses this template (the store's own, else the system one)."""
     if not slug:
         return
     result = await session.execute(update(CampaignTemplate).where(
         CampaignTemplate.store_id == store_id, CampaignTemplate.slug == slug)
         .values(usage_count=CampaignTemplate.usage_count + 1))
-    if not result.rowcount:
-        await session.execute(update(CampaignTemplate).where(
-            CampaignTemplate.store_id.is_(None), CampaignTemplate.slug == slug)
-            .values(usage_count=CampaignTemplate.usage_count + 1))
+    if result.rowcount:
+        return
+    system = (CampaignTemplate.store_id.is_(None), CampaignTemplate.slug == slug)
+    if not await session.scalar(select(CampaignTemplate.id).where(*system)):
+        await seed_system_templates(session, now)
+    await session.execute(update(CampaignTemplate).where(*system)
+                          .values(usage_count=CampaignTemplate.usage_count + 1))
 
 
 def template_dict(t: CampaignTemplate) -> dict[str, Any]:

@@ -299,3 +299,29 @@ async def test_automation_log_lists_executions_newest_first_with_reasons(world):
         ("c0", "COMPLETED", None), ("quiet", "SKIPPED", "unreachable")}
     skipped = await HANDLERS["automations.log"](job, {"storeId": STORE, "status": "skipped"})
     assert [e["customerId"] for e in skipped["executions"]] == ["quiet"]
+
+
+async def test_merchant_turns_a_trigger_off_and_sets_up_segment_entry(world):
+    from stormd.handlers.campaign_api import HANDLERS
+    from stormd.handlers.context import JobContext
+
+    job = JobContext(world.sessionmaker, world.settings, world.clock)
+    await HANDLERS["automations.configure"](job, {"storeId": STORE, "trigger": "win_back",
+                                                  "enabled": False})
+    await _lifecycle(world, [("c0", "ACTIVE", 60)])
+    await world.run(run_win_back)
+    assert await world.rows(Message, trigger="win_back") == []
+
+    with pytest.raises(Exception, match="no template 'nope'"):
+        await HANDLERS["automations.configure"](job, {
+            "storeId": STORE, "trigger": "segment_entry:loyal", "enabled": True,
+            "config": {"template": "nope"}})
+    await HANDLERS["automations.configure"](job, {
+        "storeId": STORE, "trigger": "segment_entry:loyal", "enabled": True,
+        "config": {"template": "vip_reward", "discount_percent": "5"}})
+    await world.run(dispatch_segment_change, "loyal", ["c1"], [])
+    [m] = await world.rows(Message, trigger="segment_entry:loyal")
+    assert m.customer_id == "c1" and "5%" in m.body
+    listed = (await HANDLERS["automations.list"](job, {"storeId": STORE}))["workflows"]
+    assert {(w["trigger"], w["enabled"]) for w in listed} >= {
+        ("win_back", False), ("segment_entry:loyal", True)}
