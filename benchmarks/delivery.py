@@ -2,6 +2,7 @@
 
     python benchmarks/delivery.py [--messages 50000] [--latency-ms 20] [--concurrency 200]
                                   [--limited 1000] [--rate 100] [--db PATH]
+                                  [--non-idempotent]
 
 Set-up (not timed): a fresh SQLite file with --messages queued SMS (one executemany), and a
 fake gateway in its own process answering every POST after --latency-ms (so the provider's
@@ -64,12 +65,17 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+NON_IDEMPOTENT = "--non-idempotent" in sys.argv
+
+
 class FakeGateway:
-    """The benchmark's provider plugin: one JSON POST a message."""
+    """The benchmark's provider plugin: one JSON POST a message, carrying the idempotency
+    key as `ref` (as SSL Wireless's csms_id). With --non-idempotent it declares that it
+    cannot de-duplicate, so each send is first marked in the database (group-committed)."""
 
     @hookimpl
     def stormd_provider(self):
-        return ProviderInfo(name="fakegw", channels=("sms",))
+        return ProviderInfo(name="fakegw", channels=("sms",), idempotent=not NON_IDEMPOTENT)
 
     def __init__(self):
         self.released: list[float] = []
@@ -189,4 +195,6 @@ if __name__ == "__main__":
     parser.add_argument("--limited", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--db", default=None)
+    parser.add_argument("--non-idempotent", action="store_true",
+                        help="a provider that cannot de-duplicate (marks each send first)")
     asyncio.run(main(parser.parse_args()))

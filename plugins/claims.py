@@ -27,30 +27,50 @@ FINAL = ("sent", "failed", "cancelled")
 
 
 async def claim_due(session: AsyncSession, now: datetime, lease: timedelta,
-                    limit: int) -> list[Any]:
+                    limit: int) -> tuple[list[Any], dict[int, str]]:
     """Claim up to `limit` due messages, highest priority first.
 
     Returns read-only rows with the `messages` columns as attributes (Core rows: tens of
-    thousands a second need no ORM identity map)."""
+    thousands a second need no ORM identity map), and the messages in doubt: those whose
+    lease ran out while a provider that cannot de-duplicate was being called (see
+    `mark_calling`), by that provider's name."""
     due = (
-        select(Message.id)
+        select(Message.id, Message.status, Message.provider)
         .where(Message.status.in_(CLAIMABLE), Message.not_before <= now)
         .order_by(Message.priority.desc(), Message.not_before, Message.id)
         .limit(limit)
     )
     if session.bind.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    found = (await session.execute(due)).all()
+    if not found:
+        return [], {}
+    in_doubt = {r.id: r.provider for r in found if r.status == "sending" and r.provider}
     table = Message.__table__
     stmt = (
         update(table)
-        .where(table.c.id.in_(due.scalar_subquery()))
+        # Re-checked, so a row another process claimed since the select is left alone.
+        .where(table.c.id.in_([r.id for r in found]), table.c.status.in_(CLAIMABLE),
+               table.c.not_before <= now)
         .values(status="sending", attempts=table.c.attempts + 1, not_before=now + lease,
-                updated_at=now)
+                provider=None, updated_at=now)
         .returning(*table.c)
     )
     rows = list((await session.execute(stmt)).all())
     rows.sort(key=lambda m: (-m.priority, m.id))
-    return rows
+    return rows, {r.id: in_doubt[r.id] for r in rows if r.id in in_doubt}
+
+
+async def mark_calling(session: AsyncSession, calls: list[tuple[int, str]]) -> None:
+    """Record, before the call, which provider a claimed message is being sent through.
+
+    Only for providers that cannot de-duplicate: if the process dies during the call, the
+    next claim finds the mark and ends the message as failed ("outcome unknown") instead
+    of risking a second copy to the customer."""
+    table = Message.__table__
+    await session.execute(
+        update(table).where(table.c.id == bindparam("_id")).values(provider=bindparam("p")),
+        [{"_id": message_id, "p": provider} for message_id, provider in calls])
 
 
 @dataclass

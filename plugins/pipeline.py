@@ -31,7 +31,14 @@ from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import MESSAGES
 from stormd.plugins.api import CHANNELS
 from stormd.plugins.breaker import HALF_OPEN, CircuitBreaker
-from stormd.plugins.claims import Outcome, claim_due, record_outcomes, refund_credit, reserve_credit
+from stormd.plugins.claims import (
+    Outcome,
+    claim_due,
+    mark_calling,
+    record_outcomes,
+    refund_credit,
+    reserve_credit,
+)
 from stormd.plugins.compliance import Ready, prepare
 from stormd.plugins.errors import PermanentError, RetryableError
 from stormd.plugins.manager import ChannelPlugins, Provider, load_plugins
@@ -58,6 +65,7 @@ class DeliveryPipeline:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._queues: dict[str, asyncio.PriorityQueue] = {}
         self._routes: dict[str, list[Provider]] = {}
+        self._marks: list[tuple[int, str, asyncio.Future]] = []
         self._outcomes: list[Outcome] = []
         # One writer at a time: on SQLite, competing write transactions in one process
         # only meet in the busy handler's sleeps.
@@ -133,15 +141,52 @@ class DeliveryPipeline:
         now = self.clock.now()
         async with self.sessionmaker() as session:
             async with self._write_lock, session.begin():
-                claimed = await claim_due(session, now, self.settings.delivery.lease, limit)
+                claimed, in_doubt = await claim_due(session, now,
+                                                    self.settings.delivery.lease, limit)
             if not claimed:
                 return []
-            ready, ended = await prepare(session, self.settings, self._key, claimed)
+            ended = [self._unknown_outcome(m, in_doubt[m.id]) for m in claimed
+                     if m.id in in_doubt and not self._idempotent(in_doubt[m.id])]
+            doubtful = {o.message.id for o in ended}
+            ready, refused = await prepare(session, self.settings, self._key,
+                                           [m for m in claimed if m.id not in doubtful])
+            ended += refused
         for outcome in ended:
             log.info("delivery: message %s %s: %s", outcome.message.id, outcome.status,
                      outcome.error)
         self._outcomes.extend(ended)
         return ready
+
+    def _idempotent(self, name: str) -> bool:
+        provider = self.plugins.providers.get(name)
+        return provider is not None and provider.info.idempotent
+
+    def _unknown_outcome(self, m: Any, provider: str) -> Outcome:
+        return Outcome(m, "failed", provider=provider, error=(
+            f"outcome unknown: stormd stopped while {provider} was being called, and "
+            f"{provider} cannot de-duplicate, so the message is not sent again"))
+
+    async def _mark_calling(self, message_id: int, provider: str) -> None:
+        """Group-commit the before-call marks of every send starting in this tick."""
+        future = asyncio.get_running_loop().create_future()
+        self._marks.append((message_id, provider, future))
+        if len(self._marks) == 1:
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(self._commit_marks()))
+        await future
+
+    async def _commit_marks(self) -> None:
+        async with self._write_lock:
+            batch, self._marks = self._marks, []
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    await mark_calling(session, [(i, p) for i, p, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting send
+                for *_, future in batch:
+                    future.set_exception(exc)
+                return
+        for *_, future in batch:
+            future.set_result(None)
 
     async def _claim_loop(self) -> None:
         batch = self.settings.delivery.batch_size
@@ -267,6 +312,8 @@ class DeliveryPipeline:
         breaker = self.breaker(provider.name)
         try:
             async with semaphore:
+                if not provider.info.idempotent:
+                    await self._mark_calling(m.id, provider.name)
                 if bucket is not None:
                     await bucket.acquire()
                 external_id = await self.plugins.call(provider, "stormd_send", message=out,

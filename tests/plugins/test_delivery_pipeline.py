@@ -113,11 +113,11 @@ async def test_claims_highest_priority_first_and_not_twice(sessionmaker, queue, 
     low = await queue(priority=0)
     high = await queue(priority=10)
     async with sessionmaker() as session, session.begin():
-        [first] = await claim_due(session, clock.now(), timedelta(minutes=5), 1)
+        [first], _ = await claim_due(session, clock.now(), timedelta(minutes=5), 1)
     async with sessionmaker() as session, session.begin():
-        [second] = await claim_due(session, clock.now(), timedelta(minutes=5), 5)
+        [second], _ = await claim_due(session, clock.now(), timedelta(minutes=5), 5)
     async with sessionmaker() as session, session.begin():
-        assert await claim_due(session, clock.now(), timedelta(minutes=5), 5) == []
+        assert await claim_due(session, clock.now(), timedelta(minutes=5), 5) == ([], {})
     assert (first.idempotency_key, second.idempotency_key) == (high, low)
     assert first.status == "sending" and first.attempts == 1
 
@@ -140,6 +140,21 @@ asyncio.run(main())
 """
 
 
+async def _kill_during_call(fake, config, db_url, clock) -> None:
+    """Run a pipeline in a child process and SIGKILL it while `fake` holds the call."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_SENDER, json.dumps(config), db_url,
+        clock.now().isoformat(), env={**os.environ})
+    deadline = time.monotonic() + 30
+    while not fake.requests and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert fake.requests, "the child never reached the provider"
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    fake.delay = 0
+    fake.released.set()
+
+
 async def test_send_interrupted_by_sigkill_is_resent_once_with_the_same_key(
         settings_factory, fake_provider, queue, messages, pipelines, clock, db_url, tmp_path):
     resend = await fake_provider(dedupe_header="Idempotency-Key")
@@ -149,20 +164,10 @@ async def test_send_interrupted_by_sigkill_is_resent_once_with_the_same_key(
               "providers": {"resend": {"api_key": "k", "from_address": "s@example.com",
                                        "base_url": resend.url}}}
     key = await queue(channel="email", to_address="x@example.com", marketing=False)
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", KILLED_SENDER, json.dumps(config), db_url,
-        clock.now().isoformat(), env={**os.environ})
-    deadline = time.monotonic() + 30
-    while not resend.requests and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert resend.requests, "the child never reached the provider"
-    child.send_signal(signal.SIGKILL)
-    await child.wait()
+    await _kill_during_call(resend, config, db_url, clock)
     [m] = await messages()
     assert (m.status, m.attempts) == ("sending", 1)  # recorded before the call
 
-    resend.delay = 0
-    resend.released.set()
     settings = settings_factory(channels={"email": "resend"}, providers=config["providers"])
     pipeline = pipelines(settings)
     assert await pipeline.run_once() == 0  # the lease still holds
@@ -172,6 +177,27 @@ async def test_send_interrupted_by_sigkill_is_resent_once_with_the_same_key(
     assert (m.status, m.attempts, m.external_id) == ("sent", 2, "re_1")
     assert [r[1]["Idempotency-Key"] for r in resend.requests] == [key, key]
     assert len(resend.delivered) == 1  # the provider accepted it once
+
+
+async def test_send_interrupted_on_a_provider_that_cannot_dedupe_is_not_sent_twice(
+        settings_factory, fake_provider, queue, messages, pipelines, clock, db_url, tmp_path):
+    bl = await fake_provider()
+    bl.reply(200, BL_OK)
+    bl.delay = 30
+    config = {"daemon": {"data_dir": str(tmp_path / "data")}, "channels": {"sms": "banglalink"},
+              "providers": {"banglalink": {"user_id": "u", "password": "p",
+                                           "base_url": bl.url}}}
+    await queue(channel="sms")
+    await _kill_during_call(bl, config, db_url, clock)
+    [m] = await messages()
+    assert (m.status, m.provider) == ("sending", "banglalink")  # marked before the call
+    pipeline = pipelines(settings_factory(channels=config["channels"],
+                                          providers=config["providers"]))
+    clock.advance(timedelta(minutes=6))
+    await pipeline.run_once()
+    [m] = await messages()
+    assert m.status == "failed" and m.error.startswith("outcome unknown")
+    assert len(bl.requests) == 1  # never a second copy
 
 
 async def test_sms_credit_is_spent_per_segment_and_never_below_zero(
