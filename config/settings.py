@@ -159,6 +159,8 @@ class RfmSettings(Section):
     schedule: Cron = "0 2 * * *"
     mode: Literal["quintile", "thresholds"] = "quintile"
     thresholds: RfmThresholds = Field(default_factory=RfmThresholds)
+    # Snapshot rows are kept for this many of a store's latest runs (the run rows stay).
+    keep_runs: int = Field(default=7, ge=1)
 
 
 class LifecycleSettings(Section):

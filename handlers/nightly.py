@@ -18,7 +18,9 @@ from stormd.handlers.registry import on_cron
 from stormd.handlers.rfm import (
     insert_snapshot_rows,
     mark_failed,
+    prune_snapshot_slice,
     record_bounds,
+    runs_to_prune,
     score,
     start_run,
     verify_snapshot,
@@ -98,6 +100,8 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
             mark = report.stage("lifecycle", mark)
             await _refresh_segments(job, store_id, as_of, report)
             mark = report.stage("segments", mark)
+            await _prune_snapshots(job, store_id)
+            mark = report.stage("prune", mark)
     except Exception as exc:
         await _record_crash(job, run_id, store_id, as_of, now, exc)
         record_run(store_id, "FAILED", time.perf_counter() - started, 0, 0)
@@ -114,6 +118,19 @@ async def _in_slices(job: JobContext, n: int, write) -> None:
         async with job.sessionmaker() as session:
             await write(session, slice(start, start + SLICE_ROWS))
             await session.commit()
+
+
+async def _prune_snapshots(job: JobContext, store_id: str) -> None:
+    """Keep snapshot rows of the store's `rfm.keep_runs` latest runs, in short slices."""
+    async with job.sessionmaker() as session:
+        old_runs = await runs_to_prune(session, store_id, job.settings.rfm.keep_runs)
+    for run_id in old_runs:
+        while True:
+            async with job.sessionmaker() as session:
+                gone = await prune_snapshot_slice(session, store_id, run_id, SLICE_ROWS)
+                await session.commit()
+            if gone < SLICE_ROWS:
+                break
 
 
 async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,

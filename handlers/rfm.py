@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.settings import RfmSettings, RfmThresholds
 from stormd.handlers.columnar import write_columns
@@ -201,3 +201,21 @@ async def mark_failed(session: AsyncSession, run_id: int, error: str, now: datet
         update(RfmRun).where(RfmRun.id == run_id)
         .values(status="FAILED", error=error[:500], finished_at=now)
     )
+
+
+async def runs_to_prune(session: AsyncSession, store_id: str, keep: int) -> list[int]:
+    """The store's runs older than its `keep` latest, whose snapshot rows go."""
+    result = await session.scalars(
+        select(RfmRun.id).where(RfmRun.store_id == store_id)
+        .order_by(RfmRun.id.desc()).offset(keep))
+    return list(result)
+
+
+async def prune_snapshot_slice(session: AsyncSession, store_id: str, run_id: int,
+                               limit: int) -> int:
+    """Delete up to `limit` snapshot rows of one run; returns how many went."""
+    snap = CustomerRFMSnapshot.__table__
+    some = (select(snap.c.id).where(snap.c.store_id == store_id, snap.c.run_id == run_id)
+            .limit(limit).scalar_subquery())
+    result = await session.execute(delete(snap).where(snap.c.id.in_(some)))
+    return int(result.rowcount or 0)

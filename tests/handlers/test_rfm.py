@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import numpy as np
 from shop_history import DAY, EXPECTED, STORE, T, order, scoring_fixture
-from sqlalchemy import select
+from sqlalchemy import func, select
 from stormd.handlers.context import JobContext
 from stormd.handlers.features import customer_aggregates
 from stormd.handlers.nightly import run_store
@@ -124,3 +124,19 @@ async def test_nightly_cron_job_scores_every_store_on_its_schedule(sessionmaker,
         runs = (await session.execute(select(RfmRun.store_id, RfmRun.status, RfmRun.population)
                                       .order_by(RfmRun.store_id))).all()
     assert [tuple(r) for r in runs] == [("store_1", "OK", 6), ("store_2", "OK", 1)]
+
+
+async def test_snapshot_rows_are_kept_for_the_latest_runs_only(sessionmaker, clock,
+                                                                settings_factory):
+    settings = settings_factory(rfm={"keep_runs": 2})
+    await _scored(sessionmaker, settings, clock)
+    job = JobContext(sessionmaker, settings, clock)
+    await run_store(job, STORE, T)
+    last = await run_store(job, STORE, T)
+    async with sessionmaker() as session:
+        per_run = dict((await session.execute(
+            select(CustomerRFMSnapshot.run_id, func.count())
+            .group_by(CustomerRFMSnapshot.run_id))).all())
+        runs = list(await session.scalars(select(RfmRun.id).order_by(RfmRun.id)))
+    assert len(runs) == 3 and per_run == {runs[1]: 6, runs[2]: 6}
+    assert await _snapshot(sessionmaker, last.run_id) == EXPECTED
