@@ -324,7 +324,8 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
             trigger=outreach.trigger, campaign_id=outreach.campaign_id,
             execution_id=r.execution_id, variant=outreach.variant, priority=outreach.priority,
             not_before=when, marketing=outreach.marketing, cost=cost,
-            data={"locale": r.reach.locale, **({"discountCode": code} if code else {})},
+            data={"locale": r.reach.locale, **({"discountCode": code} if code else {}),
+                  **({"params": compiled.params(variables)} if channel == "whatsapp" else {})},
         ))
     if requests and not dry_run:
         await enqueue_messages(session, requests, now)

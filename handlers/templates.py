@@ -18,6 +18,7 @@ import time
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,18 @@ def required_variables(source: str, html: bool = False) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(ast)) - set(env.globals)
 
 
+def variables_in_order(source: str) -> tuple[str, ...]:
+    """The template's variables in order of first use: the positional parameters of a
+    WhatsApp template approved with the same wording ({{1}}, {{2}}, …)."""
+    env = sandbox(False)
+    required = required_variables(source)
+    seen: dict[str, None] = {}
+    for node in env.parse(source).find_all(nodes.Name):
+        if node.ctx == "load" and node.name in required:
+            seen.setdefault(node.name, None)
+    return tuple(seen)
+
+
 def check_variables(source: str, supplied: Iterable[str], where: str = "", html: bool = False) -> None:
     """Refuse, naming them, the variables a template needs that `supplied` lacks."""
     missing = required_variables(source, html) - set(supplied)
@@ -190,6 +203,13 @@ class CompiledTemplate:
         except TemplateSyntaxError as exc:
             raise TemplateError(f"{name}: syntax error on line {exc.lineno}: {exc.message}") from None
         self._layout = layout and html_source is None
+        self.order = variables_in_order(source)
+
+    def params(self, variables: dict[str, Any]) -> list[str]:
+        """Positional parameters for a WhatsApp template: the scalar variables in order of
+        first use (a missing or empty one as "")."""
+        return [_param(variables.get(n)) for n in self.order
+                if isinstance(variables.get(n), (str, int, float, Decimal, type(None)))]
 
     def check(self, supplied: Iterable[str]) -> None:
         """Refuse, by name, any variable this template reads that `supplied` lacks."""
@@ -213,6 +233,14 @@ class CompiledTemplate:
                 "unsubscribe_url": variables.get("unsubscribe_url"),
             }, "_layout/email.html")
         return Rendered(subject=subject, body=text, html=html)
+
+
+def _param(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value.normalize():f}"
+    return str(value)
 
 
 @lru_cache(maxsize=1)

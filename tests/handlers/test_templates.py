@@ -141,3 +141,12 @@ def test_every_library_body_renders_in_both_locales_within_its_channel_mix():
                 assert out.body, (slug, channel, locale)
                 if channel == "email":
                     assert out.subject, (slug, locale)
+
+
+def test_whatsapp_parameters_follow_the_order_of_first_use():
+    t = CompiledTemplate("Hi {{ name or 'there' }}, {{ discount_percent }}% off with "
+                         "{{ discount_code }}; {{ name }} at {{ shop_url }}", "wa")
+    assert t.order == ("name", "discount_percent", "discount_code", "shop_url")
+    params = t.params({"name": None, "discount_percent": Decimal("15.0"), "discount_code": "X1",
+                       "shop_url": "https://s"})
+    assert params == ["", "15", "X1", "https://s"]
