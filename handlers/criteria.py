@@ -33,6 +33,8 @@ from stormd.schema.rfm import CustomerLifecycleMetrics
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "between")
 COMBINATORS = ("all", "any", "not")
+MAX_DAYS = 36_500  # a century: day bounds beyond it would leave the calendar
+MAX_NUMBER = 1e15  # beyond exact integers in a double, and SQLite's 64-bit integers
 EQUALITY = ("eq", "ne", "in", "nin")
 
 LM = CustomerLifecycleMetrics.__table__
@@ -196,6 +198,10 @@ class _Compiler:
             if not _is_number(value):
                 raise CriteriaError(f"{where}: {name} takes a number, not {_json_type(value)} "
                                     f"{value!r}")
+            limit = MAX_DAYS if f.kind == "days" else MAX_NUMBER
+            if abs(value) > limit:
+                raise CriteriaError(f"{where}: {value!r} is out of range for {name} "
+                                    f"(at most {limit:g} either way)")
         elif f.kind == "bool":
             if not isinstance(value, bool):
                 raise CriteriaError(f"{where}: {name} takes true or false, not {value!r}")
@@ -205,6 +211,8 @@ class _Compiler:
                                     f"({', '.join(STAGES)})")
         elif not isinstance(value, str):
             raise CriteriaError(f"{where}: {name} takes a string, not {_json_type(value)}")
+        elif "\x00" in value:
+            raise CriteriaError(f"{where}: {name} may not contain a NUL character")
 
     def known(self, f: _Field) -> ColumnElement[bool]:
         if f.kind == "ratio":
@@ -258,7 +266,7 @@ class _Compiler:
         if isinstance(value, str):
             value = [value]
         if (not isinstance(value, list) or not value
-                or not all(isinstance(v, str) and v for v in value)):
+                or not all(isinstance(v, str) and v and "\x00" not in v for v in value)):
             raise CriteriaError(f"{where}: {name} takes a non-empty list of category names, "
                                 f"not {_json_type(value)} {value!r}")
         o = Order.__table__.c

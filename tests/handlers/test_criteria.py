@@ -128,6 +128,10 @@ async def test_injection_in_values_is_inert(sessionmaker, clock, settings_factor
     ({"any": [{"rfm.r": 1}, 3]}, "any[1]: needs a criteria object"),
     ({"not": [{"rfm.r": 1}]}, "not: needs a criteria object"),
     ({"any": [{"not": {"rfm.x": 1}}]}, "'rfm.x' at 'any[0].not.rfm.x'"),
+    ({"daysSinceLastOrder": {"gte": 10 ** 9}}, "out of range for daysSinceLastOrder"),
+    ({"orders.total": {"gt": 10 ** 30}}, "out of range for orders.total"),
+    ({"customer.locale": "en\x00"}, "may not contain a NUL character"),
+    ({"categories.purchased": ["A\x00"]}, "categories.purchased takes a non-empty list"),
     ({}, "criteria is empty"),
     ([{"rfm.r": 1}], "criteria must be a JSON object"),
 ])
