@@ -239,6 +239,8 @@ async def update_campaign(session: AsyncSession, store_id: str, campaign_id: str
     merged = {**current, **{_snake(k): v for k, v in changes.items()}}
     _apply(c, parse_spec(merged))
     await check_campaign(session, c)
+    if c.status == "SCHEDULED":  # what was priced and guarded changed: schedule again
+        c.status = "DRAFT"
     c.updated_at = now
     return c
 

@@ -227,6 +227,9 @@ async def test_update_pause_and_cancel(sessionmaker, settings_factory):
         c = await create_campaign(s, STORE, EID, NOON)
         c = await update_campaign(s, STORE, c.id, {"name": "Eid 2", "holdoutPercent": 0}, NOON)
         assert c.name == "Eid 2" and c.template == "eid_ul_fitr"
+        await schedule_campaign(s, settings, STORE, c.id, NOON)
+        c = await update_campaign(s, STORE, c.id, {"segments": ["vip", "staff"]}, NOON)
+        assert c.status == "DRAFT"  # changed after pricing: the guard must run again
         with pytest.raises(CampaignError, match="only a scheduled or sending"):
             await pause_campaign(s, STORE, c.id, NOON)
         await schedule_campaign(s, settings, STORE, c.id, NOON)
