@@ -316,3 +316,25 @@ async def test_higher_value_carts_go_first_when_throttled(shop):
     await shop.advance(HOUR)
     queued = sorted(await shop.messages(), key=lambda m: (-m.priority, m.not_before))
     assert [m.data["cartId"] for m in queued] == ["big", "mid", "small"]
+
+
+async def test_order_seen_before_a_late_cart_update_still_counts_as_converted(shop):
+    await shop.customer()
+    await shop.order("o1")  # placed now; the cart event below happened 10 minutes earlier
+    await shop.cart(at=shop.clock.now() - timedelta(minutes=10))
+    await shop.advance(2 * HOUR)
+    cart = await shop.cart_row()
+    assert (cart.status, cart.order_id) == ("CONVERTED", "o1")
+    assert await shop.messages() == [] and await shop.abandonments() == []
+
+
+async def test_two_carts_of_one_customer_on_one_day_get_one_recovery(shop):
+    await shop.customer()
+    await shop.cart("small", price="700")
+    await shop.cart("big", price="5000")
+    await shop.advance(HOUR)
+    [msg] = await shop.messages()
+    assert msg.data["cartId"] == "big"  # the higher-value cart wins the day's execution
+    assert sorted((a.cart_id, a.status) for a in await shop.abandonments()) == [
+        ("big", "OPEN"), ("small", "ENDED")]
+    assert len(await shop.executions()) == 1
