@@ -64,9 +64,10 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
     """Score one store as of T (default now) and refresh its segments.
 
     Writes go in short transactions (slices of rows, then one per segment) so that event
-    handling is never held up for long; nothing is half-visible: a run's bounds are used
-    only once it is OK, lifecycle rows only move forward in time, and each segment's
-    membership moves together with its events.
+    handling is never held up for long. What others see midway is sound: a run's bounds
+    are used only once it is OK, a lifecycle row only moves forward in time (an event
+    after T is never undone), and each segment's membership moves together with its
+    events.
     """
     started = mark = time.perf_counter()
     now = job.clock.now()
