@@ -57,6 +57,8 @@ def test_rfm_run_prints_counts_per_segment_and_members_list_them(tmp_path, db_ur
         ("vip", 1, True), ("loyal", 0, True), ("at-risk", 1, True), ("hibernating", 1, True)]
     shown = json.loads(_cli(config, "segments", "show", "at-risk", "--json").output)
     assert shown["criteria"] == {"rfm.composite": {"between": [18, 27]}}
+    naive = _cli(config, "rfm", "run", "--as-of", "2026-11-24T04:00")
+    assert naive.exit_code == 2 and "needs a time zone" in naive.output
 
 
 def test_segments_create_and_preview_validate_their_input(tmp_path, db_url):
