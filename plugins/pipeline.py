@@ -170,9 +170,8 @@ class DeliveryPipeline:
         """Group-commit the before-call marks of every send starting in this tick."""
         future = asyncio.get_running_loop().create_future()
         self._marks.append((message_id, provider, future))
-        if len(self._marks) == 1:
-            asyncio.get_running_loop().call_soon(
-                lambda: asyncio.ensure_future(self._commit_marks()))
+        if len(self._marks) == 1:  # the first of this tick starts the commit
+            self._mark_task = asyncio.create_task(self._commit_marks())
         await future
 
     async def _commit_marks(self) -> None:
