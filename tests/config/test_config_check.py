@@ -91,13 +91,13 @@ def test_environment_overrides_any_key_with_typed_values(tmp_path):
         "STORMD_NATS__URL": "nats://h1:4222,nats://h2:4222",
         "STORMD_CARTS__MIN_VALUE": "700",
         "STORMD_RFM__WEIGHTS__R": "5",
-        "STORMD_CHANNELS__SMS": '["sslwireless", "robi"]',
+        "STORMD_CHANNELS__SMS": '["outbox"]',
         "STORMD_LIMITS__OFFER_COOLDOWN": "7d",
     })
     assert got["nats"]["url"] == "nats://h1:4222,nats://h2:4222"
     assert got["carts"]["min_value"] == "700"
     assert got["rfm"]["weights"]["r"] == 5
-    assert got["channels"]["sms"] == ["sslwireless", "robi"]
+    assert got["channels"]["sms"] == ["outbox"]
     assert got["limits"]["offer_cooldown"] == "7d"
 
 
@@ -137,16 +137,16 @@ def test_shipped_stormd_toml_is_valid_and_the_text_output_is_toml(tmp_path):
 def test_secrets_given_as_env_references_are_masked(tmp_path):
     config = write(tmp_path / "stormd.toml", (
         '[database]\nurl = "postgresql+asyncpg://stormd:pg-pass-123@db/stormd"\n'
-        '[providers.sslwireless]\napi_token = "env:SSL_TOKEN"\nsid = "env:SSL_SID"\n'
-        'sender_id = "StormShop"\n'
+        '[providers.sslwireless]\napi_token = "env:SSL_TOKEN"\n'
+        'sender_id = "env:SSL_SENDER"\nbase_url = "https://sms.example.com"\n'
     ))
-    env = {"SSL_TOKEN": "tok-very-secret", "SSL_SID": "sid-very-secret"}
+    env = {"SSL_TOKEN": "tok-very-secret", "SSL_SENDER": "sender-from-env"}
     for args in ((), ("--json",)):
         result = check("--config", config, *args, env=env)
         assert result.exit_code == 0, result.output
-        for secret in ("tok-very-secret", "sid-very-secret", "pg-pass-123"):
+        for secret in ("tok-very-secret", "sender-from-env", "pg-pass-123"):
             assert secret not in result.output
-        assert "StormShop" in result.output and "********" in result.output
+        assert "https://sms.example.com" in result.output and "********" in result.output
 
 
 def test_missing_secret_variable_names_the_key(tmp_path):
