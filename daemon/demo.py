@@ -72,12 +72,16 @@ class Player:
     """Publishes the day's events tick by tick, keeping the clock on storefront time and
     letting timers, cron and the delivery pipeline catch up after each tick."""
 
-    def __init__(self, daemon: Daemon, clock: SettableClock, js, say: Line):
+    def __init__(self, daemon: Daemon, clock: SettableClock, js, say: Line,
+                 tick: timedelta = TICK, follow_step: timedelta = timedelta(hours=1)):
+        self.tick = tick
+        self.follow_step = follow_step
         self.daemon = daemon
         self.clock = clock
         self.js = js
         self.say = say
         self.published = 0
+        self.baseline = event_outcomes()
 
     async def drained(self) -> None:
         s = self.daemon.settings.nats
@@ -112,19 +116,19 @@ class Player:
         self.published += len(envs)
 
     async def play(self, timeline: list[tuple[datetime, dict[str, Any]]], end: datetime) -> None:
-        """Ten-minute ticks through the trading day, then hourly ones until `end`; each tick
-        publishes the events that happened by then."""
+        """Short ticks (ten minutes) through the trading day, then longer ones (an hour)
+        until `end`; each tick publishes the events that happened by then."""
         pending = sorted(timeline, key=lambda pair: pair[0])
         tick, i = DAY_START, 0
         while tick <= end:
             self.clock.set(tick)
             start = i
-            while i < len(pending) and pending[i][0] < tick + TICK:
+            while i < len(pending) and pending[i][0] < tick + self.tick:
                 i += 1
             await self.publish([env for _, env in pending[start:i]])
             await self.settle()
             self.progress(tick)
-            tick += TICK if tick < DAY_START + timedelta(hours=16) else timedelta(hours=1)
+            tick += self.tick if tick < DAY_START + timedelta(hours=16) else self.follow_step
 
     async def publish_bad(self) -> None:
         """A few broken events from a buggy storefront: they go to the DLQ, nothing stops."""
@@ -146,14 +150,20 @@ class Player:
 Report = Callable[[AsyncSession, Player], Awaitable[tuple[str, list[str]]]]
 
 
-async def report_events(session: AsyncSession, player: Player) -> tuple[str, list[str]]:
+def event_outcomes() -> Counter:
+    """stormd_events_total summed by outcome (process-wide, so the demo reports deltas)."""
     from stormd.daemon.metrics import EVENTS
 
     counts: Counter = Counter()
     for metric in EVENTS.collect():
-        for s in metric.samples:
-            if s.name.endswith("_total"):
-                counts[s.labels["outcome"]] += int(s.value)
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                counts[sample.labels["outcome"]] += int(sample.value)
+    return counts
+
+
+async def report_events(session: AsyncSession, player: Player) -> tuple[str, list[str]]:
+    counts = event_outcomes() - player.baseline
     return "Events", [f"published {player.published}, processed {counts['processed']}, "
                       f"duplicates {counts['duplicate']}, rejected to the DLQ "
                       f"{counts['rejected']}, dead-lettered {counts['dead_lettered']}"]
@@ -218,7 +228,8 @@ REPORTS: list[Report] = [report_events, report_messages, report_carts, report_se
                          report_kpis]
 
 
-async def run_demo(customers: int = 300, seed: int = 7, say: Line = print) -> None:
+async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
+                   tick: timedelta = TICK, follow_step: timedelta = timedelta(hours=1)) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="stormd-demo-") as tmp:
         work = Path(tmp)
@@ -239,7 +250,7 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print) -> No
         nc = await nats.connect(daemon.nats_url)
         try:
             player = Player(daemon, clock, nc.jetstream(), lambda s: print(s, end="", flush=True)
-                            if say is print else say(s))
+                            if say is print else None, tick, follow_step)
             await player.publish_bad()
             day = shop.day(DAY_START)
             say(f"  playing one storefront day: {len(day)} events, then four days of timers")

@@ -1,0 +1,24 @@
+"""`stormd demo`: a small store's day through the embedded daemon, and the report."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from stormd.daemon.demo import run_demo
+
+
+async def test_the_demo_plays_a_day_and_reports_what_the_automations_did():
+    lines: list[str] = []
+    await run_demo(customers=40, seed=3, say=lines.append, tick=timedelta(minutes=30),
+                   follow_step=timedelta(hours=6))
+    text = "\n".join(lines)
+    published, processed, rejected = map(int, re.search(
+        r"published (\d+), processed (\d+), duplicates \d+, rejected to the DLQ (\d+)", text
+    ).groups())
+    assert published > 50 and processed == published
+    assert rejected == 2  # the two broken events the demo storefront sends
+    for section in ("Messages in the outbox", "Carts", "Segments", "KPIs"):
+        assert f"\n{section}" in text
+    assert re.search(r"abandoned [1-9]\d*", text), text
+    assert "abandoned_cart" in text  # reminders were queued and sent through the outbox
