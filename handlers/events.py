@@ -238,7 +238,9 @@ def parse_event(subject: str, body: bytes, prefix: str) -> Event:
         data = model.model_validate(env.data)
     except ValidationError as exc:
         raise EventRejected(_first_error(exc, "data."), store_from_subject, env.type) from None
-    return Event(
+    # Every part is validated above; constructing without a second validation pass halves
+    # the cost of parsing on the intake hot path.
+    return Event.model_construct(
         id=env.id, type=env.type, store_id=env.store_id, occurred_at=env.occurred_at, data=data
     )
 
