@@ -97,6 +97,9 @@ class HandlerRegistry:
     def timer_batch_handler(self, kind: str) -> BatchTimerHandler | None:
         return self._timer_batches.get(kind)
 
+    def timer_batch_kinds(self) -> list[str]:
+        return sorted(self._timer_batches)
+
     def on_segment_change(self, fn: SegmentChangeHandler) -> SegmentChangeHandler:
         if fn not in self._segment_changes:
             self._segment_changes.append(fn)
