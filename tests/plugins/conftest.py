@@ -77,6 +77,7 @@ class FakeProvider:
         self.answers: list[tuple[int, str, dict]] = [(200, "{}", {})]
         self.dedupe_header = dedupe_header
         self.seen: dict[str, tuple[int, str, dict]] = {}
+        self.by_content: list[tuple[bytes, tuple[int, str, dict]]] = []
         self.delay = 0.0
         self.released = asyncio.Event()  # set to cut a delay short
         self.url = ""
@@ -88,6 +89,12 @@ class FakeProvider:
     def then(self, status: int, body, headers: dict | None = None) -> None:
         text = body if isinstance(body, str) else json.dumps(body)
         self.answers.append((status, text, headers or {}))
+
+    def reply_when(self, needle: str, status: int, body, headers: dict | None = None) -> None:
+        """Answer requests whose body contains `needle` (e.g. a recipient) this way, so one
+        run can meet several answers whatever order the sends arrive in."""
+        text = body if isinstance(body, str) else json.dumps(body)
+        self.by_content.append((needle.encode(), (status, text, headers or {})))
 
     def json(self, i: int = -1) -> dict:
         return json.loads(self.requests[i][2])
@@ -104,8 +111,11 @@ class FakeProvider:
             except TimeoutError:
                 pass
         key = request.headers.get(self.dedupe_header) if self.dedupe_header else None
+        matched = [answer for needle, answer in self.by_content if needle in body]
         if key is not None and key in self.seen:
             status, text, headers = self.seen[key]
+        elif matched:
+            status, text, headers = matched[0]
         else:
             status, text, headers = self.answers[0]
             if len(self.answers) > 1:

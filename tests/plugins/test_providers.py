@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from email import message_from_bytes, policy
@@ -39,28 +38,33 @@ async def test_resend_sends_with_idempotency_key_and_records_its_id(
         "sent", "resend", "49a3999c-0ce1-4ea6-ab68-afcd6dc2e794")
 
 
-@pytest.mark.parametrize("status, body, outcome", [
-    (422, {"statusCode": 422, "name": "validation_error", "message": "Invalid `to` field"},
-     "failed"),
-    (429, {"statusCode": 429, "name": "rate_limit_exceeded", "message": "Too many"}, "queued"),
-    (500, {"statusCode": 500, "name": "internal_server_error", "message": "oops"}, "queued"),
-])
+RESEND_ERRORS = [  # recipient, status, body, outcome
+    ("bad@example.com", 422, {"statusCode": 422, "name": "validation_error",
+                              "message": "Invalid `to` field"}, "failed"),
+    ("busy@example.com", 429, {"statusCode": 429, "name": "rate_limit_exceeded",
+                               "message": "Too many requests"}, "queued"),
+    ("oops@example.com", 500, {"statusCode": 500, "name": "internal_server_error",
+                               "message": "Unexpected error"}, "queued"),
+]
+
+
 async def test_resend_errors_are_permanent_or_retried(settings_factory, fake_provider, queue,
-                                                      messages, pipelines, clock, status,
-                                                      body, outcome):
+                                                      messages, pipelines, clock):
     resend = await fake_provider()
-    resend.reply(status, body, {"Retry-After": "120"} if status == 429 else {})
+    for to, status, body, _ in RESEND_ERRORS:
+        resend.reply_when(to, status, body, {"Retry-After": "120"} if status == 429 else {})
     settings = settings_factory(
-        channels={"email": "resend"},
+        channels={"email": "resend"}, delivery={"breaker_failures": 10},
         providers={"resend": {"api_key": "k", "from_address": "s@example.com",
                               "base_url": resend.url}})
-    await queue(channel="email", to_address="x@example.com", marketing=False)
+    for to, *_ in RESEND_ERRORS:
+        await queue(channel="email", to_address=to, marketing=False)
     await pipelines(settings).run_once()
-    [m] = await messages()
-    assert m.status == outcome
-    assert body["message"] in m.error
-    if status == 429:
-        assert m.not_before >= clock.now() + timedelta(seconds=120)
+    for m, (_, status, body, outcome) in zip(await messages(), RESEND_ERRORS):
+        assert m.status == outcome
+        assert body["message"] in m.error
+        if status == 429:
+            assert m.not_before >= clock.now() + timedelta(seconds=120)
 
 
 class Inbox:
@@ -152,18 +156,20 @@ async def test_sslwireless_sends_json_with_csms_id_and_store_sender_id(
     assert m.cost == Decimal("0.35")
 
 
-@pytest.mark.parametrize("code, message, outcome", [
-    (4001, "Unauthorized api token", "queued"),      # account problem: retried / failover
-    (4022, "Invalid MSISDN", "failed"),              # the number: permanent
-])
 async def test_sslwireless_failures(settings_factory, fake_provider, queue, messages,
-                                    pipelines, code, message, outcome):
+                                    pipelines):
     ssl = await fake_provider()
-    ssl.reply(200, {"status": "FAILED", "status_code": code, "error_message": message})
-    await queue(channel="sms")
+    ssl.reply_when("8801711000001", 200, {"status": "FAILED", "status_code": 4001,
+                                          "error_message": "Unauthorized api token"})
+    ssl.reply_when("8801711000002", 200, {"status": "FAILED", "status_code": 4022,
+                                          "error_message": "Invalid MSISDN"})
+    await queue(channel="sms", to_address="+8801711000001")
+    await queue(channel="sms", to_address="+8801711000002")
     await pipelines(ssl_settings(settings_factory, ssl)).run_once()
-    [m] = await messages()
-    assert m.status == outcome and message in m.error
+    account, number = await messages()
+    # the account's problem is retried (and counts towards failover); the number's is final
+    assert account.status == "queued" and "Unauthorized api token" in account.error
+    assert number.status == "failed" and "Invalid MSISDN" in number.error
 
 
 async def test_banglalink_form_post_and_text_answer(settings_factory, fake_provider, queue,
@@ -263,44 +269,48 @@ async def test_whatsapp_refuses_a_template_not_approved(settings_factory, fake_p
     assert meta.requests == []  # Meta was never called
 
 
-@pytest.mark.parametrize("code, outcome", [(131026, "failed"), (130429, "queued")])
 async def test_whatsapp_graph_errors(settings_factory, fake_provider, queue, messages,
-                                     pipelines, sessionmaker, clock, code, outcome):
+                                     pipelines, sessionmaker, clock):
     meta = await fake_provider()
-    meta.reply(400, {"error": {"message": f"(#{code}) problem", "type": "OAuthException",
-                               "code": code, "fbtrace_id": "Az8"}})
+    for phone, code in (("8801711000001", 131026), ("8801711000002", 130429)):
+        meta.reply_when(phone, 400, {"error": {"message": f"(#{code}) problem",
+                                               "type": "OAuthException", "code": code,
+                                               "fbtrace_id": "Az8"}})
     await _template(sessionmaker, clock, "APPROVED")
-    await queue(channel="whatsapp", template="cart_reminder_1")
+    await queue(channel="whatsapp", template="cart_reminder_1", to_address="+8801711000001")
+    await queue(channel="whatsapp", template="cart_reminder_1", to_address="+8801711000002")
     await pipelines(meta_settings(settings_factory, meta)).run_once()
-    [m] = await messages()
-    assert m.status == outcome and str(code) in m.error
+    undeliverable, throttled = await messages()
+    assert undeliverable.status == "failed" and "131026" in undeliverable.error
+    assert throttled.status == "queued" and "130429" in throttled.error
 
 
-@pytest.mark.parametrize("status, body, outcome", [
-    (200, {"name": "projects/stormcom/messages/0:1500415314455276%31bd1c9631bd1c96"}, "sent"),
-    (404, {"error": {"code": 404, "message": "Requested entity was not found.",
-                     "status": "NOT_FOUND", "details": [{
-                         "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
-                         "errorCode": "UNREGISTERED"}]}}, "failed"),
-    (503, {"error": {"code": 503, "message": "unavailable", "status": "UNAVAILABLE"}},
-     "queued"),
-])
-async def test_fcm_push(settings_factory, fake_provider, queue, messages, pipelines, status,
-                        body, outcome):
+FCM_ANSWERS = [  # token, status, body, outcome
+    ("tok-ok", 200, {"name": "projects/stormcom/messages/0:1500415314455276%31bd1c96"},
+     "sent"),
+    ("tok-gone", 404, {"error": {"code": 404, "message": "Requested entity was not found.",
+                                 "status": "NOT_FOUND", "details": [{
+                                     "@type": "type.googleapis.com/google.firebase.fcm.v1"
+                                              ".FcmError",
+                                     "errorCode": "UNREGISTERED"}]}}, "failed"),
+    ("tok-later", 503, {"error": {"code": 503, "message": "unavailable",
+                                  "status": "UNAVAILABLE"}}, "queued"),
+]
+
+
+async def test_fcm_push(settings_factory, fake_provider, queue, messages, pipelines):
     fcm = await fake_provider()
-    fcm.reply(status, body)
-    settings = settings_factory(channels={"push": "fcm"}, providers={"fcm": {
-        "project_id": "stormcom", "access_token": "ya29.x", "base_url": fcm.url}})
-    await queue(channel="push", to_address="fcm-token-1", subject="Cart", body="Still there?",
-                marketing=False)
+    for token, status, body, _ in FCM_ANSWERS:
+        fcm.reply_when(f'"{token}"', status, body)
+    settings = settings_factory(
+        channels={"push": "fcm"}, delivery={"breaker_failures": 10},
+        providers={"fcm": {"project_id": "stormcom", "access_token": "ya29.x",
+                           "base_url": fcm.url}})
+    for token, *_ in FCM_ANSWERS:
+        await queue(channel="push", to_address=token, subject="Cart", body="Still there?",
+                    marketing=False)
     await pipelines(settings).run_once()
-    assert fcm.requests[0][0] == "/v1/projects/stormcom/messages:send"
-    assert fcm.json()["message"]["token"] == "fcm-token-1"
-    [m] = await messages()
-    assert m.status == outcome
-
-
-async def test_fake_provider_is_reachable(fake_provider):
-    fake = await fake_provider()
-    assert fake.url.startswith("http://127.0.0.1:")
-    await asyncio.sleep(0)
+    assert {r[0] for r in fcm.requests} == {"/v1/projects/stormcom/messages:send"}
+    assert sorted(fcm.json(i)["message"]["token"] for i in range(3)) == sorted(
+        t for t, *_ in FCM_ANSWERS)
+    assert [m.status for m in await messages()] == [o for *_, o in FCM_ANSWERS]
