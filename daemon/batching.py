@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from datetime import timezone
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -26,9 +27,12 @@ from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event
 from stormd.handlers.registry import dispatch_event
 from stormd.schema.inbox import ProcessedEvent
-from stormd.schema.upsert import upsert_rows
 
 log = logging.getLogger(__name__)
+_SQLITE_INBOX_INSERT = (
+    "INSERT INTO processed_events (event_id, store_id, type, processed_at) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+)
 
 
 class Outcome(enum.Enum):
@@ -114,22 +118,32 @@ class GroupCommitter:
 
     async def _claim(self, session: AsyncSession, deliveries: list[Delivery]) -> set[str]:
         """Insert inbox rows for the events not seen before; returns their ids (the rest
-        are duplicates). One SELECT … IN and one executemany. A concurrent process that
-        claimed the same id first makes our INSERT fail (PostgreSQL: unique violation;
-        SQLite: the write lock's snapshot check), the batch is retried, and the retry
-        finds the id: an event's effects are applied by one process only."""
+        are duplicates).
+
+        SQLite: one driver-level executemany of INSERT … ON CONFLICT DO NOTHING; when its
+        row count says every row went in (the usual case) that is the answer, with no
+        read at all. Otherwise, and on PostgreSQL: SELECT … IN for the ids already there,
+        then a plain INSERT of the rest. A concurrent process that claimed an id first
+        makes that INSERT fail (unique violation, or SQLite's write lock), the batch is
+        retried and the retry finds the id: effects are applied by one process only."""
+        now = self.clock.now()
+        if session.bind.dialect.name == "sqlite" and len(deliveries) > 1:
+            stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            async with session.begin_nested() as savepoint:
+                # Asked for inside the savepoint: the session emits SAVEPOINT only then.
+                conn = await session.connection()
+                result = await conn.exec_driver_sql(_SQLITE_INBOX_INSERT, [
+                    (d.event.id, d.event.store_id, d.event.type, stamp) for d in deliveries])
+                if result.rowcount == len(deliveries):
+                    return {d.event.id for d in deliveries}
+                await savepoint.rollback()  # some were seen: find out which below
         ids = [d.event.id for d in deliveries]
         seen = set((await session.execute(
             select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(ids))
         )).scalars())
-        now = self.clock.now()
         rows = [{"event_id": d.event.id, "store_id": d.event.store_id, "type": d.event.type,
                  "processed_at": now} for d in deliveries if d.event.id not in seen]
-        if not rows:
-            return set()
-        if session.bind.dialect.name == "sqlite":
-            await upsert_rows(session, ProcessedEvent.__table__, rows, ["event_id"], update=False)
-        else:
+        if rows:
             await session.execute(insert(ProcessedEvent), rows)
         return {r["event_id"] for r in rows}
 

@@ -64,6 +64,7 @@ class Relay:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll)
+                await asyncio.sleep(0.05)  # let a burst of commits share one pass
             except asyncio.TimeoutError:
                 pass
 
