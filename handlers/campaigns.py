@@ -54,7 +54,7 @@ from stormd.handlers.registry import on_cron
 from stormd.handlers.segments import MEMBERS, SEGMENTS, audience_query, get_segment
 from stormd.handlers.send_slots import SEND_MODES, send_moment, store_send_window
 from stormd.handlers.template_library import count_use
-from stormd.handlers.templates import MissingVariables
+from stormd.handlers.templates import MissingVariables, TemplateError
 from stormd.schema.campaigns import EmailCampaign
 from stormd.schema.customers import Customer
 from stormd.schema.messages import Message
@@ -555,6 +555,17 @@ async def dispatch_due_campaigns(job: JobContext) -> None:
     async with job.sessionmaker() as session:
         due = await due_campaigns(session, job.clock.now())
     for store_id, campaign_id in due:
-        result = await fan_out(job.sessionmaker, job.settings, store_id, campaign_id,
-                               job.clock.now(), heartbeat=job.clock.now)
+        try:
+            result = await fan_out(job.sessionmaker, job.settings, store_id, campaign_id,
+                                   job.clock.now(), heartbeat=job.clock.now)
+        except CampaignError as exc:  # paused or cancelled since it was found due
+            log.info("campaign %s of store %s not sent: %s", campaign_id, store_id, exc)
+            continue
+        except TemplateError as exc:  # a template changed since scheduling: stop, say why
+            log.warning("campaign %s of store %s paused: %s", campaign_id, store_id, exc)
+            async with job.sessionmaker() as session:
+                await session.execute(update(EmailCampaign).where(EmailCampaign.id == campaign_id)
+                                      .values(status="PAUSED", updated_at=job.clock.now()))
+                await session.commit()
+            continue
         log.info("campaign %s of store %s: %s", campaign_id, store_id, result)
