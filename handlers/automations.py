@@ -30,6 +30,7 @@ from stormd.handlers.features import known_store_ids
 from stormd.handlers.outreach import (
     Outreach,
     Recipient,
+    bounded_key,
     load_templates,
     send_batch,
     store_profile,
@@ -73,7 +74,7 @@ def enabled(ctx: HandlerContext, trigger: str) -> bool:
 
 
 def execution_key(store_id: str, trigger: str, customer_id: str, bucket: str) -> str:
-    return f"{store_id}:{trigger}:{customer_id}:{bucket}"
+    return bounded_key(f"{store_id}:{trigger}:{customer_id}:{bucket}")
 
 
 def local_today(ctx: HandlerContext, tz) -> date:
@@ -160,9 +161,9 @@ async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], st
         if e.customer_id not in reach:
             skip[e.customer_id] = "unknown customer"
             continue
-        recipients.append(Recipient(reach=reach[e.customer_id], key=f"{e.idempotency_key}:{step.number}",
-                                    variables=step.variables.get(e.customer_id, {}),
-                                    execution_id=e.id))
+        recipients.append(Recipient(
+            reach=reach[e.customer_id], key=bounded_key(f"{e.idempotency_key}:{step.number}"),
+            variables=step.variables.get(e.customer_id, {}), execution_id=e.id))
     window = store_send_window(ctx.settings, store.tz)
     outreach = Outreach(
         store=store, trigger=step.trigger,
@@ -319,12 +320,15 @@ async def on_segment_entered(ctx: HandlerContext, segment: str, entered: list[st
 
 
 TRIGGERS = ("win_back", "vip", "post_purchase", "welcome", "birthday")
+TRIGGER_LENGTH = 64  # AutomationWorkflow.trigger, Message.trigger
 
 
 async def configure_workflow(ctx: HandlerContext, trigger: str, enabled_: bool,
                              config: dict[str, Any] | None = None) -> AutomationWorkflow:
     """Turn a store's trigger on or off; `segment_entry:<slug>` takes {template, channels?,
     discount_percent?} (the template is checked to exist)."""
+    if len(trigger) > TRIGGER_LENGTH:
+        raise ValueError(f"trigger: {trigger!r} is longer than {TRIGGER_LENGTH} characters")
     if trigger.startswith("segment_entry:"):
         config = dict(config or {})
         if not config.get("template"):

@@ -46,6 +46,7 @@ from stormd.handlers.outreach import (
     Recipient,
     StoreProfile,
     TemplateSet,
+    bounded_key,
     load_templates,
     send_batch,
     store_profile,
@@ -407,7 +408,7 @@ async def audience_count(session: AsyncSession, c: EmailCampaign) -> int:
 
 
 def message_key(c: EmailCampaign, customer_id: str) -> str:
-    return f"{c.store_id}:campaign:{c.id}:{customer_id}"
+    return bounded_key(f"{c.store_id}:campaign:{c.id}:{customer_id}")
 
 
 async def _recipients(session: AsyncSession, c: EmailCampaign, ids: list[str]

@@ -10,6 +10,7 @@ already queued is skipped before any code is issued, so a redelivery adds nothin
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -146,6 +147,17 @@ def standard_variables(reach: Reach, store: StoreProfile, settings: Settings) ->
 
 STANDARD_NAMES = frozenset({"name", "first_name", "customer_id", "locale", "store_name",
                             "currency", "shop_url"})
+
+
+KEY_LENGTH = 200  # Message.idempotency_key, AutomationExecution.idempotency_key
+
+
+def bounded_key(key: str) -> str:
+    """The key as is when it fits the column, else its head plus a digest of the whole
+    (long store and customer ids must not overflow, nor collide)."""
+    if len(key) <= KEY_LENGTH:
+        return key
+    return f"{key[:150]}~{hashlib.sha256(key.encode()).hexdigest()[:48]}"
 
 
 @dataclass
