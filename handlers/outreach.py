@@ -138,7 +138,7 @@ def standard_variables(reach: Reach, store: StoreProfile, settings: Settings) ->
     """Variables every template may use without the sender providing them."""
     name = reach.name
     return {
-        "name": name, "first_name": name.split()[0] if name else None,
+        "name": name, "first_name": (name.split() or [None])[0] if name else None,
         "customer_id": reach.customer_id, "locale": reach.locale,
         "store_name": store.name, "currency": store.currency,
         "shop_url": settings.automations.shop_url.format(store=store.store_id),
