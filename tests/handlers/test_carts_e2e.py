@@ -7,12 +7,12 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import nats
 from sqlalchemy import select
 from stormd.daemon.app import Daemon
-from stormd.schema.carts import CartAbandonmentEvent
+from stormd.schema.carts import Cart, CartAbandonmentEvent
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.messages import Message
 
@@ -43,7 +43,7 @@ async def test_cart_published_on_nats_is_recovered_through_the_daemon(
         carts={"abandon_after": "1s"},
         limits={"quiet_hours": ["00:00", "00:00"], "friday_prayer": []},  # any wall clock
     )
-    daemon = Daemon(settings, timer_poll=0.05)
+    daemon = Daemon(settings)  # the production timer loop (1 s poll, woken on schedule)
     await daemon.start()
     nc = await nats.connect(nats_server)
     engine = make_engine(db_url)
@@ -60,6 +60,10 @@ async def test_cart_published_on_nats_is_recovered_through_the_daemon(
                                   sessionmaker)
         assert time.monotonic() - published < 1 + 5  # abandon_after + a generous margin
         assert msg.channel == "whatsapp" and "Panjabi" in msg.body and msg.customer_id == "c1"
+        async with sessionmaker() as s:
+            cart = await s.get(Cart, ("store_1", "k1"))
+        late = msg.created_at - (cart.updated_at + timedelta(seconds=1))
+        assert timedelta(0) <= late < timedelta(seconds=1)  # detected within 1 s of its deadline
 
         await _publish(js, "order.created", {
             "orderId": "o1", "customerId": "c1", "cartId": "k1", "status": "PAID",
