@@ -10,6 +10,7 @@ actors -> intake last, so nothing is fetched before everything that handles it i
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -112,6 +113,10 @@ class Daemon:
         for part in (self.timers, self.cron, self.relay, self.actors, self.intake):
             part.start()
         self.running = True
+        # What start-up built (modules, settings, handlers) lives as long as the process:
+        # keep it out of every later cyclic-GC pass over the hot path's short-lived objects.
+        gc.collect()
+        gc.freeze()
         systemd.notify("READY=1")
         self._watchdog = asyncio.create_task(systemd.watchdog_loop(self.alive))
         log.info("stormd running: NATS %s, database %s, %d handler types",

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
+from stormd.daemon.metrics import BATCH_SIZE
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event
 from stormd.handlers.registry import dispatch_event
@@ -91,6 +92,7 @@ class GroupCommitter:
 
     async def commit(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
         """Apply the batch; every delivery gets an outcome (FAILED ones carry `.error`)."""
+        BATCH_SIZE.observe(sum(map(len, groups)))
         try:
             outcomes = await self._fast(groups)
         except _HandlerFailed as failed:

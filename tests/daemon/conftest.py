@@ -19,6 +19,8 @@ def handlers(monkeypatch):
     """A clean registry for the test: only the handlers it registers here are called."""
     monkeypatch.setattr(registry, "_events", defaultdict(list))
     monkeypatch.setattr(registry, "_timers", {})
+    if hasattr(registry, "_timer_batches"):
+        monkeypatch.setattr(registry, "_timer_batches", {})
     monkeypatch.setattr(registry, "_crons", {})
     monkeypatch.setattr(registry, "_apis", {})
     monkeypatch.setattr(registry, "_segment_changes", [])

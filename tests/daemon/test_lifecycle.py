@@ -111,6 +111,9 @@ async def test_sigterm_drains_in_flight_work_and_exits_0(
     assert info.num_ack_pending == 0  # nothing taken was left unacked
     assert done + info.num_pending == N  # every event either handled and acked, or waiting
     assert await customers(sessionmaker) == done
+    logged = [__import__("json").loads(line) for line in
+              (tmp_path / "run.log").read_text().splitlines() if line.strip()]
+    assert any(entry["msg"] == "stormd stopped" for entry in logged)  # log_format = "json"
 
 
 async def test_sigkill_mid_stream_then_restart_applies_every_event_once(
