@@ -12,6 +12,8 @@ the holdout row was logged), with the two-proportion z-test of `handlers.ab_test
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import String, and_, cast, distinct, func, or_, select, union
@@ -28,27 +30,27 @@ HOLDOUT = "holdout"
 NOT_SENT = ("cancelled", "failed")
 
 
-def _in_window(session: AsyncSession, settings: Settings):
-    """SQL: the order came from the message's customer within the attribution window."""
+def in_window(session: AsyncSession, window: timedelta):
+    """SQL: the order came from the message's customer within `window` after it."""
     d = dialect_of(session)
-    window_us = int(settings.carts.attribution_window.total_seconds() * 1_000_000)
+    window_us = int(window.total_seconds() * 1_000_000)
     order_us, message_us = sql_epoch_us(Order.occurred_at, d), sql_epoch_us(Message.created_at, d)
     return and_(Order.store_id == Message.store_id, Order.customer_id == Message.customer_id,
                 Order.status.in_(COMPLETED_STATUSES), order_us >= message_us,
                 order_us <= message_us + window_us)
 
 
-def _delivered(messages):
+def delivered(messages):
     return and_(messages, or_(Message.variant.is_(None), Message.variant != HOLDOUT),
                 Message.status.not_in(NOT_SENT))
 
 
-async def attribution(session: AsyncSession, settings: Settings, store_id: str,
-                      messages: Any, codes: Any) -> dict[str, Any]:
-    """Orders, revenue, cost and ROI for the messages (SQL filter on Message) and codes
-    (SQL filter on DiscountCode) of one sender."""
-    by_window = (select(Order.order_id).join(Message, _in_window(session, settings))
-                 .where(Message.store_id == store_id, _delivered(messages)))
+async def attributed_orders(session: AsyncSession, window: timedelta, store_id: str,
+                            messages: Any, codes: Any) -> tuple[int, Decimal]:
+    """(orders, revenue) attributed to the messages (SQL filter on Message) and codes (SQL
+    filter on DiscountCode) of one sender; each order counted once."""
+    by_window = (select(Order.order_id).join(Message, in_window(session, window))
+                 .where(Message.store_id == store_id, delivered(messages)))
     by_code = (select(Order.order_id).join(DiscountCode, and_(
                    DiscountCode.store_id == Order.store_id, DiscountCode.order_id == Order.order_id))
                .where(Order.store_id == store_id, Order.status.in_(COMPLETED_STATUSES), codes))
@@ -57,11 +59,18 @@ async def attribution(session: AsyncSession, settings: Settings, store_id: str,
         select(func.count(), func.coalesce(func.sum(Order.total), 0))
         .where(Order.store_id == store_id, Order.order_id.in_(select(ids.c.order_id)))
     )).one()
-    cost = (await session.execute(
+    return int(orders), money(revenue or 0)
+
+
+async def attribution(session: AsyncSession, settings: Settings, store_id: str,
+                      messages: Any, codes: Any) -> dict[str, Any]:
+    """Orders, revenue, cost, net and ROI of one sender."""
+    orders, revenue = await attributed_orders(session, settings.carts.attribution_window,
+                                              store_id, messages, codes)
+    cost = money((await session.execute(
         select(func.coalesce(func.sum(Message.cost), 0))
-        .where(Message.store_id == store_id, _delivered(messages))
-    )).scalar()
-    revenue, cost = money(revenue or 0), money(cost or 0)
+        .where(Message.store_id == store_id, delivered(messages))
+    )).scalar() or 0)
     return {"orders": orders, "revenue": str(revenue), "cost": str(cost),
             "net": str(revenue - cost),
             "roi": None if cost == 0 else str((revenue / cost).quantize(CENT))}
@@ -87,7 +96,7 @@ async def variant_results(session: AsyncSession, settings: Settings, store_id: s
             setattr(results[variant], "opened" if type_ == "OPEN" else "clicked", n)
     converted = await session.execute(
         select(Message.variant, func.count(distinct(Message.customer_id)))
-        .join(Order, _in_window(session, settings)).where(mine).group_by(Message.variant))
+        .join(Order, in_window(session, settings.carts.attribution_window)).where(mine).group_by(Message.variant))
     for variant, n in converted:
         if variant in results:
             results[variant].converted = n

@@ -154,3 +154,7 @@ async def refresh_kpi_gauges(job: JobContext) -> None:
     """Every five minutes: recompute the KPIs for /metrics."""
     async with job.sessionmaker() as session:
         publish_gauges(await compute_kpis(session))
+
+
+# Sources of other areas register themselves on import (after this module is complete).
+from stormd.handlers import campaign_kpis  # noqa: E402, F401
