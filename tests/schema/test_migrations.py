@@ -27,3 +27,9 @@ async def test_upgrade_twice_changes_nothing(db_url, engine):
     async with engine.connect() as conn:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert set(Base.metadata.tables) <= tables
+
+
+async def test_autogen_writes_nothing_while_models_match_migrations(tmp_path):
+    from stormd.schema.migrations.autogen import autogenerate
+
+    assert await autogenerate("nothing changed", tmp_path) is None
