@@ -492,6 +492,10 @@ async def fan_out(sessionmaker: Any, settings: Settings, store_id: str, campaign
         if not claimed.rowcount:
             return {"status": "SENDING", "skipped": "another run holds this campaign"}
         await session.commit()
+    async with sessionmaker() as session:  # templates compiled once for the whole run
+        c = await get_campaign(session, store_id, campaign_id)
+        senders = await _senders(session, settings, c,
+                                 await store_profile(session, settings, store_id), now)
     totals: dict[str, int] = {}
     last = ""
     while True:
@@ -507,8 +511,6 @@ async def fan_out(sessionmaker: Any, settings: Settings, store_id: str, campaign
                 await session.commit()
                 return {"status": "SENT", **totals}
             last = ids[-1]
-            store = await store_profile(session, settings, store_id)
-            senders = await _senders(session, settings, c, store, now)
             groups = await _recipients(session, c, ids)
             held = groups.pop(HOLDOUT, [])
             if held:
