@@ -78,7 +78,9 @@ async def attribution(session: AsyncSession, settings: Settings, store_id: str,
 
 async def variant_results(session: AsyncSession, settings: Settings, store_id: str,
                           campaign_id: str) -> dict[str | None, VariantResult]:
-    """Sent, opened, clicked and converted per variant (the holdout included, never sent)."""
+    """Sent, opened, clicked and converted per variant (the holdout included, never sent).
+    `sent` counts messages handed to delivery (neither withdrawn nor failed); a recipient
+    converts with a completed order within the attribution window."""
     mine = and_(Message.store_id == store_id, Message.campaign_id == campaign_id,
                 or_(Message.variant == HOLDOUT, Message.status.not_in(NOT_SENT)))
     results: dict[str | None, VariantResult] = {}
