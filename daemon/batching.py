@@ -18,7 +18,7 @@ from datetime import timezone
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
@@ -30,6 +30,10 @@ from stormd.handlers.registry import dispatch_event
 from stormd.schema.inbox import ProcessedEvent
 
 log = logging.getLogger(__name__)
+# A batch stops taking new groups after this long: on SQLite it holds the one write lock,
+# and the timer loop, cron and the delivery pipeline are waiting for it. The rest of the
+# batch goes back to its actors (SKIPPED) and runs in the next one.
+BATCH_TIME_BUDGET = 0.25
 _SQLITE_INBOX_INSERT = (
     "INSERT INTO processed_events (event_id, store_id, type, processed_at) "
     "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
@@ -40,7 +44,7 @@ class Outcome(enum.Enum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
     FAILED = "failed"
-    SKIPPED = "skipped"  # behind a failed event of the same actor: not run, retried in order
+    SKIPPED = "skipped"  # not run (behind a failed event of its actor, or out of time): retried
 
 
 @dataclass(eq=False)
@@ -155,7 +159,11 @@ class GroupCommitter:
             async with session.begin():
                 await lock_for_write(session)
                 new = await self._claim(session, [d for g in groups for d in g])
-                for group in groups:
+                deadline = time.monotonic() + BATCH_TIME_BUDGET
+                for n, group in enumerate(groups):
+                    if n and time.monotonic() > deadline:
+                        await self._put_back(session, groups[n:], new, outcomes)
+                        break
                     for d in group:
                         if d.event.id not in new:
                             outcomes[d] = Outcome.DUPLICATE
@@ -176,7 +184,11 @@ class GroupCommitter:
         async with self.sessionmaker() as session:
             async with session.begin():
                 await lock_for_write(session)
-                for group in groups:
+                deadline = time.monotonic() + BATCH_TIME_BUDGET
+                for n, group in enumerate(groups):
+                    if n and time.monotonic() > deadline:
+                        await self._put_back(session, groups[n:], set(), outcomes)
+                        break
                     failed = False
                     for d in group:
                         if failed:
@@ -188,6 +200,16 @@ class GroupCommitter:
                             outcomes[d] = await self._one_in_savepoint(session, d)
                         failed = outcomes[d] is Outcome.FAILED
         return outcomes
+
+    async def _put_back(self, session: AsyncSession, groups: list[list[Delivery]],
+                        claimed: set[str], outcomes: dict[Delivery, Outcome]) -> None:
+        """The batch ran out of time: leave these groups for the next batch (unclaimed)."""
+        rest = [d for g in groups for d in g]
+        for d in rest:
+            outcomes[d] = Outcome.SKIPPED
+        ids = [d.event.id for d in rest if d.event.id in claimed]
+        if ids:
+            await session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(ids)))
 
     async def _one_in_savepoint(self, session: AsyncSession, d: Delivery) -> Outcome:
         try:

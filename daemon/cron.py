@@ -106,11 +106,15 @@ class CronLoop:
             error = describe(exc)[:1000]
             CRON_RUNS.labels(name, "failed").inc()
             log.error("cron %s (slot %s) failed: %s", name, slot.isoformat(), error)
-        async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(CronRun).where(CronRun.job == name, CronRun.slot == slot)
-                .values(finished_at=self.clock.now(), error=error)
-            )
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(CronRun).where(CronRun.job == name, CronRun.slot == slot)
+                    .values(finished_at=self.clock.now(), error=error)
+                )
+        except Exception as exc:  # the slot stays claimed either way; only the record is lost
+            log.warning("cron %s: could not record the end of slot %s: %s", name,
+                        slot.isoformat(), describe(exc))
 
     async def wait_running(self) -> None:
         await asyncio.gather(*self._running, return_exceptions=True)

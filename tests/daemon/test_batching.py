@@ -56,3 +56,31 @@ async def test_a_handler_that_wrote_then_raised_leaves_no_trace(
     assert ids == {"ok1", "ok2"}
     again = await committer.commit([[batch[1]]])  # not marked processed: can be retried
     assert again[batch[1]] is Outcome.FAILED
+
+
+async def test_a_batch_out_of_time_puts_the_rest_back_unclaimed(
+    handlers, sessionmaker, settings_factory, clock, monkeypatch
+):
+    import asyncio
+
+    from stormd.daemon import batching
+
+    monkeypatch.setattr(batching, "BATCH_TIME_BUDGET", 0.05)
+    ran = []
+
+    @handlers.on_event("customer.upserted")
+    async def slow(ctx, event):
+        ran.append(event.data.customer_id)
+        await asyncio.sleep(0.03)
+
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    batch = [delivery(customer(f"c{i}")) for i in range(5)]
+    outcomes = await committer.commit([[d] for d in batch])
+    done = [d for d in batch if outcomes[d] is Outcome.PROCESSED]
+    rest = [d for d in batch if outcomes[d] is Outcome.SKIPPED]
+    assert done and rest and len(done) + len(rest) == 5
+    while rest:  # the next batches take the rest: run, not taken for duplicates
+        again = await committer.commit([[d] for d in rest])
+        assert Outcome.DUPLICATE not in again.values()
+        rest = [d for d in rest if again[d] is Outcome.SKIPPED]
+    assert sorted(ran) == [f"c{i}" for i in range(5)]
