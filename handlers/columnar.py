@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from itertools import repeat
 from typing import Any
 
@@ -54,8 +55,6 @@ def _generic_values(kind: str, values: Any, n: int) -> list[Any]:
         return [_generic_values(kind, [values], 1)[0]] * n if values is not None else [None] * n
     items = values.tolist() if isinstance(values, np.ndarray) else list(values)
     if kind == "time":
-        from datetime import timedelta
-
         return [None if v is None else EPOCH + timedelta(microseconds=v) for v in items]
     if kind == "money":
         return [None if v is None else cents_to_decimal(v) for v in items]
