@@ -21,7 +21,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from stormd.daemon.batching import Delivery, Outcome
 from stormd.daemon.metrics import ACTOR_RESTARTS, MAILBOX_DEPTH
@@ -51,7 +51,7 @@ def _depth_gauge(kind: str):
 
 
 class Actor:
-    __slots__ = ("key", "kind", "depth", "mailbox", "busy", "queued", "failures", "waking")
+    __slots__ = ("busy", "depth", "failures", "key", "kind", "mailbox", "queued", "waking")
 
     def __init__(self, key: str):
         self.key = key
@@ -198,7 +198,7 @@ class ActorSystem:
         try:
             await asyncio.wait_for(asyncio.gather(*self._tasks), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def wait_idle(self) -> None:

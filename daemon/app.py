@@ -14,11 +14,10 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import text
-
 from stormd.config.settings import Settings
 from stormd.daemon import systemd
 from stormd.daemon.actors import ActorSystem
@@ -33,6 +32,7 @@ from stormd.daemon.health import HttpServers
 from stormd.daemon.intake import Intake
 from stormd.daemon.relay import Relay
 from stormd.daemon.scheduler import TimerLoop
+from stormd.handlers.events import EVENT_TYPES
 from stormd.handlers.registry import HandlerRegistry, load_handlers
 from stormd.plugins import webhooks
 from stormd.plugins.pipeline import DeliveryPipeline
@@ -119,9 +119,9 @@ class Daemon:
         gc.freeze()
         systemd.notify("READY=1")
         self._watchdog = asyncio.create_task(systemd.watchdog_loop(self.alive))
-        log.info("stormd running: NATS %s, database %s, %d handler types",
+        log.info("stormd running: NATS %s, database %s, handlers for %d event types",
                  self.nats_url, self.engine.url.render_as_string(hide_password=True),
-                 len(self.registry._events))
+                 sum(1 for t in EVENT_TYPES if self.registry.event_handlers(t)))
 
     async def _settle(self, delivery, outcome) -> None:
         await self.intake.settle(delivery, outcome)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from datetime import timezone
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from datetime import UTC
+from typing import Any
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import BATCH_SIZE
@@ -134,7 +134,7 @@ class GroupCommitter:
         retried and the retry finds the id: effects are applied by one process only."""
         now = self.clock.now()
         if session.bind.dialect.name == "sqlite" and len(deliveries) > 1:
-            stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
             async with session.begin_nested() as savepoint:
                 # Asked for inside the savepoint: the session emits SAVEPOINT only then.
                 conn = await session.connection()
@@ -155,24 +155,23 @@ class GroupCommitter:
 
     async def _fast(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
         outcomes: dict[Delivery, Outcome] = {}
-        async with self.sessionmaker() as session:
-            async with session.begin():
-                await lock_for_write(session)
-                new = await self._claim(session, [d for g in groups for d in g])
-                deadline = time.monotonic() + BATCH_TIME_BUDGET
-                for n, group in enumerate(groups):
-                    if n and time.monotonic() > deadline:
-                        await self._put_back(session, groups[n:], new, outcomes)
-                        break
-                    for d in group:
-                        if d.event.id not in new:
-                            outcomes[d] = Outcome.DUPLICATE
-                            continue
-                        try:
-                            await self.dispatch(self._context(session, d.event), d.event)
-                        except Exception as exc:
-                            raise _HandlerFailed(d, exc) from exc
-                        outcomes[d] = Outcome.PROCESSED
+        async with self.sessionmaker() as session, session.begin():
+            await lock_for_write(session)
+            new = await self._claim(session, [d for g in groups for d in g])
+            deadline = time.monotonic() + BATCH_TIME_BUDGET
+            for n, group in enumerate(groups):
+                if n and time.monotonic() > deadline:
+                    await self._put_back(session, groups[n:], new, outcomes)
+                    break
+                for d in group:
+                    if d.event.id not in new:
+                        outcomes[d] = Outcome.DUPLICATE
+                        continue
+                    try:
+                        await self.dispatch(self._context(session, d.event), d.event)
+                    except Exception as exc:
+                        raise _HandlerFailed(d, exc) from exc
+                    outcomes[d] = Outcome.PROCESSED
         return outcomes
 
     async def _careful(
@@ -181,24 +180,23 @@ class GroupCommitter:
         """Rerun the batch, each event in a SAVEPOINT; the event that failed the fast path
         is not run again in this attempt."""
         outcomes: dict[Delivery, Outcome] = {}
-        async with self.sessionmaker() as session:
-            async with session.begin():
-                await lock_for_write(session)
-                deadline = time.monotonic() + BATCH_TIME_BUDGET
-                for n, group in enumerate(groups):
-                    if n and time.monotonic() > deadline:
-                        await self._put_back(session, groups[n:], set(), outcomes)
-                        break
-                    failed = False
-                    for d in group:
-                        if failed:
-                            outcomes[d] = Outcome.SKIPPED
-                            continue
-                        if d is known_bad:
-                            outcomes[d] = Outcome.FAILED
-                        else:
-                            outcomes[d] = await self._one_in_savepoint(session, d)
-                        failed = outcomes[d] is Outcome.FAILED
+        async with self.sessionmaker() as session, session.begin():
+            await lock_for_write(session)
+            deadline = time.monotonic() + BATCH_TIME_BUDGET
+            for n, group in enumerate(groups):
+                if n and time.monotonic() > deadline:
+                    await self._put_back(session, groups[n:], set(), outcomes)
+                    break
+                failed = False
+                for d in group:
+                    if failed:
+                        outcomes[d] = Outcome.SKIPPED
+                        continue
+                    if d is known_bad:
+                        outcomes[d] = Outcome.FAILED
+                    else:
+                        outcomes[d] = await self._one_in_savepoint(session, d)
+                    failed = outcomes[d] is Outcome.FAILED
         return outcomes
 
     async def _put_back(self, session: AsyncSession, groups: list[list[Delivery]],
@@ -224,8 +222,3 @@ class GroupCommitter:
                         d.event.type, d.event.id, d.attempts + 1, d.error)
             return Outcome.FAILED
 
-
-async def processed_count(session: AsyncSession, ids: list[str]) -> int:
-    """How many of these event ids the inbox holds (tests and the demo report use it)."""
-    rows = await session.execute(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(ids)))
-    return len(rows.all())

@@ -19,7 +19,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-
 from stormd.config.settings import Settings
 from stormd.daemon.metrics import NATS_CONNECTED
 
@@ -66,7 +65,7 @@ async def connect(urls: list[str], name: str = "stormd") -> Client:
             )
             NATS_CONNECTED.set(1)
             return nc
-        except (OSError, nats.errors.NoServersError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             log.warning("cannot reach NATS at %s (%s); retrying in %.1fs",
                         ",".join(urls), exc, backoff)
             await asyncio.sleep(backoff)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from croniter import croniter
 from sqlalchemy import update
-
 from stormd.config.settings import Settings
 from stormd.daemon.batching import describe
 from stormd.daemon.clock import Clock
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def next_slot(expr: str, after: datetime, tz) -> datetime:
     """The first instant of `expr` (read in `tz`) strictly after `after`, in UTC."""
-    return croniter(expr, after.astimezone(tz)).get_next(datetime).astimezone(timezone.utc)
+    return croniter(expr, after.astimezone(tz)).get_next(datetime).astimezone(UTC)
 
 
 class CronLoop:
@@ -64,7 +63,7 @@ class CronLoop:
                 log.warning("cron loop: %s", describe(exc))
             try:
                 await asyncio.wait_for(self._stop.wait(), self.poll)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def tick(self) -> list[str]:

@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from nats.js import JetStreamContext
-
 from stormd.handlers.events import dlq_subject
 
 log = logging.getLogger(__name__)

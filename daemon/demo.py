@@ -17,16 +17,15 @@ import json
 import logging
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import nats
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.app import Daemon
 from stormd.daemon.clock import SettableClock
@@ -36,7 +35,7 @@ from stormd.schema.migrate import create_schema
 
 log = logging.getLogger(__name__)
 STORE = "dhaka_bazar"
-DAY_START = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)  # 09:00 in Dhaka
+DAY_START = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)  # 09:00 in Dhaka
 TICK = timedelta(minutes=10)
 Line = Callable[[str], None]
 
@@ -231,6 +230,9 @@ REPORTS: list[Report] = [report_events, report_messages, report_carts, report_se
 async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
                    tick: timedelta = TICK, follow_step: timedelta = timedelta(hours=1)) -> None:
     started = time.perf_counter()
+    # The one-line progress display is for a terminal; a captured `say` gets the report only.
+    progress: Line = ((lambda s: print(s, end="", flush=True)) if say is print
+                      else (lambda s: None))
     with tempfile.TemporaryDirectory(prefix="stormd-demo-") as tmp:
         work = Path(tmp)
         settings = settings_from_dict({
@@ -249,13 +251,12 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
         await daemon.start()
         nc = await nats.connect(daemon.nats_url)
         try:
-            player = Player(daemon, clock, nc.jetstream(), lambda s: print(s, end="", flush=True)
-                            if say is print else None, tick, follow_step)
+            player = Player(daemon, clock, nc.jetstream(), progress, tick, follow_step)
             await player.publish_bad()
             day = shop.day(DAY_START)
             say(f"  playing one storefront day: {len(day)} events, then four days of timers")
             await player.play(day, DAY_START + timedelta(days=4, hours=16))
-            say("\r" + " " * 78 + "\r", end="") if say is print else None
+            progress("\r" + " " * 78 + "\r")
             async with daemon.sessionmaker() as session:
                 for report in REPORTS:
                     try:

@@ -82,8 +82,8 @@ class EmbeddedNats:
             except (OSError, TimeoutError) as exc:
                 log.error("embedded nats-server failed to restart: %s", exc)
 
-    def kill_for_test(self) -> None:
-        """Kill the child abruptly (tests of the supervisor)."""
+    def kill(self) -> None:
+        """Kill the child abruptly, as a crash would (the supervisor starts it again)."""
         if self._proc is not None:
             self._proc.kill()
 

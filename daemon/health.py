@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
 from stormd.daemon.metrics import exposition
 
 log = logging.getLogger(__name__)

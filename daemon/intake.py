@@ -17,7 +17,6 @@ from typing import Any
 
 import nats.errors
 from nats.js.errors import FetchTimeoutError
-
 from stormd.config.settings import Settings
 from stormd.daemon.actors import ActorSystem
 from stormd.daemon.batching import Delivery, Outcome
@@ -72,7 +71,7 @@ class Intake:
                 self.fetching = True
                 msgs = await self.psub.fetch(batch=min(batch, room), timeout=FETCH_WAIT)
                 backoff = 0.1
-            except (FetchTimeoutError, asyncio.TimeoutError, nats.errors.TimeoutError):
+            except (TimeoutError, FetchTimeoutError, nats.errors.TimeoutError):
                 continue
             except Exception as exc:  # disconnected, server restarting, ...
                 if self._stop.is_set():

@@ -16,7 +16,6 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from sqlalchemy import delete, select
-
 from stormd.daemon.batching import describe
 from stormd.daemon.metrics import OUTBOUND_PUBLISHED
 from stormd.schema.inbox import OutboundEvent
@@ -65,7 +64,7 @@ class Relay:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll)
                 await asyncio.sleep(0.05)  # let a burst of commits share one pass
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def flush(self) -> int:

@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
-
 from stormd.config.settings import Settings
 from stormd.daemon.batching import describe, lock_for_write
 from stormd.daemon.clock import Clock
@@ -84,7 +83,7 @@ class TimerLoop:
                 await asyncio.wait_for(self._wake.wait(), max(delay, 0.001))
                 # Woken by a commit: let a burst of commits coalesce into one pass.
                 await asyncio.sleep(min(COALESCE, self.poll))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _seconds_to_next(self) -> float:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 FIRST_BN = ["রহিম", "করিম", "ফাতেমা", "আয়েশা", "তানভীর", "নুসরাত", "সাকিব", "মিম", "রাফি", "জান্নাত"]
 LAST_BN = ["উদ্দিন", "হোসেন", "আক্তার", "রহমান", "ইসলাম", "চৌধুরী", "খাতুন", "আহমেদ"]

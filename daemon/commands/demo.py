@@ -4,7 +4,6 @@ prints what the automations did and the KPIs."""
 from __future__ import annotations
 
 import click
-
 from stormd.daemon.commands.common import run_async
 from stormd.daemon.logs import configure_logging
 

@@ -6,7 +6,6 @@ import logging
 import sys
 
 import click
-
 from stormd.daemon.commands.common import (
     config_option,
     providers_or_exit,

@@ -7,7 +7,6 @@ from collections import defaultdict
 
 import nats
 import pytest
-
 from stormd.daemon.app import Daemon
 from stormd.handlers.registry import registry
 from stormd.schema.customers import Customer

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import count
 
 from sqlalchemy import func, select
-
 from stormd.schema.inbox import ProcessedEvent
 
 PREFIX = "stormcom"
@@ -63,4 +62,4 @@ async def processed(sessionmaker) -> int:
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)

@@ -4,7 +4,7 @@ supervision (restart with backoff, dead letter after N failures)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from stormd.daemon.actors import ActorSystem
 from stormd.daemon.batching import Delivery, Outcome
@@ -15,7 +15,7 @@ def event(key: str, i: int, total: int = 0) -> Event:
     import json
 
     body = {"id": f"{key}-{i}", "type": "cart.updated", "storeId": "s",
-            "occurredAt": datetime(2026, 11, 24, tzinfo=timezone.utc).isoformat(),
+            "occurredAt": datetime(2026, 11, 24, tzinfo=UTC).isoformat(),
             "data": {"cartId": key, "items": [], "total": total}}
     return parse_event("stormcom.events.s.cart.updated", json.dumps(body).encode(), "stormcom")
 

@@ -10,9 +10,8 @@ from datetime import timedelta
 import httpx
 import nats
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from daemon_helpers import customer, eventually, publish
+from prometheus_client.parser import text_string_to_metric_families
 from stormd.daemon.metrics import MESSAGES, SEGMENT_MEMBERS
 
 # The runtime path under test does not depend on the database kind (the inbox and
@@ -120,7 +119,7 @@ async def test_the_embedded_nats_server_is_restarted_when_it_dies(
                                 http={"listen": "127.0.0.1:0"})
     d = await start_daemon(settings)
     assert d.embedded is not None
-    d.embedded.kill_for_test()
+    d.embedded.kill()
     await eventually(lambda: d.embedded.restarts == 1, timeout=10)
     nc = await nats.connect(d.nats_url)
     await publish(nc.jetstream(), customer("after-restart"))

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from sqlalchemy import select
-
 from daemon_helpers import customer
+from sqlalchemy import select
 from stormd.daemon.batching import Delivery, GroupCommitter, Outcome
 from stormd.handlers.events import parse_event
 from stormd.schema.customers import Customer

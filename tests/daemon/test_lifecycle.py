@@ -12,9 +12,8 @@ import time
 
 import nats
 import pytest
+from daemon_helpers import customer, eventually, processed
 from sqlalchemy import func, select
-
-from daemon_helpers import customer, eventually, processed, publish
 from stormd.schema.customers import Customer
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
-
 from daemon_helpers import count_rows, utc
+from sqlalchemy import select
 from stormd.daemon.cron import CronLoop, next_slot
 from stormd.daemon.scheduler import TimerLoop
 from stormd.daemon.timers import cancel_timer, schedule_timer
