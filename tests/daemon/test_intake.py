@@ -197,3 +197,24 @@ async def test_a_nats_server_restart_mid_stream_loses_nothing(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_two_daemons_share_the_stream_and_apply_each_event_once(
+    daemon_settings, start_daemon, handlers, js, sessionmaker
+):
+    applied: dict[str, list] = {}
+
+    @handlers.on_event("customer.upserted")
+    async def record(ctx, event):
+        applied.setdefault(event.id, []).append(ctx.session.bind)
+
+    settings = daemon_settings(nats={"batch_size": 20})
+    await start_daemon(settings)
+    await start_daemon(settings)
+    for i in range(300):
+        await publish(js, customer(f"c{i}"))
+    await eventually(lambda: _processed_is(sessionmaker, 300))
+    await eventually(lambda: _acked_all(js))
+    assert len(applied) == 300
+    assert all(len(calls) == 1 for calls in applied.values())
+    assert len({calls[0] for calls in applied.values()}) == 2  # both took a share
