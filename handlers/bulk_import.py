@@ -38,7 +38,7 @@ from stormd.handlers.stores import ensure_stores
 
 FLUSH_ROWS = 20_000
 JSON_COLUMNS = frozenset({"items", "pushTokens", "promotionCodes"})
-SQLITE_BULK_PRAGMAS = ("PRAGMA cache_size=-262144", "PRAGMA temp_store=MEMORY")
+SQLITE_BULK_PRAGMAS = ("PRAGMA temp_store=MEMORY",)
 
 
 class ImportFailed(Exception):
@@ -176,8 +176,8 @@ async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str,
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Millions of short-lived row objects make the cyclic GC rescan everything again and
-    again; nothing here builds cycles, so it pauses while a file loads."""
+    """Millions of short-lived row objects make the automatic cyclic GC rescan everything
+    again and again; it pauses while a file loads and runs once a batch instead."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -207,6 +207,7 @@ async def _load(session: AsyncSession, spec: Kind, path: Path, store: str | None
         count += 1
         if count % FLUSH_ROWS == 0:
             await _flush(session, write, pending, stores)
+            gc.collect(1)  # the batch's few cycles, while they are young and cheap to find
     await _flush(session, write, pending, stores)
     await ensure_stores(session, stores, now)
     return count
