@@ -38,7 +38,6 @@ from stormd.handlers.stores import ensure_stores
 
 FLUSH_ROWS = 20_000
 JSON_COLUMNS = frozenset({"items", "pushTokens", "promotionCodes"})
-SQLITE_BULK_PRAGMAS = ("PRAGMA temp_store=MEMORY",)
 
 
 class ImportFailed(Exception):
@@ -189,10 +188,6 @@ def _gc_paused() -> Iterator[None]:
 
 async def _load(session: AsyncSession, spec: Kind, path: Path, store: str | None,
                 now: datetime) -> int:
-    if session.bind.dialect.name == "sqlite":
-        conn = await session.connection()
-        for pragma in SQLITE_BULK_PRAGMAS:
-            await conn.exec_driver_sql(pragma)
     write = spec.writer()
     count = 0
     pending: dict[str, list[Any]] = defaultdict(list)
