@@ -136,13 +136,21 @@ async def customer_aggregates(
     return Aggregates(ids, *values)
 
 
+async def first_column(session: AsyncSession, query: Any) -> list[Any]:
+    """The first column of every row (e.g. a million customer ids), via `row_parts`."""
+    values: list[Any] = []
+    async for rows in row_parts(session, query, PART_ROWS):
+        values.extend(row[0] for row in rows)
+    return values
+
+
 async def row_parts(session: AsyncSession, query: Any, size: int) -> AsyncIterator[list]:
     """The query's rows as plain tuples, in parts of `size` (bounded memory).
 
     On SQLite the rows come straight from the driver's cursor, in the session's
     transaction: for a million-row aggregate SQLAlchemy's row handling costs more than
-    SQLite's own work. Bound values get their column type's processing (aware times to
-    UTC text); the items of expanded IN lists are passed as given.
+    SQLite's own work. Bound values, the items of IN lists included, get their type's
+    processing (aware times to UTC text, Decimal to float) as SQLAlchemy would give them.
     """
     conn = await session.connection()
     if conn.dialect.name != "sqlite":
@@ -154,8 +162,12 @@ async def row_parts(session: AsyncSession, query: Any, size: int) -> AsyncIterat
     given = compiled.construct_params()
     params = []
     for name in compiled.positiontup or ():
+        # An expanded IN item `x_1_2` takes the type of its list `x_1`.
         bind = compiled.binds.get(name)
-        process = bind.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) if bind is not None else None
+        if bind is None:
+            bind = compiled.binds.get(name.rsplit("_", 1)[0])
+        impl = bind.type.dialect_impl(conn.dialect) if bind is not None else None
+        process = impl.bind_processor(conn.dialect) if impl is not None else None
         params.append(process(given[name]) if process else given[name])
     raw = await conn.get_raw_connection()
     cursor = await raw.driver_connection.execute(compiled.string, params)

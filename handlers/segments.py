@@ -28,7 +28,7 @@ from stormd.handlers.context import HandlerContext
 from stormd.handlers.criteria import CriteriaError, compile_criteria, feature_from
 from stormd.handlers.eligibility import reachable_clause
 from stormd.handlers.events import Event
-from stormd.handlers.features import ID_CHUNK, customer_aggregates, epoch_us
+from stormd.handlers.features import ID_CHUNK, customer_aggregates, epoch_us, first_column
 from stormd.handlers.guardrails import record_segment_size
 from stormd.handlers.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.registry import REACT, dispatch_segment_change, on_event
@@ -194,15 +194,15 @@ async def refresh_segment(ctx: HandlerContext, segment: CustomerSegment,
     crit = compile_criteria(segment.criteria, as_of)
     member = and_(MEMBERS.c.store_id == store_id, MEMBERS.c.segment_id == segment.id)
     is_member = exists().where(member, MEMBERS.c.customer_id == LM.c.customer_id)
-    entered = await ctx.session.scalars(
-        select(LM.c.customer_id).select_from(feature_from())
-        .where(LM.c.store_id == store_id, crit, ~is_member))
+    entered = await first_column(ctx.session, select(LM.c.customer_id).select_from(feature_from())
+                                 .where(LM.c.store_id == store_id, crit, ~is_member))
     still_matches = exists(
         select(LM.c.customer_id).select_from(feature_from())
         .where(LM.c.store_id == MEMBERS.c.store_id, LM.c.customer_id == MEMBERS.c.customer_id,
                crit))
-    exited = await ctx.session.scalars(select(MEMBERS.c.customer_id).where(member, ~still_matches))
-    change = Change(segment.slug, list(entered), list(exited))
+    exited = await first_column(ctx.session,
+                                select(MEMBERS.c.customer_id).where(member, ~still_matches))
+    change = Change(segment.slug, entered, exited)
     await apply_change(ctx, segment, change, recount=True)
     return change
 
