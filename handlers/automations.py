@@ -84,13 +84,17 @@ def local_today(ctx: HandlerContext, tz) -> date:
 async def ensure_workflow(ctx: HandlerContext, trigger: str, config: dict | None = None
                           ) -> AutomationWorkflow:
     """The store's workflow row for a trigger (built-ins are created enabled on first use)."""
+    query = select(AutomationWorkflow).where(AutomationWorkflow.store_id == ctx.store_id,
+                                             AutomationWorkflow.trigger == trigger)
+    found = (await ctx.session.scalars(query)).first()
+    if found is not None:
+        return found
     now = ctx.now()
     await ctx.session.execute(insert_for(ctx.session, AutomationWorkflow).values(
         store_id=ctx.store_id, trigger=trigger, name=NAMES.get(trigger, trigger), enabled=True,
         config=config, created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["store_id", "trigger"]))
-    return (await ctx.session.scalars(select(AutomationWorkflow).where(
-        AutomationWorkflow.store_id == ctx.store_id, AutomationWorkflow.trigger == trigger))).one()
+    return (await ctx.session.scalars(query)).one()
 
 
 async def open_executions(ctx: HandlerContext, workflow: AutomationWorkflow,
