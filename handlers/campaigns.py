@@ -52,7 +52,13 @@ from stormd.handlers.outreach import (
     store_profile,
 )
 from stormd.handlers.registry import on_cron
-from stormd.handlers.segments import MEMBERS, SEGMENTS, audience_query, get_segment
+from stormd.handlers.segments import (
+    MEMBERS,
+    SEGMENTS,
+    audience_query,
+    ensure_builtin_segments,
+    get_segment,
+)
 from stormd.handlers.send_slots import SEND_MODES, send_moment, store_send_window
 from stormd.handlers.template_library import count_use
 from stormd.handlers.templates import MissingVariables, TemplateError
@@ -163,9 +169,11 @@ async def _template_sets(session: AsyncSession, c: EmailCampaign) -> dict[str | 
     return {None: await load_templates(session, c.store_id, c.template, c.content)}
 
 
-async def check_campaign(session: AsyncSession, c: EmailCampaign) -> None:
+async def check_campaign(session: AsyncSession, c: EmailCampaign, now: datetime) -> None:
     """Refuse before sending: unknown segments, a channel without a body, or a body that
-    reads a variable nobody supplies (named)."""
+    reads a variable nobody supplies (named). The built-in segments (vip, loyal, ...) are
+    known to every store, even before its first RFM run."""
+    await ensure_builtin_segments(session, c.store_id, now)
     for slug in [*c.segments, *(c.exclude_segments or [])]:
         try:
             await get_segment(session, c.store_id, slug)
@@ -196,7 +204,7 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
     c = EmailCampaign(id=f"cmp_{uuid.uuid4().hex[:16]}", store_id=store_id, status="DRAFT",
                       created_at=now, updated_at=now, audience_size=0, cost=Decimal(0))
     _apply(c, spec)
-    await check_campaign(session, c)
+    await check_campaign(session, c, now)
     session.add(c)
     for slug in {c.template, *(v.get("template") for v in c.variants or [])} - {None}:
         await count_use(session, store_id, slug, now)
@@ -239,7 +247,7 @@ async def update_campaign(session: AsyncSession, store_id: str, campaign_id: str
     current = CampaignSpec.model_validate(stored).model_dump(exclude_none=True)
     merged = {**current, **{_snake(k): v for k, v in changes.items()}}
     _apply(c, parse_spec(merged))
-    await check_campaign(session, c)
+    await check_campaign(session, c, now)
     if c.status == "SCHEDULED":  # what was priced and guarded changed: schedule again
         c.status = "DRAFT"
     c.updated_at = now
@@ -317,7 +325,7 @@ async def schedule_campaign(session: AsyncSession, settings: Settings, store_id:
         c.send_mode = send_mode
     if at is not None:
         c.scheduled_at = at
-    await check_campaign(session, c)
+    await check_campaign(session, c, now)
     preview, _ = await preview_campaign(session, settings, c, now)
     preview.guard(force)
     store = await store_profile(session, settings, store_id)

@@ -73,6 +73,9 @@ async def test_refuses_a_template_variable_nobody_supplies_naming_it(sessionmake
         for bad, named in BAD:
             with pytest.raises(Exception, match=named):
                 await create_campaign(s, STORE, {**EID, **bad}, NOON)
+        # the built-in segments exist for every store, even before its first RFM run
+        loyal = await create_campaign(s, STORE, {**EID, "segments": ["loyal", "at-risk"]}, NOON)
+        assert loyal.segments == ["loyal", "at-risk"]
 
 
 async def test_fan_out_queues_one_message_per_reachable_member_on_the_first_channel(
