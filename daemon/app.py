@@ -160,6 +160,7 @@ class Daemon:
             log.warning("shutdown grace ran out with %d events in flight; they will be "
                         "redelivered", self.actors.pending)
             await self.actors.stop()
+        await self.intake.close()
         await asyncio.wait_for(self.cron.stop(), left())
         await self.timers.stop()
         await self.relay.stop()

@@ -48,16 +48,37 @@ class Intake:
         self.inflight: dict[str, Delivery] = {}
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._keepalive: asyncio.Task | None = None
         self.fetching = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="intake")
+        self._keepalive = asyncio.create_task(self._keep_alive(), name="intake-keepalive")
 
     async def stop(self) -> None:
         """Stop fetching (in-flight events are left to the actors' drain)."""
         self._stop.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+
+    async def close(self) -> None:
+        """After the drain: stop telling JetStream that events are still being worked on."""
+        self._keepalive.cancel()
+        await asyncio.gather(self._keepalive, return_exceptions=True)
+
+    async def _keep_alive(self) -> None:
+        """Events waiting behind slow handlers or a restarting actor are still ours: tell
+        JetStream (`+WPI`, in progress) well within `ack_wait` so it neither redelivers
+        them nor counts deliveries towards the dead-letter limit."""
+        every = max(self.settings.nats.ack_wait.total_seconds() / 3, 0.5)
+        while True:
+            await asyncio.sleep(every)
+            for delivery in list(self.inflight.values()):
+                for msg in delivery.msgs:
+                    try:
+                        await msg.in_progress()
+                    except Exception as exc:  # acked meanwhile, or disconnected
+                        log.debug("in_progress failed: %s", exc)
 
     async def _run(self) -> None:
         batch = self.settings.nats.batch_size
@@ -95,13 +116,16 @@ class Intake:
         if same is not None:
             same.msgs.append(msg)
             return
-        attempts = _delivered(msg) - 1
-        if attempts >= self.max_attempts:
+        delivered = _delivered(msg)
+        if delivered > 2 * self.max_attempts:  # processes keep dying on it: a poison pill
             await self._dead_letter(
-                msg, f"delivered {attempts + 1} times without being handled",
+                msg, f"delivered {delivered} times without being handled",
                 event.store_id, event.type, "dead_lettered",
             )
             return
+        # Earlier deliveries count as attempts, but a redelivered event always gets one more
+        # run: it may have been applied already (the inbox then acks it as a duplicate).
+        attempts = min(delivered - 1, self.max_attempts - 1)
         d = Delivery(event=event, msgs=[msg], received=received, attempts=attempts,
                      priority=event_priority(event))
         self.inflight[event.id] = d

@@ -218,3 +218,29 @@ async def test_two_daemons_share_the_stream_and_apply_each_event_once(
     assert len(applied) == 300
     assert all(len(calls) == 1 for calls in applied.values())
     assert len({calls[0] for calls in applied.values()}) == 2  # both took a share
+
+
+@SQLITE_ONLY
+async def test_events_waiting_longer_than_ack_wait_are_not_redelivered_or_dead_lettered(
+    daemon_settings, start_daemon, handlers, js, sessionmaker
+):
+    import asyncio
+
+    calls: dict[str, int] = {}
+
+    @handlers.on_event("customer.upserted")
+    async def slow(ctx, event):
+        calls[event.id] = calls.get(event.id, 0) + 1
+        await asyncio.sleep(0.3)
+
+    # 12 events at 0.3 s each behind one another (one actor): the last waits ~3.6 s, far
+    # beyond the 1 s ack wait, and max_deliver = 2 would dead-letter a redelivered one.
+    await start_daemon(daemon_settings(nats={"ack_wait": "1s", "max_deliver": 2,
+                                             "batch_size": 20}))
+    for i in range(12):
+        await publish(js, customer("same", name=f"v{i}"))
+    await eventually(lambda: _processed_is(sessionmaker, 12), timeout=20)
+    assert set(calls.values()) == {1}
+    info = await js.consumer_info("STORMD_EVENTS", "stormd")
+    assert info.delivered.consumer_seq == 12  # every delivery counted: none were repeated
+    assert (await js.stream_info("STORMD_DLQ")).state.messages == 0
