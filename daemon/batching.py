@@ -60,6 +60,10 @@ class Delivery:
     error: str | None = None
 
 
+class _SeenBefore(Exception):
+    """Some events of the batch are in the inbox already (the optimistic claim fell short)."""
+
+
 class _HandlerFailed(Exception):
     def __init__(self, delivery: Delivery, exc: BaseException):
         self.delivery = delivery
@@ -98,7 +102,10 @@ class GroupCommitter:
         """Apply the batch; every delivery gets an outcome (FAILED ones carry `.error`)."""
         BATCH_SIZE.observe(sum(map(len, groups)))
         try:
-            outcomes = await self._fast(groups)
+            try:
+                outcomes = await self._fast(groups)
+            except _SeenBefore:
+                outcomes = await self._fast(groups, optimistic=False)
         except _HandlerFailed as failed:
             failed.delivery.error = describe(failed.exc)
             log.warning("handler failed for %s %s (attempt %d): %s", failed.delivery.event.type,
@@ -122,27 +129,27 @@ class GroupCommitter:
         return HandlerContext(session=session, settings=self.settings, clock=self.clock,
                               store_id=event.store_id)
 
-    async def _claim(self, session: AsyncSession, deliveries: list[Delivery]) -> set[str]:
+    async def _claim(self, session: AsyncSession, deliveries: list[Delivery],
+                     optimistic: bool = False) -> set[str]:
         """Insert inbox rows for the events not seen before; returns their ids (the rest
         are duplicates).
 
-        SQLite: one driver-level executemany of INSERT … ON CONFLICT DO NOTHING; when its
-        row count says every row went in (the usual case) that is the answer, with no
-        read at all. Otherwise, and on PostgreSQL: SELECT … IN for the ids already there,
+        Optimistic (SQLite, the first statement of a batch): one driver-level executemany
+        of INSERT … ON CONFLICT DO NOTHING; when its row count says every row went in (the
+        usual case) that is the answer, with no read at all; otherwise `_SeenBefore` rolls
+        the batch back to be rerun the careful way. Otherwise, and on PostgreSQL: SELECT … IN for the ids already there,
         then a plain INSERT of the rest. A concurrent process that claimed an id first
         makes that INSERT fail (unique violation, or SQLite's write lock), the batch is
         retried and the retry finds the id: effects are applied by one process only."""
         now = self.clock.now()
-        if session.bind.dialect.name == "sqlite" and len(deliveries) > 1:
+        if optimistic and session.bind.dialect.name == "sqlite" and len(deliveries) > 1:
             stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-            async with session.begin_nested() as savepoint:
-                # Asked for inside the savepoint: the session emits SAVEPOINT only then.
-                conn = await session.connection()
-                result = await conn.exec_driver_sql(_SQLITE_INBOX_INSERT, [
-                    (d.event.id, d.event.store_id, d.event.type, stamp) for d in deliveries])
-                if result.rowcount == len(deliveries):
-                    return {d.event.id for d in deliveries}
-                await savepoint.rollback()  # some were seen: find out which below
+            conn = await session.connection()
+            result = await conn.exec_driver_sql(_SQLITE_INBOX_INSERT, [
+                (d.event.id, d.event.store_id, d.event.type, stamp) for d in deliveries])
+            if result.rowcount != len(deliveries):
+                raise _SeenBefore  # roll back, and rerun the batch finding out which
+            return {d.event.id for d in deliveries}
         ids = [d.event.id for d in deliveries]
         seen = set((await session.execute(
             select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(ids))
@@ -153,11 +160,12 @@ class GroupCommitter:
             await session.execute(insert(ProcessedEvent), rows)
         return {r["event_id"] for r in rows}
 
-    async def _fast(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
+    async def _fast(self, groups: list[list[Delivery]],
+                    optimistic: bool = True) -> dict[Delivery, Outcome]:
         outcomes: dict[Delivery, Outcome] = {}
         async with self.sessionmaker() as session, session.begin():
             await lock_for_write(session)
-            new = await self._claim(session, [d for g in groups for d in g])
+            new = await self._claim(session, [d for g in groups for d in g], optimistic)
             deadline = time.monotonic() + BATCH_TIME_BUDGET
             for n, group in enumerate(groups):
                 if n and time.monotonic() > deadline:

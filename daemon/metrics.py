@@ -17,7 +17,8 @@ EVENTS = Counter(
 )
 EVENT_SECONDS = Histogram(
     "stormd_event_seconds", "Seconds from receipt of an event to its effects being committed.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5,
+             5, 10),
 )
 MESSAGES = Counter(
     "stormd_messages", "Outgoing messages by channel, provider and delivery status.",
