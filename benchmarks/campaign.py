@@ -23,7 +23,7 @@ import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from stormd.config.loader import settings_from_dict
 from stormd.handlers.campaigns import create_campaign, fan_out, schedule_campaign
 from stormd.schema.customers import Customer
@@ -57,6 +57,9 @@ async def seed(sessionmaker, n: int) -> None:
             await s.execute(insert(CustomerSegmentMember), [
                 {"store_id": STORE, "segment_id": seg.id, "customer_id": cid, "entered_at": NOW}
                 for cid in ids])
+        await s.commit()
+    async with sessionmaker() as s:  # planner statistics, as a live database keeps them
+        await s.execute(text("ANALYZE"))
         await s.commit()
 
 

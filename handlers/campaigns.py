@@ -390,10 +390,14 @@ def audience_ids(c: EmailCampaign, after: str | None = None, size: int | None = 
         if exclude is not None:
             query = query.where(Customer.customer_id.not_in(exclude))
         return _page(query, Customer.customer_id, after, size)
-    return union(*(
-        select(_page(audience_query(c.store_id, c.segments, ch, exclude), MEMBERS.c.customer_id,
-                     after, size).subquery().c.customer_id)
-        for ch in c.channels))
+    branches = []
+    for ch in c.channels:
+        branch = audience_query(c.store_id, c.segments, ch, exclude)
+        if after is not None:  # bound both joined sides, so neither is walked from its start
+            branch = branch.where(Customer.customer_id > after)
+        branches.append(select(_page(branch, MEMBERS.c.customer_id, after, size)
+                               .subquery().c.customer_id))
+    return union(*branches)
 
 
 def _page(query: Select, column: Any, after: str | None, size: int | None) -> Select:
