@@ -3,10 +3,17 @@ are acked only after it commits.
 
 The fast path runs a whole batch in one transaction: one multi-row inbox insert
 (`processed_events`, ON CONFLICT DO NOTHING RETURNING) tells which events are new, then
-every new event's handlers run. If any handler raises, the transaction is rolled back and
-the batch runs again carefully without the failed event: each other event in its own
-SAVEPOINT, so a failing event leaves no trace while the others commit. Events are given in groups, one group per actor; after a
-failure the rest of that group is skipped (not run), so one key's events stay in order.
+the new events' handlers run set-based. Events are given in groups, one group per actor;
+the fast path takes them in rounds (the first event of every group, then the second, ...),
+so no round holds two events of one key and a key's events run in order. A round is split
+into runs of one store and one event type; a type with a batch handler
+(`registry.on_event_batch`) gets each run in one call, other types run event by event.
+
+If any handler raises, the transaction is rolled back and the batch runs again carefully,
+event by event, each in its own SAVEPOINT, so a failing event leaves no trace while the
+others commit (the event known to have failed is not run again; when a batch call failed,
+the careful run finds out which event it was). After a failure the rest of that group is
+skipped (not run), so one key's events stay in order.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import BATCH_SIZE
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event
-from stormd.handlers.registry import dispatch_event
+from stormd.handlers.registry import dispatch_event, dispatch_events, registry
 from stormd.schema.inbox import ProcessedEvent
 
 log = logging.getLogger(__name__)
@@ -65,9 +72,27 @@ class _SeenBefore(Exception):
 
 
 class _HandlerFailed(Exception):
-    def __init__(self, delivery: Delivery, exc: BaseException):
+    """A handler raised; `delivery` is the event it failed on, None if a batch call over
+    several events raised (the careful rerun finds out which)."""
+
+    def __init__(self, delivery: Delivery | None, exc: BaseException, run: int = 1):
         self.delivery = delivery
         self.exc = exc
+        self.run = run
+
+
+def rounds(groups: list[list[Delivery]]) -> list[list[Delivery]]:
+    """The k-th event of every group, for k = 0, 1, ...: no round holds two events of one
+    actor, and each actor's events come in order across rounds."""
+    return [[g[k] for g in groups if k < len(g)] for k in range(max(map(len, groups), default=0))]
+
+
+def runs(deliveries: list[Delivery]) -> list[list[Delivery]]:
+    """Split a round into runs of one store and one event type (first appearance order)."""
+    by: dict[tuple[str, str], list[Delivery]] = {}
+    for d in deliveries:
+        by.setdefault((d.event.store_id, d.event.type), []).append(d)
+    return list(by.values())
 
 
 async def lock_for_write(session: AsyncSession) -> None:
@@ -91,11 +116,17 @@ class GroupCommitter:
         self, sessionmaker: Any, settings: Settings, clock: Clock,
         dispatch: Callable[[HandlerContext, Event], Awaitable[None]] = dispatch_event,
         after_commit: Callable[[], None] | None = None,
+        dispatch_batch: Callable[[HandlerContext, list[Event]], Awaitable[None]] | None = None,
     ):
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.clock = clock
         self.dispatch = dispatch
+        # Set-based dispatch of a run, for event types with a batch handler; only with the
+        # registry's own per-event dispatch (a custom one is used event by event).
+        if dispatch_batch is None and dispatch is dispatch_event:
+            dispatch_batch = dispatch_events
+        self.dispatch_batch = dispatch_batch
         self.after_commit = after_commit
 
     async def commit(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
@@ -107,11 +138,15 @@ class GroupCommitter:
             except _SeenBefore:
                 outcomes = await self._fast(groups, optimistic=False)
         except _HandlerFailed as failed:
-            failed.delivery.error = describe(failed.exc)
-            log.warning("handler failed for %s %s (attempt %d): %s", failed.delivery.event.type,
-                        failed.delivery.event.id, failed.delivery.attempts + 1,
-                        failed.delivery.error)
-            outcomes = await self._careful(groups, failed.delivery)
+            bad = failed.delivery
+            if bad is not None:
+                bad.error = describe(failed.exc)
+                log.warning("handler failed for %s %s (attempt %d): %s", bad.event.type,
+                            bad.event.id, bad.attempts + 1, bad.error)
+            else:
+                log.warning("a batch handler failed on a run of %d events (%s); rerunning "
+                            "them one by one", failed.run, describe(failed.exc))
+            outcomes = await self._careful(groups, bad)
         except Exception as exc:  # the transaction itself failed (database down, conflict)
             log.warning("batch of %d events failed to commit: %s",
                         sum(map(len, groups)), describe(exc))
@@ -167,23 +202,48 @@ class GroupCommitter:
             await lock_for_write(session)
             new = await self._claim(session, [d for g in groups for d in g], optimistic)
             deadline = time.monotonic() + BATCH_TIME_BUDGET
-            for n, group in enumerate(groups):
-                if n and time.monotonic() > deadline:
-                    await self._put_back(session, groups[n:], new, outcomes)
-                    break
-                for d in group:
-                    if d.event.id not in new:
+            for round_ in rounds(groups):
+                fresh = []
+                for d in round_:
+                    if d.event.id in new:
+                        fresh.append(d)
+                    else:
                         outcomes[d] = Outcome.DUPLICATE
-                        continue
-                    try:
-                        await self.dispatch(self._context(session, d.event), d.event)
-                    except Exception as exc:
-                        raise _HandlerFailed(d, exc) from exc
-                    outcomes[d] = Outcome.PROCESSED
+                for run in runs(fresh):
+                    if not await self._run(session, run, outcomes, deadline):
+                        rest = [d for g in groups for d in g if d not in outcomes]
+                        await self._put_back(session, [rest], new, outcomes)
+                        return outcomes
         return outcomes
 
+    async def _run(self, session: AsyncSession, run: list[Delivery],
+                   outcomes: dict[Delivery, Outcome], deadline: float) -> bool:
+        """Dispatch one run (one store, one type); False when out of time before it ended
+        (at least one event of the batch always runs)."""
+        ctx = self._context(session, run[0].event)
+        if self.dispatch_batch is not None and len(run) > 1 and registry.batched(
+                run[0].event.type):
+            if outcomes and time.monotonic() > deadline:
+                return False
+            try:
+                await self.dispatch_batch(ctx, [d.event for d in run])
+            except Exception as exc:
+                raise _HandlerFailed(None, exc, len(run)) from exc
+            for d in run:
+                outcomes[d] = Outcome.PROCESSED
+            return True
+        for d in run:
+            if outcomes and time.monotonic() > deadline:
+                return False
+            try:
+                await self.dispatch(ctx, d.event)
+            except Exception as exc:
+                raise _HandlerFailed(d, exc) from exc
+            outcomes[d] = Outcome.PROCESSED
+        return True
+
     async def _careful(
-        self, groups: list[list[Delivery]], known_bad: Delivery
+        self, groups: list[list[Delivery]], known_bad: Delivery | None
     ) -> dict[Delivery, Outcome]:
         """Rerun the batch, each event in a SAVEPOINT; the event that failed the fast path
         is not run again in this attempt."""

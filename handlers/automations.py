@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, extract, select, update
+from stormd.daemon.timers import schedule_timers
 from stormd.handlers.campaign_costs import unit_costs
 from stormd.handlers.context import HandlerContext, JobContext, TimerFired
 from stormd.handlers.eligibility import load_reach, recent_offer_holders, recently_triggered
@@ -36,7 +37,14 @@ from stormd.handlers.outreach import (
     store_profile,
 )
 from stormd.handlers.recommendations import recommend
-from stormd.handlers.registry import REACT, on_cron, on_event, on_segment_change, on_timer
+from stormd.handlers.registry import (
+    REACT,
+    on_cron,
+    on_event,
+    on_event_batch,
+    on_segment_change,
+    on_timer,
+)
 from stormd.handlers.send_slots import store_send_window
 from stormd.schema.automations import AutomationExecution, AutomationWorkflow
 from stormd.schema.customers import Customer
@@ -360,30 +368,39 @@ async def add_segment_entry_workflow(ctx: HandlerContext, segment: str, template
 # --- post-purchase upsell -----------------------------------------------------------------
 
 
-@on_event("order.created", "order.status_changed", stage=REACT)
-async def on_order_paid(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("order.created", "order.status_changed", stage=REACT)
+async def on_order_paid(ctx: HandlerContext, events: list[Event]) -> None:
     """An order turning PAID opens its upsell, fired `post_purchase_delay` later."""
-    data = event.data
-    if not isinstance(data, (OrderCreated, OrderStatusChanged)) or data.status != "PAID":
-        return
     if not enabled(ctx, "post_purchase"):
         return
-    customer_id = getattr(data, "customer_id", None) or await ctx.session.scalar(
-        select(Order.customer_id).where(Order.store_id == ctx.store_id,
-                                        Order.order_id == data.order_id))
-    if customer_id is None:
+    too_old = ctx.now() - timedelta(days=1)  # a replayed or imported old order: too late
+    paid = [(e.data, e.occurred_at + ctx.settings.automations.post_purchase_delay)
+            for e in events if isinstance(e.data, (OrderCreated, OrderStatusChanged))
+            and e.data.status == "PAID"]
+    paid = [(data, due) for data, due in paid if due >= too_old]
+    if not paid:
         return
-    due = event.occurred_at + ctx.settings.automations.post_purchase_delay
-    if due < ctx.now() - timedelta(days=1):
-        return  # a replayed or imported old order: too late to upsell
+    unknown = [data.order_id for data, _ in paid if not getattr(data, "customer_id", None)]
+    buyer = dict((await ctx.session.execute(
+        select(Order.order_id, Order.customer_id).where(
+            Order.store_id == ctx.store_id, Order.order_id.in_(unknown)))).all()
+    ) if unknown else {}
+    paid = [(data, getattr(data, "customer_id", None) or buyer.get(data.order_id), due)
+            for data, due in paid]
+    paid = [(data, customer_id, due) for data, customer_id, due in paid if customer_id]
+    if not paid:
+        return
     workflow = await ensure_workflow(ctx, "post_purchase")
     if not workflow.enabled:
         return
-    fresh = await open_executions(ctx, workflow, [(customer_id, data.order_id, data.order_id)],
+    fresh = await open_executions(ctx, workflow, [(customer_id, data.order_id, data.order_id)
+                                                  for data, customer_id, _ in paid],
                                   status="WAITING")
-    if fresh:
-        await ctx.schedule(f"post_purchase:{data.order_id}", POST_PURCHASE_KIND, due,
-                           {"orderId": data.order_id, "executionId": fresh[0].id})
+    by_order = {x.subject_id: x for x in fresh}
+    await schedule_timers(ctx.session, store_id=ctx.store_id, now=ctx.now(), timers=[
+        {"key": f"post_purchase:{data.order_id}", "kind": POST_PURCHASE_KIND, "due_at": due,
+         "payload": {"orderId": data.order_id, "executionId": by_order[data.order_id].id}}
+        for data, _, due in paid if data.order_id in by_order])
 
 
 @on_timer(POST_PURCHASE_KIND)

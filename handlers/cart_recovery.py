@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from stormd.config.settings import CartStep
 from stormd.daemon.timers import cancel_timers, schedule_timers
 from stormd.handlers.context import HandlerContext, TimerFired
@@ -162,26 +162,44 @@ async def cancel_recovery(ctx: HandlerContext, cart_ids: list[str], reason: str,
                           status: str = "CANCELLED") -> list[CartAbandonmentEvent]:
     """Stop what is pending for these carts: the timer, open abandonments, executions.
     Returns the abandonments that were open."""
+    return await cancel_recoveries(ctx, {c: reason for c in cart_ids}, status)
+
+
+async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
+                            status: str = "CANCELLED") -> list[CartAbandonmentEvent]:
+    """`cancel_recovery` for many carts at once, each with its own reason (cart id ->
+    reason), in a few statements."""
+    cart_ids = list(reasons)
+    if not cart_ids:
+        return []
     await cancel_timers(ctx.session, store_id=ctx.store_id, keys=[_key(c) for c in cart_ids])
-    open_rows = (await ctx.session.scalars(select(CartAbandonmentEvent).where(
-        CartAbandonmentEvent.store_id == ctx.store_id,
-        CartAbandonmentEvent.cart_id.in_(cart_ids), CartAbandonmentEvent.status == "OPEN",
-    ))).all()
+    open_rows: list[CartAbandonmentEvent] = []
+    for i in range(0, len(cart_ids), CHUNK):
+        open_rows.extend((await ctx.session.scalars(select(CartAbandonmentEvent).where(
+            CartAbandonmentEvent.store_id == ctx.store_id,
+            CartAbandonmentEvent.cart_id.in_(cart_ids[i:i + CHUNK]),
+            CartAbandonmentEvent.status == "OPEN",
+        ))).all())
     if not open_rows:
         return []
     for row in open_rows:
         row.status = status
     now = ctx.now()
-    await ctx.session.execute(
-        update(AutomationExecution)
-        .where(AutomationExecution.store_id == ctx.store_id,
-               AutomationExecution.trigger == TRIGGER,
-               AutomationExecution.subject_id.in_(cart_ids),
-               AutomationExecution.status.in_(RUNNING))
-        .values(status="CANCELLED", error=reason, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return list(open_rows)
+    by_reason: dict[str, list[str]] = {}
+    for cart_id, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(cart_id)
+    for reason, ids in by_reason.items():
+        for i in range(0, len(ids), CHUNK):
+            await ctx.session.execute(
+                update(AutomationExecution)
+                .where(AutomationExecution.store_id == ctx.store_id,
+                       AutomationExecution.trigger == TRIGGER,
+                       AutomationExecution.subject_id.in_(ids[i:i + CHUNK]),
+                       AutomationExecution.status.in_(RUNNING))
+                .values(status="CANCELLED", error=reason, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    return open_rows
 
 
 # --- the steps -----------------------------------------------------------------------------
@@ -402,51 +420,66 @@ async def _finish(ctx: HandlerContext, tasks: list[Task]) -> None:
 # --- attribution ---------------------------------------------------------------------------
 
 
-async def attribute_order(ctx: HandlerContext, order: OrderCreated, at: datetime,
-                          converted_carts: list[str]) -> None:
-    """Credit the order to one abandonment: its cart's, else the cart whose code it
-    redeemed, else the customer's most recent reminder within the attribution window.
-    Whatever is still pending for the customer's carts stops: they have ordered."""
-    redeemed = await codes_redeemed_by(ctx.session, ctx.store_id, order.promotion_codes or [],
-                                       order.order_id)
-    explicit = {c.cart_id for c in redeemed if c.cart_id} | (
-        {order.cart_id} if order.cart_id else set())
-    window_start = at - ctx.settings.carts.attribution_window
-    Ab = CartAbandonmentEvent
-    candidates = (await ctx.session.scalars(select(Ab).where(
-        Ab.store_id == ctx.store_id, Ab.status != "RECOVERED",
-        or_(Ab.cart_id.in_(explicit),
-            and_(Ab.customer_id == order.customer_id, Ab.last_reminder_at >= window_start,
-                 Ab.last_reminder_at <= at)),
-    ))).all()
-    pending = (await ctx.session.scalars(select(Ab.cart_id).where(
-        Ab.store_id == ctx.store_id, Ab.customer_id == order.customer_id, Ab.status == "OPEN",
-    ))).all()
-    await cancel_recovery(ctx, list({*converted_carts, *pending, *(c.cart_id for c in candidates)}),
-                          reason=f"order {order.order_id}", status="ENDED")
-    if not candidates:
+async def attribute_orders(ctx: HandlerContext,
+                           orders: list[tuple[OrderCreated, datetime, list[str]]]) -> None:
+    """Credit each order (with when it happened and the carts it converted; one order per
+    customer) to one abandonment: its cart's, else the cart whose code it redeemed, else
+    the customer's most recent reminder within the attribution window. Whatever is still
+    pending for the customer's carts stops: they have ordered."""
+    if not orders:
         return
-
-    def rank(row: CartAbandonmentEvent) -> tuple[int, datetime]:
-        return (1 if row.cart_id in explicit else 0, row.last_reminder_at or row.abandoned_at)
-
-    best = max(candidates, key=rank)
-    best.status, best.recovered_at = "RECOVERED", at
-    best.order_id, best.recovered_revenue = order.order_id, order.total
+    Ab = CartAbandonmentEvent
+    explicit: list[set[str]] = []
+    for order, _, _ in orders:
+        redeemed = await codes_redeemed_by(ctx.session, ctx.store_id,
+                                           order.promotion_codes or [], order.order_id)
+        explicit.append({c.cart_id for c in redeemed if c.cart_id} | (
+            {order.cart_id} if order.cart_id else set()))
+    carts = sorted(set().union(*explicit))
+    customers = sorted({order.customer_id for order, _, _ in orders})
+    rows: list[CartAbandonmentEvent] = []
+    for i in range(0, max(len(carts), len(customers)), CHUNK):
+        rows.extend((await ctx.session.scalars(select(Ab).where(
+            Ab.store_id == ctx.store_id, Ab.status != "RECOVERED",
+            or_(Ab.cart_id.in_(carts[i:i + CHUNK]), Ab.customer_id.in_(customers[i:i + CHUNK])),
+        ))).all())
+    rows = list(dict.fromkeys(rows))
+    reasons: dict[str, str] = {}
+    credited: list[tuple[OrderCreated, datetime, set[str], list[CartAbandonmentEvent]]] = []
+    for (order, at, converted), mine in zip(orders, explicit):
+        window_start = at - ctx.settings.carts.attribution_window
+        candidates = [r for r in rows if r.cart_id in mine or (
+            r.customer_id == order.customer_id and r.last_reminder_at is not None
+            and window_start <= r.last_reminder_at <= at)]
+        pending = [r.cart_id for r in rows
+                   if r.customer_id == order.customer_id and r.status == "OPEN"]
+        for cart_id in (*converted, *pending, *(c.cart_id for c in candidates)):
+            reasons.setdefault(cart_id, f"order {order.order_id}")
+        if candidates:
+            credited.append((order, at, mine, candidates))
+    await cancel_recoveries(ctx, reasons, status="ENDED")
     now = ctx.now()
-    await ctx.session.execute(
-        update(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id == best.cart_id)
-        .values(status="RECOVERED", order_id=order.order_id)
-        .execution_options(synchronize_session="fetch")
-    )
-    await ctx.session.execute(
-        update(AutomationExecution)
-        .where(AutomationExecution.store_id == ctx.store_id,
-               AutomationExecution.trigger == TRIGGER,
-               AutomationExecution.subject_id == best.cart_id)
-        .values(status="COMPLETED", completed_at=now, updated_at=now, error=None)
-        .execution_options(synchronize_session=False)
-    )
+    for order, at, mine, candidates in credited:
+        candidates = [r for r in candidates if r.status != "RECOVERED"]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda row, mine=mine: (
+            1 if row.cart_id in mine else 0, row.last_reminder_at or row.abandoned_at))
+        best.status, best.recovered_at = "RECOVERED", at
+        best.order_id, best.recovered_revenue = order.order_id, order.total
+        await ctx.session.execute(
+            update(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id == best.cart_id)
+            .values(status="RECOVERED", order_id=order.order_id)
+            .execution_options(synchronize_session="fetch")
+        )
+        await ctx.session.execute(
+            update(AutomationExecution)
+            .where(AutomationExecution.store_id == ctx.store_id,
+                   AutomationExecution.trigger == TRIGGER,
+                   AutomationExecution.subject_id == best.cart_id)
+            .values(status="COMPLETED", completed_at=now, updated_at=now, error=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 # --- small set-based helpers ---------------------------------------------------------------

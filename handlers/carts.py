@@ -14,16 +14,16 @@ decided with a handful of set-based queries per batch, not a query per cart.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
+from stormd.daemon.timers import schedule_timers
 from stormd.handlers import cart_recovery
 from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.eligibility import load_reach
 from stormd.handlers.events import CartCleared, CartUpdated, Event, OrderCreated
-from stormd.handlers.registry import REACT, STATE, on_event, on_timer_batch
+from stormd.handlers.registry import REACT, STATE, on_event_batch, on_timer_batch
 from stormd.schema.carts import Cart, CartItem
 from stormd.schema.orders import Order
 
@@ -42,72 +42,101 @@ def value_priority(total: Decimal) -> int:
     return max(0, min(int(total), 2**31 - 1))
 
 
-async def _current(ctx: HandlerContext, cart_id: str, at: datetime) -> Cart | None | bool:
-    """The cart row, None if new, or False when the event is stale or the cart closed."""
-    cart = await ctx.session.get(Cart, (ctx.store_id, cart_id))
-    if cart is not None and (cart.updated_at > at or cart.status in CLOSED):
-        return False
-    return cart
+async def _current(ctx: HandlerContext, events: list[Event]) -> dict[str, Cart | None | bool]:
+    """Each event's cart row, None if new, or False when the event is stale or the cart
+    closed (one query for the run; the events are of distinct carts)."""
+    ids = [e.data.cart_id for e in events]
+    rows: dict[str, Cart] = {}
+    for i in range(0, len(ids), 5000):
+        rows.update((c.cart_id, c) for c in (await ctx.session.scalars(
+            select(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id.in_(ids[i:i + 5000]))
+        )).all())
+    found: dict[str, Cart | None | bool] = {}
+    for e in events:
+        cart = rows.get(e.data.cart_id)
+        stale = cart is not None and (cart.updated_at > e.occurred_at or cart.status in CLOSED)
+        found[e.data.cart_id] = False if stale else cart
+    return found
 
 
-@on_event("cart.updated", stage=STATE)
-async def keep_cart(ctx: HandlerContext, event: Event) -> None:
-    """Store the cart's contents and restart its inactivity clock."""
-    d: CartUpdated = event.data  # type: ignore[assignment]
-    at = event.occurred_at
-    cart = await _current(ctx, d.cart_id, at)
-    if cart is False:
+@on_event_batch("cart.updated", stage=STATE)
+async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
+    """Store the carts' contents and restart their inactivity clocks."""
+    current = await _current(ctx, events)
+    kept: list[CartUpdated] = []
+    timers: list[dict[str, Any]] = []
+    for event in events:
+        d: CartUpdated = event.data  # type: ignore[assignment]
+        at = event.occurred_at
+        cart = current[d.cart_id]
+        if cart is False:
+            continue
+        assert d.total is not None  # filled from the items by the payload model
+        if cart is None:
+            cart = Cart(store_id=ctx.store_id, cart_id=d.cart_id, created_at=at)
+            ctx.session.add(cart)
+        cart.customer_id = d.customer_id or cart.customer_id
+        cart.status, cart.total, cart.updated_at, cart.order_id = "ACTIVE", d.total, at, None
+        kept.append(d)
+        if cart.customer_id and d.total >= ctx.settings.carts.min_value:
+            timers.append({"key": timer_key(d.cart_id), "kind": ABANDON_TIMER,
+                           "due_at": at + ctx.settings.carts.abandon_after,
+                           "payload": {"cart": d.cart_id}, "priority": value_priority(d.total)})
+    if not kept:
         return
-    assert d.total is not None  # filled from the items by the payload model
-    if cart is None:
-        cart = Cart(store_id=ctx.store_id, cart_id=d.cart_id, created_at=at)
-        ctx.session.add(cart)
-    cart.customer_id = d.customer_id or cart.customer_id
-    cart.status, cart.total, cart.updated_at, cart.order_id = "ACTIVE", d.total, at, None
-    await ctx.session.execute(
-        delete(CartItem).where(CartItem.store_id == ctx.store_id, CartItem.cart_id == d.cart_id)
-    )
-    if d.items:
-        await ctx.session.execute(insert(CartItem), [
-            {"store_id": ctx.store_id, "cart_id": d.cart_id, "product_id": i.product_id,
-             "name": i.name, "category": i.category, "quantity": i.quantity,
-             "unit_price": i.unit_price, "image_url": i.image_url}
-            for i in d.items
-        ])
-    await cart_recovery.cancel_recovery(ctx, [d.cart_id], reason="cart updated")
-    if cart.customer_id and d.total >= ctx.settings.carts.min_value:
-        await ctx.schedule(
-            timer_key(d.cart_id), ABANDON_TIMER, at + ctx.settings.carts.abandon_after,
-            payload={"cart": d.cart_id}, priority=value_priority(d.total),
-        )
+    ids = [d.cart_id for d in kept]
+    for i in range(0, len(ids), 5000):
+        await ctx.session.execute(delete(CartItem).where(
+            CartItem.store_id == ctx.store_id, CartItem.cart_id.in_(ids[i:i + 5000])))
+    items = [{"store_id": ctx.store_id, "cart_id": d.cart_id, "product_id": i.product_id,
+              "name": i.name, "category": i.category, "quantity": i.quantity,
+              "unit_price": i.unit_price, "image_url": i.image_url}
+             for d in kept for i in d.items]
+    if items:
+        await ctx.session.execute(insert(CartItem), items)
+    await cart_recovery.cancel_recovery(ctx, ids, reason="cart updated")
+    await schedule_timers(ctx.session, store_id=ctx.store_id, now=ctx.now(), timers=timers)
 
 
-@on_event("cart.cleared", stage=STATE)
-async def clear_cart(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("cart.cleared", stage=STATE)
+async def clear_cart(ctx: HandlerContext, events: list[Event]) -> None:
     """An emptied cart is never abandoned; whatever was pending for it stops."""
-    d: CartCleared = event.data  # type: ignore[assignment]
-    cart = await _current(ctx, d.cart_id, event.occurred_at)
-    if not cart:
-        return
-    cart.status, cart.updated_at = "CLEARED", event.occurred_at
-    await cart_recovery.cancel_recovery(ctx, [d.cart_id], reason="cart cleared")
+    current = await _current(ctx, events)
+    cleared = []
+    for event in events:
+        d: CartCleared = event.data  # type: ignore[assignment]
+        cart = current[d.cart_id]
+        if cart:
+            cart.status, cart.updated_at = "CLEARED", event.occurred_at
+            cleared.append(d.cart_id)
+    if cleared:
+        await cart_recovery.cancel_recovery(ctx, cleared, reason="cart cleared")
 
 
-@on_event("order.created", stage=REACT)
-async def convert_carts(ctx: HandlerContext, event: Event) -> None:
-    """The order converts its cart (cartId) and the customer's active carts last touched
+@on_event_batch("order.created", stage=REACT)
+async def convert_carts(ctx: HandlerContext, events: list[Event]) -> None:
+    """Each order converts its cart (cartId) and the customer's active carts last touched
     before it; the order is then attributed to a recovery if one earned it."""
-    d: OrderCreated = event.data  # type: ignore[assignment]
-    at = event.occurred_at
-    by_customer = (Cart.customer_id == d.customer_id) & (Cart.updated_at <= at) & (
-        Cart.status == "ACTIVE")
-    match = or_(Cart.cart_id == d.cart_id, by_customer) if d.cart_id else by_customer
-    carts = (await ctx.session.scalars(
-        select(Cart).where(Cart.store_id == ctx.store_id, Cart.status.in_(LIVE), match)
-    )).all()
-    for cart in carts:  # attribute_order marks the one it credits RECOVERED
-        cart.status, cart.order_id = "CONVERTED", d.order_id
-    await cart_recovery.attribute_order(ctx, d, at, [c.cart_id for c in carts])
+    orders: list[OrderCreated] = [e.data for e in events]  # type: ignore[misc]
+    cart_ids = sorted({d.cart_id for d in orders if d.cart_id})
+    customers = sorted({d.customer_id for d in orders})
+    carts: list[Cart] = []
+    for i in range(0, max(len(cart_ids), len(customers)), 5000):
+        carts.extend((await ctx.session.scalars(select(Cart).where(
+            Cart.store_id == ctx.store_id, Cart.status.in_(LIVE),
+            or_(Cart.cart_id.in_(cart_ids[i:i + 5000]),
+                Cart.customer_id.in_(customers[i:i + 5000])))
+        )).all())
+    carts = list(dict.fromkeys(carts))
+    attributed = []
+    for event, d in zip(events, orders):
+        at = event.occurred_at
+        mine = [c for c in carts if c.status in LIVE and (c.cart_id == d.cart_id or (
+            c.customer_id == d.customer_id and c.updated_at <= at and c.status == "ACTIVE"))]
+        for cart in mine:  # attribute_orders marks the one it credits RECOVERED
+            cart.status, cart.order_id = "CONVERTED", d.order_id
+        attributed.append((d, at, [c.cart_id for c in mine]))
+    await cart_recovery.attribute_orders(ctx, attributed)
 
 
 async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:

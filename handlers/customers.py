@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import CustomerConsentChanged, CustomerUpserted, Event
-from stormd.handlers.registry import STATE, on_event
+from stormd.handlers.registry import STATE, on_event, on_event_batch
 from stormd.handlers.stores import ensure_stores
 from stormd.schema.customers import Customer
 from stormd.schema.upsert import upsert_rows
@@ -68,10 +68,12 @@ async def set_consent(session: AsyncSession, store_id: str, change: CustomerCons
     await upsert_rows(session, Customer.__table__, [row], ["store_id", "customer_id"])
 
 
-@on_event("customer.upserted", stage=STATE)
-async def on_customer_upserted(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("customer.upserted", stage=STATE)
+async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None:
     await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
-    await upsert_customers(ctx.session, ctx.store_id, [event.data], event.occurred_at)
+    await upsert_rows(ctx.session, Customer.__table__,
+                      [customer_row(ctx.store_id, e.data, e.occurred_at) for e in events],
+                      ["store_id", "customer_id"])
 
 
 @on_event("customer.consent_changed", stage=STATE)

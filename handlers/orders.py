@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.customers import ensure_customers
 from stormd.handlers.events import Event, OrderCreated, PromotionRedeemed
-from stormd.handlers.registry import STATE, on_event
+from stormd.handlers.registry import STATE, on_event_batch
 from stormd.handlers.stores import ensure_stores
 from stormd.schema.orders import Order, OrderItem, OrderStatusChange
 from stormd.schema.promotions import AppliedPromotion, DiscountCode
@@ -154,20 +154,21 @@ async def record_promotion_redeemed(session: AsyncSession, store_id: str,
                                [(r.code, r.order_id, at) for r, at in redemptions])
 
 
-@on_event("order.created", stage=STATE)
-async def on_order_created(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("order.created", stage=STATE)
+async def on_order_created(ctx: HandlerContext, events: list[Event]) -> None:
     await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
-    await upsert_orders(ctx.session, ctx.store_id, [(event.data, event.occurred_at)])
+    await upsert_orders(ctx.session, ctx.store_id, [(e.data, e.occurred_at) for e in events])
 
 
-@on_event("order.status_changed", stage=STATE)
-async def on_order_status_changed(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("order.status_changed", stage=STATE)
+async def on_order_status_changed(ctx: HandlerContext, events: list[Event]) -> None:
     await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
-    await apply_order_status(ctx.session, ctx.store_id,
-                             [(event.data.order_id, event.data.status, event.occurred_at)])
+    await apply_order_status(ctx.session, ctx.store_id, [
+        (e.data.order_id, e.data.status, e.occurred_at) for e in events])
 
 
-@on_event("promotion.redeemed", stage=STATE)
-async def on_promotion_redeemed(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("promotion.redeemed", stage=STATE)
+async def on_promotion_redeemed(ctx: HandlerContext, events: list[Event]) -> None:
     await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
-    await record_promotion_redeemed(ctx.session, ctx.store_id, [(event.data, event.occurred_at)])
+    await record_promotion_redeemed(ctx.session, ctx.store_id,
+                                    [(e.data, e.occurred_at) for e in events])

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event, ProductUpserted
-from stormd.handlers.registry import STATE, on_event
+from stormd.handlers.registry import STATE, on_event_batch
 from stormd.handlers.stores import ensure_stores
 from stormd.schema.products import Product
 from stormd.schema.upsert import upsert_rows
@@ -36,7 +36,9 @@ async def upsert_products(session: AsyncSession, store_id: str,
                       ["store_id", "product_id"])
 
 
-@on_event("product.upserted", stage=STATE)
-async def on_product_upserted(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("product.upserted", stage=STATE)
+async def on_product_upserted(ctx: HandlerContext, events: list[Event]) -> None:
     await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
-    await upsert_products(ctx.session, ctx.store_id, [event.data], event.occurred_at)
+    await upsert_rows(ctx.session, Product.__table__,
+                      [product_row(ctx.store_id, e.data, e.occurred_at) for e in events],
+                      ["store_id", "product_id"])

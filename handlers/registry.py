@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import importlib
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
-from stormd.handlers.context import HandlerContext, JobContext, TimerFired
 from stormd.config.settings import Settings
+from stormd.handlers.context import HandlerContext, JobContext, TimerFired
 from stormd.handlers.events import Event
 
 EventHandler = Callable[[HandlerContext, Event], Awaitable[None]]
+# Handles a run of events of one type and one store (arrival order, at most one per actor
+# key) in one call: set-based work instead of a few statements per event.
+BatchEventHandler = Callable[[HandlerContext, list[Event]], Awaitable[None]]
 TimerHandler = Callable[[HandlerContext, TimerFired], Awaitable[None]]
 # Handles many due timers of one kind and one store in one transaction (set-based work).
 BatchTimerHandler = Callable[[HandlerContext, list[TimerFired]], Awaitable[None]]
@@ -49,6 +52,7 @@ class _Registered:
     stage: int
     name: str
     fn: EventHandler
+    batch: BatchEventHandler | None = None  # the set-based form, when there is one
 
 
 class HandlerRegistry:
@@ -69,6 +73,30 @@ class HandlerRegistry:
             return fn
 
         return register
+
+    def on_event_batch(
+        self, *types: str, stage: int = REACT
+    ) -> Callable[[BatchEventHandler], BatchEventHandler]:
+        """Like on_event, but the handler takes a list of events of one type and one store,
+        in arrival order, no two of one actor key; `dispatch_event` still works, handing it
+        a list of one."""
+
+        def register(fn: BatchEventHandler) -> BatchEventHandler:
+            async def one(ctx: HandlerContext, event: Event) -> None:
+                await fn(ctx, [event])
+
+            name = f"{fn.__module__}.{fn.__qualname__}"
+            for type_ in types:
+                entries = self._events[type_]
+                entries.append(_Registered(stage, name, one, fn))
+                entries.sort(key=lambda r: (r.stage, r.name))
+            return fn
+
+        return register
+
+    def batched(self, type_: str) -> bool:
+        """Whether some handler of this event type has a set-based form."""
+        return any(r.batch is not None for r in self._events.get(type_, ()))
 
     def on_timer(self, kind: str) -> Callable[[TimerHandler], TimerHandler]:
         def register(fn: TimerHandler) -> TimerHandler:
@@ -143,6 +171,7 @@ class HandlerRegistry:
 
 registry = HandlerRegistry()
 on_event = registry.on_event
+on_event_batch = registry.on_event_batch
 on_timer = registry.on_timer
 on_timer_batch = registry.on_timer_batch
 on_segment_change = registry.on_segment_change
@@ -165,6 +194,20 @@ async def dispatch_event(ctx: HandlerContext, event: Event) -> None:
     """Run every handler of the event's type, in stage order, in the caller's transaction."""
     for handler in registry.event_handlers(event.type):
         await handler(ctx, event)
+
+
+async def dispatch_events(ctx: HandlerContext, events: list[Event]) -> None:
+    """Run every handler of a run of same-type events of `ctx.store_id` (no two of one actor
+    key) in stage order: a batch handler gets the whole run in one call, the others each
+    event in turn."""
+    if not events:
+        return
+    for entry in registry._events.get(events[0].type, ()):
+        if entry.batch is not None:
+            await entry.batch(ctx, events)
+        else:
+            for event in events:
+                await entry.fn(ctx, event)
 
 
 async def dispatch_segment_change(

@@ -31,7 +31,7 @@ from stormd.handlers.events import Event
 from stormd.handlers.features import ID_CHUNK, customer_aggregates, epoch_us, first_column
 from stormd.handlers.guardrails import record_segment_size
 from stormd.handlers.lifecycle import upsert_buyers, upsert_prospects
-from stormd.handlers.registry import REACT, dispatch_segment_change, on_event
+from stormd.handlers.registry import REACT, dispatch_segment_change, on_event_batch
 from stormd.handlers.rfm import Bounds, latest_ok_run, score
 from stormd.schema.customers import Customer
 from stormd.schema.inbox import OutboundEvent
@@ -325,23 +325,29 @@ async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime)
     return moved
 
 
-async def _customer_of(ctx: HandlerContext, event: Event) -> str | None:
-    customer = getattr(event.data, "customer_id", None)
-    if customer:
-        return customer
-    order_id = getattr(event.data, "order_id", None)
-    if order_id is None:
-        return None
-    return await ctx.session.scalar(
-        select(Order.customer_id).where(Order.store_id == ctx.store_id, Order.order_id == order_id))
+async def _customers_of(ctx: HandlerContext, events: list[Event]) -> list[str]:
+    """The customers these events concern (an order status change names only its order:
+    its customer is looked up, one query for the run)."""
+    named = [getattr(e.data, "customer_id", None) for e in events]
+    orders = [e.data.order_id for e, c in zip(events, named)
+              if not c and getattr(e.data, "order_id", None) is not None]
+    buyer: dict[str, str] = {}
+    for start in range(0, len(orders), ID_CHUNK):
+        buyer.update((await ctx.session.execute(
+            select(Order.order_id, Order.customer_id).where(
+                Order.store_id == ctx.store_id,
+                Order.order_id.in_(orders[start:start + ID_CHUNK])))).all())
+    found = [c or buyer.get(getattr(e.data, "order_id", None) or "") for e, c in zip(events, named)]
+    return [c for c in found if c]
 
 
-@on_event(*RESCORING_EVENTS, stage=REACT)
-async def rescore_on_event(ctx: HandlerContext, event: Event) -> None:
-    """Keep the customer's scores and segments current between nightly runs."""
-    customer = await _customer_of(ctx, event)
-    if customer is not None:
-        await rescore_customers(ctx, [customer])
+@on_event_batch(*RESCORING_EVENTS, stage=REACT)
+async def rescore_on_event(ctx: HandlerContext, events: list[Event]) -> None:
+    """Keep the customers' scores and segments current between nightly runs (one
+    re-scoring for the whole run of events)."""
+    customers = await _customers_of(ctx, events)
+    if customers:
+        await rescore_customers(ctx, customers)
 
 
 # --- audiences -------------------------------------------------------------------------
