@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import nats.errors
+from nats.js.client import JetStreamContext
 from nats.js.errors import FetchTimeoutError
 from stormd.config.settings import Settings
 from stormd.daemon.actors import ActorSystem
@@ -50,16 +51,34 @@ class Intake:
         self._task: asyncio.Task | None = None
         self._keepalive: asyncio.Task | None = None
         self.fetching = False
+        self._last_fetch = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="intake")
         self._keepalive = asyncio.create_task(self._keep_alive(), name="intake-keepalive")
 
     async def stop(self) -> None:
-        """Stop fetching (in-flight events are left to the actors' drain)."""
+        """Stop fetching, then take in what JetStream delivered to us after the last fetch
+        returned (in-flight events, these too, are left to the actors' drain).
+
+        A fetch returns when its wait is over even if the server is still sending the batch
+        (the event loop is busy with handlers under load); nats-py keeps the rest in the
+        subscription's queue for the next fetch. There is no next fetch once we stop, yet
+        JetStream counts those messages as ours, awaiting an ack: they are handled like
+        any other fetched event, not left unacked until `ack_wait` redelivers them."""
         self._stop.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        # The last pull request lives FETCH_WAIT on the server; a round trip after it has
+        # ended puts everything the server sent for it in the subscription's queue.
+        await asyncio.sleep(max(self._last_fetch + FETCH_WAIT - time.monotonic(), 0))
+        try:
+            await self.psub._nc.flush(timeout=2)
+        except Exception as exc:  # disconnected: what was not delivered is not ours
+            log.debug("flush before the drain failed: %s", exc)
+        received = time.monotonic()
+        for msg in _already_delivered(self.psub):
+            await self._accept(msg, received)
 
     async def close(self) -> None:
         """After the drain: stop telling JetStream that events are still being worked on."""
@@ -90,6 +109,7 @@ class Intake:
                 continue
             try:
                 self.fetching = True
+                self._last_fetch = time.monotonic()
                 msgs = await self.psub.fetch(batch=min(batch, room), timeout=FETCH_WAIT)
                 backoff = 0.1
             except (TimeoutError, FetchTimeoutError, nats.errors.TimeoutError):
@@ -157,6 +177,20 @@ class Intake:
             EVENT_SECONDS.observe(time.monotonic() - d.received)
         for msg in d.msgs:
             await _ack(msg)
+
+
+def _already_delivered(psub: Any) -> list[Any]:
+    """The messages nats-py holds for the pull subscription's next fetch (the queue fetch
+    drains first), without asking the server for more; status messages (for expired pull
+    requests) are dropped, as fetch does."""
+    sub = psub._sub
+    msgs = []
+    while not sub._pending_queue.empty():
+        msg = sub._pending_queue.get_nowait()
+        sub._pending_size -= len(msg.data)
+        if not JetStreamContext.is_status_msg(msg):
+            msgs.append(msg)
+    return msgs
 
 
 def _delivered(msg: Any) -> int:
