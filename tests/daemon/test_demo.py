@@ -18,7 +18,22 @@ async def test_the_demo_plays_a_day_and_reports_what_the_automations_did():
     ).groups())
     assert published > 50 and processed == published
     assert rejected == 2  # the two broken events the demo storefront sends
-    for section in ("Messages in the outbox", "Carts", "Segments", "KPIs"):
+    for section in ("Abandoned carts", "RFM and segments", "Campaign", "Automations",
+                    "Messages", "KPIs"):
         assert f"\n{section}" in text
     assert re.search(r"abandoned [1-9]\d*", text), text
     assert "abandoned_cart" in text  # reminders were queued and sent through the outbox
+    assert "unavailable" not in text  # every report section could be computed
+    assert re.search(r"RFM runs [1-9]", text), text  # the nightly cron fired
+    assert re.search(r"customer\.segmented published: entered [1-9]", text), text
+    assert re.search(r"Campaign\n.*\n.*\n  sent [1-9]", text), text  # the API-driven campaign
+    assert "status SENT" in text
+
+
+async def test_the_demo_report_data_is_what_json_prints():
+    data = await run_demo(customers=30, seed=5, say=lambda _: None, tick=timedelta(hours=1),
+                          follow_step=timedelta(hours=8))
+    assert data["store"] == "dhaka_bazar" and data["customers"] == 30
+    assert data["kpis"]["abandoned_carts"] >= 1
+    assert data["campaign"]["status"] == "SENT"
+    assert sum(row["messages"] for row in data["messages"] if row["status"] == "sent") > 0
