@@ -20,7 +20,7 @@ import argparse
 import asyncio
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from stormd.schema.orders import Order
 from stormd.schema.timers import Timer
 
 STORE = "bench"
-START = datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)  # 10:00 in Dhaka, a Tuesday
+START = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 10:00 in Dhaka, a Tuesday
 
 
 async def seed(sessionmaker, n: int) -> None:

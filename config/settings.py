@@ -21,7 +21,6 @@ from pydantic import (
     PrivateAttr,
     field_validator,
 )
-
 from stormd.config.durations import format_duration, parse_duration
 
 

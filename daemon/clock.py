@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class Clock:
     """Wall-clock time, always aware UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class SettableClock(Clock):
     """A clock that stands still until a test moves it."""
 
     def __init__(self, start: datetime | None = None):
-        self._now = start or datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)
+        self._now = start or datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
         if self._now.tzinfo is None:
             raise ValueError("SettableClock needs an aware datetime")
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pluggy
 from pydantic import ValidationError
-
 from stormd.config.errors import ConfigError
 from stormd.config.settings import Settings
 from stormd.plugins import hookspecs
@@ -126,7 +125,7 @@ class ChannelPlugins:
 
         Raises ConfigError naming the key. A channel naming a broken plugin is logged and
         skipped (the others in its list still deliver)."""
-        for name, section in settings.providers.items():
+        for name in settings.providers:
             if name not in self.providers:
                 raise ConfigError(f"providers.{name}", f"no channel plugin is named {name!r}")
         for channel in CHANNELS:

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from sqlalchemy import Boolean, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
-
 from stormd.schema.base import Base
 
 

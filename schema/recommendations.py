@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
-
 from stormd.schema.base import Base, BigId
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
-
 from stormd.schema.base import Base, BigId
 
 

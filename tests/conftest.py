@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
-
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.clock import SettableClock
 from stormd.daemon.nats_server import start_nats_server, wait_until_listening
@@ -109,7 +108,7 @@ def sessionmaker(engine):
 
 @pytest.fixture
 def clock():
-    return SettableClock(datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc))
+    return SettableClock(datetime(2026, 11, 24, 4, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 import click
-
 from stormd.config.errors import ConfigError
 from stormd.config.loader import load_settings
 from stormd.config.settings import Settings

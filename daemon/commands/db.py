@@ -22,7 +22,6 @@ def upgrade(config_path: str | None, revision: str) -> None:
     """Create the database or bring it to the latest schema (safe to repeat)."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
-
     from stormd.schema.migrate import upgrade_database
 
     settings = settings_or_exit(config_path)

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from stormd.schema.messages import Message
 
 async def _publish(js, type_: str, data: dict) -> None:
     env = {"id": f"evt_{uuid.uuid4().hex}", "type": type_, "storeId": "store_1",
-           "occurredAt": datetime.now(timezone.utc).isoformat(), "data": data}
+           "occurredAt": datetime.now(UTC).isoformat(), "data": data}
     await js.publish(f"stormcom.events.store_1.{type_}", json.dumps(env).encode(),
                      headers={"Nats-Msg-Id": env["id"]})
 

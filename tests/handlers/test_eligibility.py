@@ -1,6 +1,6 @@
 """Consent, contact, DND, the daily cap and cooldowns, answered in batches on both databases."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ from stormd.schema.customers import Customer, DndNumber
 from stormd.schema.promotions import DiscountCode
 
 DHAKA = ZoneInfo("Asia/Dhaka")
-NOW = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)  # 12:00 in Dhaka
+NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # 12:00 in Dhaka
 
 
 def customer(cid, **kw):
@@ -66,8 +66,8 @@ async def _queue(s, cid, key, at, trigger="abandoned_cart", template="cart_remin
 async def test_daily_cap_counts_the_local_day(sessionmaker):
     async with sessionmaker() as s:
         # 17:59 UTC is 23:59 in Dhaka on the 23rd: yesterday, does not count.
-        await _queue(s, "a", "k0", datetime(2026, 11, 23, 17, 59, tzinfo=timezone.utc))
-        await _queue(s, "a", "k1", datetime(2026, 11, 23, 18, 1, tzinfo=timezone.utc))
+        await _queue(s, "a", "k0", datetime(2026, 11, 23, 17, 59, tzinfo=UTC))
+        await _queue(s, "a", "k1", datetime(2026, 11, 23, 18, 1, tzinfo=UTC))
         await _queue(s, "a", "k2", NOW)
         await _queue(s, "b", "k3", NOW)
         await s.commit()

@@ -1,6 +1,6 @@
 """Quiet hours and Friday prayer hold a send to the window's end (Asia/Dhaka, UTC+6)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,8 +40,8 @@ def test_quiet_hours_wrapping_midnight():
 
 
 def test_result_is_utc_comparable_and_input_in_utc_works():
-    t = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)  # 02:00 in Dhaka
-    assert next_allowed_moment(t, DHAKA) == datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)  # 02:00 in Dhaka
+    assert next_allowed_moment(t, DHAKA) == datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 
 
 def test_bad_quiet_hours_named():
@@ -50,6 +50,6 @@ def test_bad_quiet_hours_named():
 
 
 def test_local_day_bounds_are_dhaka_midnights():
-    start, end = local_day_bounds(datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc), DHAKA)
-    assert start == datetime(2026, 11, 24, 18, 0, tzinfo=timezone.utc)
-    assert end == datetime(2026, 11, 25, 18, 0, tzinfo=timezone.utc)
+    start, end = local_day_bounds(datetime(2026, 11, 24, 20, 0, tzinfo=UTC), DHAKA)
+    assert start == datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+    assert end == datetime(2026, 11, 25, 18, 0, tzinfo=UTC)

@@ -1,5 +1,4 @@
 from sqlalchemy import select
-
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import EmailEvent, SmsLog
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 
 import pytest
-
 from stormd.handlers.eligibility import Reach
 from stormd.plugins.pipeline import DeliveryPipeline
 from stormd.plugins.routing import choose_channel

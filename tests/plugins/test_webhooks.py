@@ -4,16 +4,19 @@ and replayed requests refused with 4xx, verified events applied to the delivery 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
-
 from stormd.plugins.errors import WebhookRejected
-from stormd.plugins.signatures import hub_signature, svix_signature, verify_hub_signature, \
-    verify_svix
+from stormd.plugins.signatures import (
+    hub_signature,
+    svix_signature,
+    verify_hub_signature,
+    verify_svix,
+)
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import EmailEvent, Message, WhatsAppMessage
 
@@ -22,7 +25,7 @@ SVIX_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 SVIX_TS = "1614265330"
 SVIX_BODY = b'{"test": 2432232314}'
 SVIX_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-SVIX_NOW = datetime.fromtimestamp(1614265330, tz=timezone.utc)
+SVIX_NOW = datetime.fromtimestamp(1614265330, tz=UTC)
 
 
 def test_svix_vector_from_svix_own_tests():
