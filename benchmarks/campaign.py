@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, insert, select, text
+
 from stormd.config.loader import settings_from_dict
 from stormd.handlers.campaigns import create_campaign, fan_out, schedule_campaign
 from stormd.schema.customers import Customer

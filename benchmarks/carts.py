@@ -24,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import stormd.handlers.carts  # noqa: F401  (registers the cart timers)
 from sqlalchemy import delete, func, insert, select
+
+import stormd.handlers.carts  # noqa: F401  (registers the cart timers)
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.clock import SettableClock
 from stormd.daemon.scheduler import TimerLoop

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
+
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.clock import Clock
 from stormd.daemon.nats_server import free_port

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
+
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.app import Daemon
 from stormd.daemon.broker import ensure_streams

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.clock import SettableClock
 from stormd.handlers.context import JobContext

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+
 from stormd.config.errors import ConfigError
 from stormd.config.secrets import resolve_all
 from stormd.config.settings import Settings

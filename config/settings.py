@@ -21,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     field_validator,
 )
+
 from stormd.config.durations import format_duration, parse_duration
 
 

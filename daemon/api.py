@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from nats.aio.client import Client
+
 from stormd.config.settings import Settings
 from stormd.daemon.batching import describe
 from stormd.daemon.clock import Clock

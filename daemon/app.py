@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
+
 from stormd.config.settings import Settings
 from stormd.daemon import systemd
 from stormd.daemon.actors import ActorSystem

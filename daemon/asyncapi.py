@@ -18,6 +18,7 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
+
 from stormd.daemon import __version__
 from stormd.handlers.events import PAYLOADS, Payload
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import BATCH_SIZE

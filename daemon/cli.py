@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 import click
+
 from stormd.daemon import __version__
 
 # Each module defines one click command or group named `command`.

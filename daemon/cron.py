@@ -15,6 +15,7 @@ from typing import Any
 
 from croniter import croniter
 from sqlalchemy import update
+
 from stormd.config.settings import Settings
 from stormd.daemon.batching import describe
 from stormd.daemon.clock import Clock

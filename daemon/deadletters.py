@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from nats.js import JetStreamContext
+
 from stormd.handlers.events import dlq_subject
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ from typing import Any
 import nats
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.app import Daemon
 from stormd.daemon.clock import SettableClock

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from stormd.daemon.metrics import exposition
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from typing import Any
 import nats.errors
 from nats.js.client import JetStreamContext
 from nats.js.errors import FetchTimeoutError
+
 from stormd.config.settings import Settings
 from stormd.daemon.actors import ActorSystem
 from stormd.daemon.batching import Delivery, Outcome

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
 from stormd.handlers.events import EVENT_TYPES
 
 EVENTS = Counter(

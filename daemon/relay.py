@@ -16,6 +16,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from sqlalchemy import delete, select
+
 from stormd.daemon.batching import describe
 from stormd.daemon.metrics import OUTBOUND_PUBLISHED
 from stormd.schema.inbox import OutboundEvent

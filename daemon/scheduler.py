@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
+
 from stormd.config.settings import Settings
 from stormd.daemon.batching import describe, lock_for_write
 from stormd.daemon.clock import Clock

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.schema.timers import Timer
 from stormd.schema.upsert import insert_for
 

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, extract, select, update
+
 from stormd.daemon.timers import schedule_timers
 from stormd.handlers.campaign_costs import unit_costs
 from stormd.handlers.context import HandlerContext, JobContext, TimerFired

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from stormd.handlers.customers import upsert_customers
 from stormd.handlers.events import CustomerUpserted, OrderCreated, ProductUpserted, _first_error
 from stormd.handlers.orders import upsert_orders

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+
 from stormd.handlers.automations import configure_workflow
 from stormd.handlers.campaign_results import automation_report, campaign_report
 from stormd.handlers.campaigns import (

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import Settings
 from stormd.plugins.sms_encoding import segments as sms_segments
 from stormd.schema.messages import Message, SmsProvider

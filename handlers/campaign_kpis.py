@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import and_, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import CartSettings
 from stormd.handlers.campaign_results import HOLDOUT, attributed_orders, in_window
 from stormd.handlers.kpis import Figures, kpi_source, rate

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import String, and_, cast, distinct, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import Settings
 from stormd.handlers.ab_testing import VariantResult, pick_winner, two_proportion_z_test
 from stormd.handlers.campaign_costs import CENT, money

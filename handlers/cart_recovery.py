@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import insert, or_, select, update
+
 from stormd.config.settings import CartStep
 from stormd.daemon.timers import cancel_timers, schedule_timers
 from stormd.handlers.context import HandlerContext, TimerFired

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
+
 from stormd.daemon.timers import schedule_timers
 from stormd.handlers import cart_recovery
 from stormd.handlers.context import HandlerContext, TimerFired

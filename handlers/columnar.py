@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import JSON, Numeric, Table
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.handlers.features import EPOCH, cents_to_decimal
 from stormd.schema.base import UtcDateTime
 from stormd.schema.upsert import insert_for

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
 from stormd.daemon.outbound import stage_outbound_event

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql import ColumnElement, FromClause
+
 from stormd.handlers.features import completed_orders
 from stormd.handlers.lifecycle import STAGES
 from stormd.schema.customers import Customer

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import CustomerConsentChanged, CustomerUpserted, Event
 from stormd.handlers.registry import STATE, on_event, on_event_batch

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.handlers.send_time import local_day_bounds
 from stormd.schema.customers import Customer, DndNumber
 from stormd.schema.messages import Message

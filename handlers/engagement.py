@@ -9,6 +9,7 @@ the storefront sent itself) is recorded as given.
 from __future__ import annotations
 
 from sqlalchemy import select
+
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import EmailEngagement, Event
 from stormd.handlers.registry import STATE, on_event

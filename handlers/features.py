@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import BigInteger, Integer, and_, case, cast, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
+
 from stormd.schema.customers import Customer
 from stormd.schema.orders import COMPLETED_STATUSES, Order
 from stormd.schema.stores import Store

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from prometheus_client import Counter
+
 from stormd.daemon.metrics import RFM_RUN_SECONDS, SEGMENT_MEMBERS
 
 log = logging.getLogger("stormd.guardrails")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import case, distinct, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.handlers.cart_recovery import TRIGGER as CART_TRIGGER
 from stormd.handlers.context import JobContext
 from stormd.handlers.registry import on_cron

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import LifecycleSettings
 from stormd.handlers.columnar import write_columns
 from stormd.handlers.features import (

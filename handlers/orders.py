@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.customers import ensure_customers
 from stormd.handlers.events import Event, OrderCreated, PromotionRedeemed

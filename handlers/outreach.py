@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import Settings
 from stormd.handlers.campaign_costs import UnitCosts
 from stormd.handlers.discounts import CodeRequest, issue_codes, new_code

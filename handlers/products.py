@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event, ProductUpserted
 from stormd.handlers.registry import STATE, on_event_batch

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+
 from stormd.config.settings import Settings
 from stormd.schema.carts import Cart, CartItem
 from stormd.schema.orders import COMPLETED_STATUSES, Order, OrderItem

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import RfmSettings, RfmThresholds
 from stormd.handlers.columnar import write_columns
 from stormd.handlers.features import (

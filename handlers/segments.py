@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
+
 from stormd.config.settings import Settings
 from stormd.daemon.outbound import new_event_id, out_subject
 from stormd.handlers.columnar import write_columns

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.schema.stores import Store
 from stormd.schema.upsert import upsert_rows
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.handlers.templates import (
     CHANNELS,
     LOCALES,

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.daemon.outbound import new_event_id, out_subject, stage_outbound_event
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import EmailEvent, Message, SmsLog, SmsProvider, WhatsAppMessage

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import Settings
 from stormd.handlers.eligibility import Reach, load_reach
 from stormd.plugins.api import Outgoing

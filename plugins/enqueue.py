@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.schema.messages import Message
 from stormd.schema.upsert import insert_for
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pluggy
 from pydantic import ValidationError
+
 from stormd.config.errors import ConfigError
 from stormd.config.settings import Settings
 from stormd.plugins import hookspecs

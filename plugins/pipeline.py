@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import MESSAGES

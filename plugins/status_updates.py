@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from stormd.config.settings import Settings
 from stormd.daemon.outbound import stage_outbound_event
 from stormd.plugins.api import StatusUpdate, WebhookResult

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+
 from stormd.plugins.api import WebhookRequest
 from stormd.plugins.errors import WebhookRejected
 from stormd.plugins.status_updates import apply_webhook

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
+
 from stormd.schema.base import Base, BigId
 
 CART_STATUSES = ("ACTIVE", "ABANDONED", "CONVERTED", "CLEARED", "RECOVERED")

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
+
 from stormd.schema.base import Base
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
+
 from stormd.schema.base import Base, BigId
 
 

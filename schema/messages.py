@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
+
 from stormd.schema.base import Base, BigId
 
 MESSAGE_STATUSES = (

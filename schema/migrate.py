@@ -8,6 +8,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+
 from stormd.schema import Base
 from stormd.schema.engine import make_engine
 from stormd.schema.migrations import alembic_config

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
+
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.clock import SettableClock
 from stormd.daemon.nats_server import start_nats_server, wait_until_listening

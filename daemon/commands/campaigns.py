@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from stormd.daemon.commands.common import (
     config_option,
     echo_json,

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import click
+
 from stormd.config.errors import ConfigError
 from stormd.config.loader import load_settings
 from stormd.config.settings import Settings

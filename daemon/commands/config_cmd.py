@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 
 import click
+
 from stormd.config.secrets import masked
 from stormd.daemon.commands.common import (
     config_option,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from stormd.config.secrets import mask_url_password
 from stormd.daemon.commands.common import config_option, run_async, settings_or_exit
 
@@ -22,6 +23,7 @@ def upgrade(config_path: str | None, revision: str) -> None:
     """Create the database or bring it to the latest schema (safe to repeat)."""
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
+
     from stormd.schema.migrate import upgrade_database
 
     settings = settings_or_exit(config_path)

@@ -4,6 +4,7 @@ prints what the automations did and the KPIs."""
 from __future__ import annotations
 
 import click
+
 from stormd.daemon.commands.common import echo_json, json_option, run_async
 from stormd.daemon.logs import configure_logging
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from stormd.daemon.commands.common import config_option, run_async, settings_or_exit, store_option
 from stormd.handlers.bulk_import import KINDS, ImportFailed, ImportResult, import_file
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from sqlalchemy.exc import DBAPIError
+
 from stormd.daemon.commands.common import (
     config_option,
     echo_json,

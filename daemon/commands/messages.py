@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 from sqlalchemy import select
+
 from stormd.daemon.commands.common import (
     config_option,
     echo_json,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from stormd.daemon.commands.common import (
     config_option,
     echo_json,

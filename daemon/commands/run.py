@@ -6,6 +6,7 @@ import logging
 import sys
 
 import click
+
 from stormd.daemon.commands.common import (
     config_option,
     providers_or_exit,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from stormd.daemon.commands.common import echo_json
 from stormd.plugins.sms_encoding import sms_info
 

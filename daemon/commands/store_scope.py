@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import click
+
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
 from stormd.handlers.context import JobContext

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
 from stormd.plugins.errors import PermanentError, RetryableError

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo, StatusUpdate, WebhookResult
 from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
 from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected

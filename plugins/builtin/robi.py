@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request

@@ -13,6 +13,7 @@ from decimal import Decimal
 from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
+
 from stormd.plugins.api import StatusUpdate, WebhookResult
 from stormd.plugins.builtin.transport import ProviderConfig
 from stormd.plugins.errors import WebhookRejected

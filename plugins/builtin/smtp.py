@@ -21,6 +21,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from pydantic import SecretStr
+
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.transport import ProviderConfig, short_id
 from stormd.plugins.errors import PermanentError, RetryableError

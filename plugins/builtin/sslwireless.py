@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from pydantic import SecretStr
+
 from stormd.plugins.api import Health, ProviderInfo
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id

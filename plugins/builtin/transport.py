@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict
+
 from stormd.plugins.errors import PermanentError, RetryableError
 
 RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+
 from stormd.schema import Base
 from stormd.schema.engine import make_engine
 

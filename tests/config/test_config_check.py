@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+
 from stormd.config.durations import parse_duration
 from stormd.daemon.cli import main
 

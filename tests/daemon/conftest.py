@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import nats
 import pytest
+
 from stormd.daemon.app import Daemon
 from stormd.handlers.registry import registry
 from stormd.schema.customers import Customer

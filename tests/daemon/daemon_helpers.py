@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from itertools import count
 
 from sqlalchemy import func, select
+
 from stormd.schema.inbox import ProcessedEvent
 
 PREFIX = "stormcom"

@@ -12,6 +12,7 @@ import nats
 import pytest
 from daemon_helpers import customer, eventually, publish
 from prometheus_client.parser import text_string_to_metric_families
+
 from stormd.daemon.metrics import MESSAGES, SEGMENT_MEMBERS
 
 # The runtime path under test does not depend on the database kind (the inbox and

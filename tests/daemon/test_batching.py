@@ -9,6 +9,7 @@ from collections import Counter
 
 from daemon_helpers import customer
 from sqlalchemy import select
+
 from stormd.daemon.batching import Delivery, GroupCommitter, Outcome
 from stormd.handlers.events import parse_event
 from stormd.schema.customers import Customer

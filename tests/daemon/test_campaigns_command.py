@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "handlers"))
 from campaign_data import add_customers, add_segment, add_store, customer_row
+
 from stormd.daemon.cli import main
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import create_schema

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
+
 from stormd.daemon.cli import main
 from stormd.schema.migrate import head_revisions
 

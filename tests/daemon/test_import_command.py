@@ -6,6 +6,7 @@ import json
 
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, select, text
+
 from stormd.daemon.cli import main
 
 

@@ -9,6 +9,7 @@ import json
 import pytest
 from daemon_helpers import customer, envelope, eventually, processed, publish
 from sqlalchemy import select
+
 from stormd.schema.customers import Customer
 
 # The runtime path under test does not depend on the database kind (the inbox and
@@ -164,6 +165,7 @@ async def test_a_nats_server_restart_mid_stream_loses_nothing(
     settings_factory, db_url, start_daemon, customer_handler, sessionmaker, tmp_path
 ):
     import nats as natspy
+
     from stormd.daemon.nats_server import free_port, start_nats_server, wait_until_listening
 
     port = free_port()

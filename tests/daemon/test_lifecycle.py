@@ -14,6 +14,7 @@ import nats
 import pytest
 from daemon_helpers import customer, eventually, processed
 from sqlalchemy import func, select
+
 from stormd.schema.customers import Customer
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

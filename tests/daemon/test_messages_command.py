@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from click.testing import CliRunner
+
 from stormd.daemon.cli import main
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.engine import make_engine, make_sessionmaker

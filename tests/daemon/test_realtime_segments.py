@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import nats
 from daemon_helpers import envelope, publish
+
 from stormd.daemon.app import Daemon
 from stormd.daemon.clock import Clock
 from stormd.handlers.context import JobContext

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+
 from stormd.daemon.cli import main
 
 AS_OF = "2026-11-24T04:00:00+00:00"

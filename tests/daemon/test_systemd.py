@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from stormd.daemon import systemd
 
 # The runtime path under test does not depend on the database kind (the inbox and

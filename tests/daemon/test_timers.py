@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from daemon_helpers import count_rows, utc
 from sqlalchemy import select
+
 from stormd.daemon.cron import CronLoop, next_slot
 from stormd.daemon.scheduler import TimerLoop
 from stormd.daemon.timers import cancel_timer, schedule_timer

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import insert
+
 from stormd.schema.customers import Customer
 from stormd.schema.segments import CustomerSegment, CustomerSegmentMember
 from stormd.schema.stores import Store

@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+
 import stormd.handlers.carts
 import stormd.handlers.customers
 import stormd.handlers.orders  # noqa: F401
-from sqlalchemy import select
 from stormd.daemon.scheduler import TimerLoop
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import parse_event

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from stormd.handlers.ab_testing import (
     VariantResult,
     assign_variant,

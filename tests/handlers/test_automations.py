@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from campaign_data import NOON, STORE, add_customers, add_store, customer_row
 from sqlalchemy import insert, select
+
 from stormd.handlers.automations import (
     add_segment_entry_workflow,
     run_birthdays,

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
+
 from stormd.handlers import bulk_import
 from stormd.handlers.bulk_import import ImportFailed, import_file
 from stormd.schema import Customer, Order, OrderItem, OrderStatusChange, Product, Store

@@ -6,6 +6,7 @@ import json
 
 import nats
 from campaign_data import NOON, STORE, add_customers, add_segment, add_store, customer_row
+
 from stormd.daemon.api import ApiServer
 from stormd.handlers.registry import load_handlers
 

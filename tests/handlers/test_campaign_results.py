@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from campaign_data import NOON, STORE, add_customers, add_segment, add_store, customer_row
 from sqlalchemy import select, update
+
 from stormd.handlers.campaign_results import automation_report, campaign_report
 from stormd.handlers.campaigns import create_campaign, fan_out, schedule_campaign
 from stormd.schema.messages import EmailEvent, Message

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from campaign_data import NOON, STORE, add_customers, add_segment, add_store, customer_row
 from sqlalchemy import func, select
+
 from stormd.handlers.campaign_costs import SendRefused
 from stormd.handlers.campaigns import (
     CampaignError,

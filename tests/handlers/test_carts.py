@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from cart_shop import DAY, HOUR, Shop, cart_handlers_only  # noqa: F401
+
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.engine import make_engine, make_sessionmaker
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import nats
 from sqlalchemy import select
+
 from stormd.daemon.app import Daemon
 from stormd.schema.carts import Cart, CartAbandonmentEvent
 from stormd.schema.engine import make_engine, make_sessionmaker

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from shop_history import STORE, T, customer, scoring_fixture
 from sqlalchemy import func, select
+
 from stormd.handlers.context import JobContext
 from stormd.handlers.criteria import FIELDS, OPERATORS, CriteriaError, validate_criteria
 from stormd.handlers.events import PromotionRedeemed

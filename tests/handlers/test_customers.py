@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import stormd.handlers.customers  # noqa: F401  (registers the STATE handlers)
 from sqlalchemy import select
+
+import stormd.handlers.customers  # noqa: F401  (registers the STATE handlers)
 from stormd.schema import Customer, Store
 
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+
 from stormd.handlers.eligibility import (
     any_channel_clause,
     fallback_order,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import stormd.handlers.engagement  # noqa: F401  (registers the handler)
 from sqlalchemy import select
+
+import stormd.handlers.engagement  # noqa: F401  (registers the handler)
 from stormd.handlers.kpis import compute_kpis
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.messages import EmailEvent, Message

@@ -8,6 +8,7 @@ import logging
 from prometheus_client import REGISTRY
 from shop_history import DAY, STORE, T, scoring_fixture, status
 from sqlalchemy import delete, select
+
 from stormd.handlers.context import JobContext
 from stormd.handlers.guardrails import record_run
 from stormd.handlers.nightly import run_store

@@ -12,6 +12,7 @@ from cart_shop import HOUR, Shop, cart_handlers_only  # noqa: F401
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
+
 from stormd.daemon.cli import main as cli
 from stormd.daemon.clock import SettableClock
 from stormd.daemon.metrics import exposition

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-import stormd.handlers.orders  # noqa: F401  (registers the STATE handlers)
 from sqlalchemy import select
+
+import stormd.handlers.orders  # noqa: F401  (registers the STATE handlers)
 from stormd.schema import (
     AppliedPromotion,
     Customer,

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from campaign_data import NOON, STORE
 from sqlalchemy import insert, select
+
 from stormd.handlers.recommendations import cache, recommend
 from stormd.schema.carts import Cart, CartItem
 from stormd.schema.orders import Order, OrderItem

@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 from shop_history import DAY, EXPECTED, STORE, T, order, scoring_fixture
 from sqlalchemy import func, select
+
 from stormd.handlers.context import JobContext
 from stormd.handlers.features import customer_aggregates
 from stormd.handlers.nightly import run_store

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import stormd.handlers.customers  # registers the STATE handlers the events go through
-import stormd.handlers.orders  # noqa: F401
 from shop_history import DAY, STORE, T, customer, order, scoring_fixture
 from sqlalchemy import select
+
+import stormd.handlers.customers  # registers the STATE handlers the events go through
+import stormd.handlers.orders  # noqa: F401
 from stormd.handlers.context import JobContext
 from stormd.handlers.nightly import run_store
 from stormd.handlers.registry import registry

@@ -7,6 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from stormd.handlers.send_slots import next_allowed_day, send_moment, store_send_window
 
 DHAKA = ZoneInfo("Asia/Dhaka")

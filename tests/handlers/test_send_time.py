@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from stormd.handlers.send_time import local_day_bounds, make_send_window, next_allowed_moment
 
 DHAKA = ZoneInfo("Asia/Dhaka")

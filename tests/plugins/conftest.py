@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import web
 from sqlalchemy import select
+
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.plugins.pipeline import DeliveryPipeline
 from stormd.schema.messages import Message

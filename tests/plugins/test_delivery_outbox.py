@@ -1,4 +1,5 @@
 from sqlalchemy import select
+
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import EmailEvent, SmsLog
 

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 
 from sqlalchemy import select
+
 from stormd.plugins.api import Health, ProviderInfo
 from stormd.plugins.claims import claim_due
 from stormd.plugins.errors import RetryableError

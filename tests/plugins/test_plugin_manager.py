@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
+
 from stormd.config.errors import ConfigError
 from stormd.daemon.cli import main
 from stormd.plugins.manager import ChannelPlugins, load_plugins

@@ -8,6 +8,7 @@ from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
+
 from stormd.daemon.nats_server import free_port
 from stormd.plugins.preferences import preferences_key, read_token
 from stormd.schema.customers import Customer

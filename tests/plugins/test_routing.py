@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+
 from stormd.handlers.eligibility import Reach
 from stormd.plugins.pipeline import DeliveryPipeline
 from stormd.plugins.routing import choose_channel

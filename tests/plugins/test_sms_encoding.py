@@ -4,6 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+
 from stormd.daemon.cli import main
 from stormd.plugins.sms_encoding import segments, sms_info, trim_to_fit
 

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
+
 from stormd.plugins.errors import WebhookRejected
 from stormd.plugins.signatures import (
     hub_signature,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import inspect
+
 from stormd.schema import Base
 from stormd.schema.migrate import current_revisions, head_revisions, schema_drift, upgrade_database
 
