@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +41,6 @@ from stormd.handlers.recommendations import recommend
 from stormd.handlers.registry import (
     REACT,
     on_cron,
-    on_event,
     on_event_batch,
     on_segment_change,
     on_timer,
@@ -439,33 +438,38 @@ def _welcome_step(ctx: HandlerContext, number: int) -> Step:
                 number=number, final=number == last)
 
 
-@on_event("customer.upserted", stage=REACT)
-async def on_customer_upserted(ctx: HandlerContext, event: Event) -> None:
-    """A customer new within the last day starts the welcome series: the first message now,
-    the others by durable timers `welcome_delays` after sign-up."""
-    data = event.data
-    if not isinstance(data, CustomerUpserted) or not enabled(ctx, "welcome"):
+@on_event_batch("customer.upserted", stage=REACT)
+async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None:
+    """Customers new within the last day start the welcome series: the first message now,
+    the others by durable timers `welcome_delays` after sign-up (set-based for the run)."""
+    if not enabled(ctx, "welcome"):
         return
-    joined = data.created_at or event.occurred_at
-    if ctx.now() - joined > timedelta(days=1):
-        return  # an old customer's profile change, not a sign-up
+    now = ctx.now()
+    joined: dict[str, datetime] = {}
+    for event in events:
+        data = event.data
+        if isinstance(data, CustomerUpserted):
+            at = data.created_at or event.occurred_at
+            if now - at <= timedelta(days=1):  # else an old customer's profile change
+                joined[data.customer_id] = at
+    if not joined:
+        return
     workflow = await ensure_workflow(ctx, "welcome")
     if not workflow.enabled:
         return
-    fresh = await open_executions(ctx, workflow, [(data.customer_id, "series", None)],
+    fresh = await open_executions(ctx, workflow, [(c, "series", None) for c in joined],
                                   status="WAITING")
     if not fresh:
         return
     delays = ctx.settings.automations.welcome_delays
-    for number in range(1, len(delays)):
-        await ctx.schedule(f"welcome:{data.customer_id}:{number}", WELCOME_KIND,
-                           joined + delays[number],
-                           {"executionId": fresh[0].id, "step": number})
-    if delays[0] <= timedelta(0):
+    first = 0 if delays[0] <= timedelta(0) else None
+    await schedule_timers(ctx.session, store_id=ctx.store_id, now=now, timers=[
+        {"key": f"welcome:{x.customer_id}:{number}", "kind": WELCOME_KIND,
+         "due_at": joined[x.customer_id] + delays[number],
+         "payload": {"executionId": x.id, "step": number}}
+        for x in fresh for number in range(len(delays)) if number != first])
+    if first is not None:
         await deliver(ctx, fresh, _welcome_step(ctx, 0))
-    else:
-        await ctx.schedule(f"welcome:{data.customer_id}:0", WELCOME_KIND, joined + delays[0],
-                           {"executionId": fresh[0].id, "step": 0})
 
 
 @on_timer(WELCOME_KIND)

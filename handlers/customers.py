@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import CustomerConsentChanged, CustomerUpserted, Event
-from stormd.handlers.registry import STATE, on_event, on_event_batch
+from stormd.handlers.registry import STATE, on_event_batch
 from stormd.handlers.stores import ensure_stores
 from stormd.schema.customers import Customer
 from stormd.schema.upsert import upsert_rows
@@ -57,16 +57,15 @@ async def ensure_customers(session: AsyncSession, store_id: str,
                       ["store_id", "customer_id"], update=False)
 
 
-async def set_consent(session: AsyncSession, store_id: str, change: CustomerConsentChanged,
-                      updated_at: datetime | None = None) -> None:
-    """Record an opt-in or opt-out (`all` sets every channel); an unknown customer is
-    created with it so that an opt-out is never forgotten."""
+def consent_row(store_id: str, change: CustomerConsentChanged,
+                updated_at: datetime | None = None) -> dict[str, Any]:
+    """The columns an opt-in or opt-out sets (`all` sets every channel)."""
     channels = CONSENT_CHANNELS if change.channel == "all" else (change.channel,)
     row: dict[str, Any] = {"store_id": store_id, "customer_id": change.customer_id}
     row.update({f"consent_{c}": change.opted_in for c in channels})
     if updated_at is not None:
         row["updated_at"] = updated_at
-    await upsert_rows(session, Customer.__table__, [row], ["store_id", "customer_id"])
+    return row
 
 
 @on_event_batch("customer.upserted", stage=STATE)
@@ -77,7 +76,10 @@ async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None
                       ["store_id", "customer_id"])
 
 
-@on_event("customer.consent_changed", stage=STATE)
-async def on_consent_changed(ctx: HandlerContext, event: Event) -> None:
+@on_event_batch("customer.consent_changed", stage=STATE)
+async def on_consent_changed(ctx: HandlerContext, events: list[Event]) -> None:
+    """A run's opt-ins and opt-outs (one per customer) in one upsert per channel set."""
     await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
-    await set_consent(ctx.session, ctx.store_id, event.data, event.occurred_at)
+    await upsert_rows(ctx.session, Customer.__table__,
+                      [consent_row(ctx.store_id, e.data, e.occurred_at) for e in events],
+                      ["store_id", "customer_id"])

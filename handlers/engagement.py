@@ -8,37 +8,48 @@ the storefront sent itself) is recorded as given.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import EmailEngagement, Event
-from stormd.handlers.registry import STATE, on_event
+from stormd.handlers.registry import STATE, on_event_batch
 from stormd.schema.messages import EmailEvent, Message
 
 EVENT_KIND = {"email.sent": "SENT", "email.open": "OPEN", "email.click": "CLICK",
               "email.bounce": "BOUNCE"}
+CHUNK = 1000
 
 
-async def _logged_message(ctx: HandlerContext, message_id: str) -> tuple[str | None, str | None]:
-    """(customer, campaign) of the delivery-log row with this id, if stormd sent it."""
-    if not message_id.isdigit() or len(message_id) > 18:
-        return None, None
-    row = (await ctx.session.execute(
-        select(Message.customer_id, Message.campaign_id)
-        .where(Message.store_id == ctx.store_id, Message.id == int(message_id))
-    )).first()
-    return (row[0], row[1]) if row else (None, None)
+def _log_id(message_id: str) -> int | None:
+    """The delivery-log id a `messageId` may be (stormd's ids are integers)."""
+    return int(message_id) if message_id.isdigit() and len(message_id) <= 18 else None
 
 
-@on_event(*EVENT_KIND, stage=STATE)
-async def on_email_engagement(ctx: HandlerContext, event: Event) -> None:
-    data: EmailEngagement = event.data  # type: ignore[assignment]
-    customer, campaign = data.customer_id, data.campaign_id
-    if customer is None or campaign is None:
-        logged_customer, logged_campaign = await _logged_message(ctx, data.message_id)
-        customer = customer or logged_customer
-        campaign = campaign or logged_campaign
-    ctx.session.add(EmailEvent(
-        store_id=ctx.store_id, message_id=data.message_id, customer_id=customer,
-        campaign_id=campaign, type=EVENT_KIND[event.type], url=data.url,
-        reason=(data.reason or "")[:500] or None, occurred_at=event.occurred_at))
+async def _logged_messages(ctx: HandlerContext, ids: list[int]
+                           ) -> dict[int, tuple[str | None, str | None]]:
+    """(customer, campaign) of the delivery-log rows with these ids that stormd sent."""
+    found: dict[int, tuple[str | None, str | None]] = {}
+    for i in range(0, len(ids), CHUNK):
+        found.update((row[0], (row[1], row[2])) for row in await ctx.session.execute(
+            select(Message.id, Message.customer_id, Message.campaign_id)
+            .where(Message.store_id == ctx.store_id, Message.id.in_(ids[i:i + CHUNK]))))
+    return found
+
+
+@on_event_batch(*EVENT_KIND, stage=STATE)
+async def on_email_engagement(ctx: HandlerContext, events: list[Event]) -> None:
+    """One lookup of the delivery log for the run, one multi-row insert."""
+    datas: list[EmailEngagement] = [e.data for e in events]  # type: ignore[misc]
+    wanted = sorted({i for d in datas if d.customer_id is None or d.campaign_id is None
+                     if (i := _log_id(d.message_id)) is not None})
+    logged = await _logged_messages(ctx, wanted) if wanted else {}
+    rows = []
+    for event, data in zip(events, datas):
+        log_customer, log_campaign = logged.get(_log_id(data.message_id) or -1, (None, None))
+        rows.append({
+            "store_id": ctx.store_id, "message_id": data.message_id,
+            "customer_id": data.customer_id or log_customer,
+            "campaign_id": data.campaign_id or log_campaign, "type": EVENT_KIND[event.type],
+            "url": data.url, "reason": (data.reason or "")[:500] or None,
+            "occurred_at": event.occurred_at})
+    await ctx.session.execute(insert(EmailEvent), rows)
