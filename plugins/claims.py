@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.daemon.outbound import new_event_id, out_subject, stage_outbound_event
+from stormd.plugins.push_tokens import GONE_CODES, forget_push_tokens
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import EmailEvent, Message, SmsLog, SmsProvider, WhatsAppMessage
 
@@ -89,6 +90,7 @@ class Outcome:
     not_before: datetime | None = None
     count_attempt: bool = True  # False: deferred without trying (every circuit open)
     reached_provider: bool = False
+    to: str | None = None  # the address the provider was given
 
 
 async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: datetime,
@@ -140,6 +142,10 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
         await session.execute(insert(WhatsAppMessage.__table__), whatsapp)
     if email:
         await session.execute(insert(EmailEvent.__table__), email)
+    await forget_push_tokens(session, [
+        (o.message.store_id, o.message.customer_id, o.to) for o in outcomes
+        if o.message.channel == "push" and o.error_code in GONE_CODES
+        and o.message.customer_id and o.to])
     events = [status_event_row(o.message, o.status, o.provider, now, prefix)
               for o in outcomes if o.status in FINAL]
     if events:

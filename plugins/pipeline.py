@@ -306,7 +306,8 @@ class DeliveryPipeline:
         if rate is not None and segments is not None:
             cost = rate * segments
         result = Outcome(m, "sent", provider=provider.name, cost=Decimal(cost or 0),
-                         segments=segments, encoding=encoding, reached_provider=True)
+                         segments=segments, encoding=encoding, reached_provider=True,
+                         to=out.to)
         semaphore, bucket = self._limit(provider)
         breaker = self.breaker(provider.name)
         try:
