@@ -1,7 +1,9 @@
 """Send-time checks and dressing of claimed messages, one query per question per batch.
 
 Consent may have changed since the message was queued, so it is checked again here for
-marketing messages; the SMS do-not-disturb list is honoured for every SMS; each store's
+marketing messages; a marketing message that comes due in quiet hours or Friday prayer (in
+its store's time zone; a retry or a slow queue can push it there) is held to the window's
+end, neither sent nor dropped; the SMS do-not-disturb list is honoured for every SMS; each store's
 sender id is applied; every marketing e-mail gets an unsubscribe link and a signed
 preference-centre token; WhatsApp messages carry their template's approval status.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
 from stormd.handlers.eligibility import Reach, load_reach
+from stormd.handlers.send_time import SendWindow, make_send_window
 from stormd.plugins.api import Outgoing
 from stormd.plugins.claims import Outcome
 from stormd.plugins.preferences import preferences_url
@@ -36,11 +40,13 @@ class Ready:
 
 
 async def prepare(session: AsyncSession, settings: Settings, key: bytes,
-                  claimed: list[Any]) -> tuple[list[Ready], list[Outcome]]:
-    """Split claimed messages into those to send and those ended here (cancelled/failed)."""
+                  claimed: list[Any], now: datetime) -> tuple[list[Ready], list[Outcome]]:
+    """Split claimed messages into those to send and those ended (cancelled/failed) or
+    held (queued again for later) here."""
     reach = await _reach(session, claimed)
     dnd = await _dnd(session, [m for m in claimed if m.channel == "sms"])
-    senders = await _sender_ids(session, {m.store_id for m in claimed})
+    senders, zones = await _stores(session, {m.store_id for m in claimed})
+    windows = _send_windows(settings, zones, {m.store_id for m in claimed if m.marketing})
     templates = await _templates(session, [m for m in claimed if m.channel == "whatsapp"])
     accounts = await _sms_accounts(session, {m.store_id for m in claimed if m.channel == "sms"})
     ready: list[Ready] = []
@@ -60,6 +66,11 @@ async def prepare(session: AsyncSession, settings: Settings, key: bytes,
             continue
         if m.channel == "sms" and (m.store_id, to) in dnd:
             ended.append(Outcome(m, "cancelled", error="number is on the do-not-disturb list"))
+            continue
+        held_until = windows[m.store_id].next_allowed(now) if m.marketing else now
+        if held_until > now:
+            ended.append(Outcome(m, "queued", not_before=held_until, count_attempt=False,
+                                 error="held: quiet hours or Friday prayer"))
             continue
         ready.append(Ready(m, _outgoing(settings, key, m, to, person, senders, templates),
                            metered=accounts.get(m.store_id, frozenset())))
@@ -127,11 +138,31 @@ async def _sms_accounts(session: AsyncSession, stores: set[str]) -> dict[str, fr
     return {s: frozenset(p) for s, p in found.items()}
 
 
-async def _sender_ids(session: AsyncSession, stores: set[str]) -> dict[str, str]:
-    rows = await session.execute(
-        select(Store.id, Store.sender_id).where(Store.id.in_(stores),
-                                                Store.sender_id.is_not(None)))
-    return {s: sender for s, sender in rows}
+async def _stores(session: AsyncSession,
+                  stores: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each store's sender id (where it has one) and time zone."""
+    rows = (await session.execute(
+        select(Store.id, Store.sender_id, Store.timezone).where(Store.id.in_(stores)))).all()
+    return ({s: sender for s, sender, _ in rows if sender},
+            {s: zone for s, _, zone in rows if zone})
+
+
+def _send_windows(settings: Settings, zones: dict[str, str],
+                  stores: set[str]) -> dict[str, SendWindow]:
+    """The marketing send window of each store, in its own time zone (else daemon's)."""
+    limits, made = settings.limits, {}
+    windows: dict[str, SendWindow] = {}
+    for store_id in stores:
+        zone = zones.get(store_id, settings.daemon.timezone)
+        if zone not in made:
+            try:
+                made[zone] = make_send_window(zone, limits.quiet_hours,
+                                              limits.friday_prayer or None)
+            except (ValueError, KeyError):  # an unknown zone name: the daemon's zone
+                made[zone] = make_send_window(settings.tz, limits.quiet_hours,
+                                              limits.friday_prayer or None)
+        windows[store_id] = made[zone]
+    return windows
 
 
 async def _templates(session: AsyncSession, messages: list[Any]) -> dict:

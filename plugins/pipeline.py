@@ -149,7 +149,7 @@ class DeliveryPipeline:
                      if m.id in in_doubt and not self._idempotent(in_doubt[m.id])]
             doubtful = {o.message.id for o in ended}
             ready, refused = await prepare(session, self.settings, self._key,
-                                           [m for m in claimed if m.id not in doubtful])
+                                           [m for m in claimed if m.id not in doubtful], now)
             ended += refused
         for outcome in ended:
             log.info("delivery: message %s %s: %s", outcome.message.id, outcome.status,
