@@ -91,6 +91,7 @@ class Outcome:
     count_attempt: bool = True  # False: deferred without trying (every circuit open)
     reached_provider: bool = False
     to: str | None = None  # the address the provider was given
+    body: str | None = None  # the text the provider was given, when not the queued body
 
 
 async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: datetime,
@@ -126,7 +127,7 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
                   "sent_at": now if sent else None}
         if m.channel == "sms":
             sms.append({**common, "provider": o.provider, "phone_number": m.to_address or "",
-                        "message": m.body, "encoding": o.encoding or "GSM-7",
+                        "message": o.body or m.body, "encoding": o.encoding or "GSM-7",
                         "segments": o.segments or 0, "status": "SENT" if sent else "FAILED"})
         elif m.channel == "whatsapp":
             whatsapp.append({**common, "template_name": m.template or "",

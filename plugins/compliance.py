@@ -24,6 +24,7 @@ from stormd.handlers.send_time import SendWindow, make_send_window
 from stormd.plugins.api import Outgoing
 from stormd.plugins.claims import Outcome
 from stormd.plugins.preferences import preferences_url
+from stormd.plugins.sms_fit import fit_sms
 from stormd.schema.customers import DndNumber
 from stormd.schema.messages import Message, SmsProvider, WhatsAppTemplate
 from stormd.schema.stores import Store
@@ -90,6 +91,8 @@ def _outgoing(settings: Settings, key: bytes, m: Message, to: str, person: Reach
         if html:
             html = (f'{html}\n<p style="font-size:12px;color:#666">'
                     f'<a href="{url}">Unsubscribe or change your preferences</a></p>')
+    if m.channel == "sms":
+        body = fit_sms(body, data)
     if m.channel == "whatsapp":
         found = templates.get((m.store_id, m.template, locale)) or templates.get(
             (m.store_id, m.template, None))

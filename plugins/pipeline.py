@@ -307,7 +307,7 @@ class DeliveryPipeline:
             cost = rate * segments
         result = Outcome(m, "sent", provider=provider.name, cost=Decimal(cost or 0),
                          segments=segments, encoding=encoding, reached_provider=True,
-                         to=out.to)
+                         to=out.to, body=out.body if out.body != m.body else None)
         semaphore, bucket = self._limit(provider)
         breaker = self.breaker(provider.name)
         try:
