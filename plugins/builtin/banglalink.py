@@ -13,14 +13,11 @@ message id, so the id recorded is derived from the idempotency key.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import ProviderInfo
-from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
+from stormd.plugins.builtin.sms_gateway import GatewayConfig, gateway_hooks, refusal
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
-from stormd.plugins.errors import PermanentError, RetryableError
 from stormd.plugins.hookspecs import hookimpl
 
 NAME = "banglalink"
@@ -34,19 +31,8 @@ class Config(GatewayConfig):
     base_url: str = "https://vas.banglalink.net"
 
 
-@hookimpl
-def stormd_provider() -> ProviderInfo:
-    return ProviderInfo(name=NAME, channels=("sms",), description="Banglalink SMS gateway")
-
-
-@hookimpl
-def stormd_validate_config(config: dict[str, Any]) -> Config:
-    return Config.model_validate(config)
-
-
-@hookimpl
-def stormd_estimate_cost(message, config: Config):
-    return sms_cost(message, config)
+(stormd_provider, stormd_validate_config, stormd_estimate_cost,
+ stormd_parse_webhook) = gateway_hooks(NAME, Config, "Banglalink SMS gateway")
 
 
 @hookimpl
@@ -60,12 +46,4 @@ async def stormd_send(message, config: Config, http) -> str:
     counts = COUNTS.search(resp.text)
     if counts and int(counts.group(1)) >= 1:
         return f"bl-{short_id(message.idempotency_key)}"
-    lowered = resp.text.lower()
-    if any(word in lowered for word in ("user", "password", "authent", "balance", "credit")):
-        raise RetryableError(f"{NAME}: {resp.text.strip()[:200]}", code="account")
-    raise PermanentError(f"{NAME}: {resp.text.strip()[:200]}", code="rejected")
-
-
-@hookimpl
-def stormd_parse_webhook(request, config: Config):
-    return parse_delivery_report(request, config, NAME)
+    raise refusal(NAME, resp.text, "rejected")

@@ -20,13 +20,16 @@ retried (after Retry-After when given); 401 drops the cached access token and re
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pydantic import PrivateAttr, SecretStr, model_validator
 
-from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.google_oauth import AccessTokens, ServiceAccount
-from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
+from stormd.plugins.builtin.transport import (
+    ProviderConfig,
+    declare,
+    raise_for_status,
+    request,
+)
 from stormd.plugins.errors import PermanentError, RetryableError
 from stormd.plugins.hookspecs import hookimpl
 
@@ -66,15 +69,8 @@ class Config(ProviderConfig):
             self._tokens.forget(token)
 
 
-@hookimpl
-def stormd_provider() -> ProviderInfo:
-    return ProviderInfo(name=NAME, channels=("push",),
-                        description="Firebase Cloud Messaging HTTP v1")
-
-
-@hookimpl
-def stormd_validate_config(config: dict[str, Any]) -> Config:
-    return Config.model_validate(config)
+stormd_provider, stormd_validate_config = declare(
+    NAME, ("push",), Config, "Firebase Cloud Messaging HTTP v1")
 
 
 @hookimpl

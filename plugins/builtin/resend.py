@@ -15,8 +15,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import ProviderInfo, StatusUpdate, WebhookResult
-from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
+from stormd.plugins.api import StatusUpdate, WebhookResult
+from stormd.plugins.builtin.transport import (
+    ProviderConfig,
+    declare,
+    raise_for_status,
+    request,
+)
 from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
 from stormd.plugins.hookspecs import hookimpl
 from stormd.plugins.signatures import verify_svix
@@ -36,15 +41,8 @@ class Config(ProviderConfig):
     webhook_secret: SecretStr = SecretStr("")
 
 
-@hookimpl
-def stormd_provider() -> ProviderInfo:
-    return ProviderInfo(name=NAME, channels=("email",), idempotent=True,
-                        description="Resend e-mail API")
-
-
-@hookimpl
-def stormd_validate_config(config: dict[str, Any]) -> Config:
-    return Config.model_validate(config)
+stormd_provider, stormd_validate_config = declare(
+    NAME, ("email",), Config, "Resend e-mail API", idempotent=True)
 
 
 @hookimpl

@@ -10,14 +10,12 @@ Username, Password, From, To, Message); the answer is XML with MessageId and Err
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import ProviderInfo
-from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
+from stormd.plugins.builtin.sms_gateway import GatewayConfig, gateway_hooks, refusal
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request
-from stormd.plugins.errors import PermanentError, RetryableError
+from stormd.plugins.errors import RetryableError
 from stormd.plugins.hookspecs import hookimpl
 
 NAME = "robi"
@@ -29,19 +27,8 @@ class Config(GatewayConfig):
     base_url: str = "https://bmpws.robi.com.bd"
 
 
-@hookimpl
-def stormd_provider() -> ProviderInfo:
-    return ProviderInfo(name=NAME, channels=("sms",), description="Robi A2P SMS gateway")
-
-
-@hookimpl
-def stormd_validate_config(config: dict[str, Any]) -> Config:
-    return Config.model_validate(config)
-
-
-@hookimpl
-def stormd_estimate_cost(message, config: Config):
-    return sms_cost(message, config)
+(stormd_provider, stormd_validate_config, stormd_estimate_cost,
+ stormd_parse_webhook) = gateway_hooks(NAME, Config, "Robi A2P SMS gateway")
 
 
 def read_service_class(text: str) -> dict[str, str]:
@@ -68,12 +55,5 @@ async def stormd_send(message, config: Config, http) -> str:
     code = fields.get("ErrorCode", "").strip() or "0"
     if code == "0" and fields.get("MessageId"):
         return fields["MessageId"]
-    text = f"{NAME}: {code} {fields.get('ErrorText') or fields.get('StatusText', '')}"
-    if any(w in text.lower() for w in ("credit", "balance", "password", "username", "auth")):
-        raise RetryableError(text.strip(), code=code)
-    raise PermanentError(text.strip(), code=code)
-
-
-@hookimpl
-def stormd_parse_webhook(request, config: Config):
-    return parse_delivery_report(request, config, NAME)
+    raise refusal(NAME, f"{code} {fields.get('ErrorText') or fields.get('StatusText', '')}",
+                  code)

@@ -1,5 +1,6 @@
-"""What the Bangladeshi SMS gateway plugins share: config, cost per segment, and their
-delivery-report callbacks.
+"""What the Bangladeshi SMS gateway plugins share: config, their hooks other than the send
+(`gateway_hooks`: who they are, config, cost per segment, delivery-report callbacks), and
+telling an account problem from a rejected message.
 
 The gateways sign nothing, so a delivery report is accepted only with the configured
 `dlr_token` in its URL (`/webhooks/<name>?token=...`); a report repeated with the same
@@ -15,14 +16,18 @@ from urllib.parse import parse_qsl
 from pydantic import SecretStr
 
 from stormd.plugins.api import StatusUpdate, WebhookResult
-from stormd.plugins.builtin.transport import ProviderConfig
-from stormd.plugins.errors import WebhookRejected
+from stormd.plugins.builtin.transport import ProviderConfig, declare
+from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
+from stormd.plugins.hookspecs import hookimpl
 from stormd.plugins.signatures import verify_token
 from stormd.plugins.sms_encoding import segments
 
 DLR_KINDS = {"DELIVERED": "delivered", "DELIVRD": "delivered", "SUCCESS": "delivered",
              "FAILED": "failed", "UNDELIV": "failed", "UNDELIVERED": "failed",
              "REJECTED": "failed", "EXPIRED": "failed"}
+# Words in a gateway's refusal that blame our account (credentials, credit), not the
+# message: retryable, so the breaker moves traffic to the next gateway.
+ACCOUNT_WORDS = ("user", "password", "passwd", "authent", "auth", "balance", "credit")
 
 
 class GatewayConfig(ProviderConfig):
@@ -33,6 +38,35 @@ class GatewayConfig(ProviderConfig):
 
 def sms_cost(message, config: GatewayConfig) -> Decimal:
     return config.rate_per_segment * segments(message.body)
+
+
+def gateway_hooks(name: str, config_model: type[GatewayConfig], description: str, *,
+                  idempotent: bool = False):
+    """A gateway module's hooks besides `stormd_send`:
+
+        (stormd_provider, stormd_validate_config, stormd_estimate_cost,
+         stormd_parse_webhook) = gateway_hooks(NAME, Config, "...")
+    """
+    provider, validate = declare(name, ("sms",), config_model, description,
+                                 idempotent=idempotent)
+
+    @hookimpl
+    def stormd_estimate_cost(message, config: GatewayConfig) -> Decimal:
+        return sms_cost(message, config)
+
+    @hookimpl
+    def stormd_parse_webhook(request, config: GatewayConfig) -> WebhookResult:
+        return parse_delivery_report(request, config, name)
+
+    return provider, validate, stormd_estimate_cost, stormd_parse_webhook
+
+
+def refusal(provider: str, text: str, code: str) -> RetryableError | PermanentError:
+    """The error for a gateway's refusal `text`: retryable when it blames our account."""
+    what = f"{provider}: {text.strip()[:200]}"
+    if any(word in text.lower() for word in ACCOUNT_WORDS):
+        return RetryableError(what, code=code)
+    return PermanentError(what, code=code)
 
 
 def parse_delivery_report(request, config: GatewayConfig, provider: str) -> WebhookResult:

@@ -18,12 +18,10 @@ import asyncio
 import smtplib
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import ProviderInfo
-from stormd.plugins.builtin.transport import ProviderConfig, short_id
+from stormd.plugins.builtin.transport import ProviderConfig, declare, short_id
 from stormd.plugins.errors import PermanentError, RetryableError
 from stormd.plugins.hookspecs import hookimpl
 
@@ -41,14 +39,7 @@ class Config(ProviderConfig):
     timeout: float = 30.0
 
 
-@hookimpl
-def stormd_provider() -> ProviderInfo:
-    return ProviderInfo(name=NAME, channels=("email",), description="any SMTP server")
-
-
-@hookimpl
-def stormd_validate_config(config: dict[str, Any]) -> Config:
-    return Config.model_validate(config)
+stormd_provider, stormd_validate_config = declare(NAME, ("email",), Config, "any SMTP server")
 
 
 def build_email(message, config: Config) -> EmailMessage:

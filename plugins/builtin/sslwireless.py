@@ -13,14 +13,13 @@ second request with the same csms_id, so a resend after a crash cannot go out tw
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import Health, ProviderInfo
-from stormd.plugins.builtin.sms_gateway import GatewayConfig, parse_delivery_report, sms_cost
+from stormd.plugins.api import Health
+from stormd.plugins.builtin.sms_gateway import GatewayConfig, gateway_hooks, refusal
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
-from stormd.plugins.errors import PermanentError, RetryableError
+from stormd.plugins.errors import RetryableError
 from stormd.plugins.hookspecs import hookimpl
 
 NAME = "sslwireless"
@@ -34,20 +33,9 @@ class Config(GatewayConfig):
     base_url: str = "https://smsplus.sslwireless.com"
 
 
-@hookimpl
-def stormd_provider() -> ProviderInfo:
-    return ProviderInfo(name=NAME, channels=("sms",), idempotent=True,
-                        description="SSL Wireless ISMS Plus (Bangladesh)")
-
-
-@hookimpl
-def stormd_validate_config(config: dict[str, Any]) -> Config:
-    return Config.model_validate(config)
-
-
-@hookimpl
-def stormd_estimate_cost(message, config: Config):
-    return sms_cost(message, config)
+(stormd_provider, stormd_validate_config, stormd_estimate_cost,
+ stormd_parse_webhook) = gateway_hooks(NAME, Config, "SSL Wireless ISMS Plus (Bangladesh)",
+                                       idempotent=True)
 
 
 @hookimpl
@@ -65,18 +53,12 @@ async def stormd_send(message, config: Config, http) -> str:
     if str(data.get("status")).upper() == "SUCCESS":
         info = (data.get("smsinfo") or [{}])[0]
         return str(info.get("reference_id") or csms_id)
-    code = str(data.get("status_code", ""))
-    text = f"{NAME}: {code} {data.get('error_message', '')}".strip()
-    if "duplicate" in str(data.get("error_message", "")).lower():
+    code, error = str(data.get("status_code", "")), str(data.get("error_message", ""))
+    if "duplicate" in error.lower():
         return csms_id  # accepted before: the crash came after the gateway took it
-    if code in ACCOUNT_ERRORS or "balance" in text.lower():
-        raise RetryableError(text, code=code)
-    raise PermanentError(text, code=code)
-
-
-@hookimpl
-def stormd_parse_webhook(request, config: Config):
-    return parse_delivery_report(request, config, NAME)
+    if code in ACCOUNT_ERRORS:
+        raise RetryableError(f"{NAME}: {code} {error}".strip(), code=code)
+    raise refusal(NAME, f"{code} {error}", code)
 
 
 @hookimpl

@@ -1,5 +1,6 @@
-"""What the HTTP providers share: a JSON/form request that turns transport failures and
-HTTP statuses into the pipeline's typed errors, and a strict config base model."""
+"""What the built-in providers share: how they declare themselves (`declare`), a strict
+config base model, and a JSON/form request that turns transport failures and HTTP statuses
+into the pipeline's typed errors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict
 
+from stormd.plugins.api import ProviderInfo
 from stormd.plugins.errors import PermanentError, RetryableError
+from stormd.plugins.hookspecs import hookimpl
 
 RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 # Credentials refused: the provider cannot take our traffic at all, so the breaker should
@@ -21,6 +24,25 @@ class ProviderConfig(BaseModel):
     """A `[providers.<name>]` section: unknown keys are errors, like the rest of stormd.toml."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def declare(name: str, channels: tuple[str, ...], config_model: type[ProviderConfig],
+            description: str, *, idempotent: bool = False):
+    """The `stormd_provider` and `stormd_validate_config` hooks of a provider module:
+
+        stormd_provider, stormd_validate_config = declare(NAME, ("sms",), Config, "...")
+    """
+
+    @hookimpl
+    def stormd_provider() -> ProviderInfo:
+        return ProviderInfo(name=name, channels=channels, idempotent=idempotent,
+                            description=description)
+
+    @hookimpl
+    def stormd_validate_config(config: dict[str, Any]) -> ProviderConfig:
+        return config_model.model_validate(config)
+
+    return stormd_provider, stormd_validate_config
 
 
 class Response:

@@ -23,8 +23,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import ProviderInfo, StatusUpdate, WebhookResult
-from stormd.plugins.builtin.transport import ProviderConfig, raise_for_status, request
+from stormd.plugins.api import StatusUpdate, WebhookResult
+from stormd.plugins.builtin.transport import (
+    ProviderConfig,
+    declare,
+    raise_for_status,
+    request,
+)
 from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
 from stormd.plugins.hookspecs import hookimpl
 from stormd.plugins.signatures import body_digest, verify_hub_signature
@@ -46,15 +51,8 @@ class Config(ProviderConfig):
     utility_rate: Decimal = Decimal("1.40")
 
 
-@hookimpl
-def stormd_provider() -> ProviderInfo:
-    return ProviderInfo(name=NAME, channels=("whatsapp",),
-                        description="WhatsApp Cloud API (Meta) template messages")
-
-
-@hookimpl
-def stormd_validate_config(config: dict[str, Any]) -> Config:
-    return Config.model_validate(config)
+stormd_provider, stormd_validate_config = declare(
+    NAME, ("whatsapp",), Config, "WhatsApp Cloud API (Meta) template messages")
 
 
 @hookimpl
