@@ -31,6 +31,7 @@ from stormd.daemon.deadletters import DeadLetters
 from stormd.daemon.embedded import EmbeddedNats
 from stormd.daemon.health import HttpServers
 from stormd.daemon.intake import Intake
+from stormd.daemon.metrics import declare_series, load_segment_members
 from stormd.daemon.relay import Relay
 from stormd.daemon.scheduler import TimerLoop
 from stormd.handlers.events import EVENT_TYPES
@@ -83,6 +84,8 @@ class Daemon:
         self.engine = make_engine(s.database.url, echo=s.database.echo)
         self.sessionmaker = make_sessionmaker(self.engine)
         self.registry = self.load_handlers()
+        declare_series(s)
+        await load_segment_members(self.sessionmaker)
 
         self.nc = await connect(server_urls(self.nats_url))
         self.js = self.nc.jetstream()

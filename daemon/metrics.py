@@ -7,10 +7,19 @@ channels, providers, actor kinds, segment slugs. Never a customer, cart or messa
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import select
 
 from stormd.handlers.events import EVENT_TYPES
+
+# The bounded label values, declared at zero on start-up (`declare_series`).
+OUTCOMES = ("processed", "duplicate", "rejected", "dead_lettered")
+ACTOR_KINDS = ("cart", "customer", "order", "product", "message")
+CHANNELS = ("email", "sms", "whatsapp", "push")
+MESSAGE_STATUSES = ("sent", "failed", "cancelled", "retry")
 
 EVENTS = Counter(
     "stormd_events", "Events taken from the stream, by type and outcome "
@@ -79,6 +88,33 @@ _event_children: dict[tuple[str, str], object] = {}
 def type_label(type_: str | None) -> str:
     """An event type fit for a label: a contract type, else `_other` (bounded)."""
     return type_ if type_ in _KNOWN_TYPES else "_other"
+
+
+def declare_series(settings: Any) -> None:
+    """Every bounded label combination at zero: a scrape shows each CONTRACT §9 metric with
+    its labels from the start, and `rate()` and alerts see a 0, not a missing series, until
+    the first event, message or restart happens."""
+    for type_ in (*EVENT_TYPES, "_other"):
+        for outcome in OUTCOMES:
+            event_counter(type_, outcome)
+    for kind in ACTOR_KINDS:
+        MAILBOX_DEPTH.labels(kind)
+    for channel in CHANNELS:
+        for provider in (*settings.channels.providers(channel), "none"):
+            for status in MESSAGE_STATUSES:
+                MESSAGES.labels(channel, provider, status)
+
+
+async def load_segment_members(sessionmaker: Any) -> None:
+    """Each segment's size as of its last refresh: a restarted daemon reports them at once,
+    not only after the next nightly run."""
+    from stormd.schema.segments import CustomerSegment
+
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(
+            CustomerSegment.store_id, CustomerSegment.slug, CustomerSegment.member_count))).all()
+    for store, slug, members in rows:
+        SEGMENT_MEMBERS.labels(store, slug).set(members or 0)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -1,4 +1,4 @@
-"""The running daemon's surfaces: metrics exposition, health, API request/reply, timers
+"""The running daemon's surfaces: health, API request/reply, timers
 firing within a second, the embedded nats-server supervised."""
 
 from __future__ import annotations
@@ -11,42 +11,10 @@ import httpx
 import nats
 import pytest
 from daemon_helpers import customer, eventually, publish
-from prometheus_client.parser import text_string_to_metric_families
-
-from stormd.daemon.metrics import MESSAGES, SEGMENT_MEMBERS
 
 # The runtime path under test does not depend on the database kind (the inbox and
 # group commit are covered on both by the other tests): SQLite only, to keep the suite fast.
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-
-@SQLITE_ONLY
-async def test_metrics_exposition_parses_and_counts_events(
-    daemon_settings, start_daemon, customer_handler, js
-):
-    d = await start_daemon(daemon_settings())
-    await publish(js, customer("m1"))
-    await js.publish("stormcom.events.store_1.customer.upserted", b"garbage")
-    MESSAGES.labels("sms", "outbox", "sent").inc(0)
-    SEGMENT_MEMBERS.labels("store_1", "vip").set(0)
-    host, port = d.http.bound["metrics"]
-
-    async def families():
-        async with httpx.AsyncClient() as client:
-            text = (await client.get(f"http://{host}:{port}/metrics")).text
-        fams = {f.name: f for f in text_string_to_metric_families(text)}
-        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                   for f in fams.values() for s in f.samples}
-        rejected = samples.get(("stormd_events_total",
-                                (("outcome", "rejected"), ("type", "customer.upserted"))), 0)
-        return fams if rejected >= 1 else None
-
-    fams = await eventually(families)
-    for name in ("stormd_events", "stormd_event_seconds", "stormd_messages",
-                 "stormd_mailbox_depth", "stormd_rfm_run_seconds", "stormd_segment_members"):
-        assert name in fams, name
-    assert fams["stormd_event_seconds"].type == "histogram"
-    assert fams["stormd_events"].type == "counter"
 
 
 @SQLITE_ONLY
