@@ -27,6 +27,7 @@ from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import TIMERS_FIRED
 from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.registry import dispatch_timer, registry
+from stormd.schema.inlist import in_values
 from stormd.schema.timers import Timer
 
 log = logging.getLogger(__name__)
@@ -107,24 +108,22 @@ class TimerLoop:
             due = and_(Timer.due_at <= now, free)
             order = (Timer.priority.desc(), Timer.due_at)
             batch_kinds = registry.timer_batch_kinds()
-            ids = list((await session.execute(
-                select(Timer.id).where(due, Timer.kind.in_(batch_kinds))
-                .order_by(*order).limit(self.batch_claim)
-            )).scalars().all()) if batch_kinds else []
-            ids += (await session.execute(
-                select(Timer.id).where(due, Timer.kind.not_in(batch_kinds))
-                .order_by(*order).limit(self.batch)
-            )).scalars().all()
-            if not ids:
-                return []
-            rows = await session.execute(
-                update(Timer).where(Timer.id.in_(ids), free)
+            # One UPDATE … WHERE id IN (top-N per class) RETURNING: no id list round trip.
+            # Batch-handled kinds and the others are limited separately, so a flood of
+            # one never starves the other.
+            picks = [Timer.id.in_(select(Timer.id).where(due, Timer.kind.not_in(batch_kinds))
+                                  .order_by(*order).limit(self.batch))]
+            if batch_kinds:
+                picks.append(Timer.id.in_(select(Timer.id).where(due, Timer.kind.in_(batch_kinds))
+                                          .order_by(*order).limit(self.batch_claim)))
+            rows = (await session.execute(
+                update(Timer).where(or_(*picks), free)
                 .values(claimed_by=self.owner, claimed_until=now + LEASE)
                 .returning(Timer.id, Timer.store_id, Timer.key, Timer.kind, Timer.due_at,
-                           Timer.payload)
+                           Timer.payload, Timer.priority)
                 .execution_options(synchronize_session=False)
-            )
-            return list(rows.all())
+            )).all()
+            return sorted(rows, key=lambda r: (-r.priority, r.due_at))  # highest first
 
     async def fire_due(self) -> int:
         """Fire every due timer once (one claimed batch); returns how many were claimed."""
@@ -159,7 +158,7 @@ class TimerLoop:
                                 row.key, row.kind, describe(exc), RETRY_AFTER)
             if failed:
                 await session.execute(
-                    update(Timer).where(and_(Timer.id.in_(failed), Timer.claimed_by == self.owner))
+                    update(Timer).where(and_(in_values(Timer.id, failed), Timer.claimed_by == self.owner))
                     .values(claimed_until=self.clock.now() + RETRY_AFTER)
                     .execution_options(synchronize_session=False)
                 )
@@ -178,7 +177,7 @@ class TimerLoop:
             async with session.begin_nested():
                 await handler(ctx, fired)
                 await session.execute(
-                    delete(Timer).where(Timer.id.in_([r.id for r in rows]),
+                    delete(Timer).where(in_values(Timer.id, [r.id for r in rows]),
                                         Timer.claimed_by == self.owner)
                     .execution_options(synchronize_session=False)
                 )

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.schema.inlist import in_values
 from stormd.schema.timers import Timer
-from stormd.schema.upsert import insert_for
+from stormd.schema.upsert import upsert_rows
 
 
 async def schedule_timer(
@@ -40,28 +41,21 @@ async def schedule_timers(
     optionally payload and priority. Set-based handlers (thousands of carts) use this."""
     if not timers:
         return
-    stmt = insert_for(session, Timer.__table__)  # Core executemany: no ORM bookkeeping
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["store_id", "key"],
-        set_={
-            "kind": stmt.excluded.kind, "due_at": stmt.excluded.due_at,
-            "payload": stmt.excluded.payload, "priority": stmt.excluded.priority,
-            "created_at": stmt.excluded.created_at, "claimed_by": None, "claimed_until": None,
-        },
-    )
-    await session.execute(stmt, [
+    # Every column given, so a replaced timer loses its old claim (claimed_by/until NULL);
+    # upsert_rows: one compiled statement, rows to SQLite's driver executemany.
+    await upsert_rows(session, Timer.__table__, [
         {"store_id": store_id, "key": t["key"], "kind": t["kind"], "due_at": t["due_at"],
          "payload": t.get("payload"), "priority": t.get("priority", 0), "created_at": now,
          "claimed_by": None, "claimed_until": None}
         for t in timers
-    ])
+    ], ["store_id", "key"])
 
 
 async def cancel_timers(session: AsyncSession, *, store_id: str, keys: list[str]) -> None:
     """Cancel many timers by key (missing keys are fine)."""
     for i in range(0, len(keys), 5000):
         await session.execute(
-            delete(Timer).where(Timer.store_id == store_id, Timer.key.in_(keys[i:i + 5000]))
+            delete(Timer).where(Timer.store_id == store_id, in_values(Timer.key, keys[i:i + 5000]))
         )
 
 

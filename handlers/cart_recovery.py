@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import or_, select, update
 
 from stormd.config.settings import CartStep
 from stormd.daemon.timers import cancel_timers, schedule_timers
@@ -48,10 +48,11 @@ from stormd.handlers.send_time import local_day_bounds, send_window
 from stormd.handlers.templates import render_template
 from stormd.plugins.enqueue import MessageRequest, enqueue_messages
 from stormd.schema.automations import AutomationExecution
+from stormd.schema.bulk import insert_returning
 from stormd.schema.carts import Cart, CartAbandonmentEvent, CartItem
+from stormd.schema.inlist import in_values
 from stormd.schema.products import Product
 from stormd.schema.stores import Store
-from stormd.schema.upsert import insert_for
 
 TRIGGER = "abandoned_cart"
 REMIND_TIMER = "cart.remind"
@@ -132,7 +133,7 @@ async def _claim_executions(
     keys = list(wanted)
     for i in range(0, len(keys), CHUNK):
         for row in (await ctx.session.scalars(select(AutomationExecution).where(
-                AutomationExecution.idempotency_key.in_(keys[i:i + CHUNK])))).all():
+                in_values(AutomationExecution.idempotency_key, keys[i:i + CHUNK])))).all():
             existing[row.idempotency_key] = row
     claimed: dict[str, int] = {}
     fresh = []
@@ -178,7 +179,7 @@ async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
     for i in range(0, len(cart_ids), CHUNK):
         open_rows.extend((await ctx.session.scalars(select(CartAbandonmentEvent).where(
             CartAbandonmentEvent.store_id == ctx.store_id,
-            CartAbandonmentEvent.cart_id.in_(cart_ids[i:i + CHUNK]),
+            in_values(CartAbandonmentEvent.cart_id, cart_ids[i:i + CHUNK]),
             CartAbandonmentEvent.status == "OPEN",
         ))).all())
     if not open_rows:
@@ -195,7 +196,7 @@ async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
                 update(AutomationExecution)
                 .where(AutomationExecution.store_id == ctx.store_id,
                        AutomationExecution.trigger == TRIGGER,
-                       AutomationExecution.subject_id.in_(ids[i:i + CHUNK]),
+                       in_values(AutomationExecution.subject_id, ids[i:i + CHUNK]),
                        AutomationExecution.status.in_(RUNNING))
                 .values(status="CANCELLED", error=reason, updated_at=now)
                 .execution_options(synchronize_session=False)
@@ -215,7 +216,7 @@ async def run_due_steps(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     for i in range(0, len(ids), CHUNK):
         rows.extend((await ctx.session.scalars(select(CartAbandonmentEvent).where(
             CartAbandonmentEvent.store_id == ctx.store_id,
-            CartAbandonmentEvent.id.in_(ids[i:i + CHUNK]),
+            in_values(CartAbandonmentEvent.id, ids[i:i + CHUNK]),
             CartAbandonmentEvent.status == "OPEN"))).all())
     tasks = []
     for row in rows:
@@ -373,7 +374,7 @@ async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, lis
         rows.extend((await ctx.session.execute(select(
             CartItem.cart_id, CartItem.product_id, CartItem.name, CartItem.quantity,
             CartItem.unit_price, CartItem.image_url).where(
-            CartItem.store_id == ctx.store_id, CartItem.cart_id.in_(cart_ids[i:i + CHUNK]))
+            CartItem.store_id == ctx.store_id, in_values(CartItem.cart_id, cart_ids[i:i + CHUNK]))
             .order_by(CartItem.id))).all())
     product_ids = list({r.product_id for r in rows if not (r.name and r.image_url)})
     products: dict[str, Any] = {}
@@ -381,7 +382,7 @@ async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, lis
         for p in (await ctx.session.execute(select(
                 Product.product_id, Product.name, Product.image_url).where(
                 Product.store_id == ctx.store_id,
-                Product.product_id.in_(product_ids[i:i + CHUNK])))).all():
+                in_values(Product.product_id, product_ids[i:i + CHUNK])))).all():
             products[p.product_id] = p
     out: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -442,7 +443,8 @@ async def attribute_orders(ctx: HandlerContext,
     for i in range(0, max(len(carts), len(customers)), CHUNK):
         rows.extend((await ctx.session.scalars(select(Ab).where(
             Ab.store_id == ctx.store_id, Ab.status != "RECOVERED",
-            or_(Ab.cart_id.in_(carts[i:i + CHUNK]), Ab.customer_id.in_(customers[i:i + CHUNK])),
+            or_(in_values(Ab.cart_id, carts[i:i + CHUNK]),
+                in_values(Ab.customer_id, customers[i:i + CHUNK])),
         ))).all())
     rows = list(dict.fromkeys(rows))
     reasons: dict[str, str] = {}
@@ -490,7 +492,7 @@ async def _set(ctx: HandlerContext, model: Any, ids: list[int], **values: Any) -
     """UPDATE model SET values WHERE id IN ids, in chunks."""
     for i in range(0, len(ids), CHUNK):
         await ctx.session.execute(
-            update(model).where(model.id.in_(ids[i:i + CHUNK])).values(**values)
+            update(model).where(in_values(model.id, ids[i:i + CHUNK])).values(**values)
             .execution_options(synchronize_session=False)
         )
 
@@ -499,16 +501,6 @@ async def _insert_returning(ctx: HandlerContext, model: Any, label: Any,
                             rows: list[dict[str, Any]], unique: str | None = None
                             ) -> dict[str, int]:
     """Insert rows and map `label` -> new id (skipping rows whose `unique` key exists)."""
-    if not rows:
-        return {}
-    table = model.__table__  # Core executemany: no ORM bookkeeping per row
-    stmt = insert(table)
-    if unique is not None:
-        stmt = insert_for(ctx.session, table).on_conflict_do_nothing(index_elements=[unique])
-    out: dict[str, int] = {}
-    for i in range(0, len(rows), CHUNK):
-        result = await ctx.session.execute(
-            stmt.returning(table.c.id, table.c[label.key]), rows[i:i + CHUNK]
-        )
-        out.update({lab: id_ for id_, lab in result.all()})
-    return out
+    found = await insert_returning(ctx.session, model.__table__, rows, ("id", label.key),
+                                   unique=unique)
+    return {lab: id_ for id_, lab in found}

@@ -26,6 +26,7 @@ from stormd.handlers.eligibility import load_reach
 from stormd.handlers.events import CartCleared, CartUpdated, Event, OrderCreated
 from stormd.handlers.registry import REACT, STATE, on_event_batch, on_timer_batch
 from stormd.schema.carts import Cart, CartItem
+from stormd.schema.inlist import in_values
 from stormd.schema.orders import Order
 
 ABANDON_TIMER = "cart.abandon"
@@ -50,7 +51,7 @@ async def _current(ctx: HandlerContext, events: list[Event]) -> dict[str, Cart |
     rows: dict[str, Cart] = {}
     for i in range(0, len(ids), 5000):
         rows.update((c.cart_id, c) for c in (await ctx.session.scalars(
-            select(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id.in_(ids[i:i + 5000]))
+            select(Cart).where(Cart.store_id == ctx.store_id, in_values(Cart.cart_id, ids[i:i + 5000]))
         )).all())
     found: dict[str, Cart | None | bool] = {}
     for e in events:
@@ -88,7 +89,7 @@ async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
     ids = [d.cart_id for d in kept]
     for i in range(0, len(ids), 5000):
         await ctx.session.execute(delete(CartItem).where(
-            CartItem.store_id == ctx.store_id, CartItem.cart_id.in_(ids[i:i + 5000])))
+            CartItem.store_id == ctx.store_id, in_values(CartItem.cart_id, ids[i:i + 5000])))
     items = [{"store_id": ctx.store_id, "cart_id": d.cart_id, "product_id": i.product_id,
               "name": i.name, "category": i.category, "quantity": i.quantity,
               "unit_price": i.unit_price, "image_url": i.image_url}
@@ -125,8 +126,8 @@ async def convert_carts(ctx: HandlerContext, events: list[Event]) -> None:
     for i in range(0, max(len(cart_ids), len(customers)), 5000):
         carts.extend((await ctx.session.scalars(select(Cart).where(
             Cart.store_id == ctx.store_id, Cart.status.in_(LIVE),
-            or_(Cart.cart_id.in_(cart_ids[i:i + 5000]),
-                Cart.customer_id.in_(customers[i:i + 5000])))
+            or_(in_values(Cart.cart_id, cart_ids[i:i + 5000]),
+                in_values(Cart.customer_id, customers[i:i + 5000])))
         )).all())
     carts = list(dict.fromkeys(carts))
     attributed = []
@@ -149,8 +150,8 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
     rows = (await ctx.session.execute(
         select(Order.order_id, Order.cart_id, Order.customer_id, Order.occurred_at)
         .where(Order.store_id == ctx.store_id,
-               or_(Order.cart_id.in_(ids),
-                   Order.customer_id.in_(customers) & (Order.occurred_at >= since)))
+               or_(in_values(Order.cart_id, ids),
+                   in_values(Order.customer_id, customers) & (Order.occurred_at >= since)))
         .order_by(Order.occurred_at)
     )).all()
     by_cart = {r.cart_id: r.order_id for r in rows if r.cart_id}
@@ -179,7 +180,7 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
     for i in range(0, len(ids), 5000):
         carts.extend((await ctx.session.execute(
             select(Cart.cart_id, Cart.customer_id, Cart.total, Cart.updated_at)
-            .where(Cart.store_id == ctx.store_id, Cart.cart_id.in_(ids[i:i + 5000]),
+            .where(Cart.store_id == ctx.store_id, in_values(Cart.cart_id, ids[i:i + 5000]),
                    Cart.status == "ACTIVE")
         )).all())
     # A timer from before the last update would have been replaced; this is belt and braces.
@@ -201,7 +202,7 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
         return
     await ctx.session.execute(
         update(Cart).where(Cart.store_id == ctx.store_id,
-                           Cart.cart_id.in_([c.cart_id for c, _ in abandoned]))
+                           in_values(Cart.cart_id, [c.cart_id for c, _ in abandoned]))
         .values(status="ABANDONED").execution_options(synchronize_session=False)
     )
     await cart_recovery.start_recovery(ctx, abandoned)

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.send_time import local_day_bounds
 from stormd.schema.customers import Customer, DndNumber
+from stormd.schema.inlist import in_values
 from stormd.schema.messages import Message
 from stormd.schema.promotions import DiscountCode
 
@@ -98,7 +99,7 @@ async def load_reach(
                    DndNumber.phone.label("dnd_phone"))
             .outerjoin(DndNumber, and_(DndNumber.store_id == Customer.store_id,
                                        DndNumber.phone == Customer.phone))
-            .where(Customer.store_id == store_id, Customer.customer_id.in_(chunk))
+            .where(Customer.store_id == store_id, in_values(Customer.customer_id, chunk))
         )
         for c in rows:
             found[c.customer_id] = Reach(
@@ -145,7 +146,7 @@ async def sent_today(
     for chunk in _chunks(customer_ids):
         rows = await session.execute(
             select(Message.customer_id, func.count())
-            .where(Message.store_id == store_id, Message.customer_id.in_(chunk),
+            .where(Message.store_id == store_id, in_values(Message.customer_id, chunk),
                    Message.marketing.is_(True), Message.created_at >= start,
                    Message.created_at < end, Message.status.not_in(NOT_DELIVERED))
             .group_by(Message.customer_id)
@@ -163,7 +164,7 @@ async def recently_triggered(
     hit: set[str] = set()
     for chunk in _chunks(customer_ids):
         query = select(Message.customer_id).distinct().where(
-            Message.store_id == store_id, Message.customer_id.in_(chunk),
+            Message.store_id == store_id, in_values(Message.customer_id, chunk),
             Message.trigger == trigger, Message.created_at >= since,
             Message.status.not_in(NOT_DELIVERED),
         )
@@ -187,7 +188,7 @@ async def recent_offer_holders(
     for chunk in _chunks(customer_ids):
         rows = await session.execute(
             select(DiscountCode.customer_id, DiscountCode.cart_id)
-            .where(DiscountCode.store_id == store_id, DiscountCode.customer_id.in_(chunk),
+            .where(DiscountCode.store_id == store_id, in_values(DiscountCode.customer_id, chunk),
                    DiscountCode.created_at >= since)
         )
         for cid, cart_id in rows:

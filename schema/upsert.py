@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -24,6 +25,22 @@ def insert_for(session: AsyncSession | Any, table: Any):
 
 
 BATCH_ROWS = 5000
+
+
+def memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`process` (a bind processor) converting each distinct datetime once: a batch's rows
+    repeat its `now`, and UTC + text formatting is most of a row's parameter cost."""
+    seen: dict[datetime, Any] = {}
+
+    def run(value: Any) -> Any:
+        if type(value) is not datetime:
+            return process(value)
+        out = seen.get(value)
+        if out is None:
+            out = seen[value] = process(value)
+        return out
+
+    return run
 
 
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -105,7 +122,8 @@ class _DriverRows:
         return cls(compiled.string, names, set(columns), table, dialect)
 
     def params(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        names, defaults, processors = self.names, self.defaults, self.processors
+        names, defaults = self.names, self.defaults
+        processors = [(i, memoized(p)) for i, p in self.processors]
         out = []
         pairs = [(n, defaults.get(n)) for n in names]
         for row in rows:
