@@ -13,7 +13,7 @@ from datetime import timedelta
 from daemon_helpers import customer, envelope
 from sqlalchemy import func, insert, select
 
-from stormd.daemon.batching import Delivery, GroupCommitter, Outcome
+from stormd.daemon.batching import Delivery, GroupCommitter, Outcome, runs
 from stormd.handlers.events import parse_event
 from stormd.handlers.registry import load_handlers
 from stormd.schema.automations import AutomationExecution
@@ -185,3 +185,18 @@ async def test_real_set_based_handlers_take_runs_of_engagement_consent_and_sign_
     assert consent["stranger"][0] is False  # an opt-out is never forgotten
     assert consent["new1"] == (True, True, True, True)
     assert (await count(sessionmaker, select(func.count()).select_from(ProcessedEvent))) == [(9,)]
+
+
+def test_runs_follow_each_actor_in_order_with_few_runs():
+    up = [delivery(customer(f"c{i}")) for i in range(4)]
+    consent = [delivery(envelope("customer.consent_changed",
+                                 {"customerId": f"c{i}", "channel": "sms", "optedIn": False}))
+               for i in range(3)]
+    # one group per actor (customer c0 … c3), in the order the actors were taken
+    groups = [[up[0], consent[0]], [consent[1]], [up[2], consent[2]], [up[3]]]
+    got = list(runs(groups))
+    # Taking the k-th event of every group in turn would need three runs here.
+    assert got == [[up[0], up[2], up[3]], [consent[0], consent[1], consent[2]]]
+    assert sorted(map(id, (d for r in got for d in r))) == sorted(
+        map(id, (d for g in groups for d in g)))
+    assert list(runs([])) == [] and list(runs([[up[0]]])) == [[up[0]]]
