@@ -1,6 +1,6 @@
 """Benchmark: drain a backlog of mixed events through the daemon, next to a plain consumer.
 
-    python benchmarks/ingest.py [--events 100000] [--handlers real|none] [--rate 1000]
+    python benchmarks/ingest.py [--events 100000] [--handlers real|none|timed] [--rate 1000]
                                 [--rate-seconds 5] [--db URL]
 
 1. Plain baseline: the same number of messages on a stream, drained by a bare nats-py pull
@@ -8,7 +8,10 @@
 2. stormd: the backlog of mixed storefront events (daemon/storefront.py) published first,
    then an in-process daemon (the code `stormd run` runs; SQLite by default) drains it:
    parse, validate, inbox dedupe, actors, group commit, ack. `--handlers none` measures the
-   runtime alone; `real` (default) runs every registered handler.
+   runtime alone; `real` (default) runs every registered handler; `timed` is `real` with
+   each handler's wall time, calls and events printed after the drain (where to look).
+   The daemon's process CPU time is printed too: events per CPU-second stays comparable
+   when other work shares the machine, wall-clock rates do not.
 3. Latency: events published at `--rate` per second for `--rate-seconds`; p50/p99 of
    receipt-to-handled from the stormd_event_seconds histogram (bucket upper bounds).
 
@@ -24,6 +27,7 @@ import json
 import logging
 import tempfile
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +39,7 @@ from stormd.daemon.broker import ensure_streams
 from stormd.daemon.metrics import EVENT_SECONDS
 from stormd.daemon.nats_server import start_nats_server, wait_until_listening
 from stormd.daemon.storefront import mixed_events
-from stormd.handlers.registry import HandlerRegistry, load_handlers
+from stormd.handlers.registry import HandlerRegistry, _Registered, load_handlers
 
 START = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
@@ -93,6 +97,49 @@ def quantile(before, after, q: float) -> float:
     return float("inf")
 
 
+HANDLER_SECONDS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
+
+
+def _timed(name: str, fn, batch: bool):
+    async def timed(ctx, arg):
+        t0 = time.perf_counter()
+        try:
+            return await fn(ctx, arg)
+        finally:
+            s = HANDLER_SECONDS[name]
+            s[0] += time.perf_counter() - t0
+            s[1] += 1
+            s[2] += len(arg) if batch else 1
+    return timed
+
+
+def timing_handlers() -> HandlerRegistry:
+    """The real registry with every event and timer handler timed (wall time: handlers
+    awaiting the database overlap with the timer loop and intake on the one event loop)."""
+    registry = load_handlers()
+    if getattr(registry, "_bench_timed", False):
+        return registry
+    registry._bench_timed = True
+    for type_, entries in registry._events.items():
+        registry._events[type_] = [_Registered(
+            e.stage, e.name, _timed(f"{e.name} (one)", e.fn, False),
+            _timed(e.name, e.batch, True) if e.batch else None) for e in entries]
+    for kind, fn in list(registry._timers.items()):
+        registry._timers[kind] = _timed(f"timer {kind}", fn, False)
+    for kind, fn in list(registry._timer_batches.items()):
+        registry._timer_batches[kind] = _timed(f"timers {kind}", fn, True)
+    return registry
+
+
+def print_handler_seconds() -> None:
+    print(f"{'handler (calls: a run, or one event/timer)':62s} {'s':>7s} {'calls':>6s} "
+          f"{'events':>7s} {'ms/call':>8s} {'ms/event':>8s}")
+    for name, (t, calls, n) in sorted(HANDLER_SECONDS.items(), key=lambda kv: -kv[1][0]):
+        name = name.removeprefix("stormd.handlers.")
+        print(f"{name[-62:]:62s} {t:7.2f} {calls:6d} {n:7d} {1000 * t / calls:8.2f} "
+              f"{1000 * t / n:8.3f}")
+
+
 async def main(args) -> None:
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="stormd-ingest-"))
@@ -116,16 +163,20 @@ async def main(args) -> None:
         print(f"backlog published: {len(items):,} events in {took:.1f}s")
         gc.collect()
         gc.freeze()  # the benchmark's own 100,000 payloads are not the daemon's garbage
-        loader = load_handlers if args.handlers == "real" else HandlerRegistry
+        loader = {"real": load_handlers, "none": HandlerRegistry}.get(args.handlers,
+                                                                     timing_handlers)
         daemon = Daemon(settings, load_handlers=loader)
         await daemon.start()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         while not await drained(js, settings):
             await asyncio.sleep(0.1)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         rate = len(items) / elapsed
         print(f"stormd drained {len(items):,} events in {elapsed:.1f}s: {rate:,.0f} events/s "
-              f"({100 * rate / plain_rate:.0f} % of the plain consumer; handlers: {args.handlers})")
+              f"({100 * rate / plain_rate:.0f} % of the plain consumer; handlers: {args.handlers})"
+              f"; CPU {cpu:.1f} s = {len(items) / cpu:,.0f} events per CPU-second")
+        if args.handlers == "timed":
+            print_handler_seconds()
 
         before = histogram_counts()
         live = encode(list(mixed_events(int(args.rate * args.rate_seconds), START, "live", 2)))
@@ -151,7 +202,7 @@ async def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--handlers", choices=["real", "none"], default="real")
+    parser.add_argument("--handlers", choices=["real", "none", "timed"], default="real")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--rate-seconds", type=float, default=5)
     parser.add_argument("--db", default=None, help="database URL (default: a temp SQLite file)")
