@@ -100,8 +100,8 @@ async def _timed_run(label: str, job: JobContext, as_of: datetime | None = None)
     cpu = time.process_time() - cpu
     moved = ", ".join(f"{s} {c.members} (+{len(c.entered)} -{len(c.exited)})"
                       for s, c in r.segments.items())
-    stages = ", ".join(f"{k} {v:.1f} s" for k, v in r.stages.items())
-    print(f"{label}: {r.seconds:.2f} s wall, {cpu:.2f} s CPU ({stages}), {r.status}, "
+    stages = ", ".join(f"{k} {v:.1f}/{r.cpu[k]:.1f}" for k, v in r.stages.items())
+    print(f"{label}: {r.seconds:.2f} s wall, {cpu:.2f} s CPU (wall/CPU s: {stages}), {r.status}, "
           f"{r.population} scored; {moved}")
 
 

@@ -11,6 +11,7 @@ rows become ordinary typed parameters for SQLAlchemy's executemany.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import timedelta
@@ -81,6 +82,25 @@ def _length(columns: dict[str, Any]) -> int:
     return sizes.pop()
 
 
+@functools.lru_cache(maxsize=256)
+def _statement(dialect: Any, table: Table, names: tuple[str, ...], keys: tuple[str, ...],
+               update: bool, keep_newer: str | None) -> tuple[Any, str | None, list[str]]:
+    """The INSERT … ON CONFLICT for these columns, and on SQLite its SQL text and parameter
+    order: compiled once per shape, since re-scoring writes a few rows many times a second."""
+    stmt = insert_for(dialect, table)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: stmt.excluded[c] for c in names if c not in keys},
+            where=(table.c[keep_newer] <= stmt.excluded[keep_newer]) if keep_newer else None)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    if dialect.name != "sqlite":
+        return stmt, None, []
+    compiled = stmt.compile(dialect=dialect, column_keys=list(names))
+    return stmt, compiled.string, list(compiled.positiontup or ())
+
+
 async def write_columns(session: AsyncSession, table: Table, columns: dict[str, Any],
                         keys: Sequence[str], *, update: bool, keep_newer: str | None = None
                         ) -> int:
@@ -90,27 +110,18 @@ async def write_columns(session: AsyncSession, table: Table, columns: dict[str, 
     if n == 0:
         return 0
     names = list(columns)
-    stmt = insert_for(session, table)
-    if update:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={c: stmt.excluded[c] for c in names if c not in keys},
-            where=(table.c[keep_newer] <= stmt.excluded[keep_newer]) if keep_newer else None)
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
-    kinds = [_kind(table.c[name]) for name in names]
     conn = await session.connection()
-    sqlite = conn.dialect.name == "sqlite"
-    if sqlite:
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=names)
-        order = list(compiled.positiontup or ())
+    stmt, sql, order = _statement(conn.dialect, table, tuple(names), tuple(keys), update,
+                                  keep_newer)
+    kinds = [_kind(table.c[name]) for name in names]
+    sqlite = sql is not None
     for start in range(0, n, BATCH):
         part = {k: (v[start:start + BATCH] if isinstance(v, (np.ndarray, list, tuple)) else v)
                 for k, v in columns.items()}
         size = min(BATCH, n - start)
         if sqlite:
             cols = {k: _sqlite_values(kind, part[k], size) for k, kind in zip(names, kinds)}
-            await conn.exec_driver_sql(compiled.string, list(zip(*(cols[k] for k in order))))
+            await conn.exec_driver_sql(sql, list(zip(*(cols[k] for k in order))))
         else:
             cols = {k: _generic_values(kind, part[k], size) for k, kind in zip(names, kinds)}
             await conn.execute(stmt, [dict(zip(names, row)) for row in zip(*cols.values())])

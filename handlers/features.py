@@ -8,6 +8,7 @@ quintile ties are then plain integer arithmetic (numpy), identical on SQLite and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Integer, and_, case, cast, func, select, union
+from sqlalchemy import BigInteger, Integer, and_, bindparam, case, cast, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -95,18 +96,13 @@ class Aggregates:
                           self.frequency[rows], self.monetary_cents[rows])
 
 
-async def customer_aggregates(
-    session: AsyncSession,
-    store_id: str,
-    as_of: datetime,
-    window_days: int,
-    customer_ids: Iterable[str] | None = None,
-) -> Aggregates:
-    """One GROUP BY over the store's completed orders (optionally only some customers)."""
-    dialect = dialect_of(session)
+@functools.lru_cache(maxsize=8)
+def _aggregate_query(dialect: str, some: bool) -> Any:
+    """The GROUP BY, built once per dialect with bound parameters `store`, `as_of`,
+    `window_start` (and the expanding `ids` for some customers)."""
     o = Order.__table__.c
-    window_start = as_of - timedelta(days=window_days)
-    in_window = o.occurred_at > window_start
+    as_of = bindparam("as_of", type_=o.occurred_at.type)
+    in_window = o.occurred_at > bindparam("window_start", type_=o.occurred_at.type)
     cents = sql_cents(o.total, dialect)
     query = (
         select(
@@ -118,23 +114,47 @@ async def customer_aggregates(
             func.sum(case((in_window, 1), else_=0)),
             func.sum(case((in_window, cents), else_=0)),
         )
-        .where(completed_orders(store_id, as_of))
+        .where(completed_orders(bindparam("store", type_=o.store_id.type), as_of))
         .group_by(o.customer_id)
     )
+    if some:
+        query = query.where(o.customer_id.in_(bindparam("ids", expanding=True)))
+    return query
+
+
+async def customer_aggregates(
+    session: AsyncSession,
+    store_id: str,
+    as_of: datetime,
+    window_days: int,
+    customer_ids: Iterable[str] | None = None,
+) -> Aggregates:
+    """One GROUP BY over the store's completed orders (optionally only some customers)."""
+    query = _aggregate_query(dialect_of(session), customer_ids is not None)
+    params = {"store": store_id, "as_of": as_of,
+              "window_start": as_of - timedelta(days=window_days)}
     ids: list[str] = []
     parts: list[np.ndarray] = []
-    queries = [query]
-    if customer_ids is not None:
+    if customer_ids is None:
+        # The whole store straight from the driver's cursor.
+        batches = [row_parts(session, query, PART_ROWS, params)]
+    else:
+        # A few customers (re-scoring): SQLAlchemy's compiled cache, one query per chunk.
         wanted = list(dict.fromkeys(customer_ids))
-        queries = [query.where(o.customer_id.in_(wanted[start:start + ID_CHUNK]))
+        batches = [_one_part(session, query, {**params, "ids": wanted[start:start + ID_CHUNK]})
                    for start in range(0, len(wanted), ID_CHUNK)]
-    for each in queries:
-        async for rows in row_parts(session, each, PART_ROWS):
-            columns = list(zip(*rows))
-            ids.extend(columns[0])
-            parts.append(np.array(columns[1:], dtype=np.int64))
+    for each in batches:
+        async for rows in each:
+            if rows:
+                columns = list(zip(*rows))
+                ids.extend(columns[0])
+                parts.append(np.array(columns[1:], dtype=np.int64))
     values = np.concatenate(parts, axis=1) if parts else np.zeros((6, 0), dtype=np.int64)
     return Aggregates(ids, *values)
+
+
+async def _one_part(session: AsyncSession, query: Any, params: dict) -> AsyncIterator[list]:
+    yield (await session.execute(query, params)).all()
 
 
 async def first_column(session: AsyncSession, query: Any) -> list[Any]:
@@ -145,33 +165,36 @@ async def first_column(session: AsyncSession, query: Any) -> list[Any]:
     return values
 
 
-async def row_parts(session: AsyncSession, query: Any, size: int) -> AsyncIterator[list]:
+async def row_parts(session: AsyncSession, query: Any, size: int,
+                    params: dict[str, Any] | None = None) -> AsyncIterator[list]:
     """The query's rows as plain tuples, in parts of `size` (bounded memory).
 
     On SQLite the rows come straight from the driver's cursor, in the session's
     transaction: for a million-row aggregate SQLAlchemy's row handling costs more than
     SQLite's own work. Bound values, the items of IN lists included, get their type's
-    processing (aware times to UTC text, Decimal to float) as SQLAlchemy would give them.
+    processing (aware times to UTC text, Decimal to float) as SQLAlchemy would give them;
+    `params` give values to named `bindparam`s.
     """
     conn = await session.connection()
     if conn.dialect.name != "sqlite":
-        result = await conn.stream(query)
+        result = await conn.stream(query, params)
         async for rows in result.partitions(size):
             yield rows
         return
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    given = compiled.construct_params()
+    compiled = query.compile(dialect=conn.dialect)
+    state = compiled.construct_expanded_state(params)
     params = []
-    for name in compiled.positiontup or ():
+    for name in state.positiontup or ():
         # An expanded IN item `x_1_2` takes the type of its list `x_1`.
         bind = compiled.binds.get(name)
         if bind is None:
             bind = compiled.binds.get(name.rsplit("_", 1)[0])
         impl = bind.type.dialect_impl(conn.dialect) if bind is not None else None
         process = impl.bind_processor(conn.dialect) if impl is not None else None
-        params.append(process(given[name]) if process else given[name])
+        value = state.parameters[name]
+        params.append(process(value) if process else value)
     raw = await conn.get_raw_connection()
-    cursor = await raw.driver_connection.execute(compiled.string, params)
+    cursor = await raw.driver_connection.execute(state.statement, params)
     try:
         while rows := await cursor.fetchmany(size):
             yield rows

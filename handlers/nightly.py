@@ -42,11 +42,16 @@ class RunReport:
     seconds: float = 0.0
     segments: dict[str, Change] = field(default_factory=dict)
     drifted: list[str] = field(default_factory=list)
-    stages: dict[str, float] = field(default_factory=dict)  # seconds per step
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds per step
+    cpu: dict[str, float] = field(default_factory=dict)  # process CPU seconds per step
+    _cpu_mark: float = field(default_factory=time.process_time, repr=False)
 
     def stage(self, name: str, since: float) -> float:
-        now = time.perf_counter()
+        """Close step `name` begun at `since` (perf_counter); returns the next step's start."""
+        now, cpu = time.perf_counter(), time.process_time()
         self.stages[name] = now - since
+        self.cpu[name] = cpu - self._cpu_mark
+        self._cpu_mark = cpu
         return now
 
     def to_json(self) -> dict:
@@ -55,6 +60,7 @@ class RunReport:
             "asOf": self.as_of.isoformat(), "population": self.population, "rows": self.rows,
             "seconds": round(self.seconds, 3), "drifted": self.drifted,
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
+            "cpu": {k: round(v, 3) for k, v in self.cpu.items()},
             "segments": {slug: {"members": c.members, "entered": len(c.entered),
                                 "exited": len(c.exited)} for slug, c in self.segments.items()},
         }
@@ -69,19 +75,24 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
     after T is never undone), and each segment's membership moves together with its
     events.
     """
-    started = mark = time.perf_counter()
+    started = time.perf_counter()
     now = job.clock.now()
     as_of = as_of or now
     settings = job.settings
     run_id = None
+    report = RunReport(store_id, 0, "RUNNING", as_of)
     try:
+        mark = started
         async with job.sessionmaker() as session:
             await ensure_builtin_segments(session, store_id, now)
-            run_id = await start_run(session, store_id, as_of, settings.rfm.mode, now)
+            run_id = report.run_id = await start_run(session, store_id, as_of,
+                                                     settings.rfm.mode, now)
             await session.commit()
         async with job.sessionmaker() as session:
             agg = await customer_aggregates(session, store_id, as_of, settings.rfm.window_days)
+        mark = report.stage("aggregate", mark)
         scores = score(agg, as_of, settings.rfm)
+        mark = report.stage("score", mark)
         await _in_slices(job, len(agg), lambda s, rows: insert_snapshot_rows(
             s, run_id, store_id, as_of, agg.part(rows), scores.part(rows)))
         async with job.sessionmaker() as session:
@@ -90,7 +101,7 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
             status, rows = await verify_snapshot(session, run_id, store_id, len(agg), now)
             await record_bounds(session, run_id, scores.bounds)
             await session.commit()
-        report = RunReport(store_id, run_id, status, as_of, len(agg), rows)
+        report.status, report.population, report.rows = status, len(agg), rows
         mark = report.stage("snapshot", mark)
         if status == "OK":
             await _in_slices(job, len(agg), lambda s, rows: upsert_buyers(
