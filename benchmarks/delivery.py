@@ -33,6 +33,7 @@ from sqlalchemy import func, insert, select
 
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.clock import Clock
+from stormd.daemon.metrics import MESSAGES
 from stormd.daemon.nats_server import free_port
 from stormd.plugins.api import ProviderInfo
 from stormd.plugins.builtin.transport import raise_for_status, request
@@ -105,6 +106,10 @@ async def queue_messages(sessionmaker, count: int, tag: str) -> None:
             await session.execute(insert(Message), rows[i:i + 10_000])
 
 
+def sent_metric() -> float:
+    return MESSAGES.labels(channel="sms", provider="fakegw", status="sent")._value.get()
+
+
 async def sent_count(sessionmaker) -> int:
     async with sessionmaker() as session:
         return await session.scalar(
@@ -125,12 +130,16 @@ async def run(args, gateway_url: str, rate: float, count: int, sessionmaker, tag
     before = await sent_count(sessionmaker)
     await queue_messages(sessionmaker, count, tag)
     pipeline = DeliveryPipeline(settings, sessionmaker, Clock(), plugins=plugins)
+    counted = sent_metric()
     started, cpu = time.perf_counter(), time.process_time()
     await pipeline.start()
-    while await sent_count(sessionmaker) - before < count:
-        await asyncio.sleep(0.25)
+    # Watch the pipeline's own counter (bumped after each outcome batch commits) rather
+    # than counting rows, so the benchmark's polling does not load the database it times.
+    while sent_metric() - counted < count:
+        await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - started
     await pipeline.stop()
+    assert await sent_count(sessionmaker) - before == count
     return elapsed, time.process_time() - cpu
 
 

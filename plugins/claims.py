@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.daemon.outbound import new_event_id, out_subject, stage_outbound_event
+from stormd.plugins.bulk import execute_rows
 from stormd.plugins.push_tokens import GONE_CODES, forget_push_tokens
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.messages import EmailEvent, Message, SmsLog, SmsProvider, WhatsAppMessage
@@ -112,10 +113,8 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
             "sent_at": now if o.status == "sent" else None, "updated_at": now,
         })
     table = Message.__table__
-    await session.execute(
-        update(table).where(table.c.id == bindparam("_id")).values(
-            {c: bindparam(c) for c in params[0] if c != "_id"}),
-        params)
+    await execute_rows(session, update(table).where(table.c.id == bindparam("_id")).values(
+        {c: bindparam(c) for c in params[0] if c != "_id"}), "outcomes", params)
     sms, whatsapp, email = [], [], []
     for o in outcomes:
         if o.status not in ("sent", "failed") or not o.reached_provider:
@@ -137,20 +136,16 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
             email.append({"store_id": m.store_id, "message_id": str(m.id),
                           "customer_id": m.customer_id, "campaign_id": m.campaign_id,
                           "type": "SENT", "occurred_at": now})
-    if sms:
-        await session.execute(insert(SmsLog.__table__), sms)
-    if whatsapp:
-        await session.execute(insert(WhatsAppMessage.__table__), whatsapp)
-    if email:
-        await session.execute(insert(EmailEvent.__table__), email)
+    await execute_rows(session, insert(SmsLog.__table__), "sms_log", sms)
+    await execute_rows(session, insert(WhatsAppMessage.__table__), "whatsapp_log", whatsapp)
+    await execute_rows(session, insert(EmailEvent.__table__), "email_sent", email)
     await forget_push_tokens(session, [
         (o.message.store_id, o.message.customer_id, o.to) for o in outcomes
         if o.message.channel == "push" and o.error_code in GONE_CODES
         and o.message.customer_id and o.to])
     events = [status_event_row(o.message, o.status, o.provider, now, prefix)
               for o in outcomes if o.status in FINAL]
-    if events:
-        await session.execute(insert(OutboundEvent.__table__), events)
+    await execute_rows(session, insert(OutboundEvent.__table__), "status_events", events)
 
 
 def _status_data(message: Any, status: str, provider: str | None) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class Provider:
     rate_limit: float = 0.0  # messages per second; 0 = unlimited
     burst: int = 1
     concurrency: int = 50
-    hooks: dict[str, Any] = field(default_factory=dict)
+    hooks: dict[Any, Any] = field(default_factory=dict)  # cached callers by hook name
 
     @property
     def name(self) -> str:
@@ -184,6 +184,14 @@ class ChannelPlugins:
         return [self.providers[n] for n in settings.channels.providers(channel)
                 if n in self.providers]
 
+    def _direct(self, provider: Provider, name: str):
+        """(function, argnames) when the hook has exactly one plain implementation."""
+        caller = self.hook(provider, name)
+        impls = caller.get_hookimpls() if caller is not None else []
+        if len(impls) != 1 or impls[0].hookwrapper or impls[0].wrapper:
+            return False
+        return impls[0].function, impls[0].argnames
+
     def hook(self, provider: Provider, name: str):
         """The hook caller for one provider only, or None when it does not implement it."""
         if name not in provider.hooks:
@@ -192,7 +200,20 @@ class ChannelPlugins:
         return provider.hooks[name]
 
     async def call(self, provider: Provider, name: str, **kwargs: Any) -> Any:
-        """Call one provider's hook (awaiting an async implementation); None if absent."""
+        """Call one provider's hook (awaiting an async implementation); None if absent.
+
+        A provider's single plain implementation is called directly with the arguments
+        it names, as pluggy would, minus pluggy's per-call machinery (the pipeline makes
+        two such calls per message)."""
+        direct = provider.hooks.get(("direct", name))
+        if direct is None:
+            direct = provider.hooks[("direct", name)] = self._direct(provider, name)
+        if direct is not False:
+            function, argnames = direct
+            result = function(*[kwargs[a] for a in argnames])
+            if inspect.isawaitable(result):
+                result = await result
+            return result
         caller = self.hook(provider, name)
         if caller is None:
             return None

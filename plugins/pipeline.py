@@ -84,6 +84,8 @@ class DeliveryPipeline:
         if self.http is None:
             self.http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=30),
+                # Provider APIs set no cookies worth keeping; a jar is per-request work.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
             self._key = preferences_key(self.settings)
 

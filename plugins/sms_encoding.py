@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -62,6 +63,7 @@ def _count_parts(sizes: list[int], encoding: str) -> int:
     return parts
 
 
+@lru_cache(maxsize=4096)  # a campaign sends the same text many times; priced twice a send
 def sms_info(text: str) -> SmsInfo:
     """Encoding, character count and billed segments of `text`."""
     encoding = encoding_of(text)

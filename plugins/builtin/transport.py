@@ -5,6 +5,7 @@ into the pipeline's typed errors."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -46,7 +47,7 @@ def declare(name: str, channels: tuple[str, ...], config_model: type[ProviderCon
 
 
 class Response:
-    def __init__(self, status: int, text: str, headers: dict[str, str]):
+    def __init__(self, status: int, text: str, headers: Mapping[str, str]):
         self.status, self.text, self.headers = status, text, headers
 
     def retry_after(self) -> float | None:
@@ -62,8 +63,10 @@ async def request(http: aiohttp.ClientSession, method: str, url: str, *,
     """One HTTP call; network failures and timeouts become RetryableError."""
     try:
         async with http.request(method, url, **kwargs) as resp:
-            text = await resp.text()
-            return Response(resp.status, text, dict(resp.headers))
+            # Provider APIs answer UTF-8 (JSON, XML, text); decoding it ourselves skips
+            # aiohttp's per-response charset detection.
+            text = (await resp.read()).decode("utf-8", "replace")
+            return Response(resp.status, text, resp.headers)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise RetryableError(f"{provider}: {type(exc).__name__}: {exc}",
                              code="network") from exc
