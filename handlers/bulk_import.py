@@ -16,41 +16,32 @@ File format (one row an entity, fields as in the event `data`, camelCase):
 
 from __future__ import annotations
 
-import csv
+import asyncio
 import gc
-import json
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from stormd.handlers.customers import upsert_customers
-from stormd.handlers.events import CustomerUpserted, OrderCreated, ProductUpserted, _first_error
-from stormd.handlers.orders import upsert_orders
+from stormd.handlers.events import CustomerUpserted, ProductUpserted
+from stormd.handlers.import_orders import Batch, Encoder, OrderRow, OrderWriter, StoreIdField
+from stormd.handlers.import_sources import ImportFailed, open_source
 from stormd.handlers.products import upsert_products
 from stormd.handlers.stores import ensure_stores
 
+__all__ = ["KINDS", "ImportFailed", "ImportResult", "import_file", "read_rows"]
+
 FLUSH_ROWS = 20_000
-JSON_COLUMNS = frozenset({"items", "pushTokens", "promotionCodes"})
-
-
-class ImportFailed(Exception):
-    """A row that cannot be imported; nothing of its file was kept."""
-
-    def __init__(self, line: int, reason: str):
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
-        self.reason = reason
-
-
-StoreIdField = Field(default=None, min_length=1, max_length=64)
+# A bounded page cache for the import's connection (SQLite's default is 2 MB): index pages
+# stay in memory across batches instead of spilling to the WAL and being read back.
+SQLITE_CACHE_KIB = 65_536
 
 
 class CustomerRow(CustomerUpserted):
@@ -61,40 +52,19 @@ class ProductRow(ProductUpserted):
     store_id: str | None = StoreIdField
 
 
-class OrderRow(OrderCreated):
-    store_id: str | None = StoreIdField
-    occurred_at: datetime
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurredAt needs a time zone")
-        return value
-
-
 Writer = Callable[[AsyncSession, str, list[Any]], Awaitable[None]]
-
-
-def _orders_writer() -> Writer:
-    known: dict[str, set[str]] = defaultdict(set)  # buyers already written, per store
-
-    async def write(session: AsyncSession, store: str, rows: list[OrderRow]) -> None:
-        await upsert_orders(session, store, [(r, r.occurred_at) for r in rows], known[store])
-
-    return write
 
 
 @dataclass(frozen=True)
 class Kind:
     model: type
-    writer: Callable[[], Writer]  # a fresh writer per file
+    writer: Writer | None  # None: orders, written by OrderWriter
 
 
 KINDS: dict[str, Kind] = {
-    "customers": Kind(CustomerRow, lambda: upsert_customers),
-    "products": Kind(ProductRow, lambda: upsert_products),
-    "orders": Kind(OrderRow, _orders_writer),
+    "customers": Kind(CustomerRow, upsert_customers),
+    "products": Kind(ProductRow, upsert_products),
+    "orders": Kind(OrderRow, None),
 }
 
 
@@ -109,53 +79,11 @@ class ImportResult:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _nested(row: dict[str, str], line: int) -> dict[str, Any]:
-    """A CSV row as the event data it stands for: dotted columns nested, JSON cells parsed,
-    empty cells left out."""
-    data: dict[str, Any] = {}
-    for column, cell in row.items():
-        if column is None:
-            raise ImportFailed(line, "more cells than header columns")
-        if cell is None or cell == "":
-            continue
-        if column in JSON_COLUMNS:
-            try:
-                cell = json.loads(cell)
-            except ValueError as exc:
-                raise ImportFailed(line, f"{column}: not JSON ({exc})") from None
-        *parents, leaf = column.split(".")
-        target = data
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ImportFailed(line, f"column {column} clashes with column {part}")
-        target[leaf] = cell
-    return data
-
-
 def read_rows(path: Path, model: type) -> Iterator[tuple[int, Any]]:
     """(line number, validated row) for each entity in the file, streamed."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        with path.open("rb") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield line_no, model.model_validate_json(line)
-                except ValidationError as exc:
-                    raise ImportFailed(line_no, _first_error(exc, "")) from None
-    elif suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            for row in reader:
-                line_no = reader.line_num
-                try:
-                    yield line_no, model.model_validate(_nested(row, line_no))
-                except ValidationError as exc:
-                    raise ImportFailed(line_no, _first_error(exc, "")) from None
-    else:
-        raise ValueError(f"{path}: unknown file type {suffix or '(none)'}; use .csv or .jsonl")
+    source = open_source(path)
+    for line_no, _, raw in source.records(parse=False):
+        yield line_no, source.validate(model, raw, line_no)
 
 
 async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str, path: Path,
@@ -163,10 +91,17 @@ async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str,
     """Load `path` as `kind` in one transaction; raises ImportFailed on the first bad row
     (after rolling back everything the file wrote)."""
     started = time.perf_counter()
+    open_source(path)  # an unknown file type is refused before the database is touched
     with _gc_paused():
         async with sessionmaker() as session:
             try:
-                count = await _load(session, KINDS[kind], path, store, now)
+                stores: set[str] = set()
+                async with _bulk_cache(session):
+                    if kind == "orders":
+                        count = await _load_orders(session, path, store, stores)
+                    else:
+                        count = await _load(session, KINDS[kind], path, store, stores)
+                    await ensure_stores(session, stores, now)
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -187,25 +122,40 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@asynccontextmanager
+async def _bulk_cache(session: AsyncSession) -> AsyncIterator[None]:
+    """SQLite: the import's connection gets SQLITE_CACHE_KIB of page cache while it loads,
+    and its former size back afterwards (the pool reuses the connection)."""
+    if session.bind.dialect.name != "sqlite":
+        yield
+        return
+    conn = await session.connection()
+    before = int((await conn.exec_driver_sql("PRAGMA cache_size")).scalar())
+    await conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        await conn.exec_driver_sql(f"PRAGMA cache_size={before}")
+
+
+def _row_store(row_store: str | None, store: str | None, line_no: int) -> str:
+    if store is not None and row_store not in (None, store):
+        raise ImportFailed(line_no, f"storeId {row_store!r} is not --store {store!r}")
+    if row_store is None and store is None:
+        raise ImportFailed(line_no, "missing storeId (or give --store)")
+    return row_store or store
+
+
 async def _load(session: AsyncSession, spec: Kind, path: Path, store: str | None,
-                now: datetime) -> int:
-    write = spec.writer()
+                stores: set[str]) -> int:
     count = 0
     pending: dict[str, list[Any]] = defaultdict(list)
-    stores: set[str] = set()
     for line_no, row in read_rows(path, spec.model):
-        if store is not None and row.store_id not in (None, store):
-            raise ImportFailed(line_no, f"storeId {row.store_id!r} is not --store {store!r}")
-        row_store = row.store_id or store
-        if row_store is None:
-            raise ImportFailed(line_no, "missing storeId (or give --store)")
-        pending[row_store].append(row)
+        pending[_row_store(row.store_id, store, line_no)].append(row)
         count += 1
         if count % FLUSH_ROWS == 0:
-            await _flush(session, write, pending, stores)
-            gc.collect(1)  # the batch's few cycles, while they are young and cheap to find
-    await _flush(session, write, pending, stores)
-    await ensure_stores(session, stores, now)
+            await _flush(session, spec.writer, pending, stores)
+    await _flush(session, spec.writer, pending, stores)
     return count
 
 
@@ -215,3 +165,49 @@ async def _flush(session: AsyncSession, write: Writer, pending: dict[str, list[A
         stores.add(store_id)
         await write(session, store_id, rows)
     pending.clear()
+    gc.collect(1)  # the batch's few cycles, while they are young and cheap to find
+
+
+async def _load_orders(session: AsyncSession, path: Path, store: str | None,
+                       stores: set[str]) -> int:
+    """Orders through the fast path; while one batch is written (SQLite works in its own
+    thread), the next is read and checked."""
+    dialect = session.bind.dialect
+    encoder, writer, source = Encoder(dialect), OrderWriter(dialect), open_source(path)
+    fast, from_model, validate = encoder.fast, encoder.from_model, source.validate
+    count = 0
+    batches: dict[str, Batch] = defaultdict(Batch)
+    writing: asyncio.Task | None = None
+    try:
+        for line_no, data, raw in source.records():
+            parsed = fast(data) if data is not None else None
+            if parsed is None:
+                parsed = from_model(validate(OrderRow, raw, line_no))
+            row_store = parsed[0]
+            if row_store is None or (store is not None and row_store != store):
+                row_store = _row_store(row_store, store, line_no)
+            batches[row_store].add(row_store, parsed)
+            count += 1
+            if count % FLUSH_ROWS == 0:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(_write_orders(session, writer, batches, stores))
+                batches = defaultdict(Batch)
+            elif count % 1000 == 0:
+                await asyncio.sleep(0)  # let the batch being written take its next step
+        if writing is not None:
+            await writing
+        writing = None
+        await _write_orders(session, writer, batches, stores)
+    finally:
+        if writing is not None:  # a bad row: the batch in flight ends before the rollback
+            await asyncio.gather(writing, return_exceptions=True)
+    return count
+
+
+async def _write_orders(session: AsyncSession, writer: OrderWriter,
+                        batches: dict[str, Batch], stores: set[str]) -> None:
+    for store_id, batch in batches.items():
+        stores.add(store_id)
+        await writer.write(session, store_id, batch)
+    gc.collect(1)

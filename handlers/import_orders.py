@@ -1,0 +1,263 @@
+"""`stormd import orders`, the fast way: rows checked by hand, written by the driver.
+
+A pydantic model per row, dicts per row and SQLAlchemy's per-row parameter handling cost
+several times SQLite's own insert. Here an order in the plain, common shape (known
+camelCase keys, exact JSON types, decimal strings, ISO times with a zone) becomes the
+driver's tuples straight away; anything else goes through `OrderRow`, the event's model,
+which either accepts it (and the same tuples are built from the model) or names the
+problem in the words the event path uses. Both paths store identical values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from operator import itemgetter
+from typing import Any
+
+from pydantic import Field, field_validator
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stormd.handlers.events import OrderCreated
+from stormd.handlers.orders import _keep_status, _mark_codes_redeemed, _status_from_history
+from stormd.schema.customers import Customer
+from stormd.schema.orders import Order, OrderItem, OrderStatusChange
+from stormd.schema.upsert import insert_for
+
+StoreIdField = Field(default=None, min_length=1, max_length=64)
+
+
+class OrderRow(OrderCreated):
+    store_id: str | None = StoreIdField
+    occurred_at: datetime
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurredAt needs a time zone")
+        return value
+
+
+ORDER_KEYS = frozenset({"storeId", "orderId", "customerId", "cartId", "status", "total",
+                        "items", "promotionCodes", "occurredAt"})
+ITEM_KEYS = frozenset({"productId", "name", "category", "quantity", "unitPrice", "imageUrl"})
+STATUSES = frozenset({"PENDING", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED"})
+MONEY = re.compile(r"\d{1,15}(?:\.\d{1,12})?").fullmatch
+WHEN = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)").fullmatch
+
+KEY2, KEY3 = itemgetter(0, 1), itemgetter(0, 1, 2)  # (store, order[, line]) keys
+
+# The columns each statement binds, in the order the tuples below carry them.
+HEAD_COLUMNS = ("store_id", "order_id", "customer_id", "cart_id", "status", "total",
+                "currency", "promotion_codes", "occurred_at", "status_changed_at")
+CURRENCY = Order.__table__.c.currency.default.arg
+ITEM_COLUMNS = ("store_id", "order_id", "line_no", "product_id", "name", "category",
+                "quantity", "unit_price")
+HISTORY_COLUMNS = ("store_id", "order_id", "status", "occurred_at")
+
+# (store, orderId, customerId, cartId, status, total, codes, at, items, redeemed), values
+# encoded; items are (productId, name, category, quantity, unitPrice); redeemed is None or
+# (the promotion codes, the aware time) for marking stormd's codes redeemed.
+Parsed = tuple[Any, ...]
+
+
+class Encoder:
+    """Values as the driver takes them, the same as SQLAlchemy's bind processing of the
+    model's columns would make them (SQLite: money as REAL, times as UTC text)."""
+
+    def __init__(self, dialect):
+        self.sqlite = dialect.name == "sqlite"
+        self.money = float if self.sqlite else Decimal
+        codes = Order.__table__.c.promotion_codes.type
+        self.json = codes.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+
+        self.hours: dict[str, str | None] = {}  # local hour and offset -> UTC text prefix
+
+    def when(self, value: datetime) -> Any:
+        utc = value.astimezone(UTC).replace(tzinfo=None)
+        return utc.isoformat(" ", "microseconds") if self.sqlite else utc
+
+    def when_text(self, at: str) -> Any:
+        """`when` of a time in the WHEN shape, None if it is no real time. On SQLite the UTC
+        text is spliced from the hour's (cached: rows come in time order) and the minutes
+        and seconds as written; parsing and formatting every time costs more than the
+        insert of the order."""
+        if not self.sqlite:
+            try:
+                return self.when(datetime.fromisoformat(at))
+            except (ValueError, OverflowError):
+                return None
+        if at[-1] == "Z":
+            body, offset = at[:-1], "+00:00"
+        else:
+            body, offset = at[:-6], at[-6:]
+        cut = 13 if offset[-2:] == "00" else 16  # whole-hour zones keep the minutes
+        key = body[:cut] + offset
+        head = self.hours.get(key, "")
+        if head == "":
+            try:
+                head = self.when(datetime.fromisoformat(
+                    body[:13] + (":00" if cut == 13 else body[13:16]) + offset))[:cut]
+            except (ValueError, OverflowError):  # no such time: the model's words for it
+                head = None
+            self.hours[key] = head
+        if head is None:
+            return None
+        rest = body[cut:]  # ':MM:SS[.f]' or ':SS[.f]'
+        whole = 19 - cut
+        if len(rest) == whole:
+            return f"{head}{rest}.000000"
+        return f"{head}{rest[:whole]}.{rest[whole + 1:]:0<6}"
+
+    def fast(self, d: dict[str, Any]) -> Parsed | None:
+        """The order's encoded values if `d` is in the plain shape, else None."""
+        if not d.keys() <= ORDER_KEYS:
+            return None
+        store = d.get("storeId")
+        order_id = d.get("orderId")
+        customer_id = d.get("customerId")
+        cart_id = d.get("cartId")
+        status = d.get("status")
+        total = d.get("total")
+        at = d.get("occurredAt")
+        codes = d.get("promotionCodes")
+        if not (type(order_id) is str and type(customer_id) is str
+                and type(status) is str and status in STATUSES
+                and type(at) is str and WHEN(at)
+                and (store is None or (type(store) is str and 0 < len(store) <= 64))
+                and (cart_id is None or type(cart_id) is str)):
+            return None
+        money = self.money
+        if type(total) is str and MONEY(total) or type(total) is int and total >= 0:
+            total = money(total)
+        else:
+            return None
+        if codes is not None and (
+                type(codes) is not list or any(type(c) is not str for c in codes)):
+            return None
+        items = d.get("items")
+        if type(items) is not list:
+            return None
+        lines = []
+        for item in items:
+            if type(item) is not dict or not item.keys() <= ITEM_KEYS:
+                return None
+            product_id = item.get("productId")
+            name = item.get("name")
+            category = item.get("category")
+            quantity = item.get("quantity")
+            price = item.get("unitPrice")
+            if not (type(product_id) is str and type(quantity) is int and quantity >= 0
+                    and (name is None or type(name) is str)
+                    and (category is None or type(category) is str)
+                    and (type(item.get("imageUrl", "")) is str or item["imageUrl"] is None)):
+                return None
+            if type(price) is str and MONEY(price) or type(price) is int and price >= 0:
+                lines.append((product_id, name, category, quantity, money(price)))
+            else:
+                return None
+        when = self.when_text(at)
+        if when is None:
+            return None
+        return (store, order_id, customer_id, cart_id, status, total,
+                None if codes is None else self.json(codes), when, lines,
+                None if codes is None else (codes, datetime.fromisoformat(at)))
+
+    def from_model(self, row: OrderRow) -> Parsed:
+        money = self.money
+        return (row.store_id, row.order_id, row.customer_id, row.cart_id, row.status,
+                money(row.total),
+                None if row.promotion_codes is None else self.json(row.promotion_codes),
+                self.when(row.occurred_at),
+                [(i.product_id, i.name, i.category, i.quantity, money(i.unit_price))
+                 for i in row.items],
+                None if row.promotion_codes is None else (row.promotion_codes, row.occurred_at))
+
+
+@dataclass
+class Batch:
+    """One store's orders waiting to be written, as driver tuples."""
+
+    heads: list[tuple[Any, ...]] = field(default_factory=list)
+    items: list[tuple[Any, ...]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+    codes: list[tuple[str, str, datetime]] = field(default_factory=list)
+
+    def add(self, store: str, p: Parsed) -> None:
+        _, order_id, customer_id, cart_id, status, total, codes, at, lines, redeemed = p
+        self.heads.append((store, order_id, customer_id, cart_id, status, total, CURRENCY,
+                           codes, at, at))
+        self.history.append((store, order_id, status, at))
+        items = self.items
+        for line_no, (product_id, name, category, quantity, price) in enumerate(lines, 1):
+            items.append((store, order_id, line_no, product_id, name, category, quantity, price))
+        if redeemed is not None:
+            self.codes.extend((c, order_id, redeemed[1]) for c in redeemed[0])
+
+
+def _statement(dialect, table: Table, columns: tuple[str, ...], keys: list[str],
+               update: bool, set_=None) -> tuple[str, tuple[Any, ...]]:
+    """The upsert compiled for the driver, binding `columns` in their order, then the
+    columns left out (returned: their defaults, encoded, to append to every row)."""
+    stmt = insert_for(dialect, table)
+    given = tuple(c for c in columns if c != "currency")  # never overwrite a stored currency
+    if update:
+        values = set_(stmt, given) if set_ else {c: stmt.excluded[c] for c in given
+                                                 if c not in keys}
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values)
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    names = tuple(compiled.positiontup or ())
+    if names[:len(columns)] != columns:
+        raise RuntimeError(f"{table.name}: the upsert binds {names}, not {columns}")
+    tail = []
+    for name in names[len(columns):]:
+        column = table.c[name]
+        if not column.default.is_scalar:
+            raise RuntimeError(f"{table.name}.{name}: a computed default, not for the driver")
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        tail.append(process(column.default.arg) if process else column.default.arg)
+    return compiled.string, tuple(tail)
+
+
+class OrderWriter:
+    """Writes batches of orders in the running transaction: buyers, orders, items and
+    status history by the driver's executemany, then the status each order's history
+    decides and the codes redeemed, set-based as the event path does."""
+
+    def __init__(self, dialect):
+        heads = _statement(dialect, Order.__table__, HEAD_COLUMNS, ["store_id", "order_id"],
+                           True, _keep_status)
+        items = _statement(dialect, OrderItem.__table__, ITEM_COLUMNS,
+                           ["store_id", "order_id", "line_no"], True)
+        history = _statement(dialect, OrderStatusChange.__table__, HISTORY_COLUMNS,
+                             ["store_id", "order_id", "occurred_at", "status"], False)
+        self.statements = (heads, items, history)
+        self.buyers = _statement(dialect, Customer.__table__, ("store_id", "customer_id"),
+                                 ["store_id", "customer_id"], False)
+        self.known: dict[str, set[str]] = {}  # buyers already made known, per store
+
+    async def write(self, session: AsyncSession, store: str, batch: Batch) -> None:
+        if not batch.heads:
+            return
+        known = self.known.setdefault(store, set())
+        buyers = {h[2] for h in batch.heads} - known
+        known |= buyers
+        conn = await session.connection()
+        if buyers:  # known by id, stored profiles untouched (as ensure_customers does)
+            sql, tail = self.buyers
+            await conn.exec_driver_sql(sql, [(store, b, *tail) for b in sorted(buyers)])
+        for (sql, _), rows, key in zip(self.statements, (batch.heads, batch.items, batch.history),
+                                  (KEY2, KEY3, KEY2), strict=True):
+            if rows:
+                rows.sort(key=key)  # neighbouring keys: the indexes fill page by page
+                await conn.exec_driver_sql(sql, rows)
+        await _status_from_history(session, store, [h[1] for h in batch.heads])
+        if batch.codes:
+            await _mark_codes_redeemed(session, store, batch.codes)
