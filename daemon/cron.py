@@ -19,6 +19,7 @@ from sqlalchemy import update
 from stormd.config.settings import Settings
 from stormd.daemon.batching import describe
 from stormd.daemon.clock import Clock
+from stormd.daemon.loops import SupervisedLoop
 from stormd.daemon.metrics import CRON_RUNS
 from stormd.handlers.context import JobContext
 from stormd.handlers.registry import HandlerRegistry
@@ -33,39 +34,28 @@ def next_slot(expr: str, after: datetime, tz) -> datetime:
     return croniter(expr, after.astimezone(tz)).get_next(datetime).astimezone(UTC)
 
 
-class CronLoop:
+class CronLoop(SupervisedLoop):
+    name = "cron"
+
     def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock,
                  registry: HandlerRegistry, *, poll: float = 1.0, owner: str | None = None):
+        super().__init__(poll)
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.clock = clock
         self.registry = registry
-        self.poll = poll
         self.owner = owner or f"stormd-{uuid.uuid4().hex[:12]}"
         self._next: dict[str, datetime] = {}
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="cron")
-
     async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Stop ticking, then let the jobs already started finish."""
+        await super().stop()
         await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.tick()
-            except Exception as exc:
-                log.warning("cron loop: %s", describe(exc))
-            try:
-                await asyncio.wait_for(self._stop.wait(), self.poll)
-            except TimeoutError:
-                pass
+    async def run_pass(self) -> float:
+        await self.tick()
+        return self.poll
 
     async def tick(self) -> list[str]:
         """Start every job whose slot has come; returns the jobs this process claimed."""

@@ -18,35 +18,27 @@ from nats.js import JetStreamContext
 from sqlalchemy import delete, select
 
 from stormd.daemon.batching import describe
+from stormd.daemon.loops import SupervisedLoop
 from stormd.daemon.metrics import OUTBOUND_PUBLISHED
 from stormd.schema.inbox import OutboundEvent
 
 log = logging.getLogger(__name__)
 
 
-class Relay:
+class Relay(SupervisedLoop):
+    name = "relay"
+    coalesce = 0.05  # let a burst of commits share one pass
+
     def __init__(self, js: JetStreamContext, sessionmaker: Any, *, batch: int = 500,
                  poll: float = 1.0):
+        super().__init__(poll)
         self.js = js
         self.sessionmaker = sessionmaker
         self.batch = batch
-        self.poll = poll
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="relay")
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def stop(self) -> None:
         """Publish what is left, then stop."""
-        self._stop.set()
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().stop()
         try:
             while await self.flush() == self.batch:
                 pass
@@ -54,19 +46,8 @@ class Relay:
             log.warning("relay: final flush failed (%s); rows stay for the next start",
                         describe(exc))
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if await self.flush() == self.batch:
-                    continue
-            except Exception as exc:
-                log.warning("relay: %s", describe(exc))
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll)
-                await asyncio.sleep(0.05)  # let a burst of commits share one pass
-            except TimeoutError:
-                pass
+    async def run_pass(self) -> float:
+        return 0 if await self.flush() == self.batch else self.poll
 
     async def flush(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""

@@ -13,7 +13,6 @@ nearer timer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import timedelta
@@ -24,6 +23,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from stormd.config.settings import Settings
 from stormd.daemon.batching import describe, lock_for_write
 from stormd.daemon.clock import Clock
+from stormd.daemon.loops import SupervisedLoop
 from stormd.daemon.metrics import TIMERS_FIRED
 from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.registry import dispatch_timer, registry
@@ -36,10 +36,14 @@ RETRY_AFTER = timedelta(seconds=30)
 COALESCE = 0.05  # seconds; wake-ups closer together than this share one pass
 
 
-class TimerLoop:
+class TimerLoop(SupervisedLoop):
+    name = "timers"
+
     def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock, *,
                  batch: int = 200, poll: float = 1.0, owner: str | None = None,
                  batch_claim: int = 5000):
+        super().__init__(poll)
+        self.coalesce = min(COALESCE, poll)
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.clock = clock
@@ -47,46 +51,16 @@ class TimerLoop:
         # Due timers of batch-handled kinds (registry.on_timer_batch) claimed at once: their
         # handlers are set-based, so thousands fit well inside the lease.
         self.batch_claim = batch_claim
-        self.poll = poll
         self.owner = owner or f"stormd-{uuid.uuid4().hex[:12]}"
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="timers")
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def stop(self) -> None:
-        """Finish the timers being fired, then stop."""
-        self._stop.set()
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                fired = await self.fire_due()
-            except Exception as exc:
-                log.warning("timer loop: %s", describe(exc))
-                fired = 0
-            if fired >= self.batch:
-                continue
-            delay = self.poll
-            try:
-                delay = min(delay, await self._seconds_to_next())
-            except Exception:
-                pass
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(delay, 0.001))
-                # Woken by a commit: let a burst of commits coalesce into one pass.
-                await asyncio.sleep(min(COALESCE, self.poll))
-            except TimeoutError:
-                pass
+    async def run_pass(self) -> float:
+        """Fire what is due; then sleep until the next due time (at most `poll`)."""
+        if await self.fire_due() >= self.batch:
+            return 0
+        try:
+            return max(min(self.poll, await self._seconds_to_next()), 0.001)
+        except Exception:
+            return self.poll
 
     async def _seconds_to_next(self) -> float:
         async with self.sessionmaker() as session:
