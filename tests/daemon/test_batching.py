@@ -10,6 +10,7 @@ from collections import Counter
 from daemon_helpers import customer
 from sqlalchemy import select
 
+from stormd.daemon import batching
 from stormd.daemon.batching import Delivery, GroupCommitter, Outcome
 from stormd.handlers.events import parse_event
 from stormd.schema.customers import Customer
@@ -21,8 +22,9 @@ def delivery(env: dict) -> Delivery:
 
 
 async def test_a_batch_mixing_new_and_seen_events_applies_only_the_new(
-    customer_handler, sessionmaker, settings_factory, clock
+    customer_handler, sessionmaker, settings_factory, clock, monkeypatch
 ):
+    monkeypatch.setattr(batching, "BATCH_TIME_BUDGET", 600.0)  # all of it, however loaded
     envs = [customer(f"c{i}", id_=f"evt_mix_{i}") for i in range(8)]
     committer = GroupCommitter(sessionmaker, settings_factory(), clock)
     first = await committer.commit([[delivery(e)] for e in envs[:5]])
@@ -33,8 +35,10 @@ async def test_a_batch_mixing_new_and_seen_events_applies_only_the_new(
 
 
 async def test_a_handler_that_wrote_then_raised_leaves_no_trace(
-    handlers, sessionmaker, settings_factory, clock
+    handlers, sessionmaker, settings_factory, clock, monkeypatch
 ):
+    monkeypatch.setattr(batching, "BATCH_TIME_BUDGET", 600.0)  # all of it, however loaded
+
     @handlers.on_event("customer.upserted")
     async def write_then_maybe_fail(ctx, event):
         ctx.session.add(Customer(store_id=event.store_id, customer_id=event.data.customer_id,
@@ -62,8 +66,6 @@ async def test_a_batch_out_of_time_puts_the_rest_back_unclaimed(
     handlers, sessionmaker, settings_factory, clock, monkeypatch
 ):
     import asyncio
-
-    from stormd.daemon import batching
 
     monkeypatch.setattr(batching, "BATCH_TIME_BUDGET", 0.05)
     ran = []

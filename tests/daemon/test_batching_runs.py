@@ -10,9 +10,11 @@ import json
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 from daemon_helpers import customer, envelope
 from sqlalchemy import func, insert, select
 
+from stormd.daemon import batching
 from stormd.daemon.batching import Delivery, GroupCommitter, Outcome, runs
 from stormd.handlers.events import parse_event
 from stormd.handlers.registry import load_handlers
@@ -22,6 +24,13 @@ from stormd.schema.inbox import ProcessedEvent
 from stormd.schema.messages import EmailEvent, Message
 from stormd.schema.timers import Timer
 from stormd.schema.upsert import upsert_rows
+
+
+@pytest.fixture(autouse=True)
+def no_time_budget(monkeypatch):
+    """Every event of these batches runs, however loaded the machine (the budget that
+    puts the rest of a slow batch back has its own test)."""
+    monkeypatch.setattr(batching, "BATCH_TIME_BUDGET", 600.0)
 
 
 def delivery(env: dict) -> Delivery:
