@@ -34,3 +34,27 @@ async def test_autogen_writes_nothing_while_models_match_migrations(tmp_path):
     from stormd.schema.migrations.autogen import autogenerate
 
     assert await autogenerate("nothing changed", tmp_path) is None
+
+
+async def test_downgrade_to_base_and_upgrade_again(db_url, engine):
+    """Every revision's downgrade undoes it: from the head to an empty database, then back
+    to a schema equal to the models."""
+    from alembic import command
+
+    from stormd.schema.migrations import alembic_config
+
+    def tables(sync_conn) -> set[str]:
+        return set(inspect(sync_conn).get_table_names()) - {"alembic_version"}
+
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(db_url, c), "base"))
+    async with engine.connect() as conn:
+        assert await conn.run_sync(tables) == set()
+    assert await current_revisions(db_url) == ()
+    await engine.dispose()  # SQLite: the next connection sees the schema as it is now
+
+    await upgrade_database(db_url)
+    assert await current_revisions(db_url) == head_revisions()
+    assert await schema_drift(db_url) == []
+    async with engine.connect() as conn:
+        assert await conn.run_sync(tables) == set(Base.metadata.tables)
