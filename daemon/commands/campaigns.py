@@ -4,22 +4,13 @@ the very same handlers), against the configured database. `--json` prints the AP
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from stormd.daemon.commands.common import (
-    config_option,
-    echo_json,
-    echo_table,
-    json_option,
-    run_async,
-    settings_or_exit,
-    store_option,
-)
-from stormd.daemon.commands.store_scope import job_context, resolve_store
+from stormd.daemon.commands.common import echo_json, echo_table, store_options
+from stormd.daemon.commands.store_scope import run_on_store
 
 LIST_COLUMNS = ["id", "name", "status", "channels", "segments", "sendMode", "scheduledAt",
                 "audienceSize", "cost"]
@@ -37,18 +28,9 @@ def _call(config_path: str | None, store_id: str | None, api: str, request: dict
     from stormd.handlers.campaign_costs import SendRefused
     from stormd.handlers.templates import TemplateError
 
-    settings = settings_or_exit(config_path)
-
-    async def go() -> dict[str, Any]:
-        async with job_context(settings) as job:
-            store = await resolve_store(job, store_id)
-            return await HANDLERS[api](job, {"storeId": store, **request})
-
-    try:
-        return run_async(go())
-    except (ValueError, SendRefused, TemplateError) as exc:
-        click.echo(f"stormd: {exc}", err=True)
-        sys.exit(1)
+    return run_on_store(config_path, store_id,
+                        lambda job, store: HANDLERS[api](job, {"storeId": store, **request}),
+                        (ValueError, SendRefused, TemplateError))
 
 
 def _read_json(path: str, what: str) -> dict[str, Any]:
@@ -90,12 +72,8 @@ def _show_preview(p: dict[str, Any]) -> None:
         click.echo(f"refused: {line}")
 
 
-def _common(fn):
-    return config_option(store_option(json_option(fn)))
-
-
 @command.command("list")
-@_common
+@store_options
 @click.option("--status", default=None, help="Only campaigns in this status.")
 def list_(config_path, store_id, as_json, status) -> None:
     """The store's campaigns, newest first."""
@@ -106,18 +84,30 @@ def list_(config_path, store_id, as_json, status) -> None:
         echo_table(reply["campaigns"], LIST_COLUMNS)
 
 
-@command.command("show")
-@click.argument("campaign_id")
-@_common
-def show(campaign_id, config_path, store_id, as_json) -> None:
-    """One campaign."""
-    _show(_call(config_path, store_id, "campaigns.get", {"id": campaign_id}), as_json)
+def _by_id(name: str, api: str, doc: str) -> None:
+    """`stormd campaigns NAME CAMPAIGN_ID`: send {"id": …} to `api`, show the campaign."""
+
+    @command.command(name, help=doc)
+    @click.argument("campaign_id")
+    @store_options
+    def verb(campaign_id, config_path, store_id, as_json) -> None:
+        _show(_call(config_path, store_id, api, {"id": campaign_id}), as_json)
+
+
+for _name, _api, _doc in (
+    ("show", "campaigns.get", "One campaign."),
+    ("pause", "campaigns.pause", "Stop a scheduled or sending campaign (schedule it again to "
+                                 "resume)."),
+    ("cancel", "campaigns.cancel", "Cancel, withdrawing its messages still queued."),
+    ("send", "campaigns.send", "Fan a scheduled campaign out into the delivery queue now."),
+):
+    _by_id(_name, _api, _doc)
 
 
 @command.command("create")
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
               help="JSON: {name, channels, segments, template|content|variants, ...}")
-@_common
+@store_options
 def create(path, config_path, store_id, as_json) -> None:
     """Create a DRAFT campaign (templates and segments are checked now)."""
     spec = _read_json(path, "--file")
@@ -128,7 +118,7 @@ def create(path, config_path, store_id, as_json) -> None:
 @click.argument("campaign_id")
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
               help="JSON: the fields to change.")
-@_common
+@store_options
 def update(campaign_id, path, config_path, store_id, as_json) -> None:
     """Change a DRAFT, SCHEDULED or PAUSED campaign."""
     changes = _read_json(path, "--file")
@@ -142,27 +132,11 @@ def update(campaign_id, path, config_path, store_id, as_json) -> None:
               default=None, help="When to send (default: the campaign's own send mode).")
 @click.option("--at", "at", default=None, help="ISO 8601 time with a zone, for --mode at.")
 @click.option("--force", is_flag=True, help="Send even below the minimum ROI or over budget.")
-@_common
+@store_options
 def schedule(campaign_id, send_mode, at, force, config_path, store_id, as_json) -> None:
     """Check, price and schedule (refused below the store's minimum ROI or over budget)."""
     _show(_call(config_path, store_id, "campaigns.schedule",
                 {"id": campaign_id, "sendMode": send_mode, "at": at, "force": force}), as_json)
-
-
-@command.command("pause")
-@click.argument("campaign_id")
-@_common
-def pause(campaign_id, config_path, store_id, as_json) -> None:
-    """Stop a scheduled or sending campaign (schedule it again to resume)."""
-    _show(_call(config_path, store_id, "campaigns.pause", {"id": campaign_id}), as_json)
-
-
-@command.command("cancel")
-@click.argument("campaign_id")
-@_common
-def cancel(campaign_id, config_path, store_id, as_json) -> None:
-    """Cancel, withdrawing its messages still queued."""
-    _show(_call(config_path, store_id, "campaigns.cancel", {"id": campaign_id}), as_json)
 
 
 @command.command("preview")
@@ -170,7 +144,7 @@ def cancel(campaign_id, config_path, store_id, as_json) -> None:
 @click.option("--customer", "customer_id", default=None, help="Render for this real customer.")
 @click.option("--test-data", "test_data", default=None,
               help="JSON object of variables to render with (default: a test customer).")
-@_common
+@store_options
 def preview(campaign_id, customer_id, test_data, config_path, store_id, as_json) -> None:
     """Cost preview (per channel, SMS segments, cost, expected revenue, ROI) and rendering."""
     request: dict[str, Any] = {"id": campaign_id, "customerId": customer_id}
@@ -192,17 +166,9 @@ def preview(campaign_id, customer_id, test_data, config_path, store_id, as_json)
         click.echo(r["body"])
 
 
-@command.command("send")
-@click.argument("campaign_id")
-@_common
-def send(campaign_id, config_path, store_id, as_json) -> None:
-    """Fan a scheduled campaign out into the delivery queue now."""
-    _show(_call(config_path, store_id, "campaigns.send", {"id": campaign_id}), as_json)
-
-
 @command.command("results")
 @click.argument("campaign_id")
-@_common
+@store_options
 def results(campaign_id, config_path, store_id, as_json) -> None:
     """Attributed orders and revenue, actual cost, ROI, A/B variants, uplift."""
     reply = _call(config_path, store_id, "campaigns.results", {"id": campaign_id})
@@ -222,7 +188,7 @@ def results(campaign_id, config_path, store_id, as_json) -> None:
 
 @command.command("automation-results")
 @click.argument("trigger")
-@_common
+@store_options
 def automation_results(trigger, config_path, store_id, as_json) -> None:
     """ROI of one automation trigger (win_back, vip, birthday, welcome, post_purchase, …)."""
     reply = _call(config_path, store_id, "automations.results", {"trigger": trigger})
@@ -237,7 +203,7 @@ def automation_results(trigger, config_path, store_id, as_json) -> None:
 @click.option("--status", default=None, help="Only this status (COMPLETED, SKIPPED, ...).")
 @click.option("--customer", "customer_id", default=None, help="Only this customer.")
 @click.option("--limit", default=100, show_default=True, help="At most this many.")
-@_common
+@store_options
 def automation_log(trigger, status, customer_id, limit, config_path, store_id, as_json) -> None:
     """Recent automation executions, newest first, with why any was skipped."""
     rows = _call(config_path, store_id, "automations.log", {
@@ -251,7 +217,7 @@ def automation_log(trigger, status, customer_id, limit, config_path, store_id, a
 
 
 @command.command("templates")
-@_common
+@store_options
 def templates(config_path, store_id, as_json) -> None:
     """The template library: system (seasonal, promotional, automation) and the store's own."""
     rows = _call(config_path, store_id, "campaigns.templates", {})["templates"]
@@ -266,7 +232,7 @@ def templates(config_path, store_id, as_json) -> None:
 @command.command("save-template")
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
               help="JSON: {slug, name, content: {channel: {locale: body}}, category?, ...}")
-@_common
+@store_options
 def save_template(path, config_path, store_id, as_json) -> None:
     """Save one of the store's templates (checked in the sandbox now)."""
     reply = _call(config_path, store_id, "templates.save", {"template": _read_json(path, "--file")})

@@ -26,6 +26,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 store_option = click.option("--store", "store_id", default=None, help="Only this store.")
 
 
+def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--config, --store and --json: what every command reading one store's data takes."""
+    return config_option(store_option(json_option(fn)))
+
+
 def settings_or_exit(config_path: str | None) -> Settings:
     """The effective settings, or one line naming the bad key and exit status 2."""
     try:
@@ -49,6 +54,18 @@ def providers_or_exit(settings: Settings) -> None:
 
 def run_async(coro: Coroutine) -> Any:
     return asyncio.run(coro)
+
+
+def run_command(config_path: str | None, work: Callable[[Settings], Coroutine],
+                errors: tuple[type[Exception], ...] = ()) -> Any:
+    """Run `work(settings)` to completion: a bad config key exits 2, an error of `errors`
+    (a refusal the user can act on) ends with its message and exit status 1."""
+    settings = settings_or_exit(config_path)
+    try:
+        return run_async(work(settings))
+    except errors as exc:
+        click.echo(f"stormd: {exc}", err=True)
+        sys.exit(1)
 
 
 def _default(value: Any) -> Any:

@@ -7,15 +7,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from stormd.daemon.commands.common import (
-    config_option,
-    echo_json,
-    echo_table,
-    json_option,
-    run_async,
-    settings_or_exit,
-    store_option,
-)
+from stormd.daemon.commands.common import echo_json, echo_table, run_command, store_options
 from stormd.schema.messages import Message
 
 # (JSON key, table heading, column)
@@ -43,14 +35,12 @@ TABLE_HIDES = ("subject",)
               help="Only this channel.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
               help="Newest N messages (0: all).")
-@store_option
-@json_option
-@config_option
+@store_options
 def command(customer_id: str | None, channel: str | None, limit: int, store_id: str | None,
             as_json: bool, config_path: str | None) -> None:
     """The delivery log, newest first: who got what, through which provider, at what cost."""
-    settings = settings_or_exit(config_path)
-    rows = run_async(_delivery_log(settings.database.url, store_id, customer_id, channel, limit))
+    rows = run_command(config_path, lambda settings: _delivery_log(
+        settings.database.url, store_id, customer_id, channel, limit))
     if as_json:
         echo_json(rows)
         return

@@ -7,15 +7,7 @@ import sys
 
 import click
 
-from stormd.daemon.commands.common import (
-    config_option,
-    echo_json,
-    echo_table,
-    json_option,
-    run_async,
-    settings_or_exit,
-    store_option,
-)
+from stormd.daemon.commands.common import echo_json, echo_table, run_command, store_options
 from stormd.daemon.commands.store_scope import job_context, parse_instant
 
 
@@ -25,23 +17,19 @@ def command() -> None:
 
 
 @command.command("run")
-@config_option
-@store_option
+@store_options
 @click.option("--as-of", "as_of", default=None,
               help="Score as of this instant (ISO 8601 with zone; default now).")
-@json_option
 def run(config_path: str | None, store_id: str | None, as_of: str | None, as_json: bool) -> None:
     """Score every store (or one) and refresh its segments."""
     from stormd.handlers.nightly import run_all_stores
 
-    settings = settings_or_exit(config_path)
-    when = parse_instant(as_of)
-
-    async def go():
+    async def score(settings):
+        when = parse_instant(as_of)
         async with job_context(settings) as job:
             return await run_all_stores(job, when, store_id)
 
-    reports = run_async(go())
+    reports = run_command(config_path, score)
     if as_json:
         echo_json([r.to_json() for r in reports])
     else:

@@ -11,16 +11,8 @@ from typing import Any
 
 import click
 
-from stormd.daemon.commands.common import (
-    config_option,
-    echo_json,
-    echo_table,
-    json_option,
-    run_async,
-    settings_or_exit,
-    store_option,
-)
-from stormd.daemon.commands.store_scope import job_context, resolve_store
+from stormd.daemon.commands.common import echo_json, echo_table, store_options
+from stormd.daemon.commands.store_scope import run_on_store
 
 
 @click.group("segments")
@@ -41,27 +33,17 @@ def _run(config_path: str | None, store_id: str | None,
     from stormd.handlers.criteria import CriteriaError
     from stormd.handlers.segments import SegmentError
 
-    settings = settings_or_exit(config_path)
+    async def work(job, store):
+        async with job.sessionmaker() as session:
+            result = await action(session, store, job)
+            await session.commit()
+            return result
 
-    async def go():
-        async with job_context(settings) as job:
-            store = await resolve_store(job, store_id)
-            async with job.sessionmaker() as session:
-                result = await action(session, store, job)
-                await session.commit()
-                return result
-
-    try:
-        return run_async(go())
-    except (SegmentError, CriteriaError) as exc:
-        click.echo(f"stormd: {exc}", err=True)
-        sys.exit(1)
+    return run_on_store(config_path, store_id, work, (SegmentError, CriteriaError))
 
 
 @command.command("list")
-@config_option
-@store_option
-@json_option
+@store_options
 def list_(config_path: str | None, store_id: str | None, as_json: bool) -> None:
     """The store's segments with their member counts."""
     from stormd.handlers.segments import ensure_builtin_segments, list_segments
@@ -80,9 +62,7 @@ def list_(config_path: str | None, store_id: str | None, as_json: bool) -> None:
 
 @command.command("show")
 @click.argument("slug")
-@config_option
-@store_option
-@json_option
+@store_options
 def show(slug: str, config_path: str | None, store_id: str | None, as_json: bool) -> None:
     """One segment's definition and size."""
     from stormd.handlers.segments import get_segment
@@ -101,9 +81,7 @@ def show(slug: str, config_path: str | None, store_id: str | None, as_json: bool
 
 @command.command("members")
 @click.argument("slug")
-@config_option
-@store_option
-@json_option
+@store_options
 def members(slug: str, config_path: str | None, store_id: str | None, as_json: bool) -> None:
     """The customers in a segment (`--json`: objects with customerId)."""
     from stormd.handlers.segments import get_segment, member_ids
@@ -126,9 +104,7 @@ def members(slug: str, config_path: str | None, store_id: str | None, as_json: b
 @click.option("--template", default=None,
               help="Create one of the ready templates (churn-risk, new-customers, "
                    "high-discount-sensitivity, cross-sell-opportunity).")
-@config_option
-@store_option
-@json_option
+@store_options
 def create(file: Path | None, template: str | None, config_path: str | None,
            store_id: str | None, as_json: bool) -> None:
     """Save a merchant-defined segment (validated, within the store's quota)."""
@@ -163,9 +139,7 @@ def create(file: Path | None, template: str | None, config_path: str | None,
 @click.option("--criteria", required=True, help="Criteria JSON (CONTRACT §6).")
 @click.option("--sample", default=10, show_default=True, type=click.IntRange(0, 1000),
               help="How many matching customer ids to show.")
-@config_option
-@store_option
-@json_option
+@store_options
 def preview(criteria: str, sample: int, config_path: str | None, store_id: str | None,
             as_json: bool) -> None:
     """Count who matches the criteria now, without saving anything."""

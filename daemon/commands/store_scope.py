@@ -3,14 +3,16 @@ schema, a job context on it, and the store a command acts on (`--store`, or the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
 from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
+from stormd.daemon.commands.common import run_command
 from stormd.handlers.context import JobContext
 from stormd.handlers.features import known_store_ids
 
@@ -40,6 +42,19 @@ async def resolve_store(job: JobContext, store_id: str | None) -> str:
     if not stores:
         raise click.UsageError("the database knows no store yet: give --store")
     raise click.UsageError(f"several stores ({', '.join(stores)}): give --store")
+
+
+def run_on_store(config_path: str | None, store_id: str | None,
+                 work: Callable[[JobContext, str], Awaitable[Any]],
+                 errors: tuple[type[Exception], ...] = ()) -> Any:
+    """`work(job, store)` on the configured database (at the current schema) for `--store`
+    or the only store; `errors` end the command with their message and exit status 1."""
+
+    async def go(settings: Settings) -> Any:
+        async with job_context(settings) as job:
+            return await work(job, await resolve_store(job, store_id))
+
+    return run_command(config_path, go, errors)
 
 
 def parse_instant(value: str | None) -> datetime | None:
