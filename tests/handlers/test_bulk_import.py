@@ -162,3 +162,109 @@ async def test_unknown_file_type_is_refused(sessionmaker, tmp_path):
     path.write_text("x")
     with pytest.raises(ValueError, match="use .csv or .jsonl"):
         await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+
+
+def varied(i: int, **extra) -> dict:
+    """Orders in every shape the fast path takes: zones with and without minutes, UTC,
+    fractions of a second, integer and decimal money, optional fields given or not."""
+    zones = ["+06:00", "Z", "+05:30", "-09:30", "+00:00"]
+    row = {"storeId": "store_1", "orderId": f"o{i}", "customerId": f"c{i % 3}",
+           "status": ["PAID", "PENDING", "DELIVERED"][i % 3], "total": [1200, "99.5"][i % 2],
+           "occurredAt": f"2026-03-{1 + i:02d}T23:{i:02d}:0{i % 10}"
+                         f"{['', '.5', '.123456'][i % 3]}{zones[i % len(zones)]}",
+           "items": [{"productId": f"p{k}", "quantity": k, "unitPrice": ["10.25", 7][k % 2],
+                      **({"name": "Panjabi", "category": "Clothing"} if k == 1 else {})}
+                     for k in range(1, 1 + i % 3)], **extra}
+    if i % 2:
+        row["cartId"] = f"cart{i}"
+    if i % 4 == 1:
+        row["promotionCodes"] = ["EID", "BOISHAKH"]
+    return row
+
+
+async def stored_orders(sessionmaker, store: str) -> list:
+    """A store's orders, items and history as the database holds them, minus ids."""
+    tables = []
+    async with sessionmaker() as s:
+        for model in (Order, OrderItem, OrderStatusChange):
+            columns = [c for c in model.__table__.c if c.name not in ("id", "store_id")]
+            rows = (await s.execute(select(*columns).where(model.store_id == store))).all()
+            tables.append(sorted(map(tuple, rows), key=repr))
+    return tables
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_fast_path_stores_what_the_event_model_stores(sessionmaker, tmp_path, fmt):
+    """An unknown extra field sends a row through the pydantic model instead of the fast
+    path; both must leave the same rows behind."""
+    plain = [varied(i) for i in range(1, 16)]
+    modelled = [varied(i, storeId="store_2", note="via the model") for i in range(1, 16)]
+    for name, rows in (("plain", plain), ("modelled", modelled)):
+        path = tmp_path / f"{name}.{fmt}"
+        if fmt == "jsonl":
+            write_jsonl(path, rows)
+        else:
+            columns = ["storeId", "orderId", "customerId", "cartId", "status", "total",
+                       "occurredAt", "items", "promotionCodes", "note"]
+            with path.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(columns if name == "modelled" else columns[:-1])
+                for r in rows:
+                    writer.writerow([json.dumps(r[c]) if c in ("items", "promotionCodes")
+                                     and c in r else r.get(c, "")
+                                     for c in (columns if name == "modelled" else columns[:-1])])
+        result = await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+        assert result.rows == 15
+    fast, model = await stored_orders(sessionmaker, "store_1"), await stored_orders(
+        sessionmaker, "store_2")
+    assert fast == model
+    assert len(fast[0]) == 15 and len(fast[1]) == sum(i % 3 for i in range(1, 16))
+    async with sessionmaker() as s:
+        o2 = await s.get(Order, ("store_1", "o2"))  # 2026-03-03T23:02:02.123456+05:30
+        o3 = await s.get(Order, ("store_1", "o3"))  # 2026-03-04T23:03:03-09:30
+    assert o2.occurred_at == datetime(2026, 3, 3, 17, 32, 2, 123456, tzinfo=UTC)
+    assert (o2.total, o2.cart_id, o2.status) == (Decimal("1200.00"), None, "DELIVERED")
+    assert o3.occurred_at == datetime(2026, 3, 5, 8, 33, 3, tzinfo=UTC)
+    assert (o3.total, o3.cart_id, o3.status) == (Decimal("99.50"), "cart3", "PAID")
+
+
+async def test_a_later_status_in_a_later_file_wins_an_earlier_one_does_not(sessionmaker,
+                                                                             tmp_path):
+    path = tmp_path / "orders.jsonl"
+    write_jsonl(path, [order(1, status="PAID", occurredAt="2026-10-01T10:00:00+06:00")])
+    await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    write_jsonl(path, [order(1, status="DELIVERED", occurredAt="2026-10-03T10:00:00+06:00")])
+    await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    write_jsonl(path, [order(1, status="CANCELLED", occurredAt="2026-10-02T10:00:00+06:00")])
+    await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    async with sessionmaker() as s:
+        o = await s.get(Order, ("store_1", "o1"))
+    assert o.status == "DELIVERED"
+    assert await count(sessionmaker, OrderStatusChange) == 3
+
+
+@pytest.mark.parametrize("row, reason", [
+    ({"occurredAt": "2026-10-01T10:00:00"}, "occurredAt: Value error, occurredAt needs a time zone"),
+    ({"occurredAt": "2026-02-30T10:00:00+06:00"}, "occurredAt: "),
+    ({"status": "LOST"}, "status: Input should be "),
+    ({"items": [{"productId": "p1", "quantity": -1, "unitPrice": "5"}]}, "items.0.quantity: "),
+    ({"storeId": ""}, "storeId: String should have at least 1 character"),
+])
+async def test_rows_the_fast_path_refuses_are_named_by_the_model(sessionmaker, tmp_path, row,
+                                                                 reason):
+    path = tmp_path / "orders.jsonl"
+    write_jsonl(path, [order(1), order(2, **row)])
+    with pytest.raises(ImportFailed) as failure:
+        await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    assert str(failure.value).startswith(f"line 2: {reason}")
+    assert await count(sessionmaker, Order) == 0
+
+
+async def test_many_batches_are_all_written(sessionmaker, tmp_path, monkeypatch):
+    monkeypatch.setattr(bulk_import, "FLUSH_ROWS", 3)
+    path = tmp_path / "orders.csv"
+    write_csv(path, [order(i) for i in range(1, 10)] + [order(1)])
+    assert (await import_file(sessionmaker, "orders", path, store=None, now=NOW)).rows == 10
+    assert await count(sessionmaker, Order) == 9
+    assert await count(sessionmaker, OrderItem) == 9
+    assert await count(sessionmaker, Customer) == 2
