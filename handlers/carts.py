@@ -147,13 +147,14 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
     ids = [c.cart_id for c in carts]
     customers = list({c.customer_id for c in carts})
     since = min(c.updated_at for c in carts)
-    rows = (await ctx.session.execute(
-        select(Order.order_id, Order.cart_id, Order.customer_id, Order.occurred_at)
-        .where(Order.store_id == ctx.store_id,
-               or_(in_values(Order.cart_id, ids),
-                   in_values(Order.customer_id, customers) & (Order.occurred_at >= since)))
-        .order_by(Order.occurred_at)
-    )).all()
+    # Two indexed lookups, not one OR: SQLite scans the whole orders table for the OR.
+    cols = (Order.order_id, Order.cart_id, Order.customer_id, Order.occurred_at)
+    rows = [*(await ctx.session.execute(select(*cols).where(
+        Order.store_id == ctx.store_id, in_values(Order.cart_id, ids)))).all(),
+            *(await ctx.session.execute(select(*cols).where(
+                Order.store_id == ctx.store_id, in_values(Order.customer_id, customers),
+                Order.occurred_at >= since))).all()]
+    rows.sort(key=lambda r: r.occurred_at)
     by_cart = {r.cart_id: r.order_id for r in rows if r.cart_id}
     by_customer: dict[str, list[Any]] = {}
     for r in rows:
