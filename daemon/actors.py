@@ -11,7 +11,9 @@ high-value cart before a low one), then first come first served.
 Supervision: when an actor's event fails, the actor is restarted — its unhandled events
 go back to the front of its mailbox and it sleeps with exponential backoff before trying
 again. An event that has failed `max_attempts` times is dead-lettered with its error and
-the actor carries on with the next one.
+the actor carries on with the next one. A batch the database could not take (BLOCKED:
+locked past busy_timeout, unreachable) backs off the same way without counting against
+its events.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ class ActorSystem:
         retry: list[Delivery] = []
         for d in group:
             outcome = outcomes.get(d, Outcome.FAILED)
-            if outcome is Outcome.SKIPPED:
+            if outcome in (Outcome.SKIPPED, Outcome.BLOCKED):
                 retry.append(d)
                 continue
             if outcome is Outcome.FAILED:
@@ -176,7 +178,7 @@ class ActorSystem:
         actor.busy = False
         if retry:
             actor.mailbox.extendleft(reversed(retry))
-        failed = any(outcomes.get(d) is Outcome.FAILED for d in group)
+        failed = any(outcomes.get(d) in (Outcome.FAILED, Outcome.BLOCKED) for d in group)
         if failed:
             actor.failures += 1
             ACTOR_RESTARTS.labels(actor.kind).inc()

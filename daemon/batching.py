@@ -17,7 +17,10 @@ If any handler raises, the transaction is rolled back and the batch runs again c
 event by event, each in its own SAVEPOINT, so a failing event leaves no trace while the
 others commit (the event known to have failed is not run again; when a batch call failed,
 the careful run finds out which event it was). After a failure the rest of that group is
-skipped (not run), so one key's events stay in order.
+skipped (not run), so one key's events stay in order. A transaction that fails by itself
+(a flush at commit, another process claiming an id first) gets the same careful rerun; one
+the database could not take at all (locked past busy_timeout, connection lost) leaves
+every event BLOCKED: retried with backoff, never counted towards the dead-letter limit.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from datetime import UTC
 from typing import Any
 
 from sqlalchemy import delete, insert, select, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
@@ -57,6 +61,9 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"
     FAILED = "failed"
     SKIPPED = "skipped"  # not run (behind a failed event of its actor, or out of time): retried
+    # The database could not take the batch (locked past busy_timeout, unreachable): retried
+    # with the actor's backoff, not counted as an attempt (the event did nothing wrong).
+    BLOCKED = "blocked"
 
 
 @dataclass(eq=False)
@@ -120,6 +127,14 @@ async def lock_for_write(session: AsyncSession) -> None:
         await session.execute(text("BEGIN IMMEDIATE"))
 
 
+def unavailable(exc: BaseException) -> bool:
+    """The database, not the events, failed the transaction: SQLite locked past its
+    busy_timeout, a lost or refused connection, a serialization conflict."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError))
+
+
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -145,32 +160,52 @@ class GroupCommitter:
     async def commit(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
         """Apply the batch; every delivery gets an outcome (FAILED ones carry `.error`)."""
         BATCH_SIZE.observe(sum(map(len, groups)))
+        known_bad: Delivery | None = None
         try:
             try:
                 outcomes = await self._fast(groups)
             except _SeenBefore:
                 outcomes = await self._fast(groups, optimistic=False)
         except _HandlerFailed as failed:
-            bad = failed.delivery
-            if bad is not None:
-                bad.error = describe(failed.exc)
-                log.warning("handler failed for %s %s (attempt %d): %s", bad.event.type,
-                            bad.event.id, bad.attempts + 1, bad.error)
+            known_bad = failed.delivery
+            if known_bad is not None:
+                known_bad.error = describe(failed.exc)
+                log.warning("handler failed for %s %s (attempt %d): %s", known_bad.event.type,
+                            known_bad.event.id, known_bad.attempts + 1, known_bad.error)
             else:
                 log.warning("a batch handler failed on a run of %d events (%s); rerunning "
                             "them one by one", failed.run, describe(failed.exc))
-            outcomes = await self._careful(groups, bad)
-        except Exception as exc:  # the transaction itself failed (database down, conflict)
-            log.warning("batch of %d events failed to commit: %s",
+            outcomes = None
+        except Exception as exc:  # the transaction itself failed
+            if unavailable(exc):
+                return self._all(groups, Outcome.BLOCKED, f"database unavailable: {describe(exc)}")
+            # A flush at commit that one event's rows break, or another process claiming an
+            # id first: the careful rerun finds the event (or the duplicate).
+            log.warning("batch of %d events failed to commit (%s); rerunning them one by one",
                         sum(map(len, groups)), describe(exc))
-            outcomes = {}
-            for group in groups:
-                for d in group:
-                    d.error = f"commit failed: {describe(exc)}"
-                    outcomes[d] = Outcome.FAILED
-            return outcomes
+            outcomes = None
+        if outcomes is None:
+            try:
+                outcomes = await self._careful(groups, known_bad)
+            except Exception as exc:
+                if unavailable(exc):
+                    return self._all(groups, Outcome.BLOCKED,
+                                     f"database unavailable: {describe(exc)}")
+                return self._all(groups, Outcome.FAILED, f"commit failed: {describe(exc)}")
         if self.after_commit is not None:
             self.after_commit()
+        return outcomes
+
+    @staticmethod
+    def _all(groups: list[list[Delivery]], outcome: Outcome, error: str
+             ) -> dict[Delivery, Outcome]:
+        log.warning("batch of %d events not committed (%s): %s", sum(map(len, groups)),
+                    outcome.value, error)
+        outcomes = {}
+        for group in groups:
+            for d in group:
+                d.error = error
+                outcomes[d] = outcome
         return outcomes
 
     def _context(self, session: AsyncSession, event: Event) -> HandlerContext:

@@ -209,3 +209,55 @@ def test_runs_follow_each_actor_in_order_with_few_runs():
     assert sorted(map(id, (d for r in got for d in r))) == sorted(
         map(id, (d for g in groups for d in g)))
     assert list(runs([])) == [] and list(runs([[up[0]]])) == [[up[0]]]
+
+
+async def test_a_database_locked_past_busy_timeout_blocks_the_batch_without_using_attempts(
+    handlers, db_url, settings_factory, clock
+):
+    """Another connection holds SQLite's write lock longer than the daemon's busy timeout
+    (a long nightly job): the batch is retried with backoff until the lock is released,
+    and no event is dead-lettered for it however many attempts that took."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's single write lock")
+    import asyncio
+    import sqlite3
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from stormd.daemon.actors import ActorSystem
+    from stormd.schema.engine import make_sessionmaker
+
+    calls = record_runs(handlers)
+    engine = create_async_engine(db_url, connect_args={"timeout": 0.1})  # busy_timeout 100 ms
+    committer = GroupCommitter(make_sessionmaker(engine), settings_factory(), clock)
+    settled: list[tuple[str, Outcome, str | None]] = []
+
+    async def settle(d, outcome):
+        settled.append((d.event.id, outcome, d.error))
+
+    actors = ActorSystem(run_batch=committer.commit, settle=settle, batch_size=100,
+                         mailbox_size=100, max_pending=1000, max_attempts=2)
+    holder = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        batch = [delivery(customer(f"c{i}", name=f"n{i}")) for i in range(3)]
+        blocked = await committer.commit([[d] for d in batch])
+        assert set(blocked.values()) == {Outcome.BLOCKED}
+        assert "database is locked" in batch[0].error
+        actors.start()
+        for d in batch:
+            await actors.tell(d, d.event.actor_key())
+        await asyncio.sleep(1.0)  # several attempts, more than max_attempts
+        assert settled == []
+    finally:
+        holder.rollback()
+        holder.close()
+    await asyncio.wait_for(actors.wait_idle(), 15)
+    await actors.stop()
+    await engine.dispose()
+    assert sorted((i, o) for i, o, _ in settled) == sorted(
+        (d.event.id, Outcome.PROCESSED) for d in batch)
+    assert [len(c) for c in calls] == [3]  # handlers ran once, when the lock was free
+    rows = Counter(r[0] for r in await count(committer.sessionmaker,
+                                             select(EmailEvent.message_id)))
+    assert rows == {d.event.id: 1 for d in batch}
