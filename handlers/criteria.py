@@ -99,6 +99,21 @@ def compile_criteria(criteria: Any, as_of: datetime) -> ColumnElement[bool]:
     return _Compiler(as_of).object(criteria, "")
 
 
+# Fields whose condition is evaluated against T: their expressions embed the instant.
+_TIMED_KINDS = ("days", "ratio", "categories")
+
+
+def reads_time(criteria: Any) -> bool:
+    """Whether the criteria's expression depends on the instant T (day counts, and the
+    order sub-queries of promotions and categories)."""
+    if isinstance(criteria, dict):
+        return any((k in FIELDS and FIELDS[k].kind in _TIMED_KINDS) or reads_time(v)
+                   for k, v in criteria.items() if k in FIELDS or k in COMBINATORS)
+    if isinstance(criteria, list):
+        return any(reads_time(v) for v in criteria)
+    return False
+
+
 def validate_criteria(criteria: Any) -> None:
     """Raise CriteriaError naming what is wrong, or return quietly."""
     compile_criteria(criteria, datetime.now().astimezone())

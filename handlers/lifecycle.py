@@ -30,6 +30,7 @@ from stormd.handlers.features import (
     US_PER_DAY,
     Aggregates,
     epoch_us,
+    first_column,
     whole_days,
 )
 from stormd.handlers.rfm import Scores
@@ -92,16 +93,16 @@ async def upsert_prospects(
     `buyers` scored at T becomes, or stays, PROSPECT. The store's customers are its
     customer records: the customer and order handlers and the importer make one for
     every buyer."""
+    scored = set(buyers)
     query = select(Customer.customer_id).where(Customer.store_id == store_id)
     if customer_ids is None:
-        known = list(await session.scalars(query))
+        prospects = [c for c in await first_column(session, query) if c not in scored]
     else:
-        ids, known = list(customer_ids), []
+        # Re-scoring: only customers without a completed order need their record looked up.
+        ids, prospects = [c for c in dict.fromkeys(customer_ids) if c not in scored], []
         for start in range(0, len(ids), ID_CHUNK):
             chunk = ids[start:start + ID_CHUNK]
-            known.extend(await session.scalars(query.where(Customer.customer_id.in_(chunk))))
-    scored = set(buyers)
-    prospects = [c for c in known if c not in scored]
+            prospects.extend(await session.scalars(query.where(Customer.customer_id.in_(chunk))))
     await write_columns(session, LM, {
         "store_id": store_id, "customer_id": prospects, "stage": "PROSPECT",
         "churn_risk": 0.0, "orders_count": 0, "orders_total": 0, "first_order_at": None,

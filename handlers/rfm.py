@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import RfmSettings, RfmThresholds
@@ -195,6 +195,19 @@ async def latest_ok_run(session: AsyncSession, store_id: str) -> RfmRun | None:
         select(RfmRun).where(RfmRun.store_id == store_id, RfmRun.status == "OK")
         .order_by(RfmRun.as_of.desc(), RfmRun.id.desc()).limit(1)
     )
+
+
+_LATEST_CUT_POINTS = (
+    select(RfmRun.cut_points)
+    .where(RfmRun.store_id == bindparam("store"), RfmRun.status == "OK")
+    .order_by(RfmRun.as_of.desc(), RfmRun.id.desc()).limit(1))
+
+
+async def latest_bounds(session: AsyncSession, store_id: str) -> Bounds | None:
+    """The bounds of the store's latest OK run (None before any): one column, no ORM
+    object, by a statement built once, as real-time re-scoring asks on every event run."""
+    cut_points = await session.scalar(_LATEST_CUT_POINTS, {"store": store_id})
+    return Bounds.from_json(cut_points) if cut_points else None
 
 
 async def mark_failed(session: AsyncSession, run_id: int, error: str, now: datetime) -> None:

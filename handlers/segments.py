@@ -10,15 +10,16 @@ transaction as the event.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -26,14 +27,14 @@ from stormd.config.settings import Settings
 from stormd.daemon.outbound import new_event_id, out_subject
 from stormd.handlers.columnar import write_columns
 from stormd.handlers.context import HandlerContext
-from stormd.handlers.criteria import CriteriaError, compile_criteria, feature_from
+from stormd.handlers.criteria import CriteriaError, compile_criteria, feature_from, reads_time
 from stormd.handlers.eligibility import reachable_clause
 from stormd.handlers.events import Event
 from stormd.handlers.features import ID_CHUNK, customer_aggregates, epoch_us, first_column
 from stormd.handlers.guardrails import record_segment_size
 from stormd.handlers.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.registry import REACT, dispatch_segment_change, on_event_batch
-from stormd.handlers.rfm import Bounds, latest_ok_run, score
+from stormd.handlers.rfm import latest_bounds, score
 from stormd.schema.customers import Customer
 from stormd.schema.inbox import OutboundEvent
 from stormd.schema.orders import Order
@@ -66,6 +67,7 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 RESCORING_EVENTS = ("order.created", "order.status_changed", "promotion.redeemed",
                     "customer.consent_changed")
 
+_ANY_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # compiles criteria that do not read T
 SEGMENTS = CustomerSegment.__table__
 MEMBERS = CustomerSegmentMember.__table__
 LM = CustomerLifecycleMetrics.__table__
@@ -271,11 +273,11 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
     ids = list(dict.fromkeys(customer_ids))
     if not ids:
         return []
-    run = await latest_ok_run(session, store_id)
+    bounds = await latest_bounds(session, store_id)
     agg = await customer_aggregates(session, store_id, as_of, settings.rfm.window_days, ids)
     scores = None
-    if run is not None and run.cut_points:
-        scores = score(agg, as_of, settings.rfm, Bounds.from_json(run.cut_points))
+    if bounds is not None:
+        scores = score(agg, as_of, settings.rfm, bounds)
     elif settings.rfm.mode == "thresholds":
         scores = score(agg, as_of, settings.rfm)
     await upsert_buyers(session, store_id, as_of, agg, scores, settings.lifecycle)
@@ -283,42 +285,68 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
     return await move_memberships(ctx, ids, as_of)
 
 
+# The segment columns real-time re-scoring needs (rows, not ORM objects).
+_LIVE_SEGMENTS = (select(SEGMENTS.c.id, SEGMENTS.c.slug, SEGMENTS.c.criteria, SEGMENTS.c.builtin)
+                  .where(SEGMENTS.c.store_id == bindparam("store"))
+                  .order_by(SEGMENTS.c.builtin.desc(), SEGMENTS.c.id))
+
+
+@functools.lru_cache(maxsize=64)
+def _membership_queries(segments: tuple[tuple[int, str], ...], as_of: datetime | None
+                        ) -> tuple[tuple[int, ...], Select, Select]:
+    """For segments ((id, criteria JSON), ...): the ids of those whose criteria compile,
+    the query of customers' (id, hit per segment) and the query of their memberships,
+    both taking `store` and `ids`. Cached when no criteria reads T (as_of None): the
+    expressions are then the same on every event."""
+    tested, hits = [], []
+    for seg_id, text in segments:
+        try:
+            hits.append(case((compile_criteria(json.loads(text), as_of or _ANY_TIME), 1),
+                             else_=0))
+            tested.append(seg_id)
+        except CriteriaError as exc:
+            log.error("segment %s has invalid criteria, skipped: %s", seg_id, exc)
+    ids = bindparam("ids", expanding=True)
+    features = (select(LM.c.customer_id, *hits).select_from(feature_from())
+                .where(LM.c.store_id == bindparam("store"), LM.c.customer_id.in_(ids)))
+    # Naming the segments lets the primary key (store, segment, customer) find the rows.
+    members = (select(MEMBERS.c.segment_id, MEMBERS.c.customer_id)
+               .where(MEMBERS.c.store_id == bindparam("store"),
+                      MEMBERS.c.segment_id.in_(tested), MEMBERS.c.customer_id.in_(ids)))
+    return tuple(tested), features, members
+
+
 async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime) -> list[Change]:
     """Evaluate every segment for these customers in one query per chunk, diff against
     their stored memberships, and apply the moves."""
     session, store_id = ctx.session, ctx.store_id
-    segments = await list_segments(session, store_id)
+    segments = (await session.execute(_LIVE_SEGMENTS, {"store": store_id})).all()
     if not any(s.builtin for s in segments):
         await ensure_builtin_segments(session, store_id, ctx.now())
-        segments = await list_segments(session, store_id)
-    tests = []
-    for s in segments:
-        try:
-            tests.append((s, case((compile_criteria(s.criteria, as_of), 1), else_=0)))
-        except CriteriaError as exc:
-            log.error("segment %s/%s has invalid criteria, skipped: %s", store_id, s.slug, exc)
-    if not tests:
+        segments = (await session.execute(_LIVE_SEGMENTS, {"store": store_id})).all()
+    timeless = not any(reads_time(s.criteria) for s in segments)
+    key = tuple((s.id, json.dumps(s.criteria)) for s in segments)
+    if timeless:
+        tested, features, members = _membership_queries(key, None)
+    else:
+        tested, features, members = _membership_queries.__wrapped__(key, as_of)
+    if not tested:
         return []
-    changes = {s.id: Change(s.slug) for s, _ in tests}
+    changes = {seg_id: Change(slug) for seg_id, slug in
+               ((s.id, s.slug) for s in segments) if seg_id in tested}
     for start in range(0, len(ids), ID_CHUNK):
-        chunk = ids[start:start + ID_CHUNK]
-        rows = await session.execute(
-            select(LM.c.customer_id, *(t for _, t in tests)).select_from(feature_from())
-            .where(LM.c.store_id == store_id, LM.c.customer_id.in_(chunk)))
-        should = {(s.id, row[0]) for row in rows for (s, _), hit in zip(tests, row[1:]) if hit}
-        # Naming the segments lets the primary key (store, segment, customer) find the rows.
-        current = {(seg_id, cid) for seg_id, cid in await session.execute(
-            select(MEMBERS.c.segment_id, MEMBERS.c.customer_id)
-            .where(MEMBERS.c.store_id == store_id, MEMBERS.c.segment_id.in_(list(changes)),
-                   MEMBERS.c.customer_id.in_(chunk)))}
+        params = {"store": store_id, "ids": ids[start:start + ID_CHUNK]}
+        should = {(seg_id, row[0]) for row in await session.execute(features, params)
+                  for seg_id, hit in zip(tested, row[1:]) if hit}
+        current = {(seg_id, cid) for seg_id, cid in await session.execute(members, params)}
         for seg_id, cid in should - current:
             changes[seg_id].entered.append(cid)
         for seg_id, cid in current - should:
             changes[seg_id].exited.append(cid)
     moved = []
-    for s, _ in tests:
-        change = changes[s.id]
-        if change.entered or change.exited:
+    for s in segments:
+        change = changes.get(s.id)
+        if change and (change.entered or change.exited):
             change.entered.sort()
             change.exited.sort()
             await apply_change(ctx, s, change)
