@@ -58,18 +58,36 @@ def api(name: str):
     return register
 
 
+def _text(request: dict[str, Any], key: str, hint: str = "") -> str:
+    """A required non-empty string field, else a refusal naming it."""
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise CampaignError(f"{key}: required{hint}")
+    return value
+
+
+def _object(request: dict[str, Any], key: str) -> dict[str, Any]:
+    """A required JSON object field, else a refusal naming it."""
+    value = request.get(key)
+    if not isinstance(value, dict):
+        raise CampaignError(f"{key}: required (an object)")
+    return value
+
+
 def _store(request: dict[str, Any]) -> str:
-    store = request.get("storeId")
-    if not isinstance(store, str) or not store:
-        raise CampaignError("storeId: required")
-    return store
+    return _text(request, "storeId")
 
 
 def _id(request: dict[str, Any]) -> str:
-    cid = request.get("id")
-    if not isinstance(cid, str) or not cid:
-        raise CampaignError("id: required (the campaign id)")
-    return cid
+    return _text(request, "id", " (the campaign id)")
+
+
+async def _saved_campaign(job: JobContext, change) -> dict[str, Any]:
+    """Run `change(session, now)` (returns the campaign), commit, reply with the campaign."""
+    async with job.sessionmaker() as session:
+        c = await change(session, job.clock.now())
+        await session.commit()
+        return {"campaign": to_dict(c)}
 
 
 def _instant(value: Any, field: str) -> datetime | None:
@@ -87,25 +105,17 @@ def _instant(value: Any, field: str) -> datetime | None:
 @api("campaigns.create")
 async def api_create(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     """{storeId, campaign: {name, channels, segments, template|content|variants, ...}}"""
-    spec = request.get("campaign")
-    if not isinstance(spec, dict):
-        raise CampaignError("campaign: required (an object)")
-    async with job.sessionmaker() as session:
-        c = await create_campaign(session, _store(request), spec, job.clock.now())
-        await session.commit()
-        return {"campaign": to_dict(c)}
+    spec, store = _object(request, "campaign"), _store(request)
+    return await _saved_campaign(job, lambda session, now: create_campaign(
+        session, store, spec, now))
 
 
 @api("campaigns.update")
 async def api_update(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     """{storeId, id, changes: {...}}"""
-    changes = request.get("changes")
-    if not isinstance(changes, dict):
-        raise CampaignError("changes: required (an object)")
-    async with job.sessionmaker() as session:
-        c = await update_campaign(session, _store(request), _id(request), changes, job.clock.now())
-        await session.commit()
-        return {"campaign": to_dict(c)}
+    changes, store, cid = _object(request, "changes"), _store(request), _id(request)
+    return await _saved_campaign(job, lambda session, now: update_campaign(
+        session, store, cid, changes, now))
 
 
 @api("campaigns.schedule")
@@ -122,10 +132,9 @@ async def api_schedule(job: JobContext, request: dict[str, Any]) -> dict[str, An
 
 @api("campaigns.pause")
 async def api_pause(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    async with job.sessionmaker() as session:
-        c = await pause_campaign(session, _store(request), _id(request), job.clock.now())
-        await session.commit()
-        return {"campaign": to_dict(c)}
+    store, cid = _store(request), _id(request)
+    return await _saved_campaign(job, lambda session, now: pause_campaign(
+        session, store, cid, now))
 
 
 @api("campaigns.cancel")
@@ -217,9 +226,7 @@ async def api_results(job: JobContext, request: dict[str, Any]) -> dict[str, Any
 @api("automations.results")
 async def api_automation_results(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     """{storeId, trigger}: ROI of one automation (win_back, vip, birthday, ...)."""
-    trigger = request.get("trigger")
-    if not isinstance(trigger, str) or not trigger:
-        raise CampaignError("trigger: required")
+    trigger = _text(request, "trigger")
     async with job.sessionmaker() as session:
         return {"results": await automation_report(session, job.settings, _store(request),
                                                    trigger)}
@@ -234,9 +241,7 @@ def _workflow_dict(w) -> dict[str, Any]:
 async def api_configure_automation(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     """{storeId, trigger, enabled, config?}: turn a trigger on or off for the store; a
     `segment_entry:<slug>` trigger takes {template, channels?, discount_percent?}."""
-    trigger = request.get("trigger")
-    if not isinstance(trigger, str) or not trigger:
-        raise CampaignError("trigger: required")
+    trigger = _text(request, "trigger")
     if not isinstance(request.get("enabled"), bool):
         raise CampaignError("enabled: true or false")
     async with job.sessionmaker() as session:
@@ -292,9 +297,7 @@ async def api_templates(job: JobContext, request: dict[str, Any]) -> dict[str, A
 async def api_save_template(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     """{storeId, template: {slug, name, content: {channel: {locale: body}}, category?, ...}}:
     a store template (checked in the sandbox now); a system slug is overridden for the store."""
-    data = request.get("template")
-    if not isinstance(data, dict):
-        raise CampaignError("template: required (an object)")
+    data = _object(request, "template")
     async with job.sessionmaker() as session:
         row = await save_store_template(session, _store(request), data, job.clock.now())
         await session.commit()
