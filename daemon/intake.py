@@ -15,21 +15,18 @@ import time
 from decimal import Decimal
 from typing import Any
 
-import nats.errors
-from nats.js.client import JetStreamContext
-from nats.js.errors import FetchTimeoutError
-
 from stormd.config.settings import Settings
 from stormd.daemon.actors import ActorSystem
 from stormd.daemon.batching import Delivery, Outcome
 from stormd.daemon.deadletters import DeadLetters
 from stormd.daemon.metrics import EVENT_SECONDS, event_counter
+from stormd.daemon.pull import GIVE_UP, Puller, RequestLost
 from stormd.handlers.events import Event, EventRejected, parse_event
 
 log = logging.getLogger(__name__)
-# nats-py's fetch returns when the batch is full or this wait is over: short, so that at a
-# low event rate an event does not sit in a half-filled fetch (latency), while a backlog
-# still comes in full batches.
+# A fetch returns what is available at once, else the first events to come within this
+# wait (a pull request's `expires`): short, so that stopping never waits long for the end
+# of the last request, while a backlog still comes in full batches.
 FETCH_WAIT = 0.05
 
 
@@ -42,6 +39,7 @@ def event_priority(event: Event) -> int:
 class Intake:
     def __init__(self, psub: Any, settings: Settings, actors: ActorSystem, dead: DeadLetters):
         self.psub = psub
+        self.puller = Puller(psub, FETCH_WAIT)
         self.settings = settings
         self.prefix = settings.nats.subject_prefix
         self.actors = actors
@@ -52,33 +50,27 @@ class Intake:
         self._task: asyncio.Task | None = None
         self._keepalive: asyncio.Task | None = None
         self.fetching = False
-        self._last_fetch = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="intake")
         self._keepalive = asyncio.create_task(self._keep_alive(), name="intake-keepalive")
 
     async def stop(self) -> None:
-        """Stop fetching, then take in what JetStream delivered to us after the last fetch
-        returned (in-flight events, these too, are left to the actors' drain).
+        """Stop fetching (in-flight events are left to the actors' drain).
 
-        A fetch returns when its wait is over even if the server is still sending the batch
-        (the event loop is busy with handlers under load); nats-py keeps the rest in the
-        subscription's queue for the next fetch. There is no next fetch once we stop, yet
-        JetStream counts those messages as ours, awaiting an ack: they are handled like
-        any other fetched event, not left unacked until `ack_wait` redelivers them."""
+        The last fetch returns when the server has ended its pull request (daemon/pull.py),
+        so nothing more that JetStream counts as ours can arrive after it. Only if that
+        request was lost with a connection, or the fetch had to be cut short here, can
+        messages be waiting in the subscription: they are taken in and drained too, not
+        left unacked until `ack_wait`."""
         self._stop.set()
         if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-        # The last pull request lives FETCH_WAIT on the server; a round trip after it has
-        # ended puts everything the server sent for it in the subscription's queue.
-        await asyncio.sleep(max(self._last_fetch + FETCH_WAIT - time.monotonic(), 0))
-        try:
-            await self.psub._nc.flush(timeout=2)
-        except Exception as exc:  # disconnected: what was not delivered is not ours
-            log.debug("flush before the drain failed: %s", exc)
+            done, _ = await asyncio.wait({self._task}, timeout=FETCH_WAIT + GIVE_UP)
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
         received = time.monotonic()
-        for msg in _already_delivered(self.psub):
+        for msg in self.puller.leftovers():
             await self._accept(msg, received)
 
     async def close(self) -> None:
@@ -110,10 +102,10 @@ class Intake:
                 continue
             try:
                 self.fetching = True
-                self._last_fetch = time.monotonic()
-                msgs = await self.psub.fetch(batch=min(batch, room), timeout=FETCH_WAIT)
+                msgs = await self.puller.fetch(min(batch, room))
                 backoff = 0.1
-            except (TimeoutError, FetchTimeoutError, nats.errors.TimeoutError):
+            except RequestLost:
+                log.debug("a pull request got no answer; sending another")
                 continue
             except Exception as exc:  # disconnected, server restarting, ...
                 if self._stop.is_set():
@@ -178,20 +170,6 @@ class Intake:
             EVENT_SECONDS.observe(time.monotonic() - d.received)
         for msg in d.msgs:
             await _ack(msg)
-
-
-def _already_delivered(psub: Any) -> list[Any]:
-    """The messages nats-py holds for the pull subscription's next fetch (the queue fetch
-    drains first), without asking the server for more; status messages (for expired pull
-    requests) are dropped, as fetch does."""
-    sub = psub._sub
-    msgs = []
-    while not sub._pending_queue.empty():
-        msg = sub._pending_queue.get_nowait()
-        sub._pending_size -= len(msg.data)
-        if not JetStreamContext.is_status_msg(msg):
-            msgs.append(msg)
-    return msgs
 
 
 def _delivered(msg: Any) -> int:
