@@ -16,7 +16,19 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Integer, and_, bindparam, case, cast, func, select, union
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    select,
+    type_coerce,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -96,6 +108,21 @@ class Aggregates:
                           self.frequency[rows], self.monetary_cents[rows])
 
 
+def _stored_time(value: Any, dialect: str) -> ColumnElement[Any]:
+    """A timestamp of the aggregate: SQLite's stored text as is (numpy parses a million
+    in a tenth of the time SQLite's strftime takes), elsewhere epoch microseconds."""
+    if dialect == "sqlite":
+        return type_coerce(value, String)
+    return sql_epoch_us(value, dialect)
+
+
+def _epoch_column(values: tuple) -> np.ndarray:
+    """Epoch microseconds of a column of `_stored_time` values."""
+    if values and isinstance(values[0], str):
+        return np.array(values, dtype="datetime64[us]").astype(np.int64)
+    return np.array(values, dtype=np.int64)
+
+
 @functools.lru_cache(maxsize=8)
 def _aggregate_query(dialect: str, some: bool) -> Any:
     """The GROUP BY, built once per dialect with bound parameters `store`, `as_of`,
@@ -109,8 +136,7 @@ def _aggregate_query(dialect: str, some: bool) -> Any:
             o.customer_id,
             func.count(),
             func.sum(cents),
-            sql_epoch_us(func.min(o.occurred_at), dialect),
-            sql_epoch_us(func.max(o.occurred_at), dialect),
+            *(_stored_time(f(o.occurred_at), dialect) for f in (func.min, func.max)),
             func.sum(case((in_window, 1), else_=0)),
             func.sum(case((in_window, cents), else_=0)),
         )
@@ -148,7 +174,9 @@ async def customer_aggregates(
             if rows:
                 columns = list(zip(*rows))
                 ids.extend(columns[0])
-                parts.append(np.array(columns[1:], dtype=np.int64))
+                parts.append(np.stack([_epoch_column(c) if k in (2, 3) else
+                                       np.array(c, dtype=np.int64)
+                                       for k, c in enumerate(columns[1:])]))
     values = np.concatenate(parts, axis=1) if parts else np.zeros((6, 0), dtype=np.int64)
     return Aggregates(ids, *values)
 

@@ -223,3 +223,35 @@ async def test_a_run_as_of_an_earlier_instant_never_undoes_a_later_event(
         row = await session.get(CustomerLifecycleMetrics, (STORE, "c4"))
     assert (row.composite, row.as_of) == (41, T + timedelta(minutes=30))
     assert "c4" in (await _memberships(sessionmaker))["vip"]
+
+
+async def test_real_time_criteria_read_the_event_instant_and_edits_take_effect(
+        sessionmaker, clock, settings_factory, handle_event):
+    """Re-scoring reuses compiled criteria only where they do not depend on T: a day
+    count is judged at each event's instant, and an edited definition applies at once."""
+    settings = settings_factory()
+    await _first_run(sessionmaker, clock, settings)
+    async with sessionmaker() as session:
+        for slug, criteria in (("quiet", {"daysSinceLastOrder": {"gte": 41}}),
+                               ("spent", {"orders.total": {"gte": 40}})):
+            await create_segment(session, settings, STORE,
+                                 {"slug": slug, "name": slug, "criteria": criteria}, T)
+        await session.commit()
+
+    async def touch_c3(at):  # c3's last completed order is T-40d, 50.00 in total
+        clock.set(at)
+        await handle_event("customer.consent_changed",
+                           {"customerId": "c3", "channel": "sms", "optedIn": True}, at=at)
+        members = await _memberships(sessionmaker)
+        return "c3" in members.get("quiet", set()), "c3" in members.get("spent", set())
+
+    assert await touch_c3(T + timedelta(hours=1)) == (False, True)  # 40 days: not quiet
+    assert await touch_c3(T + DAY + timedelta(hours=1)) == (True, True)  # 41 days
+    async with sessionmaker() as session:
+        for slug, criteria in (("quiet", {"daysSinceLastOrder": {"gte": 50}}),
+                               ("spent", {"orders.total": {"gte": 60}})):
+            segment = await session.scalar(
+                select(CustomerSegment).where(CustomerSegment.slug == slug))
+            segment.criteria = criteria
+        await session.commit()
+    assert await touch_c3(T + DAY + timedelta(hours=2)) == (False, False)
