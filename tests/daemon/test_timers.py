@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from daemon_helpers import count_rows, utc
 from sqlalchemy import select
 
@@ -15,6 +16,22 @@ from stormd.schema.cron import CronRun
 from stormd.schema.timers import Timer
 
 
+@pytest.fixture
+def fired(handlers) -> list:
+    """Every `reminder` timer fired, as (timer, the clock when it ran)."""
+    calls: list = []
+
+    @handlers.on_timer("reminder")
+    async def remind(ctx, timer):
+        calls.append((timer, ctx.now()))
+
+    return calls
+
+
+def keys(fired: list) -> list[str]:
+    return [timer.key for timer, _ in fired]
+
+
 async def schedule(sessionmaker, clock, key, due_in, kind="reminder", **kw):
     async with sessionmaker() as session, session.begin():
         await schedule_timer(session, store_id="store_1", key=key, kind=kind,
@@ -22,14 +39,8 @@ async def schedule(sessionmaker, clock, key, due_in, kind="reminder", **kw):
 
 
 async def test_a_timer_fires_once_when_due_and_not_before(
-    handlers, sessionmaker, clock, settings_factory
+    fired, sessionmaker, clock, settings_factory
 ):
-    fired = []
-
-    @handlers.on_timer("reminder")
-    async def remind(ctx, timer):
-        fired.append((timer.key, timer.payload, ctx.now()))
-
     await schedule(sessionmaker, clock, "cart:k1:step1", timedelta(hours=1),
                    payload={"step": 1})
     loop = TimerLoop(sessionmaker, settings_factory(), clock)
@@ -38,20 +49,15 @@ async def test_a_timer_fires_once_when_due_and_not_before(
     assert await loop.fire_due() == 0
     clock.advance(timedelta(minutes=1))
     assert await loop.fire_due() == 1
-    assert fired == [("cart:k1:step1", {"step": 1}, clock.now())]
+    assert [(t.key, t.payload, at) for t, at in fired] == [
+        ("cart:k1:step1", {"step": 1}, clock.now())]
     assert await loop.fire_due() == 0
     assert await count_rows(sessionmaker, Timer) == 0
 
 
 async def test_timers_survive_a_restart_and_a_cancelled_one_never_fires(
-    handlers, sessionmaker, clock, settings_factory
+    fired, sessionmaker, clock, settings_factory
 ):
-    fired = []
-
-    @handlers.on_timer("reminder")
-    async def remind(ctx, timer):
-        fired.append(timer.key)
-
     await schedule(sessionmaker, clock, "keep", timedelta(minutes=5))
     await schedule(sessionmaker, clock, "drop", timedelta(minutes=5))
     async with sessionmaker() as session, session.begin():
@@ -59,7 +65,7 @@ async def test_timers_survive_a_restart_and_a_cancelled_one_never_fires(
     clock.advance(timedelta(minutes=10))
     restarted = TimerLoop(sessionmaker, settings_factory(), clock)  # a new process
     await restarted.fire_due()
-    assert fired == ["keep"]
+    assert keys(fired) == ["keep"]
 
 
 async def test_a_failing_timer_is_kept_and_retried_later_while_others_fire(
@@ -104,14 +110,8 @@ async def test_a_handler_rescheduling_its_own_key_keeps_the_new_timer(
 
 
 async def test_two_processes_never_fire_the_same_timer(
-    handlers, sessionmaker, clock, settings_factory
+    fired, sessionmaker, clock, settings_factory
 ):
-    fired = []
-
-    @handlers.on_timer("reminder")
-    async def remind(ctx, timer):
-        fired.append(timer.key)
-
     for i in range(30):
         await schedule(sessionmaker, clock, f"k{i}", timedelta(0))
     a = TimerLoop(sessionmaker, settings_factory(), clock, batch=10)
@@ -120,7 +120,7 @@ async def test_two_processes_never_fire_the_same_timer(
 
     for _ in range(3):
         await asyncio.gather(a.fire_due(), b.fire_due())
-    assert sorted(fired) == sorted(f"k{i}" for i in range(30))
+    assert sorted(keys(fired)) == sorted(f"k{i}" for i in range(30))
 
 
 def test_cron_slots_are_read_in_the_daemon_timezone():
