@@ -28,7 +28,7 @@ import logging
 import tempfile
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
@@ -150,8 +150,14 @@ async def main(args) -> None:
         plain_rate = await plain_consumer(url, [b for _, b, _ in items])
         print(f"plain nats-py pull consumer: {plain_rate:,.0f} msg/s ({len(items):,} messages)")
 
+        # The daily jobs (nightly RFM, win-back, birthdays) are set 12 hours away: a run
+        # crossing 02:00 in Dhaka would otherwise measure a full RFM run holding the write
+        # lock. The every-minute jobs (campaign dispatch, KPIs) run as in production.
+        daily = f"0 {(datetime.now(UTC) + timedelta(hours=12)).hour} * * *"
         settings = settings_from_dict({
-            "daemon": {"data_dir": str(work / "data")},
+            "daemon": {"data_dir": str(work / "data"), "timezone": "UTC"},
+            "rfm": {"schedule": daily},
+            "automations": {"win_back_schedule": daily, "birthday_schedule": daily},
             "nats": {"url": url},
             "database": {"url": args.db or f"sqlite+aiosqlite:///{work / 'stormd.db'}"},
             "metrics": {"listen": "127.0.0.1:0"}, "http": {"listen": "127.0.0.1:0"},

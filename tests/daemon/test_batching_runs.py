@@ -261,3 +261,25 @@ async def test_a_database_locked_past_busy_timeout_blocks_the_batch_without_usin
     rows = Counter(r[0] for r in await count(committer.sessionmaker,
                                              select(EmailEvent.message_id)))
     assert rows == {d.event.id: 1 for d in batch}
+
+
+async def test_stores_are_ensured_once_a_transaction_and_never_lost_to_a_rollback(
+    sessionmaker, clock
+):
+    from stormd.handlers.stores import ensure_stores
+    from stormd.schema.stores import Store
+
+    async with sessionmaker() as session:
+        async with session.begin():
+            nested = await session.begin_nested()
+            await ensure_stores(session, ["s1"], clock.now())
+            await nested.rollback()  # the savepoint's insert is gone: s1 is not remembered
+            await ensure_stores(session, ["s1", "s2"], clock.now())
+            await ensure_stores(session, ["s2"], clock.now())
+        async with session.begin():
+            await ensure_stores(session, ["s3"], clock.now())
+            await session.rollback()
+        async with session.begin():
+            await ensure_stores(session, ["s3"], clock.now())  # a new transaction: again
+    ids = await count(sessionmaker, select(Store.id))
+    assert sorted(i for (i,) in ids) == ["s1", "s2", "s3"]
