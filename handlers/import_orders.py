@@ -114,53 +114,53 @@ class Encoder:
             return f"{head}{rest}.000000"
         return f"{head}{rest[:whole]}.{rest[whole + 1:]:0<6}"
 
+    def amount(self, value: Any) -> Any:
+        """A decimal string or a whole number, not negative, encoded; else None."""
+        if type(value) is str and MONEY(value) or type(value) is int and value >= 0:
+            return self.money(value)
+        return None
+
     def fast(self, d: dict[str, Any]) -> Parsed | None:
         """The order's encoded values if `d` is in the plain shape, else None."""
         if not d.keys() <= ORDER_KEYS:
             return None
-        store = d.get("storeId")
-        order_id = d.get("orderId")
-        customer_id = d.get("customerId")
-        cart_id = d.get("cartId")
-        status = d.get("status")
-        total = d.get("total")
-        at = d.get("occurredAt")
-        codes = d.get("promotionCodes")
+        get = d.get
+        store, order_id, customer_id, cart_id, status, total, at, codes = (
+            get("storeId"), get("orderId"), get("customerId"), get("cartId"), get("status"),
+            get("total"), get("occurredAt"), get("promotionCodes"))
         if not (type(order_id) is str and type(customer_id) is str
                 and type(status) is str and status in STATUSES
                 and type(at) is str and WHEN(at)
                 and (store is None or (type(store) is str and 0 < len(store) <= 64))
                 and (cart_id is None or type(cart_id) is str)):
             return None
-        money = self.money
-        if type(total) is str and MONEY(total) or type(total) is int and total >= 0:
-            total = money(total)
-        else:
+        money = self.amount
+        total = money(total)
+        if total is None:
             return None
         if codes is not None and (
                 type(codes) is not list or any(type(c) is not str for c in codes)):
             return None
-        items = d.get("items")
+        items = get("items")
         if type(items) is not list:
             return None
         lines = []
         for item in items:
             if type(item) is not dict or not item.keys() <= ITEM_KEYS:
                 return None
-            product_id = item.get("productId")
-            name = item.get("name")
-            category = item.get("category")
-            quantity = item.get("quantity")
-            price = item.get("unitPrice")
+            get = item.get
+            product_id, name, category, quantity, price = (
+                get("productId"), get("name"), get("category"), get("quantity"),
+                get("unitPrice"))
             if not (type(product_id) is str and type(quantity) is int and quantity >= 0
                     and (name is None or type(name) is str)
                     and (category is None or type(category) is str)
-                    and (type(item.get("imageUrl", "")) is str or item["imageUrl"] is None)):
+                    and (type(get("imageUrl", "")) is str or item["imageUrl"] is None)):
                 return None
-            if type(price) is str and MONEY(price) or type(price) is int and price >= 0:
-                lines.append((product_id, name, category, quantity, money(price)))
-            else:
+            price = money(price)
+            if price is None:
                 return None
+            lines.append((product_id, name, category, quantity, price))
         when = self.when_text(at)
         if when is None:
             return None
