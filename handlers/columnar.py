@@ -2,8 +2,8 @@
 membership writes without a Python dict per row.
 
 Columns are given whole: numpy arrays, lists, or one value for every row. Timestamp
-columns (UtcDateTime) take epoch microseconds (int64), money columns take integer cents,
-JSON columns take serialized JSON text. On SQLite the statement is compiled once and the
+columns (UtcDateTime) take epoch microseconds (int64), or on SQLite the stored text as
+read; money columns take integer cents, JSON columns serialized JSON text. On SQLite the statement is compiled once and the
 rows go to the driver's executemany as tuples, with timestamps formatted vectorised in
 exactly the text SQLAlchemy writes ('YYYY-MM-DD HH:MM:SS.ffffff', UTC); elsewhere the
 rows become ordinary typed parameters for SQLAlchemy's executemany.
@@ -34,6 +34,8 @@ def _sqlite_values(kind: str, values: Any, n: int) -> Any:
     if not isinstance(values, (np.ndarray, list, tuple)):
         return repeat(_sqlite_scalar(kind, values), n)
     if kind == "time":
+        if len(values) and isinstance(values[0], str):
+            return values  # already the stored text
         text = np.datetime_as_string(_NP_EPOCH + np.asarray(values, dtype="timedelta64[us]"),
                                      unit="us").tolist()
         return [s.replace("T", " ") for s in text]

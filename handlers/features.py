@@ -98,6 +98,10 @@ class Aggregates:
     last_us: np.ndarray
     frequency: np.ndarray  # completed orders in (T - window, T]
     monetary_cents: np.ndarray
+    # On SQLite, first/last as the stored text too: written back as read, since formatting
+    # a million timestamps costs a second.
+    first_text: list[str] | None = None
+    last_text: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -105,7 +109,16 @@ class Aggregates:
     def part(self, rows: slice) -> Aggregates:
         return Aggregates(self.customer_ids[rows], self.orders_count[rows],
                           self.orders_total_cents[rows], self.first_us[rows], self.last_us[rows],
-                          self.frequency[rows], self.monetary_cents[rows])
+                          self.frequency[rows], self.monetary_cents[rows],
+                          None if self.first_text is None else self.first_text[rows],
+                          None if self.last_text is None else self.last_text[rows])
+
+    def first_order_at(self) -> Any:
+        """First-order times as `write_columns` takes them."""
+        return self.first_us if self.first_text is None else self.first_text
+
+    def last_order_at(self) -> Any:
+        return self.last_us if self.last_text is None else self.last_text
 
 
 def _stored_time(value: Any, dialect: str) -> ColumnElement[Any]:
@@ -161,6 +174,7 @@ async def customer_aggregates(
               "window_start": as_of - timedelta(days=window_days)}
     ids: list[str] = []
     parts: list[np.ndarray] = []
+    texts: tuple[list[str], list[str]] = ([], [])
     if customer_ids is None:
         # The whole store straight from the driver's cursor.
         batches = [row_parts(session, query, PART_ROWS, params)]
@@ -174,10 +188,15 @@ async def customer_aggregates(
             if rows:
                 columns = list(zip(*rows))
                 ids.extend(columns[0])
+                if isinstance(columns[3][0], str):
+                    texts[0].extend(columns[3])
+                    texts[1].extend(columns[4])
                 parts.append(np.stack([_epoch_column(c) if k in (2, 3) else
                                        np.array(c, dtype=np.int64)
                                        for k, c in enumerate(columns[1:])]))
     values = np.concatenate(parts, axis=1) if parts else np.zeros((6, 0), dtype=np.int64)
+    if texts[0] and len(texts[0]) == len(ids):
+        return Aggregates(ids, *values, *texts)
     return Aggregates(ids, *values)
 
 

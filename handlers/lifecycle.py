@@ -76,7 +76,7 @@ async def upsert_buyers(
         "store_id": store_id, "customer_id": agg.customer_ids,
         "stage": stages(agg, as_of, s), "churn_risk": churn_risk(agg, as_of, s),
         "orders_count": agg.orders_count, "orders_total": agg.orders_total_cents,
-        "first_order_at": agg.first_us, "last_order_at": agg.last_us,
+        "first_order_at": agg.first_order_at(), "last_order_at": agg.last_order_at(),
         "recency_days": whole_days(epoch_us(as_of), agg.last_us), "frequency": agg.frequency,
         "monetary": agg.monetary_cents,
         "r": scores.r if scores else none, "f": scores.f if scores else none,
