@@ -370,19 +370,20 @@ def recovery_url(pattern: str, store_id: str, cart_id: str, code: str | None) ->
 async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Each cart's lines for the template: name, quantity, price, line total, image."""
     rows: list[Any] = []
+    item, product = CartItem.__table__.c, Product.__table__.c  # Core: no ORM row loading
     for i in range(0, len(cart_ids), CHUNK):
         rows.extend((await ctx.session.execute(select(
-            CartItem.cart_id, CartItem.product_id, CartItem.name, CartItem.quantity,
-            CartItem.unit_price, CartItem.image_url).where(
-            CartItem.store_id == ctx.store_id, in_values(CartItem.cart_id, cart_ids[i:i + CHUNK]))
-            .order_by(CartItem.id))).all())
+            item.cart_id, item.product_id, item.name, item.quantity, item.unit_price,
+            item.image_url).where(
+            item.store_id == ctx.store_id, in_values(item.cart_id, cart_ids[i:i + CHUNK]))
+            .order_by(item.id))).all())
     product_ids = list({r.product_id for r in rows if not (r.name and r.image_url)})
     products: dict[str, Any] = {}
     for i in range(0, len(product_ids), CHUNK):
         for p in (await ctx.session.execute(select(
-                Product.product_id, Product.name, Product.image_url).where(
-                Product.store_id == ctx.store_id,
-                in_values(Product.product_id, product_ids[i:i + CHUNK])))).all():
+                product.product_id, product.name, product.image_url).where(
+                product.store_id == ctx.store_id,
+                in_values(product.product_id, product_ids[i:i + CHUNK])))).all():
             products[p.product_id] = p
     out: dict[str, list[dict[str, Any]]] = {}
     for r in rows:

@@ -148,12 +148,13 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
     customers = list({c.customer_id for c in carts})
     since = min(c.updated_at for c in carts)
     # Two indexed lookups, not one OR: SQLite scans the whole orders table for the OR.
-    cols = (Order.order_id, Order.cart_id, Order.customer_id, Order.occurred_at)
+    o = Order.__table__.c
+    cols = (o.order_id, o.cart_id, o.customer_id, o.occurred_at)
     rows = [*(await ctx.session.execute(select(*cols).where(
-        Order.store_id == ctx.store_id, in_values(Order.cart_id, ids)))).all(),
+        o.store_id == ctx.store_id, in_values(o.cart_id, ids)))).all(),
             *(await ctx.session.execute(select(*cols).where(
-                Order.store_id == ctx.store_id, in_values(Order.customer_id, customers),
-                Order.occurred_at >= since))).all()]
+                o.store_id == ctx.store_id, in_values(o.customer_id, customers),
+                o.occurred_at >= since))).all()]
     rows.sort(key=lambda r: r.occurred_at)
     by_cart = {r.cart_id: r.order_id for r in rows if r.cart_id}
     by_customer: dict[str, list[Any]] = {}
@@ -178,11 +179,12 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
     now = ctx.now()
     ids = [f.payload.get("cart") or f.key.removeprefix("cart:") for f in fired]
     carts: list[Any] = []
+    col = Cart.__table__.c  # Core columns: no ORM row loading for thousands of rows
     for i in range(0, len(ids), 5000):
         carts.extend((await ctx.session.execute(
-            select(Cart.cart_id, Cart.customer_id, Cart.total, Cart.updated_at)
-            .where(Cart.store_id == ctx.store_id, in_values(Cart.cart_id, ids[i:i + 5000]),
-                   Cart.status == "ACTIVE")
+            select(col.cart_id, col.customer_id, col.total, col.updated_at)
+            .where(col.store_id == ctx.store_id, in_values(col.cart_id, ids[i:i + 5000]),
+                   col.status == "ACTIVE")
         )).all())
     # A timer from before the last update would have been replaced; this is belt and braces.
     carts = [c for c in carts if c.updated_at + cfg.abandon_after <= now

@@ -91,24 +91,24 @@ async def load_reach(
 ) -> dict[str, Reach]:
     """Reach of each known customer (unknown ids are absent: nobody to message)."""
     found: dict[str, Reach] = {}
+    c, d = Customer.__table__.c, DndNumber.__table__.c  # Core columns: no ORM row loading
     for chunk in _chunks(customer_ids):
         rows = await session.execute(
-            select(Customer.customer_id, Customer.name, Customer.locale, Customer.email,
-                   Customer.phone, Customer.push_tokens, Customer.consent_email,
-                   Customer.consent_sms, Customer.consent_whatsapp, Customer.consent_push,
-                   DndNumber.phone.label("dnd_phone"))
-            .outerjoin(DndNumber, and_(DndNumber.store_id == Customer.store_id,
-                                       DndNumber.phone == Customer.phone))
-            .where(Customer.store_id == store_id, in_values(Customer.customer_id, chunk))
+            select(c.customer_id, c.name, c.locale, c.email, c.phone, c.push_tokens,
+                   c.consent_email, c.consent_sms, c.consent_whatsapp, c.consent_push,
+                   d.phone.label("dnd_phone"))
+            .select_from(Customer.__table__.outerjoin(
+                DndNumber.__table__, and_(d.store_id == c.store_id, d.phone == c.phone)))
+            .where(c.store_id == store_id, in_values(c.customer_id, chunk))
         )
-        for c in rows:
-            found[c.customer_id] = Reach(
-                customer_id=c.customer_id, name=c.name, locale=c.locale or "bn",
-                email=c.email, phone=c.phone,
-                push_tokens=tuple(str(t) for t in (c.push_tokens or ())),
-                consent={"email": c.consent_email, "sms": c.consent_sms,
-                         "whatsapp": c.consent_whatsapp, "push": c.consent_push},
-                dnd=c.dnd_phone is not None,
+        for r in rows:
+            found[r.customer_id] = Reach(
+                customer_id=r.customer_id, name=r.name, locale=r.locale or "bn",
+                email=r.email, phone=r.phone,
+                push_tokens=tuple(str(t) for t in (r.push_tokens or ())),
+                consent={"email": r.consent_email, "sms": r.consent_sms,
+                         "whatsapp": r.consent_whatsapp, "push": r.consent_push},
+                dnd=r.dnd_phone is not None,
             )
     return found
 
