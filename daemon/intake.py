@@ -20,7 +20,7 @@ from stormd.daemon.actors import ActorSystem
 from stormd.daemon.batching import Delivery, Outcome
 from stormd.daemon.deadletters import DeadLetters
 from stormd.daemon.metrics import EVENT_SECONDS, event_counter
-from stormd.daemon.pull import GIVE_UP, Puller, RequestLost
+from stormd.daemon.pull import Puller, RequestLost
 from stormd.handlers.events import Event, EventRejected, parse_event
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,11 @@ class Intake:
 
         The last fetch returns when the server has ended its pull request (daemon/pull.py),
         so nothing more that JetStream counts as ours can arrive after it. Only if that
-        request was lost with a connection, or the fetch had to be cut short here, can
-        messages be waiting in the subscription: they are taken in and drained too, not
-        left unacked until `ack_wait`."""
+        request was lost with a connection can messages be waiting in the subscription:
+        they are taken in and drained too, not left unacked until `ack_wait`."""
         self._stop.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=FETCH_WAIT + GIVE_UP)
-            if not done:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
+        if self._task is not None:  # a fetch lasts FETCH_WAIT + pull.GIVE_UP at the most
+            await asyncio.gather(self._task, return_exceptions=True)
         received = time.monotonic()
         for msg in self.puller.leftovers():
             await self._accept(msg, received)
