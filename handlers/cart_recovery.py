@@ -23,6 +23,9 @@ abandonment RECOVERED with the order and its revenue.
 
 from __future__ import annotations
 
+import functools
+import gc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -58,6 +61,24 @@ TRIGGER = "abandoned_cart"
 REMIND_TIMER = "cart.remind"
 RUNNING = ("PENDING", "RUNNING", "WAITING")
 CHUNK = 5000
+
+
+def without_cyclic_gc(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """A timer-batch handler run with the cyclic GC paused, young cycles collected once
+    after: thousands of carts allocate millions of short-lived rows and dicts, and the
+    automatic collector (thousands of passes a batch) cost ~15 % of the batch's CPU."""
+    @functools.wraps(handler)
+    async def run(*args: Any) -> None:
+        if not gc.isenabled():  # nested, or paused by someone else: leave it as it is
+            return await handler(*args)
+        gc.disable()
+        try:
+            return await handler(*args)
+        finally:
+            gc.enable()
+            gc.collect(1)
+
+    return run
 
 
 def _key(cart_id: str) -> str:
@@ -208,6 +229,7 @@ async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
 
 
 @on_timer_batch(REMIND_TIMER)
+@without_cyclic_gc
 async def run_due_steps(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     """Run the steps whose time has come (skipping any whose abandonment moved on)."""
     by_id = {int(f.payload["abandonment"]): f for f in fired}
@@ -377,7 +399,8 @@ async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, lis
             item.image_url).where(
             item.store_id == ctx.store_id, in_values(item.cart_id, cart_ids[i:i + CHUNK]))
             .order_by(item.id))).all())
-    product_ids = list({r.product_id for r in rows if not (r.name and r.image_url)})
+    rows = [tuple(r) for r in rows]  # plain tuples: unpacked below, not looked up by name
+    product_ids = list({pid for _, pid, name, _, _, image in rows if not (name and image)})
     products: dict[str, Any] = {}
     for i in range(0, len(product_ids), CHUNK):
         for p in (await ctx.session.execute(select(
@@ -386,12 +409,12 @@ async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, lis
                 in_values(product.product_id, product_ids[i:i + CHUNK])))).all():
             products[p.product_id] = p
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        p = products.get(r.product_id)
-        out.setdefault(r.cart_id, []).append({
-            "name": r.name or (p.name if p else r.product_id), "quantity": r.quantity,
-            "unit_price": r.unit_price, "line_total": r.unit_price * r.quantity,
-            "image_url": r.image_url or (p.image_url if p else None),
+    for cart_id, pid, name, quantity, price, image in rows:
+        p = products.get(pid)
+        out.setdefault(cart_id, []).append({
+            "name": name or (p.name if p else pid), "quantity": quantity,
+            "unit_price": price, "line_total": price * quantity,
+            "image_url": image or (p.image_url if p else None),
         })
     return out
 

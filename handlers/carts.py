@@ -173,6 +173,7 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
 
 
 @on_timer_batch(ABANDON_TIMER)
+@cart_recovery.without_cyclic_gc
 async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     """Decide, for every cart whose inactivity timer fired, whether it is abandoned."""
     cfg = ctx.settings.carts
