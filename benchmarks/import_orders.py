@@ -8,16 +8,19 @@ through the real import path (`import_file`, one transaction), and prints orders
 and per CPU-second (all threads: SQLite runs in aiosqlite's), the rows each order costs
 (the order, its items, its status history entry, its buyer once) and the max RSS.
 
-Measured 2026-11-30 on the shared 2-core machine, 100,000 orders, load average 8-12 (other
-sessions' busy loops and tests; wall figures swing +-30%, the CPU figures less):
-  before (pydantic per row, SQLAlchemy parameter handling, 2 MB page cache):
-    jsonl  1,800 orders/s wall,  7,800 orders/CPU-s
-    csv    1,560 orders/s wall,  6,400 orders/CPU-s
-  after (hand-checked fast path, driver executemany, 64 MB page cache, overlap):
-    jsonl  2,300-4,500 orders/s wall, 12,200-13,400 orders/CPU-s
-    csv    2,150 orders/s wall, 10,300 orders/CPU-s
+Measured 2026-11-30 on the shared 2-core machine, 100,000 orders, old and new interleaved in
+one process (other sessions' busy loops and tests; wall figures swing +-30%, CPU less):
+                      load 4-6: wall, per CPU-s      load 8-12: wall, per CPU-s
+  jsonl  before       5,210     7,800                1,800     7,800
+         after        6,050    11,500                2,300-4,500  12,200-13,400
+  csv    before       2,830     6,300                1,560     6,400
+         after        7,110    11,300                2,150    10,300
+("before": pydantic per row, SQLAlchemy parameter handling, 2 MB page cache; "after":
+hand-checked fast path, driver executemany, 64 MB page cache, parsing overlapped with the
+writes.) Max RSS 203 MB for 300,000 orders, 204 MB for 600,000 (flat; the page cache is
+64 MB of it).
 SQLite alone (the same upserts from prebuilt tuples, raw sqlite3) managed 17,000-22,000
-orders/CPU-s under that load: each order is about a dozen B-tree inserts (orders + 3
+orders/CPU-s at load 8-10: each order is about a dozen B-tree inserts (orders + 3
 indexes, 2 items + 2 indexes each, history + 1 index, buyers), so 100,000 orders/s needs
 an idle machine well beyond this one.
 """
