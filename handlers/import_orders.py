@@ -22,6 +22,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.events import OrderCreated
+from stormd.handlers.import_copy import CopyUpsert
 from stormd.handlers.orders import _keep_status, _mark_codes_redeemed, _status_from_history
 from stormd.schema.customers import Customer
 from stormd.schema.orders import Order, OrderItem, OrderStatusChange
@@ -239,6 +240,15 @@ class OrderWriter:
         history = _statement(dialect, OrderStatusChange.__table__, HISTORY_COLUMNS,
                              ["store_id", "order_id", "occurred_at", "status"], False)
         self.statements = (heads, items, history)
+        self.copies = None
+        if dialect.name == "postgresql":  # COPY, then one upsert per batch and table
+            self.copies = (
+                CopyUpsert(dialect, Order.__table__, HEAD_COLUMNS, ["store_id", "order_id"],
+                           True, _keep_status),
+                CopyUpsert(dialect, OrderItem.__table__, ITEM_COLUMNS,
+                           ["store_id", "order_id", "line_no"], True),
+                CopyUpsert(dialect, OrderStatusChange.__table__, HISTORY_COLUMNS,
+                           ["store_id", "order_id", "occurred_at", "status"], False))
         self.buyers = _statement(dialect, Customer.__table__, ("store_id", "customer_id"),
                                  ["store_id", "customer_id"], False)
         self.known: dict[str, set[str]] = {}  # buyers already made known, per store
@@ -253,11 +263,15 @@ class OrderWriter:
         if buyers:  # known by id, stored profiles untouched (as ensure_customers does)
             sql, tail = self.buyers
             await conn.exec_driver_sql(sql, [(store, b, *tail) for b in sorted(buyers)])
-        for (sql, _), rows, key in zip(self.statements, (batch.heads, batch.items, batch.history),
-                                  (KEY2, KEY3, KEY2), strict=True):
-            if rows:
-                rows.sort(key=key)  # neighbouring keys: the indexes fill page by page
-                await conn.exec_driver_sql(sql, rows)
+        for i, (rows, key) in enumerate(zip((batch.heads, batch.items, batch.history),
+                                            (KEY2, KEY3, KEY2), strict=True)):
+            if not rows:
+                continue
+            rows.sort(key=key)  # neighbouring keys: the indexes fill page by page
+            if self.copies:
+                await self.copies[i].run(conn, rows)
+            else:
+                await conn.exec_driver_sql(self.statements[i][0], rows)
         await _status_from_history(session, store, [h[1] for h in batch.heads])
         if batch.codes:
             await _mark_codes_redeemed(session, store, batch.codes)
