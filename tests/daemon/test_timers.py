@@ -91,6 +91,39 @@ async def test_a_failing_timer_is_kept_and_retried_later_while_others_fire(
     assert await count_rows(sessionmaker, Timer) == 0
 
 
+async def test_claims_go_highest_priority_first_and_a_flood_never_starves_other_kinds(
+    handlers, sessionmaker, clock, settings_factory
+):
+    """A flood of batch-handled timers (carts) is claimed in slices of `batch_claim`,
+    highest priority first; other kinds get their own `batch` in the same pass."""
+    carts: list[list[str]] = []
+    singles: list[str] = []
+
+    @handlers.on_timer_batch("cart.flood")
+    async def flood(ctx, fired):
+        carts.append([t.key for t in fired])
+
+    @handlers.on_timer("reminder")
+    async def remind(ctx, timer):
+        singles.append(timer.key)
+
+    for i in range(7):
+        await schedule(sessionmaker, clock, f"cart{i}", timedelta(minutes=1),
+                       kind="cart.flood", priority=i * 100)
+    for i in range(3):
+        await schedule(sessionmaker, clock, f"r{i}", timedelta(minutes=1), priority=i)
+    clock.advance(timedelta(minutes=2))
+    loop = TimerLoop(sessionmaker, settings_factory(), clock, batch=2, batch_claim=3)
+    assert await loop.fire_due() == 5
+    assert carts == [["cart6", "cart5", "cart4"]]
+    assert singles == ["r2", "r1"]  # fired beside the flood, not after it
+    while await loop.fire_due():
+        pass
+    assert carts[1:] == [["cart3", "cart2", "cart1"], ["cart0"]]
+    assert singles == ["r2", "r1", "r0"]
+    assert await count_rows(sessionmaker, Timer) == 0
+
+
 async def test_a_handler_rescheduling_its_own_key_keeps_the_new_timer(
     handlers, sessionmaker, clock, settings_factory
 ):
