@@ -251,6 +251,13 @@ class OrderWriter:
                            ["store_id", "order_id", "occurred_at", "status"], False))
         self.buyers = _statement(dialect, Customer.__table__, ("store_id", "customer_id"),
                                  ["store_id", "customer_id"], False)
+        if self.copies:
+            defaulted = tuple(c.name for c in Customer.__table__.c if c.default is not None
+                              and c.name not in ("store_id", "customer_id"))
+            assert len(defaulted) == len(self.buyers[1]), defaulted
+            self.buyer_copy = CopyUpsert(dialect, Customer.__table__,
+                                         ("store_id", "customer_id", *defaulted),
+                                         ["store_id", "customer_id"], False)
         self.known: dict[str, set[str]] = {}  # buyers already made known, per store
 
     async def write(self, session: AsyncSession, store: str, batch: Batch) -> None:
@@ -262,7 +269,11 @@ class OrderWriter:
         conn = await session.connection()
         if buyers:  # known by id, stored profiles untouched (as ensure_customers does)
             sql, tail = self.buyers
-            await conn.exec_driver_sql(sql, [(store, b, *tail) for b in sorted(buyers)])
+            rows = [(store, b, *tail) for b in sorted(buyers)]
+            if self.copies:
+                await self.buyer_copy.run(conn, rows)
+            else:
+                await conn.exec_driver_sql(sql, rows)
         for i, (rows, key) in enumerate(zip((batch.heads, batch.items, batch.history),
                                             (KEY2, KEY3, KEY2), strict=True)):
             if not rows:
