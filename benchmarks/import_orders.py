@@ -23,6 +23,9 @@ SQLite alone (the same upserts from prebuilt tuples, raw sqlite3) managed 17,000
 orders/CPU-s at load 8-10: each order is about a dozen B-tree inserts (orders + 3
 indexes, 2 items + 2 indexes each, history + 1 index, buyers), so 100,000 orders/s needs
 an idle machine well beyond this one.
+
+PostgreSQL (not measured by this script): 50,000 orders at load 6 went from 2,076 to 3,746
+orders/s with COPY into a staging table and one upsert per batch and table.
 """
 
 from __future__ import annotations
