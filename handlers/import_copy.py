@@ -17,6 +17,17 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
+def on_conflict(stmt, columns: tuple[str, ...], keys: list[str], update: bool, set_=None):
+    """`stmt` (a dialect insert) upserting over `keys`: the other given columns updated (or
+    `set_(stmt, columns)`), or nothing done; a stored currency is never overwritten."""
+    if not update:
+        return stmt.on_conflict_do_nothing(index_elements=keys)
+    given = tuple(c for c in columns if c != "currency")
+    values = set_(stmt, given) if set_ else {c: stmt.excluded[c] for c in given
+                                             if c not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=values)
+
+
 class CopyUpsert:
     """The upsert of `columns` into `table` (on conflict over `keys`: update the other
     columns, or `set_(stmt, columns)`, or nothing), fed by COPY."""
@@ -32,14 +43,7 @@ class CopyUpsert:
         latest = text(f"SELECT DISTINCT ON ({on}) {names} FROM {self.staging} "
                       f"ORDER BY {on}, _seq DESC").columns(*(column(c) for c in columns))
         stmt = postgresql.insert(target).from_select(list(columns), latest)
-        given = tuple(c for c in columns if c != "currency")
-        if update:
-            values = set_(stmt, given) if set_ else {c: stmt.excluded[c] for c in given
-                                                     if c not in keys}
-            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values)
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        self.upsert = str(stmt.compile(dialect=dialect))
+        self.upsert = str(on_conflict(stmt, columns, keys, update, set_).compile(dialect=dialect))
         self.created = False
 
     async def run(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.events import OrderCreated
-from stormd.handlers.import_copy import CopyUpsert
+from stormd.handlers.import_copy import CopyUpsert, on_conflict
 from stormd.handlers.orders import _keep_status, _mark_codes_redeemed, _status_from_history
 from stormd.schema.customers import Customer
 from stormd.schema.orders import Order, OrderItem, OrderStatusChange
@@ -205,14 +205,7 @@ def _statement(dialect, table: Table, columns: tuple[str, ...], keys: list[str],
                update: bool, set_=None) -> tuple[str, tuple[Any, ...]]:
     """The upsert compiled for the driver, binding `columns` in their order, then the
     columns left out (returned: their defaults, encoded, to append to every row)."""
-    stmt = insert_for(dialect, table)
-    given = tuple(c for c in columns if c != "currency")  # never overwrite a stored currency
-    if update:
-        values = set_(stmt, given) if set_ else {c: stmt.excluded[c] for c in given
-                                                 if c not in keys}
-        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values)
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    stmt = on_conflict(insert_for(dialect, table), columns, keys, update, set_)
     compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
     names = tuple(compiled.positiontup or ())
     if names[:len(columns)] != columns:
