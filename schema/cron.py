@@ -18,5 +18,8 @@ class CronRun(Base):
     slot: Mapped[datetime] = mapped_column(primary_key=True)  # the scheduled instant (UTC)
     claimed_by: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime]
+    # Renewed while the job runs; a claim whose heartbeat has gone stale (its process was
+    # killed) is taken over by another process, so a slot is never left half done.
+    heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(String(1000))
