@@ -3,6 +3,7 @@ loop, can be cancelled; a cron slot runs once even with two processes."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -149,7 +150,6 @@ async def test_two_processes_never_fire_the_same_timer(
         await schedule(sessionmaker, clock, f"k{i}", timedelta(0))
     a = TimerLoop(sessionmaker, settings_factory(), clock, batch=10)
     b = TimerLoop(sessionmaker, settings_factory(), clock, batch=10)
-    import asyncio
 
     for _ in range(3):
         await asyncio.gather(a.fire_due(), b.fire_due())
@@ -186,3 +186,93 @@ async def test_a_cron_slot_runs_once_across_two_processes(
     async with sessionmaker() as session:
         run = (await session.execute(select(CronRun))).scalar_one()
     assert run.slot == utc(2026, 11, 24, 20, 0) and run.finished_at is not None
+
+
+
+async def left_by_a_killed_process(sessionmaker, slot, beat):
+    """The row a process SIGKILLed in the middle of a job leaves behind: claimed, never
+    finished, its heartbeat frozen at `beat`."""
+    async with sessionmaker() as session, session.begin():
+        session.add(CronRun(job="rfm-nightly", slot=slot, claimed_by="stormd-killed",
+                            started_at=beat, heartbeat_at=beat))
+
+
+@pytest.fixture
+def nightly_runs(handlers) -> list:
+    runs: list = []
+
+    @handlers.on_cron("rfm-nightly", lambda s: s.rfm.schedule)
+    async def nightly(job):
+        runs.append(job.clock.now())
+
+    return runs
+
+
+async def cron_rows(sessionmaker) -> list[CronRun]:
+    async with sessionmaker() as session:
+        return list((await session.execute(select(CronRun).order_by(CronRun.slot))).scalars())
+
+
+async def test_a_slot_left_unfinished_by_a_killed_process_is_run_again_once(
+    handlers, nightly_runs, sessionmaker, clock, settings_factory
+):
+    slot = utc(2026, 11, 24, 20, 0)
+    await left_by_a_killed_process(sessionmaker, slot, beat=slot)
+    a = CronLoop(sessionmaker, settings_factory(), clock, handlers)
+    b = CronLoop(sessionmaker, settings_factory(), clock, handlers)
+    clock.set(slot + timedelta(minutes=1))  # heartbeat 1 min old: maybe still running
+    assert await a.tick() == [] and nightly_runs == []
+    clock.set(slot + timedelta(minutes=5))  # no heartbeat for 5 min: the claimer is dead
+    started = await a.tick() + await b.tick()
+    await a.wait_running()
+    await b.wait_running()
+    assert started == ["rfm-nightly"] and len(nightly_runs) == 1
+    [run] = await cron_rows(sessionmaker)
+    assert run.claimed_by == a.owner and run.finished_at is not None and run.error is None
+    assert await a.tick() == [] and len(nightly_runs) == 1  # finished: never again
+
+
+async def test_a_dead_slot_overtaken_by_a_later_one_is_closed_not_rerun(
+    handlers, nightly_runs, sessionmaker, clock, settings_factory
+):
+    old, new = utc(2026, 11, 23, 20, 0), utc(2026, 11, 24, 20, 0)
+    await left_by_a_killed_process(sessionmaker, old, beat=old)
+    async with sessionmaker() as session, session.begin():
+        session.add(CronRun(job="rfm-nightly", slot=new, claimed_by="stormd-other",
+                            started_at=new, heartbeat_at=new, finished_at=new))
+    loop = CronLoop(sessionmaker, settings_factory(), clock, handlers)
+    clock.set(new + timedelta(hours=1))
+    assert await loop.tick() == [] and nightly_runs == []
+    abandoned, finished = await cron_rows(sessionmaker)
+    assert abandoned.finished_at == clock.now() and "abandoned" in abandoned.error
+    assert finished.claimed_by == "stormd-other" and finished.error is None
+
+
+async def test_a_long_job_keeps_its_slot_by_its_heartbeat(
+    handlers, sessionmaker, clock, settings_factory
+):
+    release, runs = asyncio.Event(), []
+
+    @handlers.on_cron("rfm-nightly", lambda s: s.rfm.schedule)
+    async def slow_nightly(job):
+        runs.append(job.clock.now())
+        await release.wait()
+
+    a = CronLoop(sessionmaker, settings_factory(), clock, handlers)
+    b = CronLoop(sessionmaker, settings_factory(), clock, handlers)
+    a.heartbeat = 0.02
+    assert await a.tick() == [] and await b.tick() == []
+    clock.set(utc(2026, 11, 24, 20, 0, 1))
+    assert await a.tick() == ["rfm-nightly"]
+    clock.set(utc(2026, 11, 24, 20, 30))  # half an hour into the job: it is still beating
+    for _ in range(100):
+        [run] = await cron_rows(sessionmaker)
+        if run.heartbeat_at == clock.now():
+            break
+        await asyncio.sleep(0.02)
+    assert run.heartbeat_at == clock.now()
+    assert await b.tick() == []  # alive: not taken over
+    release.set()
+    await a.wait_running()
+    [run] = await cron_rows(sessionmaker)
+    assert len(runs) == 1 and run.claimed_by == a.owner and run.finished_at is not None
