@@ -6,6 +6,12 @@ them; a crashed process's lease simply expires and another picks the row up. Eac
 timer runs in its own SAVEPOINT of one batch transaction and its row is deleted with it, so
 a fire happens once; a failing one keeps its row and is retried after a backoff.
 
+A lease may run out while its claimer is slow (a long pause between claim and fire, a huge
+batch). So the firing transaction first locks its rows and keeps only those still claimed
+by this process: on PostgreSQL the row locks (FOR UPDATE) hold off other claimers, whose
+claim skips locked rows, until the fire commits and deletes them; on SQLite the write lock
+does the same. A timer whose claim was taken over is left to its new claimer.
+
 The loop sleeps until the next due time (at most `poll` seconds) and is woken early by
 `wake()` — the runtime calls it after every commit, since a handler may have scheduled a
 nearer timer.
@@ -86,10 +92,12 @@ class TimerLoop(SupervisedLoop):
             # Batch-handled kinds and the others are limited separately, so a flood of
             # one never starves the other.
             picks = [Timer.id.in_(select(Timer.id).where(due, Timer.kind.not_in(batch_kinds))
-                                  .order_by(*order).limit(self.batch))]
+                                  .order_by(*order).limit(self.batch)
+                                  .with_for_update(skip_locked=True))]
             if batch_kinds:
                 picks.append(Timer.id.in_(select(Timer.id).where(due, Timer.kind.in_(batch_kinds))
-                                          .order_by(*order).limit(self.batch_claim)))
+                                          .order_by(*order).limit(self.batch_claim)
+                                          .with_for_update(skip_locked=True)))
             rows = (await session.execute(
                 update(Timer).where(or_(*picks), free)
                 .values(claimed_by=self.owner, claimed_until=now + LEASE)
@@ -102,11 +110,23 @@ class TimerLoop(SupervisedLoop):
     async def fire_due(self) -> int:
         """Fire every due timer once (one claimed batch); returns how many were claimed."""
         claimed = await self._claim()
-        if not claimed:
-            return 0
+        if claimed:
+            await self.fire(claimed)
+        return len(claimed)
+
+    async def fire(self, claimed: list) -> None:
+        """Fire claimed rows in one transaction: those still ours, locked first."""
         failed: list[int] = []
         async with self.sessionmaker() as session, session.begin():
             await lock_for_write(session)
+            ours = set((await session.scalars(
+                select(Timer.id).where(in_values(Timer.id, [r.id for r in claimed]),
+                                       Timer.claimed_by == self.owner).with_for_update()
+            )).all())
+            if len(ours) < len(claimed):
+                log.warning("timers: %d claim(s) ran out and were taken over before firing",
+                            len(claimed) - len(ours))
+                claimed = [r for r in claimed if r.id in ours]
             singles = [r for r in claimed if registry.timer_batch_handler(r.kind) is None]
             for (store_id, kind), rows in _batch_groups(claimed).items():
                 if not await self._fire_batch(session, store_id, kind, rows):
@@ -136,7 +156,6 @@ class TimerLoop(SupervisedLoop):
                     .values(claimed_until=self.clock.now() + RETRY_AFTER)
                     .execution_options(synchronize_session=False)
                 )
-        return len(claimed)
 
     async def _fire_batch(self, session, store_id: str, kind: str, rows: list) -> bool:
         """Fire one store's due timers of a batch-handled kind (`registry.on_timer_batch`)

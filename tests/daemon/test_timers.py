@@ -156,6 +156,43 @@ async def test_two_processes_never_fire_the_same_timer(
     assert sorted(keys(fired)) == sorted(f"k{i}" for i in range(30))
 
 
+
+async def test_a_claim_that_ran_out_before_firing_is_left_to_its_new_claimer(
+    fired, sessionmaker, clock, settings_factory
+):
+    await schedule(sessionmaker, clock, "k", timedelta(0))
+    a = TimerLoop(sessionmaker, settings_factory(), clock)
+    b = TimerLoop(sessionmaker, settings_factory(), clock)
+    stalled = await a._claim()  # a claims, then stalls past its lease
+    clock.advance(timedelta(minutes=2))
+    assert await b.fire_due() == 1
+    await a.fire(stalled)
+    assert keys(fired) == ["k"]
+
+
+async def test_a_slow_fire_keeps_its_timers_from_a_second_claimer(
+    handlers, sessionmaker, clock, settings_factory
+):
+    entered, release, calls = asyncio.Event(), asyncio.Event(), []
+
+    @handlers.on_timer("slow")
+    async def slow(ctx, timer):
+        calls.append(timer.key)
+        entered.set()
+        await release.wait()
+
+    await schedule(sessionmaker, clock, "s", timedelta(0), kind="slow")
+    a = TimerLoop(sessionmaker, settings_factory(), clock)
+    b = TimerLoop(sessionmaker, settings_factory(), clock)
+    firing = asyncio.create_task(a.fire_due())
+    await entered.wait()
+    clock.advance(timedelta(minutes=5))  # a's lease has run out while it is still firing
+    asyncio.get_running_loop().call_later(0.3, release.set)
+    assert await b.fire_due() == 0  # waits for a's commit (SQLite) or skips the locked row
+    assert await firing == 1
+    assert calls == ["s"] and await count_rows(sessionmaker, Timer) == 0
+
+
 def test_cron_slots_are_read_in_the_daemon_timezone():
     from zoneinfo import ZoneInfo
 
