@@ -19,7 +19,7 @@ from stormd.handlers.events import EVENT_TYPES
 OUTCOMES = ("processed", "duplicate", "rejected", "dead_lettered")
 ACTOR_KINDS = ("cart", "customer", "order", "product", "message")
 CHANNELS = ("email", "sms", "whatsapp", "push")
-MESSAGE_STATUSES = ("sent", "failed", "cancelled", "retry")
+MESSAGE_STATUSES = ("sent", "failed", "cancelled", "retry", "held")
 
 EVENTS = Counter(
     "stormd_events", "Events taken from the stream, by type and outcome "
@@ -31,7 +31,9 @@ EVENT_SECONDS = Histogram(
              5, 10),
 )
 MESSAGES = Counter(
-    "stormd_messages", "Outgoing messages by channel, provider and delivery status.",
+    "stormd_messages", "Outgoing messages by channel, provider and delivery status (sent, "
+    "failed, cancelled; retry: rescheduled after an attempt; held: put off by quiet hours or "
+    "Friday prayer).",
     ["channel", "provider", "status"],
 )
 MAILBOX_DEPTH = Gauge(

@@ -90,9 +90,18 @@ class Outcome:
     error_code: str | None = None
     not_before: datetime | None = None
     count_attempt: bool = True  # False: deferred without trying (every circuit open)
+    held: bool = False  # queued again by quiet hours or Friday prayer, never tried
     reached_provider: bool = False
     to: str | None = None  # the address the provider was given
     body: str | None = None  # the text the provider was given, when not the queued body
+
+    @property
+    def counted_as(self) -> str:
+        """The `status` label of stormd_messages_total: `queued` again is a `retry`, or
+        `held` when the send window put it off (not a failure, so no alert should see it)."""
+        if self.status != "queued":
+            return self.status
+        return "held" if self.held else "retry"
 
 
 async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: datetime,

@@ -71,7 +71,7 @@ async def prepare(session: AsyncSession, settings: Settings, key: bytes,
         held_until = windows[m.store_id].next_allowed(now) if m.marketing else now
         if held_until > now:
             ended.append(Outcome(m, "queued", not_before=held_until, count_attempt=False,
-                                 error="held: quiet hours or Friday prayer"))
+                                 held=True, error="held: quiet hours or Friday prayer"))
             continue
         ready.append(Ready(m, _outgoing(settings, key, m, to, person, senders, templates),
                            metered=accounts.get(m.store_id, frozenset())))

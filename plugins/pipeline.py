@@ -387,7 +387,6 @@ class DeliveryPipeline:
             except Exception:
                 self._outcomes[:0] = batch
                 raise
-        counts = Counter((o.message.channel, o.provider or "none",
-                          "retry" if o.status == "queued" else o.status) for o in batch)
+        counts = Counter((o.message.channel, o.provider or "none", o.counted_as) for o in batch)
         for (channel, provider, status), n in counts.items():
             MESSAGES.labels(channel=channel, provider=provider, status=status).inc(n)

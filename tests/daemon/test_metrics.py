@@ -66,6 +66,8 @@ async def test_every_contract_metric_is_exposed_with_its_type_and_labels_and_cou
     for series in (("stormd_events_total", (("outcome", "rejected"), ("type", "order.created"))),
                    ("stormd_messages_total",
                     (("channel", "sms"), ("provider", "outbox"), ("status", "sent"))),
+                   ("stormd_messages_total",
+                    (("channel", "email"), ("provider", "none"), ("status", "held"))),
                    ("stormd_mailbox_depth", (("actor", "cart"),))):
         assert series in before, series
     # The last refresh's segment sizes are reported before the next one.
