@@ -37,17 +37,18 @@ from stormd.handlers.outreach import (
     send_batch,
     store_profile,
 )
-from stormd.handlers.recommendations import recommend
+from stormd.handlers.recommendations import recommend_many
 from stormd.handlers.registry import (
     REACT,
     on_cron,
     on_event_batch,
     on_segment_change,
-    on_timer,
+    on_timer_batch,
 )
 from stormd.handlers.send_slots import store_send_window
 from stormd.schema.automations import AutomationExecution, AutomationWorkflow
 from stormd.schema.customers import Customer
+from stormd.schema.inlist import in_values
 from stormd.schema.orders import COMPLETED_STATUSES, Order, OrderItem
 from stormd.schema.rfm import CustomerLifecycleMetrics
 from stormd.schema.upsert import insert_for
@@ -403,28 +404,77 @@ async def on_order_paid(ctx: HandlerContext, events: list[Event]) -> None:
         for data, _, due in paid if data.order_id in by_order])
 
 
-@on_timer(POST_PURCHASE_KIND)
-async def fire_post_purchase(ctx: HandlerContext, fired: TimerFired) -> None:
-    execution = await ctx.session.get(AutomationExecution, fired.payload["executionId"])
-    if execution is None or execution.status != "WAITING":
+def _rounds(fired: list[TimerFired], owner) -> list[list[TimerFired]]:
+    """Split a timer batch so that no round holds two timers of one owner (customer or
+    execution), each owner's timers in list order: a round's messages are in the database
+    before the next round's cooldown and cap checks, as when the timers fire one by one."""
+    rounds: list[list[TimerFired]] = []
+    seen: dict[Any, int] = {}
+    for f in fired:
+        n = seen[owner(f)] = seen.get(owner(f), -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(f)
+    return rounds
+
+
+async def _executions(ctx: HandlerContext, fired: list[TimerFired]) -> dict[int, Any]:
+    """The timers' executions by id (Core rows with what `deliver` reads)."""
+    ids = list({int(f.payload["executionId"]) for f in fired})
+    x = AutomationExecution
+    rows = await ctx.session.execute(select(x.id, x.customer_id, x.idempotency_key, x.status)
+                                     .where(in_values(x.id, ids)))
+    return {r.id: r for r in rows}
+
+
+@on_timer_batch(POST_PURCHASE_KIND)
+async def fire_post_purchase(ctx: HandlerContext, fired: list[TimerFired]) -> None:
+    """Two days after PAID: skip cancelled or refunded orders and those with nothing to
+    recommend, else send the upsell. Order statuses, items and recommendations are looked
+    up for the whole batch at once."""
+    executions = await _executions(ctx, fired)
+    first = {int(f.payload["executionId"]): f for f in reversed(fired)}  # one fire each
+    fired = [f for f in fired if first[int(f.payload["executionId"])] is f
+             and (e := executions.get(int(f.payload["executionId"]))) is not None
+             and e.status == "WAITING"]
+    orders = list({f.payload["orderId"] for f in fired})
+    if not orders:
         return
-    order_id = fired.payload["orderId"]
-    status = await ctx.session.scalar(select(Order.status).where(
-        Order.store_id == ctx.store_id, Order.order_id == order_id))
-    if status not in COMPLETED_STATUSES:
-        await _mark(ctx, [execution.id], "SKIPPED", f"order {order_id} is {status}")
-        return
-    products = (await ctx.session.scalars(select(OrderItem.product_id).where(
-        OrderItem.store_id == ctx.store_id, OrderItem.order_id == order_id)
-        .order_by(OrderItem.line_no))).all()
-    recs = await recommend(ctx.session, ctx.settings, ctx.store_id, execution.customer_id,
-                           products, ctx.now(), trigger="post_purchase")
-    if not recs:
-        await _mark(ctx, [execution.id], "SKIPPED", "nothing to recommend")
-        return
-    step = Step("post_purchase", "post_purchase_upsell", cooldown=_cooldown(ctx),
-                variables={execution.customer_id: {"products": recs, "order_id": order_id}})
-    await deliver(ctx, [execution], step)
+    status = dict((await ctx.session.execute(select(Order.order_id, Order.status).where(
+        Order.store_id == ctx.store_id, in_values(Order.order_id, orders)))).all())
+    products: dict[str, list[str]] = {}
+    for order_id, product_id in await ctx.session.execute(
+            select(OrderItem.order_id, OrderItem.product_id).where(
+                OrderItem.store_id == ctx.store_id, in_values(OrderItem.order_id, orders))
+            .order_by(OrderItem.order_id, OrderItem.line_no)):
+        products.setdefault(order_id, []).append(product_id)
+    skipped: dict[str, list[int]] = {}
+    paid = []
+    for f in fired:
+        execution, order_id = executions[int(f.payload["executionId"])], f.payload["orderId"]
+        if status.get(order_id) not in COMPLETED_STATUSES:
+            skipped.setdefault(f"order {order_id} is {status.get(order_id)}", []).append(
+                execution.id)
+        else:
+            paid.append((f, execution, order_id))
+    recs = await recommend_many(
+        ctx.session, ctx.settings, ctx.store_id,
+        [(e.customer_id, products.get(order_id, [])) for _, e, order_id in paid], ctx.now(),
+        trigger="post_purchase")
+    send = {}
+    for (f, execution, order_id), products_ in zip(paid, recs):
+        if products_:
+            send[f.key] = (execution, {"products": products_, "order_id": order_id})
+        else:
+            skipped.setdefault("nothing to recommend", []).append(execution.id)
+    for reason, ids in skipped.items():
+        await _mark(ctx, ids, "SKIPPED", reason)
+    for round_ in _rounds([f for f in fired if f.key in send],
+                          lambda f: send[f.key][0].customer_id):
+        chosen = [send[f.key] for f in round_]
+        step = Step("post_purchase", "post_purchase_upsell", cooldown=_cooldown(ctx),
+                    variables={e.customer_id: variables for e, variables in chosen})
+        await deliver(ctx, [e for e, _ in chosen], step)
 
 
 # --- welcome series -----------------------------------------------------------------------
@@ -472,10 +522,17 @@ async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None
         await deliver(ctx, fresh, _welcome_step(ctx, 0))
 
 
-@on_timer(WELCOME_KIND)
-async def fire_welcome_step(ctx: HandlerContext, fired: TimerFired) -> None:
-    execution = await ctx.session.get(AutomationExecution, fired.payload["executionId"])
-    if execution is None or execution.status in ("CANCELLED", "FAILED", "COMPLETED"):
-        return
-    await deliver(ctx, [execution], _welcome_step(ctx, int(fired.payload["step"])))
-
+@on_timer_batch(WELCOME_KIND)
+async def fire_welcome_step(ctx: HandlerContext, fired: list[TimerFired]) -> None:
+    """The welcome messages after the first, each step of the batch's executions sent
+    together (an execution's steps in timer order, one round each)."""
+    for round_ in _rounds(fired, lambda f: int(f.payload["executionId"])):
+        executions = await _executions(ctx, round_)
+        steps: dict[int, list[Any]] = {}
+        for f in round_:
+            execution = executions.get(int(f.payload["executionId"]))
+            if execution is not None and execution.status not in ("CANCELLED", "FAILED",
+                                                                  "COMPLETED"):
+                steps.setdefault(int(f.payload["step"]), []).append(execution)
+        for number, chosen in sorted(steps.items()):
+            await deliver(ctx, chosen, _welcome_step(ctx, number))

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from stormd.config.settings import Settings
 from stormd.schema.carts import Cart, CartItem
+from stormd.schema.inlist import in_values
 from stormd.schema.orders import COMPLETED_STATUSES, Order, OrderItem
 from stormd.schema.products import Product
 from stormd.schema.recommendations import RecommendationEvent
@@ -110,39 +111,62 @@ async def candidates(session: AsyncSession, settings: Settings, store_id: str, p
 
 
 async def excluded_for(session: AsyncSession, settings: Settings, store_id: str,
-                       customer_id: str, now: datetime) -> set[str]:
-    """Products in the customer's open carts or bought in the last N days."""
-    in_cart = select(CartItem.product_id).join(Cart, and_(
+                       customers: list[str], now: datetime) -> dict[str, set[str]]:
+    """Per customer: products in their open carts or bought in the last N days (one query
+    for all of them)."""
+    in_cart = select(Cart.customer_id, CartItem.product_id).join(Cart, and_(
         Cart.store_id == CartItem.store_id, Cart.cart_id == CartItem.cart_id)).where(
-        Cart.store_id == store_id, Cart.customer_id == customer_id, Cart.status.in_(OPEN_CARTS))
+        Cart.store_id == store_id, in_values(Cart.customer_id, customers),
+        Cart.status.in_(OPEN_CARTS))
     since = now - timedelta(days=settings.automations.recommendations_exclude_days)
-    bought = select(OrderItem.product_id).join(Order, and_(
+    bought = select(Order.customer_id, OrderItem.product_id).join(Order, and_(
         Order.store_id == OrderItem.store_id, Order.order_id == OrderItem.order_id)).where(
-        Order.store_id == store_id, Order.customer_id == customer_id,
+        Order.store_id == store_id, in_values(Order.customer_id, customers),
         Order.status.in_(COMPLETED_STATUSES), Order.occurred_at >= since)
-    return set((await session.scalars(in_cart.union(bought))).all())
+    found: dict[str, set[str]] = {}
+    for customer_id, product_id in await session.execute(in_cart.union(bought)):
+        found.setdefault(customer_id, set()).add(product_id)
+    return found
+
+
+async def recommend_many(session: AsyncSession, settings: Settings, store_id: str,
+                         wanted: list[tuple[str | None, Iterable[str]]], now: datetime,
+                         trigger: str | None = None, limit: int | None = None
+                         ) -> list[list[dict[str, Any]]]:
+    """`recommend` for many (customer, context products) at once: one exclusion query for
+    all customers, cached candidates, one insert for every recommendation recorded.
+    Returns the products for each request, in order."""
+    limit = limit or settings.automations.recommendations_count
+    customers = list(dict.fromkeys(c for c, _ in wanted if c))
+    excluded = await excluded_for(session, settings, store_id, customers, now) if customers else {}
+    answers: list[list[dict[str, Any]]] = []
+    records: list[dict[str, Any]] = []
+    for customer_id, context in wanted:
+        context = list(dict.fromkeys(context))
+        skip = set(context) | excluded.get(customer_id, set())
+        chosen: list[Candidate] = []
+        for product_id in context:
+            for c in await candidates(session, settings, store_id, product_id, now):
+                if c.product_id not in skip and len(chosen) < limit:
+                    chosen.append(c)
+                    skip.add(c.product_id)
+        if chosen:
+            records.append({
+                "store_id": store_id, "customer_id": customer_id,
+                "context_product_id": context[0] if context else None,
+                "strategy": "+".join(sorted({c.strategy for c in chosen})),
+                "products": [c.product_id for c in chosen], "trigger": trigger,
+                "created_at": now})
+        answers.append([c.as_dict() for c in chosen])
+    if records:
+        await session.execute(insert(RecommendationEvent), records)
+    return answers
 
 
 async def recommend(session: AsyncSession, settings: Settings, store_id: str,
                     customer_id: str | None, context: Iterable[str], now: datetime,
                     trigger: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Up to `limit` products for the customer around the context products, recorded."""
-    limit = limit or settings.automations.recommendations_count
-    context = list(dict.fromkeys(context))
-    skip = set(context)
-    if customer_id:
-        skip |= await excluded_for(session, settings, store_id, customer_id, now)
-    chosen: list[Candidate] = []
-    for product_id in context:
-        for c in await candidates(session, settings, store_id, product_id, now):
-            if c.product_id not in skip and len(chosen) < limit:
-                chosen.append(c)
-                skip.add(c.product_id)
-    if chosen:
-        strategies = sorted({c.strategy for c in chosen})
-        session.add(RecommendationEvent(
-            store_id=store_id, customer_id=customer_id,
-            context_product_id=context[0] if context else None,
-            strategy="+".join(strategies), products=[c.product_id for c in chosen],
-            trigger=trigger, created_at=now))
-    return [c.as_dict() for c in chosen]
+    [answer] = await recommend_many(session, settings, store_id, [(customer_id, context)], now,
+                                    trigger, limit)
+    return answer

@@ -22,6 +22,7 @@ from stormd.handlers.registry import (
     dispatch_event,
     dispatch_segment_change,
     dispatch_timer,
+    dispatch_timers,
     load_handlers,
 )
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
@@ -65,13 +66,19 @@ class World:
                             "stormcom")
         await self.run(dispatch_event, event)
 
-    async def fire_due_timers(self):
+    async def fire_due_timers(self, together: bool = False):
+        """Fire the due timers one by one, or `together` in one batch as the timer loop
+        hands a batch-handled kind."""
         async with self.sessionmaker() as s:
             due = (await s.scalars(select(Timer).where(Timer.due_at <= self.clock.now())
-                                   .order_by(Timer.due_at))).all()
-            for t in due:
-                await dispatch_timer(HandlerContext(s, self.settings, self.clock, STORE),
-                                     TimerFired(t.store_id, t.key, t.kind, t.due_at, t.payload))
+                                   .order_by(Timer.due_at, Timer.key))).all()
+            fired = [TimerFired(t.store_id, t.key, t.kind, t.due_at, t.payload) for t in due]
+            ctx = HandlerContext(s, self.settings, self.clock, STORE)
+            if together:
+                await dispatch_timers(ctx, fired)
+            for t, f in zip(due, fired):
+                if not together:
+                    await dispatch_timer(ctx, f)
                 await s.delete(t)
             await s.commit()
             return len(due)
@@ -187,6 +194,41 @@ async def test_post_purchase_skipped_when_the_order_was_refunded(world):
     assert await world.rows(Message, trigger="post_purchase") == []
     [execution] = await world.rows(AutomationExecution, trigger="post_purchase")
     assert execution.status == "SKIPPED" and "REFUNDED" in execution.error
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "one-batch"])
+async def test_post_purchase_timers_fired_in_one_batch_as_one_by_one(world, together):
+    async with world.sessionmaker() as s:
+        await s.execute(insert(Product), [
+            {"store_id": STORE, "product_id": p, "name": p.title(), "category": category,
+             "price": Decimal(900), "active": True, "updated_at": NOON}
+            for p, category in [("panjabi", "Clothing"), ("pajama", "Clothing"),
+                                ("tupi", "Clothing"), ("kettle", "Kitchen")]])
+        await s.commit()
+    orders = {"o1": ("c1", "panjabi"), "o2": ("c2", "panjabi"), "o3": ("c3", "kettle"),
+              "o4": ("c4", "panjabi"), "o5": ("c1", "tupi")}
+    for order_id, (customer_id, product_id) in orders.items():
+        await world.event("order.created", {
+            "orderId": order_id, "customerId": customer_id, "status": "PAID", "total": "900",
+            "items": [{"productId": product_id, "quantity": 1, "unitPrice": "900"}]})
+    world.clock.advance(timedelta(hours=5))
+    await world.event("order.status_changed", {"orderId": "o2", "status": "CANCELLED"})
+    world.clock.advance(timedelta(days=2))
+
+    assert await world.fire_due_timers(together) == 5
+    outcome = {e.subject_id: (e.status, e.error)
+               for e in await world.rows(AutomationExecution, trigger="post_purchase")}
+    assert outcome == {
+        "o1": ("COMPLETED", None),
+        "o2": ("SKIPPED", "order o2 is CANCELLED"),
+        "o3": ("SKIPPED", "nothing to recommend"),  # the only product of its category
+        "o4": ("COMPLETED", None),
+        "o5": ("SKIPPED", "cooldown"),  # c1's second order: the upsell went out for o1
+    }
+    sent = {m.customer_id: m.body for m in await world.rows(Message, trigger="post_purchase")}
+    assert sorted(sent) == ["c1", "c4"]
+    assert "Pajama" in sent["c4"] and "Tupi" in sent["c4"]
+    assert "Tupi" not in sent["c1"].split("liked", 1)[-1]  # bought with o5: not offered
 
 
 async def test_welcome_series_three_messages_over_seven_days_once(world):
