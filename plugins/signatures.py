@@ -3,7 +3,8 @@
 - Svix (Resend): base64(HMAC-SHA256(base64decode(secret after "whsec_"),
   f"{id}.{timestamp}.{body}")) in `svix-signature: v1,<sig> [v1,<sig> ...]`; the
   timestamp must be within 5 minutes.
-- Meta: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, body)>`.
+- Meta: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, body)>`; the outbox's
+  receipts the same in `X-Stormd-Signature`.
 """
 
 from __future__ import annotations
@@ -60,14 +61,16 @@ def hub_signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify_hub_signature(secret: str, headers: Mapping[str, str], body: bytes) -> None:
-    """Check Meta's X-Hub-Signature-256 over the bytes received."""
-    given = _header(headers, "X-Hub-Signature-256")
+def verify_hub_signature(secret: str, headers: Mapping[str, str], body: bytes,
+                         header: str = "X-Hub-Signature-256") -> None:
+    """Check a `sha256=<hex HMAC>` signature header (Meta's X-Hub-Signature-256, the
+    outbox's X-Stormd-Signature) over the bytes received."""
+    given = _header(headers, header)
     if not given:
-        raise WebhookRejected("missing X-Hub-Signature-256", 401)
+        raise WebhookRejected(f"missing {header}", 401)
     if not hmac.compare_digest(given.strip().lower().encode(),
                                hub_signature(secret, body).encode()):
-        raise WebhookRejected("X-Hub-Signature-256 does not match", 401)
+        raise WebhookRejected(f"{header} does not match", 401)
 
 
 def verify_token(expected: str, given: str | None) -> None:

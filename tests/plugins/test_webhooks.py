@@ -199,3 +199,48 @@ async def test_unknown_or_unconfigured_provider_is_404(webhook_client):
     client, _ = await webhook_client()
     assert (await client.post("/webhooks/nope", data=b"{}")).status == 404
     assert (await client.post("/webhooks/resend", data=b"{}")).status == 404  # no config
+
+
+async def test_outbox_receipts_move_messages_like_a_real_providers(
+        webhook_client, sessionmaker, clock):
+    """A staging harness (or `stormd demo`) stands in for the provider behind the outbox."""
+    client, _ = await webhook_client(providers={"outbox": {"webhook_secret": "harness"}})
+    sms = await _sent(sessionmaker, clock, "sms", "outbox", "outbox-1")
+    wa = await _sent(sessionmaker, clock, "whatsapp", "outbox", "outbox-2")
+    email = await _sent(sessionmaker, clock, "email", "outbox", "outbox-3")
+    body = json.dumps({"id": "batch-1", "receipts": [
+        {"messageId": "outbox-1", "status": "delivered", "at": "2026-11-24T04:00:00+00:00"},
+        {"messageId": "outbox-2", "status": "read"},
+        {"messageId": "outbox-3", "status": "click", "url": "https://shop.example/p/1"},
+    ]}).encode()
+    signed = {"X-Stormd-Signature": hub_signature("harness", body)}
+    forged = {"X-Stormd-Signature": hub_signature("guess", body)}
+    assert (await client.post("/webhooks/outbox", data=body, headers=forged)).status == 401
+    assert (await client.post("/webhooks/outbox", data=body)).status == 401
+    resp = await client.post("/webhooks/outbox", data=body, headers=signed)
+    assert resp.status == 200, await resp.text()
+    assert (await client.post("/webhooks/outbox", data=body, headers=signed)).status == 409
+    odd = json.dumps({"id": "batch-2", "receipts": [{"messageId": "outbox-1",
+                                                    "status": "teleported"}]}).encode()
+    bad = await client.post("/webhooks/outbox", data=odd,
+                            headers={"X-Stormd-Signature": hub_signature("harness", odd)})
+    assert bad.status == 400 and "teleported" in await bad.text()
+    async with sessionmaker() as session:
+        statuses = {m.id: m.status for m in (await session.scalars(select(Message))).all()}
+        clicks = (await session.scalars(select(EmailEvent))).all()
+        wa_row = await session.scalar(select(WhatsAppMessage))
+    assert statuses == {sms: "delivered", wa: "read", email: "read"}
+    assert [(c.type, c.url) for c in clicks] == [("CLICK", "https://shop.example/p/1")]
+    assert wa_row.status == "READ"
+
+
+async def test_outbox_receipts_are_refused_without_a_secret(webhook_client, sessionmaker,
+                                                            clock):
+    client, _ = await webhook_client()
+    await _sent(sessionmaker, clock, "sms", "outbox", "outbox-1")
+    body = json.dumps({"receipts": [{"messageId": "outbox-1", "status": "delivered"}]}).encode()
+    resp = await client.post("/webhooks/outbox", data=body,
+                             headers={"X-Stormd-Signature": hub_signature("", body)})
+    assert resp.status == 404
+    async with sessionmaker() as session:
+        assert (await session.scalar(select(Message))).status == "sent"
