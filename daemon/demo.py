@@ -7,7 +7,9 @@ the storefront's time, and four more days are fast-forwarded so the durable time
 reminders after 1 h, 24 h, 3 d; welcome and post-purchase steps) and the nightly cron (RFM,
 segments, win-back, birthdays) fire. On the second morning the marketer sends a campaign to
 the `loyal` segment through the request/reply API, and shoppers open and click some of the
-e-mails they get. Hours of storefront time pass in seconds.
+e-mails they get. The demo also stands in for the SMS and WhatsApp operators behind the
+outbox: it posts signed delivery and read receipts to the daemon's `/webhooks/outbox`, as
+the real providers' webhooks would. Hours of storefront time pass in seconds.
 
 The closing report is a list of functions (`REPORTS`), each giving one `Section` (lines
 for people, data for `--json`); add one to show more.
@@ -19,6 +21,7 @@ import asyncio
 import json
 import logging
 import random
+import secrets
 import sys
 import tempfile
 import time
@@ -51,6 +54,10 @@ CAMPAIGN = {"name": "Loyal customers: 10% this week", "channels": ["whatsapp", "
             "segments": ["loyal"], "template": "win_back", "discountPercent": 10,
             "holdoutPercent": 10}
 OPEN_RATE, CLICK_RATE = 0.4, 0.25  # of the e-mails stormd sends; clicks are of the opens
+# Receipts the stand-in operators give: the share of messages delivered, and of WhatsApp
+# deliveries read (Bangladesh gateways deliver most SMS; WhatsApp is read far more often).
+DELIVERED = {"sms": 0.93, "whatsapp": 0.97}
+WHATSAPP_READ = 0.7
 Line = Callable[[str], None]
 
 
@@ -117,7 +124,11 @@ class Player:
     out: Counter = field(default_factory=Counter)
     campaign: dict[str, Any] = field(default_factory=dict)
     baseline: Counter = field(default_factory=lambda: event_outcomes())
+    receipts_url: str | None = None
+    webhook_secret: str = ""
+    receipts: Counter = field(default_factory=Counter)
     _last_email: int = 0
+    _last_receipt: int = 0
 
     def __post_init__(self) -> None:
         self.js = self.nc.jetstream()
@@ -188,6 +199,45 @@ class Player:
                        else {})}))
         return envs
 
+    async def operator_receipts(self) -> None:
+        """The SMS and WhatsApp operators behind the outbox report what became of the
+        messages sent since the last tick: one signed request to `/webhooks/outbox`."""
+        import aiohttp
+
+        from stormd.plugins.signatures import hub_signature
+        from stormd.schema.messages import Message
+
+        if self.receipts_url is None:
+            return
+        async with self.daemon.sessionmaker() as session:
+            rows = (await session.execute(
+                select(Message.id, Message.channel, Message.external_id)
+                .where(Message.store_id == STORE, Message.channel.in_(DELIVERED),
+                       Message.provider == "outbox", Message.status == "sent",
+                       Message.id > self._last_receipt)
+                .order_by(Message.id))).all()
+        if not rows:
+            return
+        self._last_receipt = rows[-1].id
+        at = self.clock.now().isoformat()
+        receipts = []
+        for row in rows:
+            delivered = self.rng.random() < DELIVERED[row.channel]
+            status = "delivered" if delivered else "failed"
+            if delivered and row.channel == "whatsapp" and self.rng.random() < WHATSAPP_READ:
+                status = "read"
+            self.receipts[(row.channel, status)] += 1
+            receipts.append({"messageId": row.external_id, "status": status, "at": at,
+                             **({"reason": "handset unreachable"} if not delivered else {})})
+        body = json.dumps({"id": f"receipts-{self._last_receipt}", "receipts": receipts}).encode()
+        async with aiohttp.ClientSession() as http, http.post(
+                self.receipts_url, data=body,
+                headers={"X-Stormd-Signature": hub_signature(self.webhook_secret, body),
+                         "Content-Type": "application/json"}) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"/webhooks/outbox answered {resp.status}: "
+                                   f"{await resp.text()}")
+
     async def api(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
         reply = await self.nc.request(f"{self.prefix}.api.{name}",
                                       json.dumps({"storeId": STORE, **request}).encode(),
@@ -222,6 +272,7 @@ class Player:
                 await self.run_campaign()
                 campaign_done = True
             await self.settle()
+            await self.operator_receipts()
             self.progress(tick)
             tick += self.tick if tick < DAY_START + timedelta(hours=16) else self.follow_step
 
@@ -425,6 +476,9 @@ async def report_messages(session: AsyncSession, player: Player) -> Section:
     if rows:
         lines.append("(the outbox channel records every message and sends nothing; "
                      "`stormd messages` lists them)")
+    if player.receipts:
+        lines.append("receipts posted to /webhooks/outbox by the stand-in operators: " + " · ".join(
+            f"{channel} {status} {n}" for (channel, status), n in sorted(player.receipts.items())))
     return Section("messages", "Messages (channel, provider, status)", lines, data)
 
 
@@ -474,6 +528,7 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
     if progress is None:
         on_terminal = say is print and sys.stdout.isatty()
         progress = (lambda s: print(s, end="", flush=True)) if on_terminal else (lambda s: None)
+    secret = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="stormd-demo-") as tmp:
         work = Path(tmp)
         settings = settings_from_dict({
@@ -481,6 +536,7 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
             "nats": {"url": "embedded", "embedded_port": 0},
             "database": {"url": f"sqlite+aiosqlite:///{work / 'stormd.db'}"},
             "metrics": {"listen": "127.0.0.1:0"}, "http": {"listen": "127.0.0.1:0"},
+            "providers": {"outbox": {"webhook_secret": secret}},
         })
         shop = Storefront(store_id=STORE, customers=customers, seed=seed)
         say(f"stormd demo: store {STORE}, {customers} customers, {len(shop.products)} products,"
@@ -489,11 +545,14 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
         orders = await _import_history(settings, shop, work, DAY_START)
         say(f"  imported history: {customers} customers, {orders} orders over six months")
         clock = SettableClock(DAY_START)
-        daemon = Daemon(settings, clock=clock, timer_poll=0.05, serve_http=False)
+        daemon = Daemon(settings, clock=clock, timer_poll=0.05)
         await daemon.start()
         nc = await nats.connect(daemon.nats_url)
         try:
-            player = Player(daemon, clock, nc, progress, tick, follow_step, seed)
+            host, port = daemon.http.bound["http"]
+            player = Player(daemon, clock, nc, progress, tick, follow_step, seed,
+                            receipts_url=f"http://{host}:{port}/webhooks/outbox",
+                            webhook_secret=secret)
             await player.listen()
             await player.publish_bad()
             day = shop.day(DAY_START) + _signups(shop, DAY_START, max(customers // 30, 2))
