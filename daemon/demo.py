@@ -222,9 +222,10 @@ class Player:
         at = self.clock.now().isoformat()
         receipts = []
         for row in rows:
-            delivered = self.rng.random() < DELIVERED[row.channel]
+            fate = random.Random(f"{self.seed}:{row.id}")  # the same message, the same fate
+            delivered = fate.random() < DELIVERED[row.channel]
             status = "delivered" if delivered else "failed"
-            if delivered and row.channel == "whatsapp" and self.rng.random() < WHATSAPP_READ:
+            if delivered and row.channel == "whatsapp" and fate.random() < WHATSAPP_READ:
                 status = "read"
             self.receipts[(row.channel, status)] += 1
             receipts.append({"messageId": row.external_id, "status": status, "at": at,

@@ -21,12 +21,16 @@ class ProviderInfo:
     """Who a plugin is: its provider name (the key in `[channels]` and `[providers.<name>]`)
     and the channels it delivers. `idempotent` means the provider itself drops a second
     request carrying the same idempotency key (Resend's Idempotency-Key, SSL Wireless's
-    csms_id), so a resend after a crash cannot reach the customer twice."""
+    csms_id), so a resend after a crash cannot reach the customer twice. `list_price`
+    means the provider charges nothing itself (a dry run: the outbox) and each message is
+    recorded at the list price of `campaigns.message_cost`, so costs, KPIs and ROI read
+    as they would with real providers."""
 
     name: str
     channels: tuple[str, ...]
     idempotent: bool = False
     description: str = ""
+    list_price: bool = False
 
 
 @dataclass(frozen=True)

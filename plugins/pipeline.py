@@ -305,8 +305,10 @@ class DeliveryPipeline:
                 return None
         cost = await self.plugins.call(provider, "stormd_estimate_cost", message=out,
                                        config=provider.config)
-        if rate is not None and segments is not None:
-            cost = rate * segments
+        if provider.info.list_price:
+            rate = getattr(self.settings.campaigns.message_cost, m.channel)
+        if rate is not None:
+            cost = rate * (segments or 1)
         result = Outcome(m, "sent", provider=provider.name, cost=Decimal(cost or 0),
                          segments=segments, encoding=encoding, reached_provider=True,
                          to=out.to, body=out.body if out.body != m.body else None)

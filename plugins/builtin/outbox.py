@@ -1,8 +1,9 @@
 """`outbox`: the default provider. It records and never sends.
 
 The delivery log row (`stormd messages`) is the record: its status becomes `sent` with
-this provider's id (`outbox-<message id>`), so a fresh install shows exactly what would
-have gone out.
+this provider's id (`outbox-<message id>`) and its cost the list price of
+`campaigns.message_cost` (SMS per segment), so a fresh install shows exactly what would
+have gone out and what it would have cost.
 
 What happens next to a message (delivered, read, opened, clicked, bounced) is for whoever
 stands in for the real provider to say: a staging harness, a load test, `stormd demo`. It
@@ -45,7 +46,8 @@ class Config(ProviderConfig):
 
 stormd_provider, stormd_validate_config = declare(
     NAME, CHANNELS, Config,
-    "records every message in the delivery log; sends nothing", idempotent=True)
+    "records every message in the delivery log; sends nothing", idempotent=True,
+    list_price=True)
 
 
 @hookimpl

@@ -28,7 +28,7 @@ class ProviderConfig(BaseModel):
 
 
 def declare(name: str, channels: tuple[str, ...], config_model: type[ProviderConfig],
-            description: str, *, idempotent: bool = False):
+            description: str, *, idempotent: bool = False, list_price: bool = False):
     """The `stormd_provider` and `stormd_validate_config` hooks of a provider module:
 
         stormd_provider, stormd_validate_config = declare(NAME, ("sms",), Config, "...")
@@ -37,7 +37,7 @@ def declare(name: str, channels: tuple[str, ...], config_model: type[ProviderCon
     @hookimpl
     def stormd_provider() -> ProviderInfo:
         return ProviderInfo(name=name, channels=channels, idempotent=idempotent,
-                            description=description)
+                            description=description, list_price=list_price)
 
     @hookimpl
     def stormd_validate_config(config: dict[str, Any]) -> ProviderConfig:

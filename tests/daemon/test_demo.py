@@ -29,8 +29,8 @@ async def test_the_demo_plays_a_day_and_reports_what_the_automations_did():
     assert re.search(r"Campaign\n.*\n.*\n  sent [1-9]", text), text  # the API-driven campaign
     assert "status SENT" in text
     # The stand-in operators' receipts went through /webhooks/outbox into the KPIs.
-    assert re.search(r"receipts posted to /webhooks/outbox .*sms delivered [1-9]", text), text
-    assert re.search(r"sms_delivery_rate +[1-9]\d*\.\d%", text), text
+    assert re.search(r"receipts posted to /webhooks/outbox .*whatsapp read [1-9]", text), text
+    assert re.search(r"whatsapp_read_rate +[1-9]\d*\.\d%", text), text
     assert re.search(r"message\.status [1-9]", text), text
 
 
@@ -41,4 +41,4 @@ async def test_the_demo_report_data_is_what_json_prints():
     assert data["kpis"]["abandoned_carts"] >= 1
     assert data["campaign"]["status"] == "SENT"
     reached = {row["status"] for row in data["messages"] if row["messages"]}
-    assert {"sent", "delivered"} <= reached  # e-mails sent; SMS/WhatsApp with receipts
+    assert {"sent", "read"} <= reached  # e-mails sent; WhatsApp read, by the receipts

@@ -42,3 +42,19 @@ async def test_running_pipeline_delivers_and_drains_on_stop(settings_factory, qu
         await asyncio.sleep(0.02)
     await pipeline.stop()
     assert [m.status for m in await messages()] == ["sent"] * 30
+
+
+async def test_outbox_records_what_each_message_would_have_cost(settings_factory, queue,
+                                                                 messages, pipelines):
+    """The outbox charges nothing itself: each message is recorded at the list price of
+    `campaigns.message_cost` (SMS per segment), so a dry run's costs and ROI are real."""
+    pipeline = pipelines(settings_factory(campaigns={"message_cost": {
+        "sms": "0.35", "whatsapp": "0.80", "email": "0.05", "push": "0"}}))
+    await queue(channel="sms", body="ঈদ মোবারক! " * 10, customer_id="c1")  # UCS-2, 2 parts
+    await queue(channel="whatsapp", body="Hi", customer_id="c2")
+    await queue(channel="email", to_address="a@example.com", body="Hi", subject="S",
+                customer_id="c3")
+    await queue(channel="push", to_address="tok", body="Hi", customer_id="c4")
+    assert await pipeline.run_once() == 4
+    assert [(m.channel, str(m.cost)) for m in await messages()] == [
+        ("sms", "0.70"), ("whatsapp", "0.80"), ("email", "0.05"), ("push", "0.00")]
