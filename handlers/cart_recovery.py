@@ -33,6 +33,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from stormd.config.settings import CartStep
 from stormd.daemon.timers import cancel_timers, schedule_timers
@@ -48,7 +50,7 @@ from stormd.handlers.eligibility import (
 from stormd.handlers.events import OrderCreated
 from stormd.handlers.registry import on_timer_batch
 from stormd.handlers.send_time import local_day_bounds, send_window
-from stormd.handlers.templates import render_template
+from stormd.handlers.templates import render_template, system_sms_fit
 from stormd.plugins.enqueue import MessageRequest, enqueue_messages
 from stormd.schema.automations import AutomationExecution
 from stormd.schema.bulk import insert_returning
@@ -207,21 +209,19 @@ async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
         return []
     for row in open_rows:
         row.status = status
-    now = ctx.now()
-    by_reason: dict[str, list[str]] = {}
-    for cart_id, reason in reasons.items():
-        by_reason.setdefault(reason, []).append(cart_id)
-    for reason, ids in by_reason.items():
-        for i in range(0, len(ids), CHUNK):
-            await ctx.session.execute(
-                update(AutomationExecution)
-                .where(AutomationExecution.store_id == ctx.store_id,
-                       AutomationExecution.trigger == TRIGGER,
-                       in_values(AutomationExecution.subject_id, ids[i:i + CHUNK]),
-                       AutomationExecution.status.in_(RUNNING))
-                .values(status="CANCELLED", error=reason, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
+    # The running executions first (one indexed read), then one executemany by primary
+    # key: each cart has its own reason, so one UPDATE a reason would be one an order.
+    x = AutomationExecution
+    running: list[Any] = []
+    for i in range(0, len(cart_ids), CHUNK):
+        running.extend((await ctx.session.execute(select(x.id, x.subject_id).where(
+            x.store_id == ctx.store_id, x.trigger == TRIGGER,
+            in_values(x.subject_id, cart_ids[i:i + CHUNK]), x.status.in_(RUNNING)))).all())
+    if running:
+        now = ctx.now()
+        await ctx.session.execute(update(x).execution_options(synchronize_session=False), [
+            {"id": id_, "status": "CANCELLED", "error": reasons[cart_id], "updated_at": now}
+            for id_, cart_id in running])
     return open_rows
 
 
@@ -355,13 +355,14 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
         step: CartStep = steps[t.step]
         who = reach[t.customer_id]
         code = codes.get(t.abandonment_id)
-        rendered = render_template(step.template, channel, who.locale, {
+        variables = {
             "name": who.name, "store_name": store_name, "items": items.get(t.cart_id, []),
             "total": t.value, "recovery_url": recovery_url(settings.carts.recovery_url,
                                                            ctx.store_id, t.cart_id, code),
             "discount_code": code, "discount_percent": int(discount) if code else 0,
             "step": t.step + 1,
-        })
+        }
+        rendered = render_template(step.template, channel, who.locale, variables)
         requests.append(MessageRequest(
             store_id=ctx.store_id, customer_id=t.customer_id, channel=channel,
             to_address=who.address(channel), body=rendered.body, subject=rendered.subject,
@@ -369,7 +370,8 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
             execution_id=t.execution_id, priority=_priority(t.value),
             idempotency_key=message_key(t, ctx.store_id),
             data={"cartId": t.cart_id, "step": t.step + 1, "discountCode": code,
-                  "abandonmentId": t.abandonment_id},
+                  "abandonmentId": t.abandonment_id,  # and the SMS trimming its template allows
+                  **system_sms_fit(step.template, channel, who.locale, variables, rendered.body)},
         ))
     await enqueue_messages(ctx.session, requests, now)
     for step_no in {t.step for t, _, _ in sends}:
@@ -455,12 +457,10 @@ async def attribute_orders(ctx: HandlerContext,
     if not orders:
         return
     Ab = CartAbandonmentEvent
-    explicit: list[set[str]] = []
-    for order, _, _ in orders:
-        redeemed = await codes_redeemed_by(ctx.session, ctx.store_id,
-                                           order.promotion_codes or [], order.order_id)
-        explicit.append({c.cart_id for c in redeemed if c.cart_id} | (
-            {order.cart_id} if order.cart_id else set()))
+    redeemed = await codes_redeemed_by(ctx.session, ctx.store_id, {
+        order.order_id: order.promotion_codes or [] for order, _, _ in orders})
+    explicit = [{c.cart_id for c in redeemed.get(order.order_id, ()) if c.cart_id} | (
+        {order.cart_id} if order.cart_id else set()) for order, _, _ in orders]
     carts = sorted(set().union(*explicit))
     customers = sorted({order.customer_id for order, _, _ in orders})
     rows: list[CartAbandonmentEvent] = []
@@ -486,6 +486,7 @@ async def attribute_orders(ctx: HandlerContext,
             credited.append((order, at, mine, candidates))
     await cancel_recoveries(ctx, reasons, status="ENDED")
     now = ctx.now()
+    recovered: dict[str, str] = {}  # cart -> the order that recovered it
     for order, at, mine, candidates in credited:
         candidates = [r for r in candidates if r.status != "RECOVERED"]
         if not candidates:
@@ -494,19 +495,34 @@ async def attribute_orders(ctx: HandlerContext,
             1 if row.cart_id in mine else 0, row.last_reminder_at or row.abandoned_at))
         best.status, best.recovered_at = "RECOVERED", at
         best.order_id, best.recovered_revenue = order.order_id, order.total
-        await ctx.session.execute(
-            update(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id == best.cart_id)
-            .values(status="RECOVERED", order_id=order.order_id)
-            .execution_options(synchronize_session="fetch")
-        )
+        recovered[best.cart_id] = order.order_id
+    if not recovered:
+        return
+    await _recover_carts(ctx, recovered)
+    ids = list(recovered)
+    for i in range(0, len(ids), CHUNK):
         await ctx.session.execute(
             update(AutomationExecution)
             .where(AutomationExecution.store_id == ctx.store_id,
                    AutomationExecution.trigger == TRIGGER,
-                   AutomationExecution.subject_id == best.cart_id)
+                   in_values(AutomationExecution.subject_id, ids[i:i + CHUNK]))
             .values(status="COMPLETED", completed_at=now, updated_at=now, error=None)
             .execution_options(synchronize_session=False)
         )
+
+
+async def _recover_carts(ctx: HandlerContext, orders: dict[str, str]) -> None:
+    """Mark carts RECOVERED by their orders (cart -> order) in one executemany by primary
+    key; carts the session holds (convert_carts loaded them) get the same values, as a
+    synchronized UPDATE would give them."""
+    await ctx.session.execute(update(Cart).execution_options(synchronize_session=False), [
+        {"store_id": ctx.store_id, "cart_id": cart_id, "status": "RECOVERED",
+         "order_id": order_id} for cart_id, order_id in orders.items()])
+    for cart_id, order_id in orders.items():
+        held = ctx.session.identity_map.get(identity_key(Cart, (ctx.store_id, cart_id)))
+        if held is not None:
+            set_committed_value(held, "status", "RECOVERED")
+            set_committed_value(held, "order_id", order_id)
 
 
 # --- small set-based helpers ---------------------------------------------------------------

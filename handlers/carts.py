@@ -130,10 +130,17 @@ async def convert_carts(ctx: HandlerContext, events: list[Event]) -> None:
                 in_values(Cart.customer_id, customers[i:i + 5000])))
         )).all())
     carts = list(dict.fromkeys(carts))
+    position = {c.cart_id: n for n, c in enumerate(carts)}
+    by_customer: dict[str | None, list[Cart]] = {}
+    for c in carts:
+        by_customer.setdefault(c.customer_id, []).append(c)
     attributed = []
     for event, d in zip(events, orders):
         at = event.occurred_at
-        mine = [c for c in carts if c.status in LIVE and (c.cart_id == d.cart_id or (
+        near = by_customer.get(d.customer_id, [])  # the customer's carts, and the order's
+        if d.cart_id in position and carts[position[d.cart_id]].customer_id != d.customer_id:
+            near = sorted([*near, carts[position[d.cart_id]]], key=lambda c: position[c.cart_id])
+        mine = [c for c in near if c.status in LIVE and (c.cart_id == d.cart_id or (
             c.customer_id == d.customer_id and c.updated_at <= at and c.status == "ACTIVE"))]
         for cart in mine:  # attribute_orders marks the one it credits RECOVERED
             cart.status, cart.order_id = "CONVERTED", d.order_id

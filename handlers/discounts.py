@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.schema.inlist import in_values
 from stormd.schema.promotions import DiscountCode
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over the phone
@@ -54,18 +55,23 @@ async def issue_codes(
 
 
 async def codes_redeemed_by(
-    session: AsyncSession, store_id: str, codes: list[str], order_id: str
-) -> list[DiscountCode]:
-    """The stormd-issued codes among `codes` that this order redeemed.
+    session: AsyncSession, store_id: str, orders: dict[str, list[str]]
+) -> dict[str, list[DiscountCode]]:
+    """The stormd-issued codes each order (order id -> its promotion codes) redeemed, in
+    one query for all of them.
 
     Marking a code redeemed (single use: the first order wins) is the orders handler's
     STATE work; this is for the reactions that attribute the order afterwards.
     """
-    wanted = [c for c in codes if c]
+    wanted = {order_id: {c for c in codes if c} for order_id, codes in orders.items()}
+    wanted = {order_id: codes for order_id, codes in wanted.items() if codes}
     if not wanted:
-        return []
-    return list((await session.scalars(
-        select(DiscountCode).where(DiscountCode.store_id == store_id,
-                                   DiscountCode.code.in_(wanted),
-                                   DiscountCode.order_id == order_id)
-    )).all())
+        return {}
+    found: dict[str, list[DiscountCode]] = {}
+    for code in (await session.scalars(select(DiscountCode).where(
+            DiscountCode.store_id == store_id,
+            in_values(DiscountCode.code, sorted(set().union(*wanted.values()))),
+            in_values(DiscountCode.order_id, list(wanted))))).all():
+        if code.code in wanted[code.order_id]:
+            found.setdefault(code.order_id, []).append(code)
+    return found
