@@ -42,6 +42,7 @@ from stormd.handlers.template_library import (
     seed_system_templates,
     template_dict,
 )
+from stormd.plugins.sms_fit import fit_sms
 from stormd.schema.automations import AutomationExecution, AutomationWorkflow
 
 # name -> handler, for callers in-process (the CLI) that should not depend on the registry.
@@ -196,9 +197,14 @@ async def api_preview(job: JobContext, request: dict[str, Any]) -> dict[str, Any
                 for channel in c.channels:
                     if channel not in templates.channels():
                         continue
-                    out = templates.get(channel, reach.locale).render(variables)
+                    compiled = templates.get(channel, reach.locale)
+                    out = compiled.render(variables)
+                    body = out.body
+                    if channel == "sms":  # as it will be sent: trimmed to the template's parts
+                        body = fit_sms(body, compiled.sms_fit(templates.sms_max_segments,
+                                                              variables, body), quiet=True)
                     rendered.append({"channel": channel, "locale": reach.locale,
-                                     "subject": out.subject, "body": out.body})
+                                     "subject": out.subject, "body": body})
         return {"campaign": to_dict(c), "preview": preview.as_dict(),
                 "rendered": rendered or samples}
 

@@ -61,7 +61,7 @@ from stormd.handlers.segments import (
     get_segment,
 )
 from stormd.handlers.send_slots import SEND_MODES, send_moment, store_send_window
-from stormd.handlers.template_library import count_use
+from stormd.handlers.template_library import check_content, count_use
 from stormd.handlers.templates import MissingVariables, TemplateError
 from stormd.schema.campaigns import EmailCampaign
 from stormd.schema.customers import Customer
@@ -85,7 +85,7 @@ class Variant(BaseModel):
     name: str = Field(min_length=1, max_length=16)
     weight: float = Field(default=1, gt=0)
     template: str | None = None
-    content: dict[str, dict[str, str]] | None = None
+    content: dict[str, dict[str, str] | int] | None = None
 
 
 class CampaignSpec(BaseModel):
@@ -98,7 +98,8 @@ class CampaignSpec(BaseModel):
     segments: list[str] = Field(default_factory=list)  # empty: every customer of the store
     exclude_segments: list[str] = Field(default_factory=list)
     template: str | None = None
-    content: dict[str, dict[str, str]] | None = None  # {channel: {locale: source}}
+    # {channel: {locale: source}} and the template options (sms_max_segments: int)
+    content: dict[str, dict[str, str] | int] | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
     variants: list[Variant] = Field(default_factory=list)
     holdout_percent: int = Field(default=0, ge=0, le=90)
@@ -180,6 +181,10 @@ async def check_campaign(session: AsyncSession, c: EmailCampaign, now: datetime)
             await get_segment(session, c.store_id, slug)
         except ValueError as exc:
             raise CampaignError(f"segments: {exc}") from None
+    for where, content in [("content", c.content), *((f"variants.{v['name']}.content",
+                                                        v.get("content")) for v in c.variants or [])]:
+        if content:
+            check_content(where, content)
     supplied = set(STANDARD_NAMES) | set(c.variables or {})
     if c.discount_percent:
         supplied |= {"discount_code", "discount_percent"}

@@ -28,13 +28,16 @@ from stormd.handlers.discounts import CodeRequest, issue_codes, new_code
 from stormd.handlers.eligibility import Reach, over_cap, sent_today
 from stormd.handlers.send_slots import next_allowed_day, store_send_window
 from stormd.handlers.templates import (
+    OPTIONS,
     CompiledTemplate,
     TemplateError,
     compile_source,
     compiled_system,
+    sms_segment_limit,
     system_library,
 )
 from stormd.plugins.enqueue import MessageRequest, enqueue_messages
+from stormd.plugins.sms_fit import fit_sms
 from stormd.schema.campaigns import CampaignTemplate
 from stormd.schema.messages import Message
 from stormd.schema.stores import Store
@@ -72,7 +75,8 @@ async def store_profile(session: AsyncSession, settings: Settings, store_id: str
 
 class TemplateSet:
     """The bodies one sender uses: inline content, else the store's own template of that
-    slug, else the system library's; each (channel, locale) compiled once."""
+    slug, else the system library's; each (channel, locale) compiled once. The content's
+    top-level keys are channels (plus `email_html`) and the template's OPTIONS."""
 
     def __init__(self, slug: str | None, content: dict[str, dict[str, str]] | None = None,
                  label: str | None = None):
@@ -82,10 +86,19 @@ class TemplateSet:
         self._compiled: dict[tuple[str, str], CompiledTemplate] = {}
 
     def channels(self) -> set[str]:
-        found = set(self.content) - {"email_html"}
+        found = set(self.content) - {"email_html", *OPTIONS}
         if self.slug and self.slug in system_library() and not self.content:
             found |= set(system_library()[self.slug].bodies)
         return found
+
+    @property
+    def sms_max_segments(self) -> int | None:
+        """How many parts an SMS of this template may take (trimmed at send time), if said."""
+        if self.content:
+            return sms_segment_limit(self.content.get("sms_max_segments"),
+                                     f"template {self.label!r}: sms_max_segments")
+        template = system_library().get(self.slug or "")
+        return template.sms_max_segments if template else None
 
     def _source(self, channel: str, locale: str) -> str | None:
         by_locale = self.content.get(channel) or {}
@@ -270,6 +283,7 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
         fresh = [r for r in recipients if r.key not in done]
 
     available = outreach.templates.channels()
+    sms_limit = outreach.templates.sms_max_segments
     window = store_send_window(settings, outreach.store.tz)
     counts = (await sent_today(session, outreach.store.store_id,
                                [r.reach.customer_id for r in fresh], now, outreach.store.tz)
@@ -322,23 +336,27 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
             continue
         compiled = outreach.templates.get(channel, r.reach.locale)
         rendered = compiled.render(variables)
-        parts, cost = outreach.costs.cost(channel, rendered.body)
+        data = {"locale": r.reach.locale, **({"discountCode": code} if code else {}),
+                **({"params": compiled.params(variables)} if channel == "whatsapp" else {})}
+        billed = rendered.body
+        if channel == "sms" and sms_limit:  # trimmed at send time; priced as it will be sent
+            data.update(compiled.sms_fit(sms_limit, variables, rendered.body))
+            billed = fit_sms(rendered.body, data, quiet=True)
+        parts, cost = outreach.costs.cost(channel, billed)
         if sampler is not None:
             sampler.record(channel, r.reach.locale, parts or 0, cost)
         out.cost_by_channel[channel] = out.cost_by_channel.get(channel, Decimal(0)) + cost
         out.sms_segments += parts or 0
         if len(out.samples) < 3:
             out.samples.append({"customerId": r.reach.customer_id, "channel": channel,
-                                "subject": rendered.subject, "body": rendered.body})
+                                "subject": rendered.subject, "body": billed})
         requests.append(MessageRequest(
             store_id=outreach.store.store_id, customer_id=r.reach.customer_id, channel=channel,
             to_address=r.reach.address(channel), body=rendered.body, subject=rendered.subject,
             html=rendered.html, idempotency_key=r.key, template=outreach.templates.label,
             trigger=outreach.trigger, campaign_id=outreach.campaign_id,
             execution_id=r.execution_id, variant=outreach.variant, priority=outreach.priority,
-            not_before=when, marketing=outreach.marketing, cost=cost,
-            data={"locale": r.reach.locale, **({"discountCode": code} if code else {}),
-                  **({"params": compiled.params(variables)} if channel == "whatsapp" else {})},
+            not_before=when, marketing=outreach.marketing, cost=cost, data=data,
         ))
     if requests and not dry_run:
         await enqueue_messages(session, requests, now)

@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.handlers.templates import (
     CHANNELS,
     LOCALES,
+    OPTIONS,
     TemplateError,
     compile_source,
+    sms_segment_limit,
     system_library,
 )
 from stormd.schema.campaigns import CampaignTemplate
@@ -35,8 +37,10 @@ async def seed_system_templates(session: AsyncSession, now: datetime) -> int:
                                        CampaignTemplate.is_system.is_(True)))).all()}
     written = 0
     for t in system_library().values():
+        content = {**t.bodies, **({"sms_max_segments": t.sms_max_segments}
+                                  if t.sms_max_segments else {})}
         values = {"name": t.name, "type": t.type, "category": t.category,
-                  "description": t.description, "default_content": t.bodies,
+                  "description": t.description, "default_content": content,
                   "recommended_discount": t.recommended_discount,
                   "channel_mix": list(t.channel_mix)}
         row = existing.get(t.slug)
@@ -53,10 +57,17 @@ async def seed_system_templates(session: AsyncSession, now: datetime) -> int:
     return written
 
 
-def _check_content(slug: str, content: Any) -> dict[str, dict[str, str]]:
+def check_content(slug: str, content: Any) -> dict[str, Any]:
+    """{channel: {locale: body}} plus OPTIONS (`sms_max_segments`), each body compiled in
+    the sandbox: a store's template or a campaign's inline content, refused by key."""
     if not isinstance(content, dict) or not content:
         raise TemplateError("content: give {channel: {locale: body}}")
+    if not set(content) - set(OPTIONS):
+        raise TemplateError("content: give {channel: {locale: body}}, not only options")
     for channel, by_locale in content.items():
+        if channel in OPTIONS:
+            sms_segment_limit(by_locale, f"content.{channel}")
+            continue
         if channel not in (*CHANNELS, "email_html"):
             raise TemplateError(f"content.{channel}: not a channel ({', '.join(CHANNELS)})")
         if not isinstance(by_locale, dict) or not by_locale:
@@ -84,7 +95,7 @@ async def save_store_template(session: AsyncSession, store_id: str, data: dict[s
     category = str(data.get("category", "PROMOTIONAL")).upper()
     if category not in CATEGORIES:
         raise TemplateError(f"category: one of {', '.join(CATEGORIES)}")
-    content = _check_content(slug, data.get("content"))
+    content = check_content(slug, data.get("content"))
     row = await session.scalar(select(CampaignTemplate).where(
         CampaignTemplate.store_id == store_id, CampaignTemplate.slug == slug))
     if row is None:
@@ -95,7 +106,8 @@ async def save_store_template(session: AsyncSession, store_id: str, data: dict[s
     row.description = data.get("description")
     row.default_content = content
     row.recommended_discount = data.get("recommendedDiscount")
-    row.channel_mix = data.get("channelMix") or [c for c in content if c != "email_html"]
+    row.channel_mix = data.get("channelMix") or [c for c in content
+                                                 if c not in ("email_html", *OPTIONS)]
     row.updated_at = now
     await session.flush()
     return row
@@ -132,4 +144,6 @@ def template_dict(t: CampaignTemplate) -> dict[str, Any]:
             "category": t.category, "description": t.description,
             "recommendedDiscount": t.recommended_discount, "channelMix": t.channel_mix or [],
             "usageCount": t.usage_count,
-            "bodies": {ch: sorted(locs) for ch, locs in sorted(t.default_content.items())}}
+            "bodies": {ch: sorted(locs) for ch, locs in sorted(t.default_content.items())
+                       if ch not in OPTIONS},
+            "smsMaxSegments": t.default_content.get("sms_max_segments")}

@@ -9,11 +9,17 @@ no mutation of passed-in data) plus limits of our own: a render deadline, an out
 cap, and refusal of `*`/`**` and padding filters that would build huge values. A template
 declares its variable schema implicitly: every undeclared name it reads. A missing one is
 refused before anything is sent, by name.
+
+An SMS body may say how far it may be shortened: the template's `sms_max_segments` (in
+meta.toml, or a top-level key of a store's or a campaign's content) caps its parts, and a
+`{# sms_tail #}` mark in the body splits the part trimming may cut (before it) from the part
+it keeps whole (after it: a code, a link). The pipeline trims at send time (plugins/sms_fit.py).
 """
 
 from __future__ import annotations
 
 import operator
+import re
 import time
 import tomllib
 from collections.abc import Iterable, Iterator
@@ -35,6 +41,9 @@ RENDER_SECONDS = 0.5  # CPU per message; a template that loops longer is refused
 MAX_OUTPUT_CHARS = 100_000  # an email body past this is a template bug, not a message
 MAX_RANGE = 10_000
 MAX_POWER = 1_000
+OPTIONS = ("sms_max_segments",)  # top-level keys of a template's content that are not channels
+MAX_SMS_SEGMENTS = 10
+SMS_TAIL_MARK = re.compile(r"\{#-?\s*sms_tail\s*-?#\}")
 
 
 class TemplateError(Exception):
@@ -191,6 +200,33 @@ def refuse_internals(source: str, name: str = "template", html: bool = False) ->
             raise TemplateError(f"{name}: line {node.lineno}: access to {attr!r} is not allowed")
 
 
+def sms_segment_limit(value: Any, where: str = "sms_max_segments") -> int | None:
+    """A template's `sms_max_segments`: None (no limit) or a whole number of parts."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SMS_SEGMENTS:
+        raise TemplateError(f"{where}: a whole number of SMS parts from 1 to {MAX_SMS_SEGMENTS}")
+    return value
+
+
+def _tail_template(source: str, name: str, required: frozenset[str]):
+    """The body after its `{# sms_tail #}` mark, compiled on its own (None without a mark)."""
+    mark = SMS_TAIL_MARK.search(source)
+    if mark is None:
+        return None
+    tail = source[mark.end():]
+    try:
+        needs = required_variables(tail)
+        compiled = sandbox(False).from_string(tail)
+    except (TemplateError, TemplateSyntaxError):
+        raise TemplateError(f"{name}: the sms_tail mark must stand outside any {{% if %}} or "
+                            "{% for %} block") from None
+    if needs - required:
+        raise TemplateError(f"{name}: after the sms_tail mark, {', '.join(sorted(needs - required))} "
+                            "must not be set before it")
+    return compiled
+
+
 class CompiledTemplate:
     """One channel body compiled once, rendered for many customers.
 
@@ -216,6 +252,23 @@ class CompiledTemplate:
             raise TemplateError(f"{name}: syntax error on line {exc.lineno}: {exc.message}") from None
         self._layout = layout and html_source is None
         self.order = variables_in_order(source)
+        self._tail = _tail_template(source, name, self.required)
+
+    def sms_fit(self, limit: int | None, variables: dict[str, Any], body: str) -> dict[str, Any]:
+        """What an SMS rendered from this body carries for trimming at send time: the
+        template's segment limit and, with a `{# sms_tail #}` mark, the fixed tail (with the
+        space before it) that `body` ends with. Empty without a limit."""
+        if not limit:
+            return {}
+        if self._tail is None:
+            return {"sms_max_segments": limit}
+        tail = _render_limited(self._tail, variables, self.name)
+        if not tail or not body.endswith(tail):
+            return {"sms_max_segments": limit}
+        start = len(body) - len(tail)
+        while start and body[start - 1].isspace():
+            start -= 1
+        return {"sms_max_segments": limit, "sms_tail": body[start:]}
 
     def params(self, variables: dict[str, Any]) -> list[str]:
         """Positional parameters for a WhatsApp template: the scalar variables in order of
@@ -314,6 +367,7 @@ class SystemTemplate:
     default_discount_percent: int | None
     channel_mix: tuple[str, ...]
     bodies: dict[str, dict[str, str]] = field(default_factory=dict)  # channel -> locale -> src
+    sms_max_segments: int | None = None
 
     def source(self, channel: str, locale: str) -> str:
         by_locale = self.bodies.get(channel)
@@ -342,6 +396,8 @@ def _read_system(directory: Path) -> SystemTemplate:
         default_discount_percent=info.get("default_discount_percent"),
         channel_mix=tuple(info.get("channel_mix", sorted(bodies))),
         bodies=bodies,
+        sms_max_segments=sms_segment_limit(info.get("sms_max_segments"),
+                                           f"{directory.name}/meta.toml: sms_max_segments"),
     )
 
 
@@ -367,6 +423,13 @@ def compiled_system(slug: str, channel: str, locale: str) -> CompiledTemplate:
     """A system body compiled once per process."""
     source = system_template(slug).source(channel, locale)
     return CompiledTemplate(source, f"{slug}/{channel}.{locale}", layout=channel == "email")
+
+
+def system_sms_fit(slug: str, channel: str, locale: str, variables: dict[str, Any],
+                   body: str) -> dict[str, Any]:
+    """`CompiledTemplate.sms_fit` for a system template's SMS, with its meta's limit."""
+    limit = system_template(slug).sms_max_segments if channel == "sms" else None
+    return compiled_system(slug, channel, locale).sms_fit(limit, variables, body) if limit else {}
 
 
 def compile_source(source: str, channel: str, name: str, html_source: str | None = None

@@ -21,8 +21,9 @@ log = logging.getLogger("stormd.delivery")
 TRAILING_LINK = re.compile(r"\s*https?://\S+\s*$")
 
 
-def fit_sms(body: str, data: Mapping[str, Any] | None) -> str:
-    """`body` trimmed to `data["sms_max_segments"]` segments, or unchanged."""
+def fit_sms(body: str, data: Mapping[str, Any] | None, *, quiet: bool = False) -> str:
+    """`body` trimmed to `data["sms_max_segments"]` segments, or unchanged (`quiet`: no
+    warning when it cannot be, for pricing at queue time; the send logs it)."""
     limit = (data or {}).get("sms_max_segments")
     if not isinstance(limit, int) or limit < 1 or segments(body) <= limit:
         return body
@@ -33,5 +34,6 @@ def fit_sms(body: str, data: Mapping[str, Any] | None) -> str:
     try:
         return trim_to_fit(body[:len(body) - len(tail)], tail, max_segments=limit)
     except ValueError as exc:
-        log.warning("delivery: SMS not trimmed to %d segment(s): %s", limit, exc)
+        if not quiet:
+            log.warning("delivery: SMS not trimmed to %d segment(s): %s", limit, exc)
         return body
