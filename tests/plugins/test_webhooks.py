@@ -244,3 +244,50 @@ async def test_outbox_receipts_are_refused_without_a_secret(webhook_client, sess
     assert resp.status == 404
     async with sessionmaker() as session:
         assert (await session.scalar(select(Message))).status == "sent"
+
+
+async def test_resend_delivery_then_bounce_fails_the_email_and_publishes_the_reason(
+        webhook_client, sessionmaker, clock):
+    client, _ = await webhook_client(providers={"resend": {
+        "api_key": "k", "from_address": "s@example.com", "webhook_secret": SVIX_SECRET}})
+    message_id = await _sent(sessionmaker, clock, "email", "resend", "5a1b")
+    delivered = json.dumps({"type": "email.delivered", "data": {"email_id": "5a1b"}}).encode()
+    bounced = json.dumps({"type": "email.bounced", "data": {
+        "email_id": "5a1b", "bounce": {"message": "Mailbox does not exist"}}}).encode()
+    for i, body in enumerate((delivered, bounced)):
+        resp = await client.post("/webhooks/resend", data=body,
+                                 headers=_svix_headers(body, clock.now(), f"msg_{i}"))
+        assert resp.status == 200, await resp.text()
+    async with sessionmaker() as session:
+        message = await session.get(Message, message_id)
+        events = (await session.scalars(select(EmailEvent).order_by(EmailEvent.id))).all()
+        out = {e.payload["type"]: e.payload["data"]
+               for e in (await session.scalars(select(OutboundEvent).order_by(OutboundEvent.id)))}
+    assert (message.status, message.error) == ("failed", "Mailbox does not exist")
+    assert [(e.type, e.reason) for e in events] == [
+        ("DELIVERED", None), ("BOUNCE", "Mailbox does not exist")]
+    assert out["email.bounce"]["reason"] == "Mailbox does not exist"
+    assert out["message.status"]["status"] == "failed"  # the last change: delivered, then failed
+
+
+async def test_meta_failed_status_fails_the_whatsapp_message_with_its_error(
+        webhook_client, sessionmaker, clock):
+    client, _ = await webhook_client(providers={"meta": {
+        "access_token": "t", "phone_number_id": "1", "app_secret": "app-secret"}})
+    message_id = await _sent(sessionmaker, clock, "whatsapp", "meta", "wamid.FAIL")
+    raw = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp", "statuses": [
+            {"id": "wamid.FAIL", "status": "failed", "timestamp": "1764000000",
+             "recipient_id": "8801711000001",
+             "errors": [{"code": 131026, "title": "Message undeliverable"}]}]}}]}]}).encode()
+    resp = await client.post("/webhooks/meta", data=raw, headers={
+        "X-Hub-Signature-256": hub_signature("app-secret", raw),
+        "content-type": "application/json"})
+    assert resp.status == 200, await resp.text()
+    async with sessionmaker() as session:
+        message = await session.get(Message, message_id)
+        wa = await session.scalar(select(WhatsAppMessage))
+        [out] = (await session.scalars(select(OutboundEvent))).all()
+    assert (message.status, message.error) == ("failed", "Message undeliverable")
+    assert (wa.status, wa.error_code) == ("FAILED", "131026")
+    assert (out.payload["type"], out.payload["data"]["status"]) == ("message.status", "failed")
