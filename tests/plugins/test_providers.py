@@ -8,11 +8,12 @@ from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import select
 
 from stormd.daemon.nats_server import free_port
 from stormd.plugins.preferences import preferences_key, read_token
 from stormd.schema.customers import Customer
-from stormd.schema.messages import WhatsAppTemplate
+from stormd.schema.messages import WhatsAppMessage, WhatsAppTemplate
 
 
 async def test_resend_sends_with_idempotency_key_and_records_its_id(
@@ -254,7 +255,14 @@ async def test_whatsapp_sends_an_approved_template(settings_factory, fake_provid
                                                                 "text": "Rahim"}]
     [m] = await messages()
     assert (m.status, m.external_id) == ("sent", "wamid.HBgLODgwMTcxMTAwMDAwMRUCABEYEg")
-    assert m.cost > 0
+    await queue(channel="whatsapp", template="cart_reminder_1", to_address="+8801711000002",
+                marketing=False)  # an order update: Meta's utility price
+    await pipelines(meta_settings(settings_factory, meta)).run_once()
+    async with sessionmaker() as session:
+        logged = (await session.scalars(select(WhatsAppMessage).order_by(
+            WhatsAppMessage.id))).all()
+    assert [str(m.cost) for m in await messages()] == ["8.90", "1.40"]  # per message, BDT
+    assert [str(w.cost) for w in logged] == ["8.90", "1.40"]
 
 
 async def test_whatsapp_refuses_a_template_not_approved(settings_factory, fake_provider,
