@@ -75,6 +75,10 @@ async def stormd_send(message, config: Config) -> str:
     try:
         await asyncio.to_thread(_deliver, email, config)
     except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        if codes and all(400 <= code < 500 for code in codes):  # greylisting, a full mailbox
+            raise RetryableError(f"{NAME}: recipient deferred: {exc.recipients}",
+                                 code=str(codes[0])) from exc
         raise PermanentError(f"{NAME}: recipient refused: {exc.recipients}",
                              code="recipient") from exc
     except smtplib.SMTPAuthenticationError as exc:

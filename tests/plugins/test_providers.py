@@ -69,8 +69,17 @@ async def test_resend_errors_are_permanent_or_retried(settings_factory, fake_pro
 
 
 class Inbox:
+    """A mail server's inbox; recipients named in `refuse` get that answer at RCPT."""
+
     def __init__(self):
         self.received: list[bytes] = []
+        self.refuse: dict[str, str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.received.append(envelope.original_content)
@@ -110,6 +119,23 @@ async def test_smtp_delivers_marketing_email_with_unsubscribe_link_and_token(
     text = email.get_body(("plain",)).get_content()
     assert unsubscribe in text
     assert unsubscribe in email.get_body(("html",)).get_content()
+
+
+async def test_smtp_refused_recipient_fails_and_a_greylisted_one_is_retried(
+        settings_factory, smtp_server, queue, messages, pipelines):
+    port, inbox = smtp_server
+    inbox.refuse = {"gone@example.com": "550 5.1.1 No such user",
+                    "later@example.com": "451 4.7.1 Greylisted, try again later"}
+    settings = settings_factory(channels={"email": "smtp"}, delivery={"breaker_failures": 10},
+                                providers={"smtp": {"host": "127.0.0.1", "port": port,
+                                                    "from_address": "s@example.com"}})
+    for to in ("gone@example.com", "later@example.com", "ok@example.com"):
+        await queue(channel="email", to_address=to, marketing=False)
+    await pipelines(settings).run_once()
+    gone, later, ok = await messages()
+    assert gone.status == "failed" and "No such user" in gone.error
+    assert (later.status, later.attempts) == ("queued", 1) and "Greylisted" in later.error
+    assert ok.status == "sent" and len(inbox.received) == 1
 
 
 async def test_smtp_unreachable_server_is_retried(settings_factory, queue, messages,
