@@ -301,3 +301,37 @@ async def test_open_circuit_stays_open_while_the_provider_reports_unhealthy(
     await pipeline.run_once()
     assert (await messages())[-1].provider == "flaky"
     assert pipeline.breaker("flaky").state == "closed"
+
+
+class SlowGateway:
+    """A provider plugin that takes a while per send and counts the sends in flight."""
+
+    def __init__(self):
+        self.in_flight = self.peak = self.sent = 0
+
+    @hookimpl
+    def stormd_provider(self):
+        return ProviderInfo(name="slow", channels=("sms",))
+
+    @hookimpl
+    async def stormd_send(self, message):
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        await asyncio.sleep(0.02)
+        self.in_flight -= 1
+        self.sent += 1
+        return f"slow-{self.sent}"
+
+
+async def test_a_provider_never_has_more_sends_in_flight_than_its_concurrency(
+        settings_factory, queue, messages, pipelines):
+    slow = SlowGateway()
+    settings = settings_factory(channels={"sms": "slow"},
+                                providers={"slow": {"concurrency": 3}})
+    plugins = ChannelPlugins(load_entry_points=False, extra=[slow])
+    plugins.configure(settings)
+    for _ in range(12):
+        await queue(channel="sms")
+    await pipelines(settings, plugins=plugins).run_once()
+    assert [m.status for m in await messages()] == ["sent"] * 12
+    assert slow.peak == 3  # three at a time, never more (and the limit was used)
