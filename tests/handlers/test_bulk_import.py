@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from stormd.handlers import bulk_import
+from stormd.handlers import bulk_import, import_indexes
 from stormd.handlers.bulk_import import ImportFailed, import_file
 from stormd.schema import Customer, Order, OrderItem, OrderStatusChange, Product, Store
 
@@ -268,3 +268,69 @@ async def test_many_batches_are_all_written(sessionmaker, tmp_path, monkeypatch)
     assert await count(sessionmaker, Order) == 9
     assert await count(sessionmaker, OrderItem) == 9
     assert await count(sessionmaker, Customer) == 2
+
+
+async def test_big_batches_apply_rows_in_file_order_and_count_every_table(sessionmaker,
+                                                                          tmp_path):
+    """250 orders are written many rows a statement; an order repeated later in the file
+    lands in the same statement as its first row, and its later row still wins."""
+    rows = [order(i % 9 + 1, orderId=f"o{i}", customerId=f"c{i % 40}") for i in range(250)]
+    rows.append(order(1, orderId="o7", customerId="c7", total="9.99", status="REFUNDED",
+                      occurredAt="2026-10-09T10:00:00+06:00",
+                      items=[{"productId": "p9", "quantity": 1, "unitPrice": "9.99"}] * 2))
+    path = tmp_path / "orders.jsonl"
+    write_jsonl(path, rows)
+    result = await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    assert (result.rows, result.written) == (251, {
+        "customers": 40, "orders": 251, "order_items": 252, "order_status_history": 251})
+    assert result.written_per_second > result.rows_per_second
+    async with sessionmaker() as s:
+        o7 = await s.get(Order, ("store_1", "o7"))
+        lines = (await s.execute(select(OrderItem.line_no, OrderItem.product_id)
+                                 .where(OrderItem.order_id == "o7")
+                                 .order_by(OrderItem.line_no))).all()
+    assert (o7.total, o7.status) == (Decimal("9.99"), "REFUNDED")
+    assert [tuple(line) for line in lines] == [(1, "p9"), (2, "p9")]
+    assert await count(sessionmaker, Order) == 250
+    assert await count(sessionmaker, OrderStatusChange) == 251
+    first = await snapshot(sessionmaker)
+    await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    assert await snapshot(sessionmaker) == first
+
+
+async def index_definitions(sessionmaker) -> list:
+    """The secondary indexes of the order tables as the database defines them."""
+    async with sessionmaker() as s:
+        if s.bind.dialect.name == "sqlite":
+            sql = ("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN "
+                   "('orders', 'order_items', 'order_status_history') ORDER BY name")
+        else:
+            sql = ("SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
+                   "('orders', 'order_items', 'order_status_history') ORDER BY indexname")
+        return [tuple(r) for r in (await s.execute(text(sql))).all()]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_a_big_file_into_a_small_table_keeps_every_index(sessionmaker, tmp_path,
+                                                               monkeypatch, fmt):
+    """A file that at least doubles the tables has their secondary indexes built after its
+    rows (SQLite); they are all there afterwards, the same as before, and a file that
+    fails half way leaves them (and the rows) as they were."""
+    monkeypatch.setattr(import_indexes, "DEFER_MIN_ROWS", 2)
+    monkeypatch.setattr(bulk_import, "FLUSH_ROWS", 2)
+    before = await index_definitions(sessionmaker)
+    assert any("product_id" in sql for _, sql in before)
+    path = tmp_path / f"orders.{fmt}"
+    bad = [order(1), order(2), order(3), order(4, status="LOST")]
+    (write_jsonl if fmt == "jsonl" else write_csv)(path, bad)
+    with pytest.raises(ImportFailed, match="status"):
+        await import_file(sessionmaker, "orders", path, store=None, now=NOW)
+    assert await index_definitions(sessionmaker) == before
+    assert await count(sessionmaker, Order) == 0
+    (write_jsonl if fmt == "jsonl" else write_csv)(path, [order(i) for i in range(1, 6)])
+    assert (await import_file(sessionmaker, "orders", path, store=None, now=NOW)).rows == 5
+    assert await index_definitions(sessionmaker) == before
+    async with sessionmaker() as s:
+        by_buyer = (await s.execute(select(Order.order_id).where(
+            Order.store_id == "store_1", Order.customer_id == "c1"))).scalars().all()
+    assert sorted(by_buyer) == ["o1", "o3", "o5"]
