@@ -33,8 +33,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 
 from stormd.config.settings import CartStep
 from stormd.daemon.timers import cancel_timers, schedule_timers
@@ -498,7 +496,8 @@ async def attribute_orders(ctx: HandlerContext,
         recovered[best.cart_id] = order.order_id
     if not recovered:
         return
-    await _recover_carts(ctx, recovered)
+    await set_carts(ctx, [{"cart_id": c, "status": "RECOVERED", "order_id": o}
+                          for c, o in recovered.items()])
     ids = list(recovered)
     for i in range(0, len(ids), CHUNK):
         await ctx.session.execute(
@@ -511,18 +510,12 @@ async def attribute_orders(ctx: HandlerContext,
         )
 
 
-async def _recover_carts(ctx: HandlerContext, orders: dict[str, str]) -> None:
-    """Mark carts RECOVERED by their orders (cart -> order) in one executemany by primary
-    key; carts the session holds (convert_carts loaded them) get the same values, as a
-    synchronized UPDATE would give them."""
-    await ctx.session.execute(update(Cart).execution_options(synchronize_session=False), [
-        {"store_id": ctx.store_id, "cart_id": cart_id, "status": "RECOVERED",
-         "order_id": order_id} for cart_id, order_id in orders.items()])
-    for cart_id, order_id in orders.items():
-        held = ctx.session.identity_map.get(identity_key(Cart, (ctx.store_id, cart_id)))
-        if held is not None:
-            set_committed_value(held, "status", "RECOVERED")
-            set_committed_value(held, "order_id", order_id)
+async def set_carts(ctx: HandlerContext, rows: list[dict[str, Any]]) -> None:
+    """UPDATE carts by primary key in one executemany (each dict: cart_id and the new
+    values). The handlers hold carts as Core rows, so no session object goes stale."""
+    if rows:
+        await ctx.session.execute(update(Cart).execution_options(synchronize_session=False),
+                                  [{"store_id": ctx.store_id, **r} for r in rows])
 
 
 # --- small set-based helpers ---------------------------------------------------------------

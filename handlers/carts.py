@@ -23,11 +23,12 @@ from stormd.daemon.timers import schedule_timers
 from stormd.handlers import cart_recovery
 from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.eligibility import load_reach
-from stormd.handlers.events import CartCleared, CartUpdated, Event, OrderCreated
+from stormd.handlers.events import CartUpdated, Event, OrderCreated
 from stormd.handlers.registry import REACT, STATE, on_event_batch, on_timer_batch
 from stormd.schema.carts import Cart, CartItem
 from stormd.schema.inlist import in_values
 from stormd.schema.orders import Order
+from stormd.schema.upsert import upsert_rows
 
 ABANDON_TIMER = "cart.abandon"
 LIVE = ("ACTIVE", "ABANDONED")  # statuses an order converts and an update resets
@@ -44,16 +45,21 @@ def value_priority(total: Decimal) -> int:
     return max(0, min(int(total), 2**31 - 1))
 
 
-async def _current(ctx: HandlerContext, events: list[Event]) -> dict[str, Cart | None | bool]:
+CART = Cart.__table__.c  # the event path reads and writes carts as Core rows: no ORM
+# object per cart to load, track and flush (and none left stale in the session when
+# another handler of the batch updates the cart).
+
+
+async def _current(ctx: HandlerContext, events: list[Event]) -> dict[str, Any]:
     """Each event's cart row, None if new, or False when the event is stale or the cart
     closed (one query for the run; the events are of distinct carts)."""
     ids = [e.data.cart_id for e in events]
-    rows: dict[str, Cart] = {}
+    rows: dict[str, Any] = {}
     for i in range(0, len(ids), 5000):
-        rows.update((c.cart_id, c) for c in (await ctx.session.scalars(
-            select(Cart).where(Cart.store_id == ctx.store_id, in_values(Cart.cart_id, ids[i:i + 5000]))
-        )).all())
-    found: dict[str, Cart | None | bool] = {}
+        rows.update((c.cart_id, c) for c in (await ctx.session.execute(
+            select(CART.cart_id, CART.customer_id, CART.status, CART.updated_at).where(
+                CART.store_id == ctx.store_id, in_values(CART.cart_id, ids[i:i + 5000])))))
+    found: dict[str, Any] = {}
     for e in events:
         cart = rows.get(e.data.cart_id)
         stale = cart is not None and (cart.updated_at > e.occurred_at or cart.status in CLOSED)
@@ -61,11 +67,18 @@ async def _current(ctx: HandlerContext, events: list[Event]) -> dict[str, Cart |
     return found
 
 
+def _all_but_created(stmt: Any, columns: tuple[str, ...]) -> dict[str, Any]:
+    """The upsert's update: every column given, except that a cart keeps its creation time."""
+    return {c: stmt.excluded[c] for c in columns
+            if c not in ("store_id", "cart_id", "created_at")}
+
+
 @on_event_batch("cart.updated", stage=STATE)
 async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
     """Store the carts' contents and restart their inactivity clocks."""
     current = await _current(ctx, events)
     kept: list[CartUpdated] = []
+    carts: list[dict[str, Any]] = []
     timers: list[dict[str, Any]] = []
     for event in events:
         d: CartUpdated = event.data  # type: ignore[assignment]
@@ -74,18 +87,19 @@ async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
         if cart is False:
             continue
         assert d.total is not None  # filled from the items by the payload model
-        if cart is None:
-            cart = Cart(store_id=ctx.store_id, cart_id=d.cart_id, created_at=at)
-            ctx.session.add(cart)
-        cart.customer_id = d.customer_id or cart.customer_id
-        cart.status, cart.total, cart.updated_at, cart.order_id = "ACTIVE", d.total, at, None
+        customer_id = d.customer_id or (cart.customer_id if cart is not None else None)
+        carts.append({"store_id": ctx.store_id, "cart_id": d.cart_id,
+                      "customer_id": customer_id, "status": "ACTIVE", "total": d.total,
+                      "created_at": at, "updated_at": at, "order_id": None})
         kept.append(d)
-        if cart.customer_id and d.total >= ctx.settings.carts.min_value:
+        if customer_id and d.total >= ctx.settings.carts.min_value:
             timers.append({"key": timer_key(d.cart_id), "kind": ABANDON_TIMER,
                            "due_at": at + ctx.settings.carts.abandon_after,
                            "payload": {"cart": d.cart_id}, "priority": value_priority(d.total)})
     if not kept:
         return
+    await upsert_rows(ctx.session, Cart.__table__, carts, ["store_id", "cart_id"],
+                      set_=_all_but_created)
     ids = [d.cart_id for d in kept]
     for i in range(0, len(ids), 5000):
         await ctx.session.execute(delete(CartItem).where(
@@ -94,8 +108,8 @@ async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
               "name": i.name, "category": i.category, "quantity": i.quantity,
               "unit_price": i.unit_price, "image_url": i.image_url}
              for d in kept for i in d.items]
-    if items:
-        await ctx.session.execute(insert(CartItem), items)
+    if items:  # Core insert: the ORM's bulk path costs more per row than SQLite does
+        await ctx.session.execute(insert(CartItem.__table__), items)
     await cart_recovery.cancel_recovery(ctx, ids, reason="cart updated")
     await schedule_timers(ctx.session, store_id=ctx.store_id, now=ctx.now(), timers=timers)
 
@@ -104,15 +118,12 @@ async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
 async def clear_cart(ctx: HandlerContext, events: list[Event]) -> None:
     """An emptied cart is never abandoned; whatever was pending for it stops."""
     current = await _current(ctx, events)
-    cleared = []
-    for event in events:
-        d: CartCleared = event.data  # type: ignore[assignment]
-        cart = current[d.cart_id]
-        if cart:
-            cart.status, cart.updated_at = "CLEARED", event.occurred_at
-            cleared.append(d.cart_id)
+    cleared = [{"cart_id": e.data.cart_id, "status": "CLEARED", "updated_at": e.occurred_at}
+               for e in events if current[e.data.cart_id]]
     if cleared:
-        await cart_recovery.cancel_recovery(ctx, cleared, reason="cart cleared")
+        await cart_recovery.set_carts(ctx, cleared)
+        await cart_recovery.cancel_recovery(ctx, [c["cart_id"] for c in cleared],
+                                            reason="cart cleared")
 
 
 @on_event_batch("order.created", stage=REACT)
@@ -122,29 +133,34 @@ async def convert_carts(ctx: HandlerContext, events: list[Event]) -> None:
     orders: list[OrderCreated] = [e.data for e in events]  # type: ignore[misc]
     cart_ids = sorted({d.cart_id for d in orders if d.cart_id})
     customers = sorted({d.customer_id for d in orders})
-    carts: list[Cart] = []
+    carts: dict[str, Any] = {}  # in query order
     for i in range(0, max(len(cart_ids), len(customers)), 5000):
-        carts.extend((await ctx.session.scalars(select(Cart).where(
-            Cart.store_id == ctx.store_id, Cart.status.in_(LIVE),
-            or_(in_values(Cart.cart_id, cart_ids[i:i + 5000]),
-                in_values(Cart.customer_id, customers[i:i + 5000])))
-        )).all())
-    carts = list(dict.fromkeys(carts))
-    position = {c.cart_id: n for n, c in enumerate(carts)}
-    by_customer: dict[str | None, list[Cart]] = {}
-    for c in carts:
+        carts.update((c.cart_id, c) for c in await ctx.session.execute(
+            select(CART.cart_id, CART.customer_id, CART.status, CART.updated_at).where(
+                CART.store_id == ctx.store_id, CART.status.in_(LIVE),
+                or_(in_values(CART.cart_id, cart_ids[i:i + 5000]),
+                    in_values(CART.customer_id, customers[i:i + 5000])))))
+    position = {cart_id: n for n, cart_id in enumerate(carts)}
+    by_customer: dict[str | None, list[Any]] = {}
+    for c in carts.values():
         by_customer.setdefault(c.customer_id, []).append(c)
+    status = {cart_id: c.status for cart_id, c in carts.items()}  # as this run changes it
+    converted: dict[str, str] = {}
     attributed = []
     for event, d in zip(events, orders):
         at = event.occurred_at
         near = by_customer.get(d.customer_id, [])  # the customer's carts, and the order's
-        if d.cart_id in position and carts[position[d.cart_id]].customer_id != d.customer_id:
-            near = sorted([*near, carts[position[d.cart_id]]], key=lambda c: position[c.cart_id])
-        mine = [c for c in near if c.status in LIVE and (c.cart_id == d.cart_id or (
-            c.customer_id == d.customer_id and c.updated_at <= at and c.status == "ACTIVE"))]
-        for cart in mine:  # attribute_orders marks the one it credits RECOVERED
-            cart.status, cart.order_id = "CONVERTED", d.order_id
-        attributed.append((d, at, [c.cart_id for c in mine]))
+        own = carts.get(d.cart_id) if d.cart_id else None
+        if own is not None and own.customer_id != d.customer_id:
+            near = sorted([*near, own], key=lambda c: position[c.cart_id])
+        mine = [c.cart_id for c in near if status[c.cart_id] in LIVE and (
+            c.cart_id == d.cart_id or (c.customer_id == d.customer_id and c.updated_at <= at
+                                       and status[c.cart_id] == "ACTIVE"))]
+        for cart_id in mine:  # attribute_orders marks the one it credits RECOVERED
+            status[cart_id], converted[cart_id] = "CONVERTED", d.order_id
+        attributed.append((d, at, mine))
+    await cart_recovery.set_carts(ctx, [{"cart_id": c, "status": "CONVERTED", "order_id": o}
+                           for c, o in converted.items()])
     await cart_recovery.attribute_orders(ctx, attributed)
 
 
@@ -187,12 +203,11 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
     now = ctx.now()
     ids = [f.payload.get("cart") or f.key.removeprefix("cart:") for f in fired]
     carts: list[Any] = []
-    col = Cart.__table__.c  # Core columns: no ORM row loading for thousands of rows
     for i in range(0, len(ids), 5000):
         carts.extend((await ctx.session.execute(
-            select(col.cart_id, col.customer_id, col.total, col.updated_at)
-            .where(col.store_id == ctx.store_id, in_values(col.cart_id, ids[i:i + 5000]),
-                   col.status == "ACTIVE")
+            select(CART.cart_id, CART.customer_id, CART.total, CART.updated_at)
+            .where(CART.store_id == ctx.store_id, in_values(CART.cart_id, ids[i:i + 5000]),
+                   CART.status == "ACTIVE")
         )).all())
     # A timer from before the last update would have been replaced; this is belt and braces.
     carts = [c for c in carts if c.updated_at + cfg.abandon_after <= now
@@ -200,11 +215,8 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
     if not carts:
         return
     converted = await _converted(ctx, carts)
-    for cart_id, order_id in converted.items():
-        await ctx.session.execute(
-            update(Cart).where(Cart.store_id == ctx.store_id, Cart.cart_id == cart_id)
-            .values(status="CONVERTED", order_id=order_id)
-            .execution_options(synchronize_session=False))
+    await cart_recovery.set_carts(ctx, [{"cart_id": c, "status": "CONVERTED", "order_id": o}
+                                        for c, o in converted.items()])
     reach = await load_reach(ctx.session, ctx.store_id,
                              [c.customer_id for c in carts if c.cart_id not in converted])
     abandoned = [(c, reach[c.customer_id]) for c in carts if c.cart_id not in converted
