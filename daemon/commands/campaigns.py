@@ -226,12 +226,13 @@ def templates(config_path, store_id, as_json) -> None:
     else:
         echo_table([{**r, "channelMix": ", ".join(r["channelMix"])} for r in rows],
                    ["slug", "name", "category", "system", "recommendedDiscount", "channelMix",
-                    "usageCount"])
+                    "smsMaxSegments", "usageCount"])
 
 
 @command.command("save-template")
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False),
-              help="JSON: {slug, name, content: {channel: {locale: body}}, category?, ...}")
+              help="JSON: {slug, name, content: {channel: {locale: body}, "
+                   "sms_max_segments?}, category?, ...}")
 @store_options
 def save_template(path, config_path, store_id, as_json) -> None:
     """Save one of the store's templates (checked in the sandbox now)."""

@@ -99,6 +99,11 @@ def test_template_library_and_a_store_template(tmp_path):
     assert by_slug["independence_day"]["recommendedDiscount"] == "26% (symbolic)"
     assert by_slug["eid_ul_fitr"]["channelMix"] == ["sms", "whatsapp", "email"]
     assert by_slug["eid_ul_fitr"]["system"] is True
+    assert (by_slug["cart_reminder_3"]["smsMaxSegments"], by_slug["eid_ul_fitr"]["smsMaxSegments"]
+            ) == (3, None)  # how many SMS parts a template allows (trimmed at send time)
+    table = run(config, "templates").output.splitlines()
+    assert "smsMaxSegments" in table[0]
+    assert next(line for line in table if line.startswith("cart_reminder_3 ")).split()[-2] == "3"
 
     mine = tmp_path / "eid.json"
     mine.write_text(json.dumps({"slug": "eid_ul_fitr", "name": "Our Eid", "category": "seasonal",
