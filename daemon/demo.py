@@ -484,16 +484,11 @@ async def report_messages(session: AsyncSession, player: Player) -> Section:
 
 
 async def report_kpis(session: AsyncSession, player: Player) -> Section:
-    from stormd.handlers.kpis import compute_kpis
+    from stormd.handlers.kpis import compute_kpis, show_kpi
 
     rows = await compute_kpis(session, STORE)
-    lines = []
-    for row in rows:
-        for name, value in row.items():
-            if name != "store":
-                shown = "-" if value is None else (
-                    f"{value:.1%}" if isinstance(value, float) and value <= 1 else value)
-                lines.append(f"{name:<32} {shown}")
+    lines = [f"{name:<32} {show_kpi(name, value)}"
+             for row in rows for name, value in row.items() if name != "store"]
     data = {k: _plain(v) for k, v in rows[0].items()} if rows else {}
     return Section("kpis", "KPIs (stormd kpis)", lines or ["(none)"], data)
 

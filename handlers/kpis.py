@@ -41,6 +41,22 @@ def rate(numerator: int | Decimal, denominator: int | Decimal) -> float | None:
     return round(float(numerator) / float(denominator), 4) if denominator else None
 
 
+def show_kpi(name: str, value: Any) -> str:
+    """A KPI as people read it: rates in %, the uplift in percentage points, money in taka,
+    ROI as revenue per taka spent; "-" when there is nothing to compute it from."""
+    if value is None:
+        return "-"
+    if name.endswith("_rate"):
+        return f"{value * 100:.1f} %"
+    if name.endswith("_uplift"):
+        return f"{value * 100:+.1f} pts"
+    if name.endswith(("_revenue", "_cost", "_attribution")):
+        return f"৳{value:,.2f}"
+    if name.endswith("_roi"):
+        return f"{value:,.2f}:1"
+    return str(value)
+
+
 async def _grouped(session: AsyncSession, store_col, stores: list[str], *columns) -> dict:
     """One GROUP BY store query: store -> tuple of the aggregate columns."""
     rows = await session.execute(

@@ -35,13 +35,15 @@ def command(config_path: str | None, store_id: str | None, as_json: bool) -> Non
     if as_json:
         echo_json(rows)
         return
+    from stormd.handlers.kpis import show_kpi
+
     if not rows:
         click.echo("(no stores yet)")
     for row in rows:
         click.echo(f"store {row['store']}")
         for name, value in row.items():
             if name != "store":
-                click.echo(f"  {name.replace('_', ' '):<26} {_show(name, value)}")
+                click.echo(f"  {name.replace('_', ' '):<26} {show_kpi(name, value)}")
 
 
 async def _compute(url: str, store_id: str | None) -> list[dict[str, Any]]:
@@ -55,12 +57,3 @@ async def _compute(url: str, store_id: str | None) -> list[dict[str, Any]]:
     finally:
         await engine.dispose()
 
-
-def _show(name: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if name.endswith("_rate"):
-        return f"{value * 100:.1f} %"
-    if name.endswith(("_revenue", "_cost")):
-        return f"৳{value:,.2f}"
-    return str(value)

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from stormd.daemon.cli import main as cli
 from stormd.daemon.clock import SettableClock
 from stormd.daemon.metrics import exposition
-from stormd.handlers.kpis import compute_kpis, publish_gauges
+from stormd.handlers.kpis import compute_kpis, publish_gauges, show_kpi
 from stormd.plugins.enqueue import MessageRequest, enqueue_message
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.messages import EmailEvent, Message
@@ -94,3 +94,18 @@ def test_stormd_kpis_command(db_url, tmp_path, settings_factory):
     assert "৳950.00" in result.output
     result = runner.invoke(cli, ["kpis", "--config", str(config), "--store", "nowhere", "--json"])
     assert json.loads(result.output)[0]["abandoned_carts"] == 0
+
+
+@pytest.mark.parametrize("name, value, shown", [
+    ("cart_recovery_rate", 0.237, "23.7 %"),
+    ("segment_conversion_uplift", 0.015, "+1.5 pts"),
+    ("segment_conversion_uplift", -0.02, "-2.0 pts"),
+    ("recovered_revenue", Decimal("153981"), "৳153,981.00"),
+    ("promotion_attribution", Decimal("4349"), "৳4,349.00"),
+    ("campaign_roi", 157.5725, "157.57:1"),
+    ("campaign_roi", 0.5, "0.50:1"),  # a loss reads as one, not as 50 %
+    ("abandoned_carts", 76, "76"),
+    ("whatsapp_read_rate", None, "-"),
+])
+def test_kpis_read_as_people_read_them(name, value, shown):
+    assert show_kpi(name, value) == shown
