@@ -40,6 +40,7 @@ from stormd.schema.inbox import OutboundEvent
 from stormd.schema.orders import Order
 from stormd.schema.rfm import CustomerLifecycleMetrics
 from stormd.schema.segments import CustomerSegment, CustomerSegmentMember
+from stormd.schema.transaction_memo import transaction_memo
 from stormd.schema.upsert import insert_for
 
 log = logging.getLogger("stormd.segments")
@@ -273,7 +274,10 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
     ids = list(dict.fromkeys(customer_ids))
     if not ids:
         return []
-    bounds = await latest_bounds(session, store_id)
+    known = transaction_memo(session, _BOUNDS)  # the nightly run commits in its own
+    if store_id not in known:
+        known[store_id] = await latest_bounds(session, store_id)
+    bounds = known[store_id]
     agg = await customer_aggregates(session, store_id, as_of, settings.rfm.window_days, ids)
     scores = None
     if bounds is not None:
@@ -285,6 +289,9 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
     return await move_memberships(ctx, ids, as_of)
 
 
+# Re-scoring runs once per run of events; a batch's runs share these (per transaction):
+_BOUNDS = "stormd.rfm_bounds"  # store -> its latest RFM run's bounds
+_SEGMENTS = "stormd.live_segments"  # store -> its segment rows below
 # The segment columns real-time re-scoring needs (rows, not ORM objects).
 _LIVE_SEGMENTS = (select(SEGMENTS.c.id, SEGMENTS.c.slug, SEGMENTS.c.criteria, SEGMENTS.c.builtin)
                   .where(SEGMENTS.c.store_id == bindparam("store"))
@@ -320,10 +327,14 @@ async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime)
     """Evaluate every segment for these customers in one query per chunk, diff against
     their stored memberships, and apply the moves."""
     session, store_id = ctx.session, ctx.store_id
-    segments = (await session.execute(_LIVE_SEGMENTS, {"store": store_id})).all()
-    if not any(s.builtin for s in segments):
-        await ensure_builtin_segments(session, store_id, ctx.now())
+    known = transaction_memo(session, _SEGMENTS)
+    segments = known.get(store_id)
+    if segments is None:
         segments = (await session.execute(_LIVE_SEGMENTS, {"store": store_id})).all()
+        if not any(s.builtin for s in segments):
+            await ensure_builtin_segments(session, store_id, ctx.now())
+            segments = (await session.execute(_LIVE_SEGMENTS, {"store": store_id})).all()
+        known[store_id] = segments
     timeless = not any(reads_time(s.criteria) for s in segments)
     key = tuple((s.id, json.dumps(s.criteria)) for s in segments)
     if timeless:
