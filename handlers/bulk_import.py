@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -42,6 +43,7 @@ __all__ = ["KINDS", "ImportFailed", "ImportResult", "import_file", "read_rows"]
 
 FLUSH_ROWS = 20_000
 SQLITE_CACHE_KIB = 65_536  # the import connection's page cache (see _import_session)
+SWITCH_SECONDS = 0.0005  # the GIL's switch interval while a file loads (see _gc_paused)
 
 
 class CustomerRow(CustomerUpserted):
@@ -118,12 +120,17 @@ async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str,
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Millions of short-lived row objects make the automatic cyclic GC rescan everything
-    again and again; it pauses while a file loads and runs once a batch instead."""
-    was_enabled = gc.isenabled()
+    again and again; it pauses while a file loads and runs once a batch instead. The GIL
+    changes hands every SWITCH_SECONDS meanwhile: after each statement step the database
+    driver's thread waits for the parsing thread to let go of it, up to the switch
+    interval (5 ms by default), so its writes would otherwise crawl beside the parsing."""
+    was_enabled, interval = gc.isenabled(), sys.getswitchinterval()
     gc.disable()
+    sys.setswitchinterval(min(interval, SWITCH_SECONDS))
     try:
         yield
     finally:
+        sys.setswitchinterval(interval)
         if was_enabled:
             gc.enable()
 
@@ -220,7 +227,7 @@ async def _load_orders(session: AsyncSession, path: Path, store: str | None,
                     await _defer_indexes(session, deferred, batches, count, source)
                 writing = asyncio.ensure_future(_write_orders(session, writer, batches, stores))
                 batches = defaultdict(Batch)
-            elif count % 1000 == 0:
+            elif count % 200 == 0:
                 await asyncio.sleep(0)  # let the batch being written take its next step
         if writing is not None:
             await writing

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from stormd.handlers import bulk_import, import_indexes
+from stormd.handlers import bulk_import, import_indexes, import_orders
 from stormd.handlers.bulk_import import ImportFailed, import_file
 from stormd.schema import Customer, Order, OrderItem, OrderStatusChange, Product, Store
 
@@ -271,11 +271,13 @@ async def test_many_batches_are_all_written(sessionmaker, tmp_path, monkeypatch)
 
 
 async def test_big_batches_apply_rows_in_file_order_and_count_every_table(sessionmaker,
-                                                                          tmp_path):
-    """250 orders are written many rows a statement; an order repeated later in the file
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    """250 orders are written 100 rows a statement; an order repeated later in the file
     lands in the same statement as its first row, and its later row still wins."""
+    monkeypatch.setattr(import_orders, "ROWS_PER_STATEMENT", 100)
     rows = [order(i % 9 + 1, orderId=f"o{i}", customerId=f"c{i % 40}") for i in range(250)]
-    rows.append(order(1, orderId="o7", customerId="c7", total="9.99", status="REFUNDED",
+    rows.append(order(1, orderId="o10", customerId="c10", total="9.99", status="REFUNDED",
                       occurredAt="2026-10-09T10:00:00+06:00",
                       items=[{"productId": "p9", "quantity": 1, "unitPrice": "9.99"}] * 2))
     path = tmp_path / "orders.jsonl"
@@ -285,11 +287,11 @@ async def test_big_batches_apply_rows_in_file_order_and_count_every_table(sessio
         "customers": 40, "orders": 251, "order_items": 252, "order_status_history": 251})
     assert result.written_per_second > result.rows_per_second
     async with sessionmaker() as s:
-        o7 = await s.get(Order, ("store_1", "o7"))
+        o10 = await s.get(Order, ("store_1", "o10"))
         lines = (await s.execute(select(OrderItem.line_no, OrderItem.product_id)
-                                 .where(OrderItem.order_id == "o7")
+                                 .where(OrderItem.order_id == "o10")
                                  .order_by(OrderItem.line_no))).all()
-    assert (o7.total, o7.status) == (Decimal("9.99"), "REFUNDED")
+    assert (o10.total, o10.status) == (Decimal("9.99"), "REFUNDED")
     assert [tuple(line) for line in lines] == [(1, "p9"), (2, "p9")]
     assert await count(sessionmaker, Order) == 250
     assert await count(sessionmaker, OrderStatusChange) == 251
