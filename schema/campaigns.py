@@ -22,6 +22,10 @@ class EmailCampaign(Base):
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="DRAFT")
     channels: Mapped[list[Any]]
+    # "cheapest": each customer gets the cheapest channel they can receive among
+    # `channels` (plugins.routing); "listed": the first of `channels` in that order
+    routing: Mapped[str] = mapped_column(String(16), default="cheapest",
+                                         server_default="cheapest")
     segments: Mapped[list[Any]]
     exclude_segments: Mapped[list[Any] | None]
     template: Mapped[str | None] = mapped_column(String(120))
