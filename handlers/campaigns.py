@@ -63,6 +63,7 @@ from stormd.handlers.segments import (
 from stormd.handlers.send_slots import SEND_MODES, send_moment, store_send_window
 from stormd.handlers.template_library import check_content, count_use
 from stormd.handlers.templates import MissingVariables, TemplateError
+from stormd.plugins.routing import Routing
 from stormd.schema.campaigns import EmailCampaign
 from stormd.schema.customers import Customer
 from stormd.schema.messages import Message
@@ -95,6 +96,7 @@ class CampaignSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     channels: list[Channel] = Field(min_length=1)
+    routing: Routing = "cheapest"  # or "listed": the channels' own order (plugins.routing)
     segments: list[str] = Field(default_factory=list)  # empty: every customer of the store
     exclude_segments: list[str] = Field(default_factory=list)
     template: str | None = None
@@ -143,7 +145,7 @@ def parse_spec(data: dict[str, Any]) -> CampaignSpec:
 def to_dict(c: EmailCampaign) -> dict[str, Any]:
     return {
         "id": c.id, "storeId": c.store_id, "name": c.name, "status": c.status,
-        "channels": c.channels, "segments": c.segments, "excludeSegments": c.exclude_segments or [],
+        "channels": c.channels, "routing": c.routing, "segments": c.segments, "excludeSegments": c.exclude_segments or [],
         "template": c.template, "content": c.content, "variables": c.variables or {},
         "variants": c.variants or [], "holdoutPercent": c.holdout_percent,
         "discountPercent": None if c.discount_percent is None else str(c.discount_percent),
@@ -220,6 +222,7 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
 
 def _apply(c: EmailCampaign, spec: CampaignSpec) -> None:
     c.name, c.channels, c.segments = spec.name, list(spec.channels), list(spec.segments)
+    c.routing = spec.routing
     c.exclude_segments = list(spec.exclude_segments)
     c.template, c.content, c.variables = spec.template, spec.content, dict(spec.variables)
     c.variants = [v.model_dump(exclude_none=True) for v in spec.variants] or None
@@ -464,6 +467,7 @@ async def _senders(session: AsyncSession, settings: Settings, c: EmailCampaign,
             on_cap=settings.automations.on_cap.get("campaign", "drop"),
             discount_percent=c.discount_percent or None, code_valid_until=valid_until,
             campaign_id=c.id, variant=variant, variables=dict(c.variables or {}),
+            routing=c.routing,
         )
         for variant, templates in (await _template_sets(session, c)).items()
     }

@@ -37,6 +37,7 @@ from stormd.handlers.templates import (
     system_library,
 )
 from stormd.plugins.enqueue import MessageRequest, enqueue_messages
+from stormd.plugins.routing import route
 from stormd.plugins.sms_fit import fit_sms
 from stormd.schema.campaigns import CampaignTemplate
 from stormd.schema.messages import Message
@@ -192,6 +193,7 @@ class Outreach:
     variant: str | None = None
     priority: int = 0
     variables: dict[str, Any] = field(default_factory=dict)
+    routing: str = "cheapest"  # plugins.routing: the cheapest reachable channel, or "listed"
 
 
 @dataclass
@@ -225,9 +227,16 @@ class BatchOutcome:
         self.samples.extend(other.samples[: max(0, 3 - len(self.samples))])
 
 
-def pick_channel(reach: Reach, channels: Sequence[str], available: set[str]) -> str | None:
-    """The first of the sender's channels the customer can receive and a body exists for."""
-    return next((c for c in channels if c in available and reach.reachable(c)), None)
+
+
+def _variables(r: Recipient, outreach: Outreach, settings: Settings, code: str | None
+               ) -> dict[str, Any]:
+    variables = {**standard_variables(r.reach, outreach.store, settings),
+                 **outreach.variables, **r.variables}
+    if outreach.discount_percent:
+        variables["discount_code"] = code
+        variables["discount_percent"] = plain_percent(outreach.discount_percent)
+    return variables
 
 
 class PriceSampler:
@@ -283,6 +292,20 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
         fresh = [r for r in recipients if r.key not in done]
 
     available = outreach.templates.channels()
+    usable = [c for c in outreach.channels if c in available]
+    probe_code = new_code(outreach.discount_percent) if outreach.discount_percent else None
+    lengths: dict[tuple[str, str], int] = {}
+
+    def message_length(r: Recipient, channel: str) -> int:
+        """How long this template's message is on `channel` in the recipient's locale,
+        rendered once a batch (names and codes barely move it)."""
+        key = (channel, r.reach.locale)
+        if key not in lengths:
+            variables = _variables(r, outreach, settings, probe_code)
+            lengths[key] = len(outreach.templates.get(channel, r.reach.locale)
+                               .render(variables).body)
+        return lengths[key]
+
     sms_limit = outreach.templates.sms_max_segments
     window = store_send_window(settings, outreach.store.tz)
     counts = (await sent_today(session, outreach.store.store_id,
@@ -293,7 +316,8 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     plans: list[tuple[Recipient, str, datetime]] = []
     for r in fresh:
         cid = r.reach.customer_id
-        channel = pick_channel(r.reach, outreach.channels, available)
+        channel = route(r.reach, usable, outreach.routing,
+                        lambda ch, r=r: message_length(r, ch))
         if channel is None:
             out.status[cid] = "unreachable"
             continue
@@ -323,11 +347,7 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
 
     requests: list[MessageRequest] = []
     for (r, channel, when), code in zip(plans, codes):
-        variables = {**standard_variables(r.reach, outreach.store, settings),
-                     **outreach.variables, **r.variables}
-        if outreach.discount_percent:
-            variables["discount_code"] = code
-            variables["discount_percent"] = plain_percent(outreach.discount_percent)
+        variables = _variables(r, outreach, settings, code)
         out.by_channel[channel] += 1
         if sampler is not None and len(out.samples) >= 3 and not sampler.wants(channel, r.reach.locale):
             parts, cost = sampler.estimate(channel, r.reach.locale)

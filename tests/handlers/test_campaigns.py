@@ -300,3 +300,37 @@ async def test_minute_cron_fans_out_when_the_moment_comes(sessionmaker, settings
         await s.commit()
         assert await due_campaigns(s, clock.now()) == []
         assert await due_campaigns(s, clock.now() + timedelta(minutes=11)) == [(STORE, c2.id)]
+
+
+async def _fan_out_channels(sessionmaker, settings, spec) -> dict[str, str]:
+    async with sessionmaker() as s:
+        c = await create_campaign(s, STORE, spec, NOON)
+        await schedule_campaign(s, settings, STORE, c.id, NOON, force=True)
+        await s.commit()
+    await fan_out(sessionmaker, settings, STORE, c.id, NOON)
+    return {m.customer_id: m.channel for m in await _messages(sessionmaker, campaign_id=c.id)}
+
+
+async def test_each_customer_gets_the_cheapest_channel_unless_the_campaign_keeps_its_order(
+        sessionmaker, settings_factory):
+    settings = settings_factory(limits={"max_messages_per_customer_per_day": 5})
+    async with sessionmaker() as s:
+        await add_store(s)
+        await add_customers(s, [
+            customer_row("all"),                                        # WhatsApp is cheapest
+            customer_row("no_wa", consent_whatsapp=False),              # then SMS
+            customer_row("mail_only", consent_whatsapp=False, consent_sms=False),
+            customer_row("no_mail", email=None, consent_whatsapp=False),
+        ])
+        await add_segment(s, "vip", ["all", "no_wa", "mail_only", "no_mail"])
+        await s.commit()
+    spec = {**EID, "channels": ["email", "sms", "whatsapp"]}
+    assert await _fan_out_channels(sessionmaker, settings, spec) == {
+        "all": "whatsapp", "no_wa": "sms", "mail_only": "email", "no_mail": "sms"}
+    listed = await _fan_out_channels(sessionmaker, settings, {**spec, "routing": "listed"})
+    assert listed == {"all": "email", "no_wa": "email", "mail_only": "email", "no_mail": "sms"}
+    long = {**spec, "name": "Catalogue", "template": None, "discountPercent": None,
+            "content": {"sms": {"en": "New this week: " + "hand-woven jamdani sarees, " * 10},
+                        "email": {"en": "New this week at the shop"}}}
+    assert await _fan_out_channels(sessionmaker, settings, long) == {
+        "all": "email", "no_wa": "email", "mail_only": "email", "no_mail": "sms"}
