@@ -81,20 +81,23 @@ async def run(path: Path, workdir: Path) -> None:
     await upgrade_database(url)
     engine = make_engine(url)
     try:
-        cpu = time.process_time()
+        cpu, main_cpu = time.process_time(), time.thread_time()
         result = await import_file(make_sessionmaker(engine), "orders", path, store=None,
                                    now=datetime.now(UTC))
-        cpu = time.process_time() - cpu
+        cpu, main_cpu = time.process_time() - cpu, time.thread_time() - main_cpu
         async with engine.connect() as conn:
-            written = {t: (await conn.exec_driver_sql(f"SELECT count(*) FROM {t}")).scalar()
-                       for t in ("orders", "order_items", "order_status_history", "customers")}
+            stored = {t: (await conn.exec_driver_sql(f"SELECT count(*) FROM {t}")).scalar()
+                      for t in ("orders", "order_items", "order_status_history", "customers")}
     finally:
         await engine.dispose()
+    assert stored == result.written, (stored, result.written)  # a fresh database
+    rows = sum(result.written.values())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    print(f"{path.suffix[1:]:>5}: {result.rows:,} orders in {result.seconds:.2f}s = "
-          f"{result.rows_per_second:,.0f} orders/s, {result.rows / cpu:,.0f} orders/CPU-s "
-          f"(load {os.getloadavg()[0]:.1f}); rows written {written}, "
-          f"{sum(written.values()) / result.seconds:,.0f} rows/s; max RSS {rss} MB")
+    print(f"{path.suffix[1:]:>5}: {result.rows:,} orders ({rows:,} rows: {result.written}) in "
+          f"{result.seconds:.2f}s at load {os.getloadavg()[0]:.1f}: "
+          f"{result.rows_per_second:,.0f} orders/s, {result.written_per_second:,.0f} rows/s; "
+          f"per CPU-s {result.rows / cpu:,.0f} orders, {rows / cpu:,.0f} rows (CPU {cpu:.1f}s: "
+          f"parsing thread {main_cpu:.1f}s, driver thread {cpu - main_cpu:.1f}s); max RSS {rss} MB")
 
 
 def main() -> None:

@@ -57,6 +57,8 @@ WHEN = re.compile(
 TABLES = (Order.__tablename__, OrderItem.__tablename__, OrderStatusChange.__tablename__)
 ORDER_ID = itemgetter(1)  # the order id in the head, item and history tuples
 
+AMOUNTS_KEPT = 100_000  # distinct money strings remembered (a few MB at most)
+
 # The columns each statement binds, in the order the tuples below carry them.
 HEAD_COLUMNS = ("store_id", "order_id", "customer_id", "cart_id", "status", "total",
                 "currency", "promotion_codes", "occurred_at", "status_changed_at")
@@ -82,6 +84,7 @@ class Encoder:
         self.json = codes.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
 
         self.hours: dict[str, str | None] = {}  # local hour and offset -> UTC text prefix
+        self.amounts: dict[str, Any] = {}  # decimal string -> encoded amount
 
     def when(self, value: datetime) -> Any:
         utc = value.astimezone(UTC).replace(tzinfo=None)
@@ -120,8 +123,16 @@ class Encoder:
         return f"{head}{rest[:whole]}.{rest[whole + 1:]:0<6}"
 
     def amount(self, value: Any) -> Any:
-        """A decimal string or a whole number, not negative, encoded; else None."""
-        if type(value) is str and MONEY(value) or type(value) is int and value >= 0:
+        """A decimal string or a whole number, not negative, encoded; else None. Prices and
+        totals repeat, so decimal strings are checked once (up to AMOUNTS_KEPT of them)."""
+        if type(value) is str:
+            out = self.amounts.get(value)
+            if out is None and MONEY(value):
+                out = self.money(value)
+                if len(self.amounts) < AMOUNTS_KEPT:
+                    self.amounts[value] = out
+            return out
+        if type(value) is int and value >= 0:
             return self.money(value)
         return None
 
