@@ -260,6 +260,7 @@ class AutomationSettings(Section):
     birthday_schedule: Cron = "0 10 * * *"
     code_valid_for: Duration = timedelta(days=14)
     channels: list[Channel] = Field(default_factory=lambda: ["whatsapp", "email", "sms"])
+    routing: Literal["cheapest", "listed"] = "cheapest"  # plugins.routing
     shop_url: str = "https://{store}.stormcom.app/"
     recommendations_count: int = Field(default=4, ge=1, le=20)
     recommendations_exclude_days: int = Field(default=30, ge=0)

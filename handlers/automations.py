@@ -182,6 +182,7 @@ async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], st
         store=store, trigger=step.trigger,
         templates=await load_templates(ctx.session, ctx.store_id, step.template),
         channels=step.channels or ctx.settings.automations.channels,
+        routing=ctx.settings.automations.routing,
         send_at=window.next_allowed(now), costs=await unit_costs(ctx.session, ctx.settings,
                                                                  ctx.store_id),
         on_cap=ctx.settings.automations.on_cap.get(step.trigger.split(":", 1)[0], "defer"),

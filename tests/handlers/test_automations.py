@@ -348,3 +348,19 @@ async def test_merchant_turns_a_trigger_off_and_sets_up_segment_entry(world):
     listed = (await HANDLERS["automations.list"](job, {"storeId": STORE}))["workflows"]
     assert {(w["trigger"], w["enabled"]) for w in listed} >= {
         ("win_back", False), ("segment_entry:loyal", True)}
+
+
+@pytest.mark.parametrize("routing, channel", [("cheapest", "whatsapp"), ("listed", "email")])
+async def test_automations_route_to_the_cheapest_channel_or_keep_the_listed_order(
+        sessionmaker, settings_factory, clock, routing, channel):
+    settings = settings_factory(automations={"channels": ["email", "whatsapp"],
+                                               "routing": routing})
+    clock.set(NOON)
+    async with sessionmaker() as s:
+        await add_store(s)
+        await add_customers(s, [customer_row("c0")])
+        await s.commit()
+    world = World(sessionmaker, settings, clock)
+    await world.run(dispatch_segment_change, "vip", ["c0"], [])
+    [m] = await world.rows(Message, trigger="vip")
+    assert m.channel == channel
