@@ -317,6 +317,21 @@ async def test_higher_value_carts_go_first_when_throttled(shop):
     await shop.advance(HOUR)
     queued = sorted(await shop.messages(), key=lambda m: (-m.priority, m.not_before))
     assert [m.data["cartId"] for m in queued] == ["big", "mid", "small"]
+    # Throttled to one send at a time, the delivery pipeline sends the biggest cart first.
+    from stormd.plugins.pipeline import DeliveryPipeline
+
+    throttled = shop.settings.model_copy(update={"delivery": shop.settings.delivery.model_copy(
+        update={"batch_size": 1})})
+    pipeline = DeliveryPipeline(throttled, shop.sessionmaker, shop.clock)
+    sent_order = []
+    try:
+        for _ in values:
+            assert await pipeline.run_once() == 1
+            sent_order += [m.data["cartId"] for m in await shop.messages()
+                           if m.status == "sent" and m.data["cartId"] not in sent_order]
+    finally:
+        await pipeline.stop()
+    assert sent_order == ["big", "mid", "small"]
 
 
 async def test_order_seen_before_a_late_cart_update_still_counts_as_converted(shop):
