@@ -48,7 +48,7 @@ from stormd.handlers.eligibility import (
 from stormd.handlers.events import OrderCreated
 from stormd.handlers.registry import on_timer_batch
 from stormd.handlers.send_time import local_day_bounds, send_window
-from stormd.handlers.templates import render_template, system_sms_fit
+from stormd.handlers.templates import render_template, system_sms_fit, system_whatsapp_fields
 from stormd.plugins.enqueue import MessageRequest, enqueue_messages
 from stormd.schema.automations import AutomationExecution
 from stormd.schema.bulk import insert_returning
@@ -369,7 +369,9 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
             idempotency_key=message_key(t, ctx.store_id),
             data={"cartId": t.cart_id, "step": t.step + 1, "discountCode": code,
                   "abandonmentId": t.abandonment_id,  # and the SMS trimming its template allows
-                  **system_sms_fit(step.template, channel, who.locale, variables, rendered.body)},
+                  **system_sms_fit(step.template, channel, who.locale, variables, rendered.body),
+                  **system_whatsapp_fields(step.template, channel, who.locale, variables,
+                                           _first_image(variables["items"]))},
         ))
     await enqueue_messages(ctx.session, requests, now)
     for step_no in {t.step for t, _, _ in sends}:
@@ -387,6 +389,10 @@ def recovery_url(pattern: str, store_id: str, cart_id: str, code: str | None) ->
     parts = urlsplit(url)
     query = "&".join(q for q in (parts.query, urlencode({"discount": code})) if q)
     return urlunsplit(parts._replace(query=query))
+
+
+def _first_image(items: list[dict]) -> str | None:
+    return next((item["image_url"] for item in items if item.get("image_url")), None)
 
 
 async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -432,6 +432,18 @@ def system_sms_fit(slug: str, channel: str, locale: str, variables: dict[str, An
     return compiled_system(slug, channel, locale).sms_fit(limit, variables, body) if limit else {}
 
 
+def system_whatsapp_fields(slug: str, channel: str, locale: str, variables: dict[str, Any],
+                           header_image: str | None = None) -> dict[str, Any]:
+    """What a WhatsApp template message needs beside its text: the positional parameters
+    (`CompiledTemplate.params`) and, when known, a header picture."""
+    if channel != "whatsapp":
+        return {}
+    fields: dict[str, Any] = {"params": compiled_system(slug, channel, locale).params(variables)}
+    if header_image:
+        fields["header_image"] = header_image
+    return fields
+
+
 def compile_source(source: str, channel: str, name: str, html_source: str | None = None
                    ) -> CompiledTemplate:
     """A merchant's body compiled in the same sandbox."""

@@ -178,7 +178,8 @@ async def _templates(session: AsyncSession, messages: list[Any]) -> dict:
     found: dict[tuple, dict] = {}
     for t in rows:
         entry = {"name": t.name, "language": t.language, "status": t.status,
-                 "category": t.category}
+                 "category": t.category, "header_type": t.header_type,
+                 "header_content": t.header_content}
         found[(t.store_id, t.name, t.language)] = entry
         found.setdefault((t.store_id, t.name, None), entry)
     return found

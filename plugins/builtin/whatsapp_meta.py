@@ -4,7 +4,9 @@
 Marketing outside a 24-hour conversation must use a template Meta approved; stormd keeps
 each store's templates (WhatsAppTemplate) with their status and refuses any template that
 is not APPROVED before calling Meta. Template parameters come from the message's
-`data["params"]` (a list of strings, in order).
+`data["params"]` (a list of strings, in order). A template approved with an IMAGE header
+gets the message's `data["header_image"]` (a cart reminder's first product picture), else
+the template's own `header_content` link.
 
     [providers.meta]
     access_token = "env:WHATSAPP_TOKEN"
@@ -75,9 +77,16 @@ def template_payload(message) -> dict[str, Any]:
     params = [str(p) for p in message.data.get("params", [])]
     body: dict[str, Any] = {"name": template["name"],
                             "language": {"code": template.get("language") or message.locale}}
+    components = []
+    image = message.data.get("header_image") or template.get("header_content")
+    if template.get("header_type") == "IMAGE" and image:
+        components.append({"type": "header", "parameters": [
+            {"type": "image", "image": {"link": image}}]})
     if params:
-        body["components"] = [{"type": "body", "parameters": [
-            {"type": "text", "text": p} for p in params]}]
+        components.append({"type": "body", "parameters": [
+            {"type": "text", "text": p} for p in params]})
+    if components:
+        body["components"] = components
     return {"messaging_product": "whatsapp", "recipient_type": "individual",
             "to": message.to.lstrip("+"), "type": "template", "template": body}
 

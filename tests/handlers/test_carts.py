@@ -39,6 +39,10 @@ async def test_cart_idle_an_hour_gets_whatsapp_reminder_with_its_products(shop):
     assert "Jamdani saree × 2" in msg.body and "৳2,400" in msg.body
     assert "https://store_1.stormcom.app/cart/k1" in msg.body
     assert msg.priority == 2400
+    # What Meta's template message needs: positional parameters and the product picture
+    assert msg.data["params"][:2] == ["Rahim", "store_1"]
+    assert msg.data["params"][-1] == "https://store_1.stormcom.app/cart/k1"
+    assert msg.data["header_image"] == "https://cdn.example.com/p1.jpg"
     [ab] = await shop.abandonments()
     assert (ab.status, ab.recovery_attempts, ab.cart_value) == ("OPEN", 1, Decimal("2400.00"))
     assert ab.last_reminder_at == shop.clock.now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from email import message_from_bytes, policy
@@ -289,6 +290,30 @@ async def test_whatsapp_sends_an_approved_template(settings_factory, fake_provid
             WhatsAppMessage.id))).all()
     assert [str(m.cost) for m in await messages()] == ["8.90", "1.40"]  # per message, BDT
     assert [str(w.cost) for w in logged] == ["8.90", "1.40"]
+
+
+async def test_whatsapp_template_with_an_image_header_gets_the_product_picture(
+        settings_factory, fake_provider, queue, messages, pipelines, sessionmaker, clock):
+    meta = await fake_provider()
+    meta.reply(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.IMG"}]})
+    async with sessionmaker() as session, session.begin():
+        session.add(WhatsAppTemplate(
+            store_id="store_1", name="cart_reminder_1", category="MARKETING", language="en",
+            content="{{1}}, your cart is waiting: {{2}}", header_type="IMAGE",
+            header_content="https://cdn.example.com/store-banner.jpg", status="APPROVED",
+            created_at=clock.now(), updated_at=clock.now()))
+    await queue(channel="whatsapp", template="cart_reminder_1", data={
+        "params": ["Rahim", "https://shop/cart/k1"], "locale": "en",
+        "header_image": "https://cdn.example.com/p1.jpg"})
+    await queue(channel="whatsapp", template="cart_reminder_1", to_address="+8801711000002",
+                data={"params": ["Karim", "https://shop/cart/k2"], "locale": "en"})
+    await pipelines(meta_settings(settings_factory, meta)).run_once()
+    headers = [next(c for c in body["template"]["components"] if c["type"] == "header")
+               for body in (json.loads(raw) for _, _, raw in meta.requests)]
+    assert sorted(h["parameters"][0]["image"]["link"] for h in headers) == [
+        "https://cdn.example.com/p1.jpg",             # the cart's own product
+        "https://cdn.example.com/store-banner.jpg"]   # no picture known: the template's
+    assert {m.status for m in await messages()} == {"sent"}
 
 
 async def test_whatsapp_refuses_a_template_not_approved(settings_factory, fake_provider,
