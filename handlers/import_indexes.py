@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 # Below this many rows for a table the rebuild saves less than it costs to re-plan every
 # other connection's statements after the schema change.
 DEFER_MIN_ROWS = 50_000
+SORT_CACHE_KIB = 8_192
 
 
 @dataclass
@@ -49,6 +50,14 @@ class DeferredIndexes:
                 self.dropped.append((name, sql))
 
     async def rebuild(self, conn: AsyncConnection) -> None:
+        """Create the dropped indexes again. SQLite's sorter holds as much as the page cache
+        before it spills to a temporary file, so the cache shrinks to SORT_CACHE_KIB for
+        the builds (the rows are written by then) and its size comes back after."""
+        if not self.dropped:
+            return
+        cache = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar()
+        await conn.exec_driver_sql(f"PRAGMA cache_size=-{SORT_CACHE_KIB}")
         while self.dropped:
             _, sql = self.dropped.pop(0)
             await conn.exec_driver_sql(sql)
+        await conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
