@@ -4,25 +4,52 @@
 
 Generates N orders (default 1,000,000; K items each, default 2; 100,000 distinct buyers) as
 JSON Lines and/or CSV in a temporary folder, imports each into a fresh SQLite database
-through the real import path (`import_file`, one transaction), and prints orders/s wall
-and per CPU-second (all threads: SQLite runs in aiosqlite's), the rows each order costs
-(the order, its items, its status history entry, its buyer once) and the max RSS.
+through the real import path (`import_file`, one transaction), and prints orders/s and
+rows/s (rows written to orders, order_items, order_status_history and customers: 4.1 an
+order here), wall and per CPU-second of all threads, the CPU of the parsing (main) thread
+and of the driver's (aiosqlite) thread, and the max RSS.
 
-Measured 2026-11-30 on the shared 2-core machine, 100,000 orders, old and new interleaved in
-one process (other sessions' busy loops and tests; wall figures swing +-30%, CPU less):
-                      load 4-6: wall, per CPU-s      load 8-12: wall, per CPU-s
-  jsonl  before       5,210     7,800                1,800     7,800
-         after        6,050    11,500                2,300-4,500  12,200-13,400
-  csv    before       2,830     6,300                1,560     6,400
-         after        7,110    11,300                2,150    10,300
-("before": pydantic per row, SQLAlchemy parameter handling, 2 MB page cache; "after":
-hand-checked fast path, driver executemany, 64 MB page cache, parsing overlapped with the
-writes.) Max RSS 203 MB for 300,000 orders, 204 MB for 600,000 (flat; the page cache is
-64 MB of it).
-SQLite alone (the same upserts from prebuilt tuples, raw sqlite3) managed 17,000-22,000
-orders/CPU-s at load 8-10: each order is about a dozen B-tree inserts (orders + 3
-indexes, 2 items + 2 indexes each, history + 1 index, buyers), so 100,000 orders/s needs
-an idle machine well beyond this one.
+Measured 2026-12-01 on the shared 2-core machine, 1,000,000 orders, old (before this
+session) and new code alternated (other sessions' tests and benchmarks ran beside it; wall
+swings with them, CPU much less; rows = the 4.1 million rows written):
+                      load   orders/s   rows/s    orders/CPU-s  rows/CPU-s  max RSS
+  jsonl  before       2.3    36,700     150,500   40,100        164,000     205 MB
+         after        2.6    53,200     218,000   56,200        230,300     217 MB
+         before       2.1    41,400     169,800   41,100        168,600     205 MB
+         after        1.8    62,500     256,200   57,100        234,000     216 MB
+  csv    before       3.0    35,400     145,000   38,100        156,300     205 MB
+         after        3.0    49,500     203,000   52,200        213,800     215 MB
+At load 1.8 the new code's wall time (16.0 s) was below its CPU time (17.5 s): the parsing
+and the writes overlapped; the old code's never did (tonight's quiet-machine run: 27.4 s
+wall for 27.6 CPU-s). Earlier runs at load 3.8-4.4: 20,100 -> 32,300-32,700 orders/s wall.
+
+What changed (with the figure where a step was measured alone): rows go to SQLite 1,000
+a statement (multi-row VALUES; raw sqlite3, 1M orders: 18.0 -> 16.7 CPU-s); when the file
+at least doubles the orders or items table, their three non-unique indexes are dropped in
+the import's transaction and built after the last row (16.7 -> 13.2 CPU-s raw), with an
+8 MB cache so the sort's buffer stays small; a money string is checked once (parsing and
+building 200k orders 1.06 -> 0.90 CPU-s); sorting by the order id alone; 1 MiB file reads
+and a 0.5 ms GIL switch interval while loading (the driver's thread takes the GIL back
+after every statement step and waited up to 5 ms for it each time; with one statement a
+row the parsing and the writes hardly overlapped: the old code's quiet-machine run took
+27.4 s wall for 27.6 CPU-s).
+
+Where a million orders' time goes now: the parsing thread 7.6-7.7 CPU-s from JSON Lines,
+9.1 from CSV (reading, the hand checks and tuples ~4.5 s; sorting, flattening and driving
+the writes the rest); the driver's thread 10.0-10.1 CPU-s (11-12 at higher load). SQLite
+alone, fed the same tuples by raw sqlite3, needs 12.4-13.4 CPU-s: new buyers 1.3, orders
+2.1, items 3.4, status history 1.3, the status recompute 1.1, building the three deferred
+indexes 1.7, commit 1.0-1.8 (the checkpoint that copies the ~500 MB WAL into the
+database). So 100,000 orders/s is out of reach with this schema on this machine: even with
+the parsing fully beside it on the other core, the driver's thread alone is ~10 s a
+million, and the index builds and the commit (~3-4 s) run after the last row is parsed.
+Not worth it, measured: PRAGMA synchronous=OFF (no CPU gained; WAL with NORMAL does not
+sync at commit, only at the checkpoint, and OFF risks a corrupt database on power loss), a
+256 MB page cache (5-8 % less CPU at 200k orders for ~190 MB more RSS), PRAGMA threads for
+the index sort (no gain), the rows as one JSON parameter through json_each (GIL-free, but
+SQLite's CPU +25 %). Next steps would change the schema: WITHOUT ROWID orders (one B-tree
+less per order), items and history keyed without their surrogate ids, partial indexes on
+customers' email and phone (a buyer known only by id pays for two NULL entries).
 
 PostgreSQL (not measured by this script): 50,000 orders at load 6 went from 2,076 to 3,746
 orders/s with COPY into a staging table and one upsert per batch and table.
