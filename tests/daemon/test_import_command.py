@@ -33,7 +33,10 @@ def test_import_creates_the_database_and_prints_the_rate(tmp_path):
     args = ["import", "orders", str(path), "--store", "store_1", "--config", _config(tmp_path, db)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "imported 1 orders" in result.output and "rows/s" in result.output
+    assert "imported 1 orders" in result.output and "orders/s;" in result.output
+    # the order, its item, its status history entry and its buyer
+    assert ("4 rows written to customers, orders, order_items, order_status_history"
+            in result.output and result.output.rstrip().endswith(" rows/s)"))
     assert CliRunner().invoke(main, args).exit_code == 0
     assert _orders(db) == 1
 
