@@ -258,12 +258,11 @@ class DriverUpsert:
         if self.tail:
             tail = self.tail
             rows = [(*row, *tail) for row in rows]
-        step = self.per * self.width
-        whole = len(rows) - len(rows) % self.per if self.per > 1 else 0
+        per = self.per
+        whole = len(rows) - len(rows) % per if per > 1 else 0
         if whole:
-            flat = list(chain.from_iterable(rows[:whole]))
-            await conn.exec_driver_sql(
-                self.wide, [tuple(flat[i:i + step]) for i in range(0, len(flat), step)])
+            await conn.exec_driver_sql(self.wide, [tuple(chain.from_iterable(rows[i:i + per]))
+                                                   for i in range(0, whole, per)])
         if whole < len(rows):
             await conn.exec_driver_sql(self.sql, rows[whole:])
 
