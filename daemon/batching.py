@@ -42,7 +42,13 @@ from stormd.daemon.clock import Clock
 from stormd.daemon.metrics import BATCH_SIZE
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.events import Event
-from stormd.handlers.registry import dispatch_event, dispatch_events, registry
+from stormd.handlers.registry import (
+    dispatch_event,
+    dispatch_events,
+    registry,
+    run_deferred,
+    start_deferring,
+)
 from stormd.schema.inbox import ProcessedEvent
 
 log = logging.getLogger(__name__)
@@ -249,6 +255,7 @@ class GroupCommitter:
         async with self.sessionmaker() as session, session.begin():
             await lock_for_write(session)
             new = await self._claim(session, [d for g in groups for d in g], optimistic)
+            start_deferring(session)
             deadline = time.monotonic() + BATCH_TIME_BUDGET
             for run in runs(groups):
                 fresh = []
@@ -260,8 +267,19 @@ class GroupCommitter:
                 if fresh and not await self._run(session, fresh, outcomes, deadline):
                     rest = [d for g in groups for d in g if d not in outcomes]
                     await self._put_back(session, [rest], new, outcomes)
-                    return outcomes
+                    break
+            await self._run_deferred(session, outcomes)
         return outcomes
+
+    async def _run_deferred(self, session: AsyncSession, outcomes: dict[Delivery, Outcome]
+                            ) -> None:
+        """The work handlers put off to the end of the batch (`registry.defer`); if it
+        fails, the careful rerun does it event by event."""
+        try:
+            await run_deferred(session, lambda store_id: HandlerContext(
+                session=session, settings=self.settings, clock=self.clock, store_id=store_id))
+        except Exception as exc:
+            raise _HandlerFailed(None, exc, len(outcomes)) from exc
 
     async def _run(self, session: AsyncSession, run: list[Delivery],
                    outcomes: dict[Delivery, Outcome], deadline: float) -> bool:

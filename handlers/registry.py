@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from stormd.config.settings import Settings
 from stormd.handlers.context import HandlerContext, JobContext, TimerFired
@@ -27,6 +28,11 @@ BatchTimerHandler = Callable[[HandlerContext, list[TimerFired]], Awaitable[None]
 SegmentChangeHandler = Callable[[HandlerContext, str, list[str], list[str]], Awaitable[None]]
 CronJob = Callable[[JobContext], Awaitable[None]]
 ApiHandler = Callable[[JobContext, dict], Awaitable[dict]]
+
+# Work a handler may put off to the end of a group-commit batch: called once per store
+# with everything put off (in order, each once), in the batch's own transaction.
+DeferredWork = Callable[[HandlerContext, list[str]], Awaitable[Any]]
+_DEFERRED = "stormd.deferred"  # session.info while a batch defers: (work, store) -> items
 
 STATE = 0  # keeps stormd's picture of customers, carts, orders
 REACT = 10  # automations reacting to the new state
@@ -208,6 +214,31 @@ async def dispatch_events(ctx: HandlerContext, events: list[Event]) -> None:
         else:
             for event in events:
                 await entry.fn(ctx, event)
+
+
+def start_deferring(session: Any) -> None:
+    """From now on in this session's transaction, `defer` queues work instead of running it
+    (the group commit's fast path: re-scoring once a batch, not once a run of each type)."""
+    session.info[_DEFERRED] = {}
+
+
+def defer(ctx: HandlerContext, work: DeferredWork, items: Iterable[str]) -> bool:
+    """Queue `items` for `work(ctx of this store, items)` at the end of the batch; False
+    when the transaction does not defer (a single dispatch, a timer, a careful rerun's
+    savepoint): then the caller does the work now."""
+    pending = ctx.session.info.get(_DEFERRED)
+    if pending is None or ctx.session.in_nested_transaction():
+        return False
+    pending.setdefault((work, ctx.store_id), {}).update(dict.fromkeys(items))
+    return True
+
+
+async def run_deferred(session: Any, context: Callable[[str], HandlerContext]) -> None:
+    """Do the work put off in this transaction (once per work and store), and stop
+    deferring; `context(store_id)` makes each call's context."""
+    pending = session.info.pop(_DEFERRED, None) or {}
+    for (work, store_id), items in pending.items():
+        await work(context(store_id), list(items))
 
 
 async def dispatch_segment_change(

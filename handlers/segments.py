@@ -33,7 +33,7 @@ from stormd.handlers.events import Event
 from stormd.handlers.features import ID_CHUNK, customer_aggregates, epoch_us, first_column
 from stormd.handlers.guardrails import record_segment_size
 from stormd.handlers.lifecycle import upsert_buyers, upsert_prospects
-from stormd.handlers.registry import REACT, dispatch_segment_change, on_event_batch
+from stormd.handlers.registry import REACT, defer, dispatch_segment_change, on_event_batch
 from stormd.handlers.rfm import latest_bounds, score
 from stormd.schema.customers import Customer
 from stormd.schema.inbox import OutboundEvent
@@ -386,7 +386,7 @@ async def rescore_on_event(ctx: HandlerContext, events: list[Event]) -> None:
     """Keep the customers' scores and segments current between nightly runs (one
     re-scoring for the whole run of events)."""
     customers = await _customers_of(ctx, events)
-    if customers:
+    if customers and not defer(ctx, rescore_customers, customers):  # once a batch
         await rescore_customers(ctx, customers)
 
 

@@ -22,6 +22,7 @@ from stormd.schema.automations import AutomationExecution
 from stormd.schema.customers import Customer
 from stormd.schema.inbox import ProcessedEvent
 from stormd.schema.messages import EmailEvent, Message
+from stormd.schema.rfm import CustomerLifecycleMetrics
 from stormd.schema.timers import Timer
 from stormd.schema.upsert import upsert_rows
 
@@ -283,3 +284,31 @@ async def test_stores_are_ensured_once_a_transaction_and_never_lost_to_a_rollbac
             await ensure_stores(session, ["s3"], clock.now())  # a new transaction: again
     ids = await count(sessionmaker, select(Store.id))
     assert sorted(i for (i,) in ids) == ["s1", "s2", "s3"]
+
+
+async def test_a_batch_rescores_its_customers_once_with_every_event_of_it_applied(
+    sessionmaker, settings_factory, clock
+):
+    """Re-scoring is put off to the end of the batch (once, not once a run of each type):
+    the lifecycle rows it writes count every order of the batch, including a status
+    change in a later run of it, and a customer only named by that change."""
+    load_handlers()
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    item = [{"productId": "p1", "quantity": 1, "unitPrice": "500"}]
+    batch = [
+        [delivery(envelope("order.created", {"orderId": "o1", "customerId": "a",
+                                             "status": "PAID", "total": "500", "items": item})),
+         delivery(envelope("order.status_changed", {"orderId": "o1", "status": "CANCELLED"}))],
+        [delivery(envelope("order.created", {"orderId": "o2", "customerId": "b",
+                                             "status": "PAID", "total": "700", "items": item}))],
+        [delivery(envelope("order.created", {"orderId": "o3", "customerId": "b",
+                                             "status": "DELIVERED", "total": "300",
+                                             "items": item}))],
+    ]
+    assert len(list(runs(batch))) == 2  # the creations, then the status change
+    outcomes = await committer.commit(batch)
+    assert set(outcomes.values()) == {Outcome.PROCESSED}
+    rows = await count(sessionmaker, select(
+        CustomerLifecycleMetrics.customer_id, CustomerLifecycleMetrics.orders_count,
+        CustomerLifecycleMetrics.orders_total))
+    assert {c: (n, int(total)) for c, n, total in rows} == {"a": (0, 0), "b": (2, 1000)}
