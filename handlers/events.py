@@ -10,13 +10,29 @@ import json
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 OrderStatus = Literal["PENDING", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED"]
 ConsentChannel = Literal["email", "sms", "whatsapp", "push", "all"]
+
+
+def _zoned(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("occurredAt needs a time zone")
+    return value
+
+
+ZonedTime = Annotated[datetime, AfterValidator(_zoned)]  # occurredAt: never a naive time
 
 
 class Payload(BaseModel):
@@ -141,15 +157,8 @@ class Envelope(BaseModel):
     id: str = Field(min_length=1, max_length=128)
     type: str
     store_id: str = Field(min_length=1, max_length=64)
-    occurred_at: datetime
+    occurred_at: ZonedTime
     data: dict[str, Any]
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurredAt needs a time zone")
-        return value
 
 
 class Event(BaseModel):

@@ -20,11 +20,11 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stormd.handlers.events import OrderCreated
+from stormd.handlers.events import OrderCreated, ZonedTime
 from stormd.handlers.import_copy import CopyUpsert, on_conflict
 from stormd.handlers.orders import _keep_status, _mark_codes_redeemed, _status_from_history
 from stormd.schema.customers import Customer
@@ -36,14 +36,7 @@ StoreIdField = Field(default=None, min_length=1, max_length=64)
 
 class OrderRow(OrderCreated):
     store_id: str | None = StoreIdField
-    occurred_at: datetime
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurredAt needs a time zone")
-        return value
+    occurred_at: ZonedTime
 
 
 ORDER_KEYS = frozenset({"storeId", "orderId", "customerId", "cartId", "status", "total",
