@@ -6,11 +6,13 @@ them; a crashed process's lease simply expires and another picks the row up. Eac
 timer runs in its own SAVEPOINT of one batch transaction and its row is deleted with it, so
 a fire happens once; a failing one keeps its row and is retried after a backoff.
 
-A lease may run out while its claimer is slow (a long pause between claim and fire, a huge
-batch). So the firing transaction first locks its rows and keeps only those still claimed
-by this process: on PostgreSQL the row locks (FOR UPDATE) hold off other claimers, whose
-claim skips locked rows, until the fire commits and deletes them; on SQLite the write lock
-does the same. A timer whose claim was taken over is left to its new claimer.
+Between claim and fire an event may reschedule or cancel a claimed timer (a cart updated
+again), and a lease may run out while its claimer is slow (a long pause, a huge batch). So
+the firing transaction first locks its rows and keeps only those still claimed by this
+process (a stale claim would fire the old payload): on PostgreSQL the row locks (FOR
+UPDATE) hold off other claimers, whose claim skips locked rows, until the fire commits and
+deletes them; on SQLite the write lock does the same. A timer whose claim was taken over
+is left to its new claimer, a rescheduled one to its new due time.
 
 The loop sleeps until the next due time (at most `poll` seconds) and is woken early by
 `wake()` — the runtime calls it after every commit, since a handler may have scheduled a
@@ -123,9 +125,10 @@ class TimerLoop(SupervisedLoop):
                 select(Timer.id).where(in_values(Timer.id, [r.id for r in claimed]),
                                        Timer.claimed_by == self.owner).with_for_update()
             )).all())
-            if len(ours) < len(claimed):
-                log.warning("timers: %d claim(s) ran out and were taken over before firing",
-                            len(claimed) - len(ours))
+            if len(ours) < len(claimed):  # rescheduled or cancelled by an event since the
+                # claim (the usual case: a cart updated again), or a run-out lease taken over
+                log.debug("timers: %d claimed timer(s) changed hands before firing; not fired",
+                          len(claimed) - len(ours))
                 claimed = [r for r in claimed if r.id in ours]
             singles = [r for r in claimed if registry.timer_batch_handler(r.kind) is None]
             for (store_id, kind), rows in _batch_groups(claimed).items():

@@ -170,6 +170,20 @@ async def test_a_claim_that_ran_out_before_firing_is_left_to_its_new_claimer(
     assert keys(fired) == ["k"]
 
 
+async def test_a_timer_rescheduled_after_its_claim_fires_only_as_rescheduled(
+    fired, sessionmaker, clock, settings_factory
+):
+    await schedule(sessionmaker, clock, "cart:k1", timedelta(0), payload={"v": 1})
+    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    claimed = await loop._claim()
+    await schedule(sessionmaker, clock, "cart:k1", timedelta(hours=1), payload={"v": 2})
+    await loop.fire(claimed)  # the cart was updated meanwhile: the old claim does not fire
+    assert fired == []
+    clock.advance(timedelta(hours=1))
+    assert await loop.fire_due() == 1
+    assert [(t.key, t.payload) for t, _ in fired] == [("cart:k1", {"v": 2})]
+
+
 async def test_a_slow_fire_keeps_its_timers_from_a_second_claimer(
     handlers, sessionmaker, clock, settings_factory
 ):
