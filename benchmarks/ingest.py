@@ -33,26 +33,30 @@
 
 Target: stormd >= 50 % of the plain consumer's rate; p99 < 50 ms at 1,000 events/s.
 
-Figures (2 shared cores, 2026-12-01 00:0x UTC, load 1.9-3.1; this script for both codes;
-"before" is the code at 1991e9f; wall-clock rates follow the load, CPU rates less so):
-- 100,000 events, real handlers: before 820 events/s (2 % of 35,777 msg/s), 863 events per
-  CPU-second (122 s: upsell timers one by one at ~12 ms each, an UPDATE per order in
-  the attribution of orders to cart recoveries); after 2,918
-  events/s (8 % of 38,663 msg/s), 3,367 per CPU-second (34 s). Not the 50 % target.
-- 20,000 events, real handlers, run alternately twice: before 2,138 and 2,213 events/s,
-  2,269 and 2,334 per CPU-second; after 4,546 and 4,799 events/s (12-13 % of ~37,000
-  msg/s), 4,911 and 5,268 per CPU-second.
-- 20,000 events, `--handlers none` (runtime alone): 18,109-20,244 events/s (53-54 %),
-  21,800-23,400 per CPU-second, before and after alike.
-- Latency at 1,000 events/s for 5 s, `--live now`: before and after p50 <= 75-100 ms,
-  p99 <= 250 ms; `--live replay`: before p50 <= 250 ms, p99 <= 2,500 ms; after p50 <= 75 ms,
-  p99 <= 500 ms. Not the < 50 ms target.
+Figures (2 shared cores; this script for both codes, "before" being the code at 1991e9f;
+wall-clock rates follow the load, CPU rates less so):
+- 100,000 events, real handlers: before 857 events/s (2 % of 40,640 msg/s), 889 events per
+  CPU-second (117 s, load 0.2-1.5; 820 and 863 at load 1.9-2.6: upsell timers one by one
+  at ~12 ms each, an UPDATE per order in the attribution of orders to cart recoveries;
+  the delivery pipeline's claim once failed with "database is locked" behind them);
+  after 3,519 events/s (10 % of 36,678 msg/s), 3,741 per CPU-second (28 s, load
+  0.5-1.0). Not the 50 % target.
+- 20,000 events, real handlers, old and new code alternately, twice (load 1.0-1.3):
+  before 1,872 and 1,929 events/s (5 % of ~40,000 msg/s), 2,001 and 2,069 per
+  CPU-second; after 4,980 and 5,296 events/s (12-13 %), 5,311 and 5,843 per CPU-second.
+- 20,000 events, `--handlers none` (runtime alone, load 2.8-3.1): 18,109-20,244 events/s
+  (53-54 %), 21,800-23,400 per CPU-second, before and after alike.
+- Latency at 1,000 events/s for 5 s, `--live now`: before p50 <= 75-100 ms, p99 <= 250 ms;
+  after p50 <= 75 ms, p99 <= 250 ms (every run at load 1-3). `--live replay`: before p50
+  <= 100-250 ms, p99 <= 250-2,500 ms; after p50 <= 50-75 ms, p99 <= 100-500 ms. Not the
+  < 50 ms target.
 - What changed (handlers driven directly in 500-event batches, 20,000 events, CPU): the
   post-purchase and welcome timers became batch handlers (12.4 -> 0.9 ms an upsell timer);
   order attribution stopped issuing an UPDATE per order and two per recovered cart; carts
   are Core rows upserted and updated by primary key (keep_cart 0.75 -> 0.36 s); re-scoring
-  reads segments and RFM bounds once a transaction. 4.1 -> 2.9-3.0 s CPU without the
-  upsell change, 8.2 -> 2.9-3.0 s with it.
+  reads segments and RFM bounds once a transaction and, in the group commit, once a
+  batch instead of once a run of each type (`registry.defer`). 4.1 -> 2.6-2.8 s CPU
+  without the upsell change, 8.2 -> 2.6-2.8 s with it.
 - Where the time goes now (`--handlers timed` and the handlers driven directly, 20,000
   events): keep_cart ~50 µs CPU an event, re-scoring ~40, convert_carts ~130 an order,
   on_order_created ~60, upsell timers ~0.3-0.9 ms each; most of it is SQLAlchemy and
@@ -62,14 +66,17 @@ Figures (2 shared cores, 2026-12-01 00:0x UTC, load 1.9-3.1; this script for bot
 - Why p99 is not under 50 ms at 1,000 events/s: batches are small there (~50 events), and
   every run of every event type pays its handlers' fixed statements, so an event costs
   ~1 ms of committer time instead of ~0.25 ms in the drain (the handlers driven in batches
-  of 50 take 3.4x the CPU of batches of 500): the committer is busy ~90 % of the time,
-  and an event waits for the batch in progress (~50-90 ms at p50) and then its own. The
+  of 50 take 3.4x the CPU of batches of 500): the committer is busy most of the time
+  (~90 % at load 2), and an event waits for the batch in progress (p50 20-50 ms) and
+  then for its own (p50 40-90 ms). The
   other writers add the tail: a timer batch (up to `batch_claim` = 5,000 timers), the
   outbox relay and the delivery pipeline take SQLite's one write lock for 100 ms to 3 s
   when much is due (the `replay` case). The batch time budget is not the cause: 0.05 s
-  instead of 0.25 s made it worse (more batches cut short and rerun). What would help:
-  fewer statements per batch (re-scoring once a batch instead of once a run of each
-  type), cheaper statements, PostgreSQL with `daemon.workers` > 1.
+  instead of 0.25 s made it worse (more batches cut short and rerun). Re-scoring once a
+  batch took ~12 % off the drain's CPU but little off the latency. What would help:
+  fewer fixed statements per run (the cart and order handlers' 5-9), cheaper statements
+  (SQLAlchemy's per-execution work, aiosqlite's two thread hand-offs), PostgreSQL with
+  `daemon.workers` > 1.
 """
 
 from __future__ import annotations
