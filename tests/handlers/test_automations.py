@@ -292,14 +292,19 @@ async def test_cap_across_triggers_defers_to_the_next_day(world):
     assert execution.status == "COMPLETED"
 
 
-async def test_cap_with_drop_skips_and_says_why(sessionmaker, settings_factory, clock):
-    settings = settings_factory(automations={"on_cap": {"vip": "drop"}})
+async def one_customer_world(sessionmaker, settings, clock) -> World:
+    """A store with the one customer c0, at noon, under `settings`."""
     clock.set(NOON)
     async with sessionmaker() as s:
         await add_store(s)
         await add_customers(s, [customer_row("c0")])
         await s.commit()
-    world = World(sessionmaker, settings, clock)
+    return World(sessionmaker, settings, clock)
+
+
+async def test_cap_with_drop_skips_and_says_why(sessionmaker, settings_factory, clock):
+    settings = settings_factory(automations={"on_cap": {"vip": "drop"}})
+    world = await one_customer_world(sessionmaker, settings, clock)
     await _fill_cap(world, "c0")
     await world.run(dispatch_segment_change, "vip", ["c0"], [])
     assert await world.rows(Message, trigger="vip") == []
@@ -355,12 +360,7 @@ async def test_automations_route_to_the_cheapest_channel_or_keep_the_listed_orde
         sessionmaker, settings_factory, clock, routing, channel):
     settings = settings_factory(automations={"channels": ["email", "whatsapp"],
                                                "routing": routing})
-    clock.set(NOON)
-    async with sessionmaker() as s:
-        await add_store(s)
-        await add_customers(s, [customer_row("c0")])
-        await s.commit()
-    world = World(sessionmaker, settings, clock)
+    world = await one_customer_world(sessionmaker, settings, clock)
     await world.run(dispatch_segment_change, "vip", ["c0"], [])
     [m] = await world.rows(Message, trigger="vip")
     assert m.channel == channel
