@@ -32,8 +32,10 @@ from stormd.daemon.embedded import EmbeddedNats
 from stormd.daemon.health import HttpServers
 from stormd.daemon.intake import Intake
 from stormd.daemon.metrics import declare_series, load_segment_members
+from stormd.daemon.outbound import staged_events
 from stormd.daemon.relay import Relay
 from stormd.daemon.scheduler import TimerLoop
+from stormd.daemon.timers import earliest_scheduled
 from stormd.handlers.events import EVENT_TYPES
 from stormd.handlers.registry import HandlerRegistry, load_handlers
 from stormd.plugins import webhooks
@@ -130,9 +132,15 @@ class Daemon:
     async def _settle(self, delivery, outcome) -> None:
         await self.intake.settle(delivery, outcome)
 
-    def _after_commit(self) -> None:
-        self.timers.wake()
-        self.relay.wake()
+    def _after_commit(self, committed: list[dict]) -> None:
+        """Wake the timer loop if the batch scheduled a timer due before its next poll, and
+        the relay if it staged events out; otherwise they keep their own pace (a wake-up
+        costs a pass of queries, and most batches schedule timers hours away)."""
+        due = [at for info in committed if (at := earliest_scheduled(info)) is not None]
+        if due and (min(due) - self.clock.now()).total_seconds() <= self.timers.poll:
+            self.timers.wake()
+        if any(staged_events(info) for info in committed):
+            self.relay.wake()
 
     def alive(self) -> bool:
         return self.nc is not None and self.nc.is_connected

@@ -28,7 +28,8 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -50,6 +51,7 @@ from stormd.handlers.registry import (
     start_deferring,
 )
 from stormd.schema.inbox import ProcessedEvent
+from stormd.schema.sqlite_driver import inline
 
 log = logging.getLogger(__name__)
 # A batch stops taking new groups after this long: on SQLite it holds the one write lock,
@@ -133,6 +135,27 @@ async def lock_for_write(session: AsyncSession) -> None:
         await session.execute(text("BEGIN IMMEDIATE"))
 
 
+@asynccontextmanager
+async def write_session(sessionmaker: Any) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction that holds the write lock from its start (committed at
+    the end of the block). On SQLite, once the lock is held, its statements and its
+    commit run on the event loop's thread (`sqlite_driver.inline`): none can wait for a
+    lock, and a group commit's statements are each small."""
+    session = sessionmaker()
+    adapter = None
+    try:
+        async with session.begin():
+            await lock_for_write(session)
+            adapter = await inline(session)
+            yield session
+    finally:
+        try:
+            await session.close()  # the connection's reset on release runs inline too
+        finally:
+            if adapter is not None:
+                adapter.inline = False
+
+
 def unavailable(exc: BaseException) -> bool:
     """The database, not the events, failed the transaction: SQLite locked past its
     busy_timeout, a lost or refused connection, a serialization conflict."""
@@ -149,7 +172,7 @@ class GroupCommitter:
     def __init__(
         self, sessionmaker: Any, settings: Settings, clock: Clock,
         dispatch: Callable[[HandlerContext, Event], Awaitable[None]] = dispatch_event,
-        after_commit: Callable[[], None] | None = None,
+        after_commit: Callable[[list[dict[str, Any]]], None] | None = None,
         dispatch_batch: Callable[[HandlerContext, list[Event]], Awaitable[None]] | None = None,
     ):
         self.sessionmaker = sessionmaker
@@ -161,17 +184,20 @@ class GroupCommitter:
         if dispatch_batch is None and dispatch is dispatch_event:
             dispatch_batch = dispatch_events
         self.dispatch_batch = dispatch_batch
+        # Called after each batch with the `info` of the sessions that committed it (what
+        # they scheduled or staged: the runtime wakes the timer loop and the relay on it).
         self.after_commit = after_commit
 
     async def commit(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
         """Apply the batch; every delivery gets an outcome (FAILED ones carry `.error`)."""
         BATCH_SIZE.observe(sum(map(len, groups)))
         known_bad: Delivery | None = None
+        committed: list[dict[str, Any]] = []  # the info of the sessions that ran it
         try:
             try:
-                outcomes = await self._fast(groups)
+                outcomes = await self._fast(groups, committed)
             except _SeenBefore:
-                outcomes = await self._fast(groups, optimistic=False)
+                outcomes = await self._fast(groups, committed, optimistic=False)
         except _HandlerFailed as failed:
             known_bad = failed.delivery
             if known_bad is not None:
@@ -192,14 +218,14 @@ class GroupCommitter:
             outcomes = None
         if outcomes is None:
             try:
-                outcomes = await self._careful(groups, known_bad)
+                outcomes = await self._careful(groups, known_bad, committed)
             except Exception as exc:
                 if unavailable(exc):
                     return self._all(groups, Outcome.BLOCKED,
                                      f"database unavailable: {describe(exc)}")
                 return self._all(groups, Outcome.FAILED, f"commit failed: {describe(exc)}")
         if self.after_commit is not None:
-            self.after_commit()
+            self.after_commit(committed)
         return outcomes
 
     @staticmethod
@@ -249,11 +275,11 @@ class GroupCommitter:
             await session.execute(insert(ProcessedEvent), rows)
         return {r["event_id"] for r in rows}
 
-    async def _fast(self, groups: list[list[Delivery]],
+    async def _fast(self, groups: list[list[Delivery]], committed: list[dict[str, Any]],
                     optimistic: bool = True) -> dict[Delivery, Outcome]:
         outcomes: dict[Delivery, Outcome] = {}
-        async with self.sessionmaker() as session, session.begin():
-            await lock_for_write(session)
+        async with write_session(self.sessionmaker) as session:
+            committed.append(session.info)
             new = await self._claim(session, [d for g in groups for d in g], optimistic)
             start_deferring(session)
             deadline = time.monotonic() + BATCH_TIME_BUDGET
@@ -308,13 +334,14 @@ class GroupCommitter:
         return True
 
     async def _careful(
-        self, groups: list[list[Delivery]], known_bad: Delivery | None
+        self, groups: list[list[Delivery]], known_bad: Delivery | None,
+        committed: list[dict[str, Any]],
     ) -> dict[Delivery, Outcome]:
         """Rerun the batch, each event in a SAVEPOINT; the event that failed the fast path
         is not run again in this attempt."""
         outcomes: dict[Delivery, Outcome] = {}
-        async with self.sessionmaker() as session, session.begin():
-            await lock_for_write(session)
+        async with write_session(self.sessionmaker) as session:
+            committed.append(session.info)
             deadline = time.monotonic() + BATCH_TIME_BUDGET
             for n, group in enumerate(groups):
                 if n and time.monotonic() > deadline:

@@ -11,6 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.schema.inbox import OutboundEvent
 
+_STAGED = "stormd.staged_events"  # session.info: the session wrote outbox rows
+
+
+def note_staged(session: AsyncSession) -> None:
+    """Mark the session as having written outbox rows (the relay is woken after its
+    commit; otherwise it only polls)."""
+    session.info[_STAGED] = True
+
+
+def staged_events(info: dict[str, Any]) -> bool:
+    return bool(info.get(_STAGED))
+
 
 def new_event_id() -> str:
     return f"evt_{uuid.uuid4().hex}"
@@ -35,6 +47,7 @@ def stage_outbound_event(
         "id": event_id, "type": type_, "storeId": store_id,
         "occurredAt": now.isoformat(), "data": data,
     }
+    note_staged(session)
     session.add(
         OutboundEvent(
             event_id=event_id, subject=out_subject(prefix, store_id, type_),

@@ -15,8 +15,8 @@ deletes them; on SQLite the write lock does the same. A timer whose claim was ta
 is left to its new claimer, a rescheduled one to its new due time.
 
 The loop sleeps until the next due time (at most `poll` seconds) and is woken early by
-`wake()` — the runtime calls it after every commit, since a handler may have scheduled a
-nearer timer.
+`wake()`: the runtime calls it after a group commit that scheduled a timer due within
+`poll` (`timers.earliest_scheduled`).
 """
 
 from __future__ import annotations

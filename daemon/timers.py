@@ -16,6 +16,14 @@ from stormd.schema.inlist import in_values
 from stormd.schema.timers import Timer
 from stormd.schema.upsert import upsert_rows
 
+_EARLIEST = "stormd.earliest_timer"  # session.info: the nearest due time scheduled in it
+
+
+def earliest_scheduled(info: dict[str, Any]) -> datetime | None:
+    """The nearest due time a session (its `info`) scheduled, None if none: the runtime
+    wakes the timer loop after a commit only when it must fire before its next poll."""
+    return info.get(_EARLIEST)
+
 
 async def schedule_timer(
     session: AsyncSession,
@@ -41,6 +49,9 @@ async def schedule_timers(
     optionally payload and priority. Set-based handlers (thousands of carts) use this."""
     if not timers:
         return
+    due = min(t["due_at"] for t in timers)
+    if session.info.get(_EARLIEST) is None or due < session.info[_EARLIEST]:
+        session.info[_EARLIEST] = due
     # Every column given, so a replaced timer loses its old claim (claimed_by/until NULL);
     # upsert_rows: one compiled statement, rows to SQLite's driver executemany.
     await upsert_rows(session, Timer.__table__, [

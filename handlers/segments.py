@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from stormd.config.settings import Settings
-from stormd.daemon.outbound import new_event_id, out_subject
+from stormd.daemon.outbound import new_event_id, note_staged, out_subject
 from stormd.handlers.columnar import write_columns
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.criteria import CriteriaError, compile_criteria, feature_from, reads_time
@@ -258,6 +258,7 @@ async def emit_segmented(ctx: HandlerContext, change: Change) -> None:
     plain = not _NEEDS_ESCAPE.search("".join(cid for cid, _ in moves))
     payloads = [envelope % (eid, f'"{cid}"' if plain else json.dumps(cid), how)
                 for eid, (cid, how) in zip(ids, moves)]
+    note_staged(ctx.session)
     await write_columns(ctx.session, OutboundEvent.__table__, {
         "event_id": ids, "subject": out_subject(prefix, store_id, "customer.segmented"),
         "payload": payloads, "created_at": epoch_us(now)}, ["event_id"], update=False)

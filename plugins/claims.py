@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stormd.daemon.outbound import new_event_id, out_subject, stage_outbound_event
+from stormd.daemon.outbound import new_event_id, note_staged, out_subject, stage_outbound_event
 from stormd.plugins.bulk import execute_rows
 from stormd.plugins.push_tokens import GONE_CODES, forget_push_tokens
 from stormd.schema.inbox import OutboundEvent
@@ -154,6 +154,8 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
         and o.message.customer_id and o.to])
     events = [status_event_row(o.message, o.status, o.provider, now, prefix)
               for o in outcomes if o.status in FINAL]
+    if events:
+        note_staged(session)
     await execute_rows(session, insert(OutboundEvent.__table__), "status_events", events)
 
 
