@@ -9,10 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stormd.schema.inlist import in_values
+from stormd.schema.prepared import delete_in
 from stormd.schema.timers import Timer
 from stormd.schema.upsert import upsert_rows
 
@@ -64,11 +63,8 @@ async def schedule_timers(
 
 async def cancel_timers(session: AsyncSession, *, store_id: str, keys: list[str]) -> None:
     """Cancel many timers by key (missing keys are fine)."""
-    for i in range(0, len(keys), 5000):
-        await session.execute(
-            delete(Timer).where(Timer.store_id == store_id, in_values(Timer.key, keys[i:i + 5000]))
-        )
+    await delete_in(session, Timer.__table__, "key", store_id, keys)
 
 
 async def cancel_timer(session: AsyncSession, *, store_id: str, key: str) -> None:
-    await session.execute(delete(Timer).where(Timer.store_id == store_id, Timer.key == key))
+    await delete_in(session, Timer.__table__, "key", store_id, [key])

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from stormd.config.settings import CartStep
 from stormd.daemon.timers import cancel_timers, schedule_timers
@@ -53,7 +53,8 @@ from stormd.plugins.enqueue import MessageRequest, enqueue_messages
 from stormd.schema.automations import AutomationExecution
 from stormd.schema.bulk import insert_returning
 from stormd.schema.carts import Cart, CartAbandonmentEvent, CartItem
-from stormd.schema.inlist import in_values
+from stormd.schema.inlist import in_param, in_values
+from stormd.schema.prepared import update_by_key
 from stormd.schema.products import Product
 from stormd.schema.stores import Store
 
@@ -188,6 +189,13 @@ async def cancel_recovery(ctx: HandlerContext, cart_ids: list[str], reason: str,
     return await cancel_recoveries(ctx, {c: reason for c in cart_ids}, status)
 
 
+@functools.cache
+def _open_abandonments() -> Any:
+    Ab = CartAbandonmentEvent
+    return select(Ab).where(Ab.store_id == bindparam("b_store"),
+                            in_param(Ab.cart_id, "b_carts"), Ab.status == "OPEN")
+
+
 async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
                             status: str = "CANCELLED") -> list[CartAbandonmentEvent]:
     """`cancel_recovery` for many carts at once, each with its own reason (cart id ->
@@ -198,11 +206,8 @@ async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
     await cancel_timers(ctx.session, store_id=ctx.store_id, keys=[_key(c) for c in cart_ids])
     open_rows: list[CartAbandonmentEvent] = []
     for i in range(0, len(cart_ids), CHUNK):
-        open_rows.extend((await ctx.session.scalars(select(CartAbandonmentEvent).where(
-            CartAbandonmentEvent.store_id == ctx.store_id,
-            in_values(CartAbandonmentEvent.cart_id, cart_ids[i:i + CHUNK]),
-            CartAbandonmentEvent.status == "OPEN",
-        ))).all())
+        open_rows.extend((await ctx.session.scalars(_open_abandonments(), {
+            "b_store": ctx.store_id, "b_carts": cart_ids[i:i + CHUNK]})).all())
     if not open_rows:
         return []
     for row in open_rows:
@@ -519,9 +524,8 @@ async def attribute_orders(ctx: HandlerContext,
 async def set_carts(ctx: HandlerContext, rows: list[dict[str, Any]]) -> None:
     """UPDATE carts by primary key in one executemany (each dict: cart_id and the new
     values). The handlers hold carts as Core rows, so no session object goes stale."""
-    if rows:
-        await ctx.session.execute(update(Cart).execution_options(synchronize_session=False),
-                                  [{"store_id": ctx.store_id, **r} for r in rows])
+    await update_by_key(ctx.session, Cart.__table__, ("store_id", "cart_id"),
+                        [{"store_id": ctx.store_id, **r} for r in rows])
 
 
 # --- small set-based helpers ---------------------------------------------------------------

@@ -14,10 +14,11 @@ decided with a handful of set-based queries per batch, not a query per cart.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from stormd.daemon.timers import schedule_timers
 from stormd.handlers import cart_recovery
@@ -26,8 +27,9 @@ from stormd.handlers.eligibility import load_reach
 from stormd.handlers.events import CartUpdated, Event, OrderCreated
 from stormd.handlers.registry import REACT, STATE, on_event_batch, on_timer_batch
 from stormd.schema.carts import Cart, CartItem
-from stormd.schema.inlist import in_values
+from stormd.schema.inlist import in_param, in_values
 from stormd.schema.orders import Order
+from stormd.schema.prepared import CHUNK, delete_in
 from stormd.schema.upsert import upsert_rows
 
 ABANDON_TIMER = "cart.abandon"
@@ -50,15 +52,28 @@ CART = Cart.__table__.c  # the event path reads and writes carts as Core rows: n
 # another handler of the batch updates the cart).
 
 
+@functools.cache
+def _carts_by_id() -> Any:
+    return select(CART.cart_id, CART.customer_id, CART.status, CART.updated_at).where(
+        CART.store_id == bindparam("b_store"), in_param(CART.cart_id, "b_carts"))
+
+
+@functools.cache
+def _live_carts_of() -> Any:
+    return select(CART.cart_id, CART.customer_id, CART.status, CART.updated_at).where(
+        CART.store_id == bindparam("b_store"), CART.status.in_(LIVE),
+        or_(in_param(CART.cart_id, "b_carts"), in_param(CART.customer_id, "b_customers")))
+
+
 async def _current(ctx: HandlerContext, events: list[Event]) -> dict[str, Any]:
     """Each event's cart row, None if new, or False when the event is stale or the cart
     closed (one query for the run; the events are of distinct carts)."""
     ids = [e.data.cart_id for e in events]
     rows: dict[str, Any] = {}
-    for i in range(0, len(ids), 5000):
-        rows.update((c.cart_id, c) for c in (await ctx.session.execute(
-            select(CART.cart_id, CART.customer_id, CART.status, CART.updated_at).where(
-                CART.store_id == ctx.store_id, in_values(CART.cart_id, ids[i:i + 5000])))))
+    conn = await ctx.session.connection()
+    for i in range(0, len(ids), CHUNK):
+        rows.update((c.cart_id, c) for c in (await conn.execute(
+            _carts_by_id(), {"b_store": ctx.store_id, "b_carts": ids[i:i + CHUNK]})))
     found: dict[str, Any] = {}
     for e in events:
         cart = rows.get(e.data.cart_id)
@@ -101,9 +116,7 @@ async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
     await upsert_rows(ctx.session, Cart.__table__, carts, ["store_id", "cart_id"],
                       set_=_all_but_created)
     ids = [d.cart_id for d in kept]
-    for i in range(0, len(ids), 5000):
-        await ctx.session.execute(delete(CartItem).where(
-            CartItem.store_id == ctx.store_id, in_values(CartItem.cart_id, ids[i:i + 5000])))
+    await delete_in(ctx.session, CartItem.__table__, "cart_id", ctx.store_id, ids)
     items = [{"store_id": ctx.store_id, "cart_id": d.cart_id, "product_id": i.product_id,
               "name": i.name, "category": i.category, "quantity": i.quantity,
               "unit_price": i.unit_price, "image_url": i.image_url}
@@ -134,12 +147,11 @@ async def convert_carts(ctx: HandlerContext, events: list[Event]) -> None:
     cart_ids = sorted({d.cart_id for d in orders if d.cart_id})
     customers = sorted({d.customer_id for d in orders})
     carts: dict[str, Any] = {}  # in query order
-    for i in range(0, max(len(cart_ids), len(customers)), 5000):
-        carts.update((c.cart_id, c) for c in await ctx.session.execute(
-            select(CART.cart_id, CART.customer_id, CART.status, CART.updated_at).where(
-                CART.store_id == ctx.store_id, CART.status.in_(LIVE),
-                or_(in_values(CART.cart_id, cart_ids[i:i + 5000]),
-                    in_values(CART.customer_id, customers[i:i + 5000])))))
+    conn = await ctx.session.connection()
+    for i in range(0, max(len(cart_ids), len(customers)), CHUNK):
+        carts.update((c.cart_id, c) for c in await conn.execute(_live_carts_of(), {
+            "b_store": ctx.store_id, "b_carts": cart_ids[i:i + CHUNK],
+            "b_customers": customers[i:i + CHUNK]}))
     position = {cart_id: n for n, cart_id in enumerate(carts)}
     by_customer: dict[str | None, list[Any]] = {}
     for c in carts.values():

@@ -7,6 +7,7 @@ shared by the STATE handlers and `stormd import`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from stormd.handlers.customers import ensure_customers
 from stormd.handlers.events import Event, OrderCreated, PromotionRedeemed
 from stormd.handlers.registry import STATE, on_event_batch
 from stormd.handlers.stores import ensure_stores
+from stormd.schema.inlist import in_param
 from stormd.schema.orders import Order, OrderItem, OrderStatusChange
 from stormd.schema.promotions import AppliedPromotion, DiscountCode
 from stormd.schema.upsert import BATCH_ROWS, upsert_rows
@@ -97,10 +99,9 @@ async def apply_order_status(session: AsyncSession, store_id: str,
     await _status_from_history(session, store_id, sorted({o for o, _, _ in changes}))
 
 
-async def _status_from_history(session: AsyncSession, store_id: str,
-                               order_ids: list[str]) -> None:
-    """Set each order's status to its latest history entry where history has a newer one
-    (set-based: one UPDATE per batch of orders)."""
+@functools.cache
+def _status_update() -> Any:
+    """Orders (store b_store, ids b_orders) whose history has a newer entry take it."""
     h = HISTORY.alias("h")
     same_order = and_(h.c.store_id == ORDERS.c.store_id, h.c.order_id == ORDERS.c.order_id)
     latest = (select(h.c.status).where(same_order)
@@ -110,13 +111,20 @@ async def _status_from_history(session: AsyncSession, store_id: str,
         h.c.occurred_at > ORDERS.c.status_changed_at,
         and_(h.c.occurred_at == ORDERS.c.status_changed_at, h.c.status != ORDERS.c.status),
     ))
+    return (update(ORDERS)
+            .where(ORDERS.c.store_id == bindparam("b_store"),
+                   in_param(ORDERS.c.order_id, "b_orders"), newer)
+            .values(status=latest, status_changed_at=latest_at))
+
+
+async def _status_from_history(session: AsyncSession, store_id: str,
+                               order_ids: list[str]) -> None:
+    """Set each order's status to its latest history entry where history has a newer one
+    (set-based: one UPDATE per batch of orders, built once)."""
+    conn = await session.connection()
     for start in range(0, len(order_ids), BATCH_ROWS):
-        chunk = order_ids[start:start + BATCH_ROWS]
-        await session.execute(
-            update(ORDERS)
-            .where(ORDERS.c.store_id == store_id, ORDERS.c.order_id.in_(chunk), newer)
-            .values(status=latest, status_changed_at=latest_at)
-        )
+        await conn.execute(_status_update(), {
+            "b_store": store_id, "b_orders": list(order_ids[start:start + BATCH_ROWS])})
 
 
 async def _mark_codes_redeemed(session: AsyncSession, store_id: str,

@@ -55,14 +55,23 @@ class InValues(ColumnElement[bool]):
         ("values", InternalTraversal.dp_clauseelement),
     ]
 
-    def __init__(self, column: Any, values: list[Any]):
+    def __init__(self, column: Any, values: list[Any] | None = None, name: str | None = None):
         self.column = column
-        self.values = bindparam(None, values, type_=_ValueList(column.type), unique=True)
+        if name is None:
+            self.values = bindparam(None, values, type_=_ValueList(column.type), unique=True)
+        else:  # a statement built once: the list comes with each execution's parameters
+            self.values = bindparam(name, type_=_ValueList(column.type))
 
 
 def in_values(column: Any, values: Iterable[Any]) -> InValues:
     """`column IN values` with the list bound as one parameter (ints or strings)."""
     return InValues(column, list(values))
+
+
+def in_param(column: Any, name: str) -> InValues:
+    """`column IN :name`, the list given at execution (`{name: [...]}`), for statements
+    built once (schema/prepared.py)."""
+    return InValues(column, name=name)
 
 
 @compiles(InValues, "sqlite")
