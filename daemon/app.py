@@ -34,10 +34,12 @@ from stormd.daemon.intake import Intake
 from stormd.daemon.metrics import declare_series, load_segment_members
 from stormd.daemon.outbound import staged_events
 from stormd.daemon.relay import Relay
+from stormd.daemon.rescoring import RescoreLoop
 from stormd.daemon.scheduler import TimerLoop
 from stormd.daemon.timers import earliest_scheduled
 from stormd.handlers.events import EVENT_TYPES
 from stormd.handlers.registry import HandlerRegistry, load_handlers
+from stormd.handlers.rescore_queue import rescores_queued
 from stormd.plugins import webhooks
 from stormd.plugins.pipeline import DeliveryPipeline
 from stormd.schema.engine import make_engine, make_sessionmaker
@@ -107,6 +109,7 @@ class Daemon:
         self.cron = CronLoop(self.sessionmaker, s, self.clock, self.registry,
                              poll=self.timer_poll, owner=self.timers.owner)
         self.relay = Relay(self.js, self.sessionmaker)
+        self.rescoring = RescoreLoop(self.sessionmaker, s, self.clock)
         committer = GroupCommitter(self.sessionmaker, s, self.clock,
                                    after_commit=self._after_commit)
         self.actors = ActorSystem(
@@ -116,7 +119,8 @@ class Daemon:
             max_attempts=s.nats.max_deliver,
         )
         self.intake = Intake(psub, s, self.actors, DeadLetters(self.js, s.nats.subject_prefix))
-        for part in (self.timers, self.cron, self.relay, self.actors, self.intake):
+        for part in (self.timers, self.cron, self.relay, self.rescoring, self.actors,
+                     self.intake):
             part.start()
         self.running = True
         # What start-up built (modules, settings, handlers) lives as long as the process:
@@ -133,14 +137,17 @@ class Daemon:
         await self.intake.settle(delivery, outcome)
 
     def _after_commit(self, committed: list[dict]) -> None:
-        """Wake the timer loop if the batch scheduled a timer due before its next poll, and
-        the relay if it staged events out; otherwise they keep their own pace (a wake-up
-        costs a pass of queries, and most batches schedule timers hours away)."""
+        """Wake the timer loop if the batch scheduled a timer due before its next poll, the
+        relay if it staged events out, the re-scoring loop if it queued customers;
+        otherwise they keep their own pace (a wake-up costs a pass of queries, and most
+        batches schedule timers hours away)."""
         due = [at for info in committed if (at := earliest_scheduled(info)) is not None]
         if due and (min(due) - self.clock.now()).total_seconds() <= self.timers.poll:
             self.timers.wake()
         if any(staged_events(info) for info in committed):
             self.relay.wake()
+        if any(rescores_queued(info) for info in committed):
+            self.rescoring.wake()
 
     def alive(self) -> bool:
         return self.nc is not None and self.nc.is_connected
@@ -175,6 +182,7 @@ class Daemon:
         await self.intake.close()
         await asyncio.wait_for(self.cron.stop(), left())
         await self.timers.stop()
+        await self.rescoring.stop()
         await self.relay.stop()
         await self.api.stop()
         await self.pipeline.stop()

@@ -34,6 +34,7 @@ from stormd.handlers.features import ID_CHUNK, customer_aggregates, epoch_us, fi
 from stormd.handlers.guardrails import record_segment_size
 from stormd.handlers.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.registry import REACT, defer, dispatch_segment_change, on_event_batch
+from stormd.handlers.rescore_queue import queue_rescores
 from stormd.handlers.rfm import latest_bounds, score
 from stormd.schema.customers import Customer
 from stormd.schema.inbox import OutboundEvent
@@ -384,10 +385,12 @@ async def _customers_of(ctx: HandlerContext, events: list[Event]) -> list[str]:
 
 @on_event_batch(*RESCORING_EVENTS, stage=REACT)
 async def rescore_on_event(ctx: HandlerContext, events: list[Event]) -> None:
-    """Keep the customers' scores and segments current between nightly runs (one
-    re-scoring for the whole run of events)."""
+    """Keep the customers' scores and segments current between nightly runs. In a group
+    commit the customers are queued (one insert a batch) for the re-scoring loop, which
+    re-scores them moments later; alone (a single dispatch, a careful rerun's event) they
+    are re-scored at once, in the event's transaction."""
     customers = await _customers_of(ctx, events)
-    if customers and not defer(ctx, rescore_customers, customers):  # once a batch
+    if customers and not defer(ctx, queue_rescores, customers):
         await rescore_customers(ctx, customers)
 
 

@@ -23,7 +23,7 @@ from stormd.schema.products import Product
 from stormd.schema.promotions import AppliedPromotion, DiscountCode
 from stormd.schema.recommendations import RecommendationEvent
 from stormd.schema.rfm import CustomerLifecycleMetrics, CustomerRFMSnapshot, RfmRun
-from stormd.schema.segments import CustomerSegment, CustomerSegmentMember
+from stormd.schema.segments import CustomerSegment, CustomerSegmentMember, RescoreQueue
 from stormd.schema.stores import Store
 from stormd.schema.timers import Timer
 
@@ -33,5 +33,6 @@ __all__ = [
     "CustomerRFMSnapshot", "CustomerSegment", "CustomerSegmentMember", "DiscountCode",
     "DndNumber", "EmailCampaign", "EmailEvent", "Message", "Order", "OrderItem",
     "OrderStatusChange", "OutboundEvent", "ProcessedEvent", "Product", "RecommendationEvent",
-    "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer", "WhatsAppMessage", "WhatsAppTemplate",
+    "RescoreQueue", "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer", "WhatsAppMessage",
+    "WhatsAppTemplate",
 ]

@@ -37,3 +37,18 @@ class CustomerSegmentMember(Base):
     entered_at: Mapped[datetime]
 
     __table_args__ = (Index(None, "store_id", "customer_id"),)
+
+
+class RescoreQueue(Base):
+    """Customers whose events since the last re-scoring may move their RFM scores and
+    segments: a group commit queues them here (one insert a batch) and the re-scoring
+    loop takes them in its own transactions, so the event path does not pay for it and
+    a restart loses none."""
+
+    __tablename__ = "rescore_queue"
+
+    store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    queued_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "queued_at"),)

@@ -16,6 +16,7 @@ from sqlalchemy import func, insert, select
 
 from stormd.daemon import batching
 from stormd.daemon.batching import Delivery, GroupCommitter, Outcome, runs
+from stormd.daemon.rescoring import RescoreLoop
 from stormd.handlers.events import parse_event
 from stormd.handlers.registry import load_handlers
 from stormd.schema.automations import AutomationExecution
@@ -23,6 +24,7 @@ from stormd.schema.customers import Customer
 from stormd.schema.inbox import ProcessedEvent
 from stormd.schema.messages import EmailEvent, Message
 from stormd.schema.rfm import CustomerLifecycleMetrics
+from stormd.schema.segments import RescoreQueue
 from stormd.schema.timers import Timer
 from stormd.schema.upsert import upsert_rows
 
@@ -289,11 +291,13 @@ async def test_stores_are_ensured_once_a_transaction_and_never_lost_to_a_rollbac
 async def test_a_batch_rescores_its_customers_once_with_every_event_of_it_applied(
     sessionmaker, settings_factory, clock
 ):
-    """Re-scoring is put off to the end of the batch (once, not once a run of each type):
-    the lifecycle rows it writes count every order of the batch, including a status
-    change in a later run of it, and a customer only named by that change."""
+    """Re-scoring is put off past the batch: its customers are queued once (not once a
+    run of each type) and the re-scoring loop's pass writes lifecycle rows that count
+    every order of the batch, including a status change in a later run of it, and a
+    customer only named by that change."""
     load_handlers()
-    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    settings = settings_factory()
+    committer = GroupCommitter(sessionmaker, settings, clock)
     item = [{"productId": "p1", "quantity": 1, "unitPrice": "500"}]
     batch = [
         [delivery(envelope("order.created", {"orderId": "o1", "customerId": "a",
@@ -308,7 +312,14 @@ async def test_a_batch_rescores_its_customers_once_with_every_event_of_it_applie
     assert len(list(runs(batch))) == 2  # the creations, then the status change
     outcomes = await committer.commit(batch)
     assert set(outcomes.values()) == {Outcome.PROCESSED}
-    rows = await count(sessionmaker, select(
-        CustomerLifecycleMetrics.customer_id, CustomerLifecycleMetrics.orders_count,
-        CustomerLifecycleMetrics.orders_total))
+    lifecycle = select(CustomerLifecycleMetrics.customer_id,
+                       CustomerLifecycleMetrics.orders_count,
+                       CustomerLifecycleMetrics.orders_total)
+    assert await count(sessionmaker, lifecycle) == []  # not in the events' transaction
+    queued = await count(sessionmaker, select(RescoreQueue.customer_id))
+    assert sorted(c for (c,) in queued) == ["a", "b"]
+
+    assert await RescoreLoop(sessionmaker, settings, clock).rescore_queued() == 2
+    rows = await count(sessionmaker, lifecycle)
     assert {c: (n, int(total)) for c, n, total in rows} == {"a": (0, 0), "b": (2, 1000)}
+    assert await count(sessionmaker, select(RescoreQueue.customer_id)) == []
