@@ -100,7 +100,7 @@ from stormd.config.loader import settings_from_dict
 from stormd.daemon.app import Daemon
 from stormd.daemon.broker import ensure_streams
 from stormd.daemon.clock import Clock
-from stormd.daemon.metrics import EVENT_SECONDS
+from stormd.daemon.metrics import bucket_quantile, event_latency_buckets
 from stormd.daemon.nats_server import start_nats_server, wait_until_listening
 from stormd.daemon.storefront import mixed_events
 from stormd.handlers.registry import HandlerRegistry, _Registered, load_handlers
@@ -193,20 +193,6 @@ async def drained(js, daemon: Daemon) -> bool:
             Timer.due_at <= daemon.clock.now()))
 
 
-def histogram_counts() -> list[tuple[float, float]]:
-    samples = [s for m in EVENT_SECONDS.collect() for s in m.samples if s.name.endswith("_bucket")]
-    return [(float(s.labels["le"]), s.value) for s in samples]
-
-
-def quantile(before, after, q: float) -> float:
-    deltas = [(le, a - b) for (le, b), (_, a) in zip(before, after)]
-    total = deltas[-1][1]
-    for le, count in deltas:
-        if total and count >= q * total:
-            return le
-    return float("inf")
-
-
 HANDLER_SECONDS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
 
 
@@ -296,7 +282,7 @@ async def main(args) -> None:
         if args.handlers == "timed":
             print_handler_seconds()
 
-        before = histogram_counts()
+        before = event_latency_buckets()
         HANDLER_SECONDS.clear()
         live = list(mixed_events(int(args.rate * args.rate_seconds), START, "live", 2))
         if args.live == "replay":  # days of events ending now: due timers fire meanwhile
@@ -314,10 +300,10 @@ async def main(args) -> None:
             raise SystemExit(f"the live publisher failed (exit {publisher.exitcode})")
         while not await drained(js, daemon):
             await asyncio.sleep(0.05)
-        after = histogram_counts()
+        after = event_latency_buckets()
         print(f"at {args.rate:,} events/s for {args.rate_seconds}s: receipt-to-handled "
-              f"p50 <= {quantile(before, after, 0.5) * 1000:.1f} ms, "
-              f"p99 <= {quantile(before, after, 0.99) * 1000:.1f} ms (histogram bucket bounds)")
+              f"p50 <= {bucket_quantile(before, after, 0.5) * 1000:.1f} ms, "
+              f"p99 <= {bucket_quantile(before, after, 0.99) * 1000:.1f} ms (histogram bucket bounds)")
         if args.handlers == "timed":
             print_handler_seconds()
         await daemon.stop()

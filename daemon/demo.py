@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.app import Daemon
 from stormd.daemon.clock import SettableClock
+from stormd.daemon.metrics import EVENTS, bucket_quantile, event_latency_buckets
 from stormd.daemon.storefront import Storefront
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import create_schema
@@ -124,6 +125,7 @@ class Player:
     out: Counter = field(default_factory=Counter)
     campaign: dict[str, Any] = field(default_factory=dict)
     baseline: Counter = field(default_factory=lambda: event_outcomes())
+    latency: list = field(default_factory=lambda: event_latency_buckets())
     receipts_url: str | None = None
     webhook_secret: str = ""
     receipts: Counter = field(default_factory=Counter)
@@ -307,8 +309,6 @@ Report = Callable[[AsyncSession, Player], Awaitable[Section]]
 
 def event_outcomes() -> Counter:
     """stormd_events_total summed by outcome (process-wide, so the demo reports deltas)."""
-    from stormd.daemon.metrics import EVENTS
-
     counts: Counter = Counter()
     for metric in EVENTS.collect():
         for sample in metric.samples:
@@ -330,13 +330,18 @@ async def report_events(session: AsyncSession, player: Player) -> Section:
     out = Counter()
     for (type_, _), n in player.out.items():
         out[type_] += n
+    now = event_latency_buckets()
+    p50, p99 = (bucket_quantile(player.latency, now, q) * 1000 for q in (0.5, 0.99))
     data = {"published": player.published, "processed": counts["processed"],
             "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-            "deadLettered": counts["dead_lettered"], "published_out": dict(out)}
+            "deadLettered": counts["dead_lettered"], "published_out": dict(out),
+            "handledWithinMs": {"p50": p50, "p99": p99}}
     return Section("events", "Events through NATS", [
         f"in:  published {player.published}, processed {counts['processed']}, duplicates "
         f"{counts['duplicate']}, rejected to the DLQ {counts['rejected']}, dead-lettered "
         f"{counts['dead_lettered']}",
+        f"     receipt to committed: p50 <= {p50:g} ms, p99 <= {p99:g} ms "
+        "(stormd_event_seconds buckets)",
         "out: " + (", ".join(f"{t} {n}" for t, n in sorted(out.items())) or "-")
         + f"   (on {player.prefix}.out.{STORE}.>)",
     ], data)

@@ -122,3 +122,22 @@ async def load_segment_members(sessionmaker: Any) -> None:
 def exposition() -> tuple[bytes, str]:
     """The text exposition of every metric and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def event_latency_buckets() -> list[tuple[float, float]]:
+    """stormd_event_seconds as (bucket upper bound, cumulative count): take one before and
+    one after a stretch of work and `bucket_quantile` tells its latency."""
+    return [(float(s.labels["le"]), s.value) for m in EVENT_SECONDS.collect()
+            for s in m.samples if s.name.endswith("_bucket")]
+
+
+def bucket_quantile(before: list[tuple[float, float]], after: list[tuple[float, float]],
+                    q: float) -> float:
+    """The bucket bound under which the q-quantile of the events between two
+    `event_latency_buckets` readings fell (inf if none, or beyond the last bound)."""
+    deltas = [(le, a - b) for (le, b), (_, a) in zip(before, after)]
+    total = deltas[-1][1] if deltas else 0
+    for le, count in deltas:
+        if total and count >= q * total:
+            return le
+    return float("inf")

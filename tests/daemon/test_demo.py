@@ -18,6 +18,9 @@ async def test_the_demo_plays_a_day_and_reports_what_the_automations_did():
     ).groups())
     assert published > 50 and processed == published
     assert rejected == 2  # the two broken events the demo storefront sends
+    p50, p99 = map(float, re.search(  # bucket bounds: finite unless nothing was handled
+        r"receipt to committed: p50 <= ([\d.]+) ms, p99 <= ([\d.]+) ms", text).groups())
+    assert 0 < p50 <= p99 <= 10_000
     for section in ("Abandoned carts", "RFM and segments", "Campaign", "Automations",
                     "Messages", "KPIs"):
         assert f"\n{section}" in text
