@@ -140,13 +140,19 @@ async def write_session(sessionmaker: Any) -> AsyncIterator[AsyncSession]:
     """A session in a transaction that holds the write lock from its start (committed at
     the end of the block). On SQLite, once the lock is held, its statements and its
     commit run on the event loop's thread (`sqlite_driver.inline`): none can wait for a
-    lock, and a group commit's statements are each small."""
+    lock, and a group commit's statements are each small. The lock itself is taken on
+    the loop's thread when it is free, else waited for on the worker thread."""
     session = sessionmaker()
     adapter = None
     try:
         async with session.begin():
-            await lock_for_write(session)
             adapter = await inline(session)
+            if adapter is None or not adapter.begin_immediate_now():
+                if adapter is not None:
+                    adapter.inline = False  # wait for the lock off the event loop
+                await lock_for_write(session)
+                if adapter is not None:
+                    adapter.inline = True
             yield session
     finally:
         try:

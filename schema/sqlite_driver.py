@@ -102,6 +102,23 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         super().__init__(dbapi, connection)
         self.inline = False  # statements run on the caller's thread (`inline`)
 
+    def begin_immediate_now(self) -> bool:
+        """BEGIN IMMEDIATE on the calling thread if the write lock is free at once; False
+        (nothing begun) if another connection holds it: the caller then waits for it the
+        usual way, on the worker thread."""
+        conn = self._connection._conn
+        (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+
     def commit(self) -> None:
         if self.inline:
             self._connection._conn.commit()

@@ -6,6 +6,7 @@ it), also on the same pooled connection right after a group commit."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -96,3 +97,29 @@ async def test_after_a_group_commit_a_long_query_does_not_stall_the_event_loop(
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert took > 0.2  # the query was long enough to show a stall
     assert max(gaps) < took / 2, (max(gaps), took)
+
+
+async def test_a_group_commit_waits_for_a_held_write_lock_off_the_event_loop(
+        sqlite_engine, sqlite_url):
+    sessionmaker = make_sessionmaker(sqlite_engine)
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite+aiosqlite:///"),
+                            isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    committed = asyncio.Event()
+
+    async def group_commit():
+        async with write_session(sessionmaker) as session:
+            await session.execute(insert(Store).values(id="after-wait", created_at=AT))
+        committed.set()
+
+    task = asyncio.create_task(group_commit())
+    started = time.monotonic()
+    for _ in range(30):  # the loop keeps running while the commit waits for the lock
+        await asyncio.sleep(0.01)
+    assert time.monotonic() - started < 2  # blocked, it would wait out busy_timeout (30 s)
+    assert not committed.is_set()
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(task, 10)
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Store.id))).all() == ["after-wait"]
