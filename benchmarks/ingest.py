@@ -23,7 +23,9 @@
    timers race the orders later in the same backlog). Before, the events were dated
    2026-11-24 on the wall clock: how many timers fired, and whether during the drain or
    after it (uncounted), depended on the day.
-3. Latency: events published at `--rate` per second for `--rate-seconds`. `--live now`
+3. Latency: events published at `--rate` per second for `--rate-seconds`, by a process of
+   its own (as a storefront is: in the daemon's process the publisher took its event
+   loop and GIL for its JSON and NATS work). `--live now`
    (default) dates each event as it is published, as a live storefront does: the timers
    it arms come due an hour or days later. `--live replay` spreads the same events over
    the six days before now, so their timers come due during the run (a daemon back from

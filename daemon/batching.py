@@ -28,13 +28,12 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,7 +50,7 @@ from stormd.handlers.registry import (
     start_deferring,
 )
 from stormd.schema.inbox import ProcessedEvent
-from stormd.schema.sqlite_driver import inline
+from stormd.schema.write_lock import write_session
 
 log = logging.getLogger(__name__)
 # A batch stops taking new groups after this long: on SQLite it holds the one write lock,
@@ -121,45 +120,6 @@ def runs(groups: list[list[Delivery]]) -> Iterator[list[Delivery]]:
                 rest.append(i)
         live = rest
         yield run
-
-
-async def lock_for_write(session: AsyncSession) -> None:
-    """On SQLite, take the write lock first (BEGIN IMMEDIATE, waiting up to busy_timeout).
-
-    A transaction whose first statement is a read or a SAVEPOINT starts deferred: its read
-    snapshot is pinned, and when another connection commits first, its later write fails at
-    once with "database is locked" (busy_timeout does not apply to a stale snapshot). Our
-    write transactions — group commits, timer fires — read before they write, so they
-    start with the lock instead. No-op on PostgreSQL."""
-    if session.bind.dialect.name == "sqlite":
-        await session.execute(text("BEGIN IMMEDIATE"))
-
-
-@asynccontextmanager
-async def write_session(sessionmaker: Any) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction that holds the write lock from its start (committed at
-    the end of the block). On SQLite, once the lock is held, its statements and its
-    commit run on the event loop's thread (`sqlite_driver.inline`): none can wait for a
-    lock, and a group commit's statements are each small. The lock itself is taken on
-    the loop's thread when it is free, else waited for on the worker thread."""
-    session = sessionmaker()
-    adapter = None
-    try:
-        async with session.begin():
-            adapter = await inline(session)
-            if adapter is None or not adapter.begin_immediate_now():
-                if adapter is not None:
-                    adapter.inline = False  # wait for the lock off the event loop
-                await lock_for_write(session)
-                if adapter is not None:
-                    adapter.inline = True
-            yield session
-    finally:
-        try:
-            await session.close()  # the connection's reset on release runs inline too
-        finally:
-            if adapter is not None:
-                adapter.inline = False
 
 
 def unavailable(exc: BaseException) -> bool:

@@ -16,12 +16,12 @@ import logging
 from typing import Any
 
 from stormd.config.settings import Settings
-from stormd.daemon.batching import write_session
 from stormd.daemon.clock import Clock
 from stormd.daemon.loops import SupervisedLoop
 from stormd.handlers.context import HandlerContext
 from stormd.handlers.rescore_queue import take_queued
 from stormd.handlers.segments import rescore_customers
+from stormd.schema.write_lock import write_session
 
 log = logging.getLogger(__name__)
 COALESCE = 0.2  # seconds a wake-up waits for more customers to share the pass

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from stormd.config.settings import Settings
-from stormd.daemon.batching import describe, lock_for_write
+from stormd.daemon.batching import describe
 from stormd.daemon.clock import Clock
 from stormd.daemon.loops import SupervisedLoop
 from stormd.daemon.metrics import TIMERS_FIRED
@@ -37,11 +37,16 @@ from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.registry import dispatch_timer, registry
 from stormd.schema.inlist import in_values
 from stormd.schema.timers import Timer
+from stormd.schema.write_lock import lock_for_write, write_session
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 RETRY_AFTER = timedelta(seconds=30)
 COALESCE = 0.05  # seconds; wake-ups closer together than this share one pass
+# Claimed timers a firing transaction takes. It holds SQLite's write lock (the events
+# arriving meanwhile wait for it) and runs on the event loop's thread (`write_session`):
+# a cart abandonment with its first reminder costs ~1 ms.
+FIRE_CHUNK = 100
 
 
 class TimerLoop(SupervisedLoop):
@@ -112,15 +117,14 @@ class TimerLoop(SupervisedLoop):
     async def fire_due(self) -> int:
         """Fire every due timer once (one claimed batch); returns how many were claimed."""
         claimed = await self._claim()
-        if claimed:
-            await self.fire(claimed)
+        for start in range(0, len(claimed), FIRE_CHUNK):  # highest priority first
+            await self.fire(claimed[start:start + FIRE_CHUNK])
         return len(claimed)
 
     async def fire(self, claimed: list) -> None:
         """Fire claimed rows in one transaction: those still ours, locked first."""
         failed: list[int] = []
-        async with self.sessionmaker() as session, session.begin():
-            await lock_for_write(session)
+        async with write_session(self.sessionmaker) as session:
             ours = set((await session.scalars(
                 select(Timer.id).where(in_values(Timer.id, [r.id for r in claimed]),
                                        Timer.claimed_by == self.owner).with_for_update()

@@ -45,6 +45,7 @@ from stormd.plugins.manager import ChannelPlugins, Provider, load_plugins
 from stormd.plugins.preferences import preferences_key
 from stormd.plugins.ratelimit import TokenBucket
 from stormd.plugins.sms_encoding import sms_info
+from stormd.schema.write_lock import write_session
 
 log = logging.getLogger("stormd.delivery")
 
@@ -141,18 +142,18 @@ class DeliveryPipeline:
 
     async def _claim(self, limit: int) -> list[Ready]:
         now = self.clock.now()
+        async with self._write_lock, write_session(self.sessionmaker) as session:
+            claimed, in_doubt = await claim_due(session, now, self.settings.delivery.lease,
+                                                limit)
+        if not claimed:
+            return []
+        ended = [self._unknown_outcome(m, in_doubt[m.id]) for m in claimed
+                 if m.id in in_doubt and not self._idempotent(in_doubt[m.id])]
+        doubtful = {o.message.id for o in ended}
         async with self.sessionmaker() as session:
-            async with self._write_lock, session.begin():
-                claimed, in_doubt = await claim_due(session, now,
-                                                    self.settings.delivery.lease, limit)
-            if not claimed:
-                return []
-            ended = [self._unknown_outcome(m, in_doubt[m.id]) for m in claimed
-                     if m.id in in_doubt and not self._idempotent(in_doubt[m.id])]
-            doubtful = {o.message.id for o in ended}
             ready, refused = await prepare(session, self.settings, self._key,
                                            [m for m in claimed if m.id not in doubtful], now)
-            ended += refused
+        ended += refused
         for outcome in ended:
             log.info("delivery: message %s %s: %s", outcome.message.id, outcome.status,
                      outcome.error)
@@ -180,7 +181,7 @@ class DeliveryPipeline:
         async with self._write_lock:
             batch, self._marks = self._marks, []
             try:
-                async with self.sessionmaker() as session, session.begin():
+                async with write_session(self.sessionmaker) as session:
                     await mark_calling(session, [(i, p) for i, p, _ in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting send
                 for *_, future in batch:
@@ -383,7 +384,7 @@ class DeliveryPipeline:
             if not batch:
                 return
             try:
-                async with self.sessionmaker() as session, session.begin():
+                async with write_session(self.sessionmaker) as session:
                     await record_outcomes(session, batch, self.clock.now(),
                                           self.settings.nats.subject_prefix)
             except Exception:

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import event, insert, select, text
 
-from stormd.daemon.batching import write_session
 from stormd.schema.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import upgrade_database
 from stormd.schema.stores import Store
+from stormd.schema.write_lock import write_session
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 # Counts to ten million in SQLite: long enough (~0.5-2 s) to see a stalled event loop.
