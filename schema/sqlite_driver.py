@@ -60,18 +60,16 @@ class _BufferedCursor:
         self.lastrowid = None
 
     async def execute(self, sql: str, params: Any = None) -> _BufferedCursor:
-        if self._adapter.inline:
-            result = _run(self._conn, False, sql, params)
-        else:
-            result = await self._conn._execute(_run, self._conn, False, sql, params)
-        self.description, self._rows, self.rowcount, self.lastrowid = result
-        return self
+        return await self._call(False, sql, params)
 
     async def executemany(self, sql: str, params: Any) -> _BufferedCursor:
+        return await self._call(True, sql, params)
+
+    async def _call(self, many: bool, sql: str, params: Any) -> _BufferedCursor:
         if self._adapter.inline:
-            result = _run(self._conn, True, sql, params)
+            result = _run(self._conn, many, sql, params)
         else:
-            result = await self._conn._execute(_run, self._conn, True, sql, params)
+            result = await self._conn._execute(_run, self._conn, many, sql, params)
         self.description, self._rows, self.rowcount, self.lastrowid = result
         return self
 
