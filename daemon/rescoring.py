@@ -25,6 +25,7 @@ from stormd.schema.write_lock import write_session
 
 log = logging.getLogger(__name__)
 COALESCE = 0.2  # seconds a wake-up waits for more customers to share the pass
+FINAL_PASSES = 5  # at stop
 
 
 class RescoreLoop(SupervisedLoop):
@@ -43,11 +44,13 @@ class RescoreLoop(SupervisedLoop):
         return 0 if await self.rescore_queued() >= self.batch else self.poll
 
     async def stop(self) -> None:
-        """Re-score what is queued, then stop (what is left waits for the next start)."""
+        """Re-score what is queued (a few passes at most: shutdown has a grace period),
+        then stop; what is left waits in the queue for the next start."""
         await super().stop()
         try:
-            while await self.rescore_queued() >= self.batch:
-                pass
+            for _ in range(FINAL_PASSES):
+                if await self.rescore_queued() < self.batch:
+                    break
         except Exception as exc:
             log.warning("rescoring: final pass failed (%s); the queue is kept", exc)
 
