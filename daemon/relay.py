@@ -21,6 +21,7 @@ from stormd.daemon.batching import describe
 from stormd.daemon.loops import SupervisedLoop
 from stormd.daemon.metrics import OUTBOUND_PUBLISHED
 from stormd.schema.inbox import OutboundEvent
+from stormd.schema.write_lock import write_session
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Relay(SupervisedLoop):
         )
         done = [r.id for r, res in zip(rows, results) if not isinstance(res, BaseException)]
         if done:
-            async with self.sessionmaker() as session, session.begin():
+            async with write_session(self.sessionmaker) as session:
                 await session.execute(delete(OutboundEvent).where(OutboundEvent.id.in_(done)))
             OUTBOUND_PUBLISHED.inc(len(done))
         if len(done) < len(rows):

@@ -37,7 +37,7 @@ from stormd.handlers.context import HandlerContext, TimerFired
 from stormd.handlers.registry import dispatch_timer, registry
 from stormd.schema.inlist import in_values
 from stormd.schema.timers import Timer
-from stormd.schema.write_lock import lock_for_write, write_session
+from stormd.schema.write_lock import write_session
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
@@ -93,8 +93,7 @@ class TimerLoop(SupervisedLoop):
                 select(Timer.id).where(Timer.due_at <= now, free).limit(1)
             )).first() is None:
                 return []
-        async with self.sessionmaker() as session, session.begin():
-            await lock_for_write(session)
+        async with write_session(self.sessionmaker) as session:
             due = and_(Timer.due_at <= now, free)
             order = (Timer.priority.desc(), Timer.due_at)
             batch_kinds = registry.timer_batch_kinds()
