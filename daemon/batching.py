@@ -151,7 +151,7 @@ class GroupCommitter:
             dispatch_batch = dispatch_events
         self.dispatch_batch = dispatch_batch
         # Called after each batch with the `info` of the sessions that committed it (what
-        # they scheduled or staged: the runtime wakes the timer loop and the relay on it).
+        # they scheduled, staged or queued: the runtime wakes the loops that need it).
         self.after_commit = after_commit
 
     async def commit(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:

@@ -4,10 +4,11 @@ and re-scores them (handlers/segments.rescore_customers: RFM, lifecycle, segment
 
 Woken after a commit that queued customers, it waits `COALESCE` for more to join, then
 re-scores up to `batch` of them in one transaction holding the write lock (on SQLite run
-inline, like a group commit: `batching.write_session`), and goes again at once while the
+inline, like a group commit: `schema/write_lock.write_session`), and goes again at once while the
 queue is not empty. So a storefront's busy minute costs a few re-scorings a second
 instead of one per group commit, and segments still move within a second of the event.
-It also polls, for customers another process queued or a crash left behind.
+It also polls, for customers another process queued or a crash left behind (a plain
+read first: an idle poll does not take the write lock).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from stormd.config.settings import Settings
 from stormd.daemon.clock import Clock
 from stormd.daemon.loops import SupervisedLoop
 from stormd.handlers.context import HandlerContext
-from stormd.handlers.rescore_queue import take_queued
+from stormd.handlers.rescore_queue import any_queued, take_queued
 from stormd.handlers.segments import rescore_customers
 from stormd.schema.write_lock import write_session
 
@@ -56,6 +57,9 @@ class RescoreLoop(SupervisedLoop):
 
     async def rescore_queued(self) -> int:
         """Re-score one batch of queued customers; returns how many were taken."""
+        async with self.sessionmaker() as session:
+            if not await any_queued(session):
+                return 0
         async with write_session(self.sessionmaker) as session:
             taken = await take_queued(session, self.batch)
             for store_id, customer_ids in taken.items():

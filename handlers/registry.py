@@ -218,7 +218,8 @@ async def dispatch_events(ctx: HandlerContext, events: list[Event]) -> None:
 
 def start_deferring(session: Any) -> None:
     """From now on in this session's transaction, `defer` queues work instead of running it
-    (the group commit's fast path: re-scoring once a batch, not once a run of each type)."""
+    (the group commit's fast path: re-scoring is queued once a batch, not once a run of
+    each type)."""
     session.info[_DEFERRED] = {}
 
 

@@ -41,6 +41,12 @@ def rescores_queued(info: dict[str, Any]) -> bool:
     return bool(info.get(_QUEUED))
 
 
+async def any_queued(session: AsyncSession) -> bool:
+    """Whether a customer waits: a plain read, so an idle poll does not take the write
+    lock that re-scoring's transaction starts with."""
+    return (await session.execute(select(QUEUE.c.customer_id).limit(1))).first() is not None
+
+
 @functools.cache
 def _take(limit: int) -> Any:
     q = QUEUE.c

@@ -28,6 +28,19 @@ CLAIMABLE = ("queued", "sending")
 FINAL = ("sent", "failed", "cancelled")
 
 
+def _due(now: datetime) -> Any:
+    """Messages that may be claimed now, highest priority first."""
+    return (select(Message.id, Message.status, Message.provider)
+            .where(Message.status.in_(CLAIMABLE), Message.not_before <= now)
+            .order_by(Message.priority.desc(), Message.not_before, Message.id))
+
+
+async def any_due(session: AsyncSession, now: datetime) -> bool:
+    """Whether a message may be claimed now: a plain read, so an idle poll does not take
+    the write lock that `claim_due`'s transaction starts with."""
+    return (await session.execute(_due(now).limit(1))).first() is not None
+
+
 async def claim_due(session: AsyncSession, now: datetime, lease: timedelta,
                     limit: int) -> tuple[list[Any], dict[int, str]]:
     """Claim up to `limit` due messages, highest priority first.
@@ -36,12 +49,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease: timedelta,
     thousands a second need no ORM identity map), and the messages in doubt: those whose
     lease ran out while a provider that cannot de-duplicate was being called (see
     `mark_calling`), by that provider's name."""
-    due = (
-        select(Message.id, Message.status, Message.provider)
-        .where(Message.status.in_(CLAIMABLE), Message.not_before <= now)
-        .order_by(Message.priority.desc(), Message.not_before, Message.id)
-        .limit(limit)
-    )
+    due = _due(now).limit(limit)
     if session.bind.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     found = (await session.execute(due)).all()

@@ -33,6 +33,7 @@ from stormd.plugins.api import CHANNELS
 from stormd.plugins.breaker import HALF_OPEN, CircuitBreaker
 from stormd.plugins.claims import (
     Outcome,
+    any_due,
     claim_due,
     mark_calling,
     record_outcomes,
@@ -142,6 +143,9 @@ class DeliveryPipeline:
 
     async def _claim(self, limit: int) -> list[Ready]:
         now = self.clock.now()
+        async with self.sessionmaker() as session:
+            if not await any_due(session, now):
+                return []
         async with self._write_lock, write_session(self.sessionmaker) as session:
             claimed, in_doubt = await claim_due(session, now, self.settings.delivery.lease,
                                                 limit)
