@@ -26,13 +26,13 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, text
 
 from stormd.config.loader import settings_from_dict
-from stormd.handlers.campaigns import create_campaign, fan_out, schedule_campaign
-from stormd.schema.customers import Customer
-from stormd.schema.engine import make_engine, make_sessionmaker
-from stormd.schema.messages import Message
+from stormd.handlers.campaigns.campaigns import create_campaign, fan_out, schedule_campaign
+from stormd.schema.db.engine import make_engine, make_sessionmaker
+from stormd.schema.marketing.messages import Message
+from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember
 from stormd.schema.migrate import create_schema
-from stormd.schema.segments import CustomerSegment, CustomerSegmentMember
-from stormd.schema.stores import Store
+from stormd.schema.shop.customers import Customer
+from stormd.schema.shop.stores import Store
 
 STORE = "bench"
 NOW = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 10:00 in Dhaka, a Tuesday

@@ -44,19 +44,19 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
 
-import stormd.handlers.carts  # noqa: F401  (registers the cart timers)
+import stormd.handlers.carts.carts  # noqa: F401  (registers the cart timers)
+from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
-from stormd.daemon.clock import SettableClock
-from stormd.daemon.scheduler import TimerLoop
-from stormd.handlers.context import HandlerContext, TimerFired
-from stormd.handlers.registry import dispatch_timers
-from stormd.schema.carts import Cart, CartItem
-from stormd.schema.customers import Customer
-from stormd.schema.engine import make_engine, make_sessionmaker
-from stormd.schema.messages import Message
+from stormd.daemon.runtime.scheduler import TimerLoop
+from stormd.handlers.kernel.context import HandlerContext, TimerFired
+from stormd.handlers.kernel.registry import dispatch_timers
+from stormd.schema.db.engine import make_engine, make_sessionmaker
+from stormd.schema.marketing.messages import Message
 from stormd.schema.migrate import create_schema
-from stormd.schema.orders import Order
-from stormd.schema.timers import Timer
+from stormd.schema.runtime.timers import Timer
+from stormd.schema.shop.carts import Cart, CartItem
+from stormd.schema.shop.customers import Customer
+from stormd.schema.shop.orders import Order
 
 STORE = "bench"
 START = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 10:00 in Dhaka, a Tuesday

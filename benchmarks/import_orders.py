@@ -74,8 +74,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stormd.handlers.bulk_import import import_file
-from stormd.schema.engine import make_engine, make_sessionmaker
+from stormd.handlers.imports.bulk import import_file
+from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import upgrade_database
 
 STATUSES = ("PAID", "DELIVERED", "SHIPPED", "PENDING", "CANCELLED")

@@ -129,15 +129,15 @@ from pathlib import Path
 import nats
 from sqlalchemy import func, select
 
+from stormd.config.clock import Clock
 from stormd.config.loader import settings_from_dict
-from stormd.daemon.app import Daemon
-from stormd.daemon.broker import ensure_streams
-from stormd.daemon.clock import Clock
-from stormd.daemon.metrics import bucket_quantile, event_latency_buckets
-from stormd.daemon.nats_server import start_nats_server, wait_until_listening
-from stormd.daemon.storefront import mixed_events
-from stormd.handlers.registry import HandlerRegistry, _Registered, load_handlers
-from stormd.schema.timers import Timer
+from stormd.daemon.bus.broker import ensure_streams
+from stormd.daemon.bus.nats_server import start_nats_server, wait_until_listening
+from stormd.daemon.demo.storefront import mixed_events
+from stormd.daemon.runtime.app import Daemon
+from stormd.handlers.kernel.registry import HandlerRegistry, _Registered, load_handlers
+from stormd.schema.metrics import bucket_quantile, event_latency_buckets
+from stormd.schema.runtime.timers import Timer
 
 START = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 

@@ -45,12 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
+from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
-from stormd.daemon.clock import SettableClock
-from stormd.handlers.context import JobContext
-from stormd.handlers.nightly import run_store
-from stormd.handlers.segments import rescore_customers
-from stormd.schema.engine import make_engine, make_sessionmaker
+from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.scoring.nightly import run_store
+from stormd.handlers.scoring.segments import rescore_customers
+from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import create_schema
 
 STORE = "store_1"

@@ -12,7 +12,7 @@ passed by name: an implementation may take fewer than the spec lists, so new arg
 be added without breaking existing plugins.
 
     from stormd.plugins.hookspecs import hookimpl
-    from stormd.plugins.api import ProviderInfo
+    from stormd.plugins.models import ProviderInfo
 
     @hookimpl
     def stormd_provider():

@@ -3,14 +3,10 @@
 Importing this package registers every model on `Base.metadata` (Alembic and tests use it).
 """
 
-from stormd.schema.automations import AutomationExecution, AutomationWorkflow
 from stormd.schema.base import Base
-from stormd.schema.campaigns import CampaignTemplate, EmailCampaign
-from stormd.schema.carts import Cart, CartAbandonmentEvent, CartItem
-from stormd.schema.cron import CronRun
-from stormd.schema.customers import Customer, DndNumber
-from stormd.schema.inbox import OutboundEvent, ProcessedEvent
-from stormd.schema.messages import (
+from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
+from stormd.schema.marketing.campaigns import CampaignTemplate, EmailCampaign
+from stormd.schema.marketing.messages import (
     EmailEvent,
     Message,
     SmsLog,
@@ -18,14 +14,18 @@ from stormd.schema.messages import (
     WhatsAppMessage,
     WhatsAppTemplate,
 )
-from stormd.schema.orders import Order, OrderItem, OrderStatusChange
-from stormd.schema.products import Product
-from stormd.schema.promotions import AppliedPromotion, DiscountCode
-from stormd.schema.recommendations import RecommendationEvent
-from stormd.schema.rfm import CustomerLifecycleMetrics, CustomerRFMSnapshot, RfmRun
-from stormd.schema.segments import CustomerSegment, CustomerSegmentMember, RescoreQueue
-from stormd.schema.stores import Store
-from stormd.schema.timers import Timer
+from stormd.schema.marketing.recommendations import RecommendationEvent
+from stormd.schema.marketing.rfm import CustomerLifecycleMetrics, CustomerRFMSnapshot, RfmRun
+from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember, RescoreQueue
+from stormd.schema.runtime.cron import CronRun
+from stormd.schema.runtime.inbox import OutboundEvent, ProcessedEvent
+from stormd.schema.runtime.timers import Timer
+from stormd.schema.shop.carts import Cart, CartAbandonmentEvent, CartItem
+from stormd.schema.shop.customers import Customer, DndNumber
+from stormd.schema.shop.orders import Order, OrderItem, OrderStatusChange
+from stormd.schema.shop.products import Product
+from stormd.schema.shop.promotions import AppliedPromotion, DiscountCode
+from stormd.schema.shop.stores import Store
 
 __all__ = [
     "AppliedPromotion", "AutomationExecution", "AutomationWorkflow", "Base", "CampaignTemplate",

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from stormd.schema import Base
-from stormd.schema.engine import make_engine
+from stormd.schema.db.engine import make_engine
 from stormd.schema.migrations import alembic_config
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
-from stormd.daemon.clock import SettableClock
-from stormd.daemon.nats_server import start_nats_server, wait_until_listening
-from stormd.schema.engine import make_engine, make_sessionmaker
+from stormd.daemon.bus.nats_server import start_nats_server, wait_until_listening
+from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.migrate import create_schema
 
 PG_ENV = "STORMD_TEST_PG_URL"
@@ -149,9 +149,9 @@ def handle_event(sessionmaker, clock, settings_factory):
     """
     import json
 
-    from stormd.handlers.context import HandlerContext
-    from stormd.handlers.events import parse_event
-    from stormd.handlers.registry import dispatch_event
+    from stormd.handlers.kernel.context import HandlerContext
+    from stormd.handlers.kernel.registry import dispatch_event
+    from stormd.schema.wire.events import parse_event
 
     settings = settings_factory()
     prefix = settings.nats.subject_prefix

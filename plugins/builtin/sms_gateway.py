@@ -15,10 +15,10 @@ from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import StatusUpdate, WebhookResult
 from stormd.plugins.builtin.transport import ProviderConfig, declare
 from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
 from stormd.plugins.hookspecs import hookimpl
+from stormd.plugins.models import StatusUpdate, WebhookResult
 from stormd.plugins.signatures import verify_token
 from stormd.plugins.sms_encoding import segments
 

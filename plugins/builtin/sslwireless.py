@@ -16,11 +16,11 @@ import json
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import Health
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, gateway_hooks, refusal
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
 from stormd.plugins.errors import RetryableError
 from stormd.plugins.hookspecs import hookimpl
+from stormd.plugins.models import Health
 
 NAME = "sslwireless"
 # Gateway status codes that say our account, not the message, is the problem: count them

@@ -25,7 +25,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from stormd.plugins.api import StatusUpdate, WebhookResult
 from stormd.plugins.builtin.transport import (
     ProviderConfig,
     declare,
@@ -34,6 +33,7 @@ from stormd.plugins.builtin.transport import (
 )
 from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
 from stormd.plugins.hookspecs import hookimpl
+from stormd.plugins.models import StatusUpdate, WebhookResult
 from stormd.plugins.signatures import body_digest, verify_hub_signature
 
 NAME = "meta"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from alembic import command
 
-from stormd.schema.engine import make_engine
+from stormd.schema.db.engine import make_engine
 from stormd.schema.migrate import head_revisions, schema_drift, upgrade_database
 from stormd.schema.migrations import alembic_config
 

@@ -11,7 +11,7 @@ import asyncio
 from alembic import context
 
 from stormd.schema import Base
-from stormd.schema.engine import make_engine
+from stormd.schema.db.engine import make_engine
 
 config = context.config
 target_metadata = Base.metadata

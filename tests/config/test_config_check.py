@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from stormd.config.durations import parse_duration
-from stormd.daemon.cli import main
+from stormd.daemon.cli.main import main
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,10 @@ from collections import defaultdict
 import nats
 import pytest
 
-from stormd.daemon.app import Daemon
-from stormd.handlers.registry import registry
-from stormd.schema.customers import Customer
-from stormd.schema.upsert import insert_for
+from stormd.daemon.runtime.app import Daemon
+from stormd.handlers.kernel.registry import registry
+from stormd.schema.db.upsert import insert_for
+from stormd.schema.shop.customers import Customer
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from stormd.plugins.enqueue import MessageRequest, enqueue_message
-from stormd.plugins.pipeline import DeliveryPipeline
-from stormd.schema.messages import Message
+from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
+from stormd.plugins.delivery.pipeline import DeliveryPipeline
+from stormd.schema.marketing.messages import Message
 
 _keys = itertools.count(1)
 

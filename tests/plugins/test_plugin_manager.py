@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from stormd.config.errors import ConfigError
-from stormd.daemon.cli import main
-from stormd.plugins.manager import ChannelPlugins, load_plugins
-from stormd.plugins.webhooks import routes
+from stormd.daemon.cli.main import main
+from stormd.plugins.delivery.manager import ChannelPlugins, load_plugins
+from stormd.plugins.delivery.webhooks import routes
 
 HERE = Path(__file__).parent
 README = HERE.parents[1] / "README.md"

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from stormd.plugins.api import Health, ProviderInfo, StatusUpdate, WebhookResult
+from stormd.plugins.models import Health, ProviderInfo, StatusUpdate, WebhookResult
 from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
 from stormd.plugins.hookspecs import hookimpl
 

@@ -1,0 +1,74 @@
+"""What `stormd rfm` and `stormd segments` share: the database brought to the current
+schema, a job context on it, and the store a command acts on (`--store`, or the only one)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from stormd.config.clock import Clock
+from stormd.config.settings import Settings
+from stormd.daemon.cli.common import run_command
+from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.scoring.features import known_store_ids
+
+
+@asynccontextmanager
+async def job_context(settings: Settings) -> AsyncIterator[JobContext]:
+    from stormd.schema.db.engine import make_engine, make_sessionmaker
+    from stormd.schema.migrate import upgrade_database
+
+    url = settings.database.url
+    await upgrade_database(url)
+    engine = make_engine(url)
+    try:
+        yield JobContext(make_sessionmaker(engine), settings, Clock())
+    finally:
+        await engine.dispose()
+
+
+async def resolve_store(job: JobContext, store_id: str | None) -> str:
+    """`--store`, else the one store the database knows; otherwise a clear usage error."""
+    if store_id:
+        return store_id
+    async with job.sessionmaker() as session:
+        stores = await known_store_ids(session)
+    if len(stores) == 1:
+        return stores[0]
+    if not stores:
+        raise click.UsageError("the database knows no store yet: give --store")
+    raise click.UsageError(f"several stores ({', '.join(stores)}): give --store")
+
+
+def run_on_store(config_path: str | None, store_id: str | None,
+                 work: Callable[[JobContext, str], Awaitable[Any]],
+                 errors: tuple[type[Exception], ...] = ()) -> Any:
+    """`work(job, store)` on the configured database (at the current schema) for `--store`
+    or the only store; `errors` end the command with their message and exit status 1."""
+
+    async def go(settings: Settings) -> Any:
+        async with job_context(settings) as job:
+            return await work(job, await resolve_store(job, store_id))
+
+    return run_command(config_path, go, errors)
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    """--as-of: ISO 8601 with a zone (a bare date is midnight UTC)."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time",
+                                 param_hint="--as-of") from None
+    if when.tzinfo is None:
+        if "T" in value or " " in value:
+            raise click.BadParameter(f"{value!r} needs a time zone, e.g. {value}+06:00",
+                                     param_hint="--as-of")
+        when = when.replace(tzinfo=UTC)
+    return when

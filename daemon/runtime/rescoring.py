@@ -1,0 +1,69 @@
+"""The re-scoring loop: takes the customers group commits queued (handlers/rescore_queue)
+and re-scores them (handlers/segments.rescore_customers: RFM, lifecycle, segment moves,
+`customer.segmented` out, segment-entry automations).
+
+Woken after a commit that queued customers, it waits `COALESCE` for more to join, then
+re-scores up to `batch` of them in one transaction holding the write lock (on SQLite run
+inline, like a group commit: `schema/write_lock.write_session`), and goes again at once while the
+queue is not empty. So a storefront's busy minute costs a few re-scorings a second
+instead of one per group commit, and segments still move within a second of the event.
+It also polls, for customers another process queued or a crash left behind (a plain
+read first: an idle poll does not take the write lock).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from stormd.config.clock import Clock
+from stormd.config.settings import Settings
+from stormd.daemon.runtime.loops import SupervisedLoop
+from stormd.handlers.kernel.context import HandlerContext
+from stormd.handlers.scoring.rescore_queue import any_queued, take_queued
+from stormd.handlers.scoring.segments import rescore_customers
+from stormd.schema.db.write_lock import write_session
+
+log = logging.getLogger(__name__)
+COALESCE = 0.2  # seconds a wake-up waits for more customers to share the pass
+FINAL_PASSES = 5  # at stop
+
+
+class RescoreLoop(SupervisedLoop):
+    name = "rescoring"
+    coalesce = COALESCE
+
+    def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock, *,
+                 batch: int = 1000, poll: float = 1.0):
+        super().__init__(poll)
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.clock = clock
+        self.batch = batch  # customers a pass: bounds how long it holds the write lock
+
+    async def run_pass(self) -> float:
+        return 0 if await self.rescore_queued() >= self.batch else self.poll
+
+    async def stop(self) -> None:
+        """Re-score what is queued (a few passes at most: shutdown has a grace period),
+        then stop; what is left waits in the queue for the next start."""
+        await super().stop()
+        try:
+            for _ in range(FINAL_PASSES):
+                if await self.rescore_queued() < self.batch:
+                    break
+        except Exception as exc:
+            log.warning("rescoring: final pass failed (%s); the queue is kept", exc)
+
+    async def rescore_queued(self) -> int:
+        """Re-score one batch of queued customers; returns how many were taken."""
+        async with self.sessionmaker() as session:
+            if not await any_queued(session):
+                return 0
+        async with write_session(self.sessionmaker) as session:
+            taken = await take_queued(session, self.batch)
+            for store_id, customer_ids in taken.items():
+                await rescore_customers(HandlerContext(
+                    session=session, settings=self.settings, clock=self.clock,
+                    store_id=store_id), customer_ids)
+        return sum(map(len, taken.values()))

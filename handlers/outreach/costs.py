@@ -1,0 +1,161 @@
+"""What a send will cost and earn, and the guard that refuses a send not worth it.
+
+Unit costs: an SMS costs the store's SmsProvider rate per billed segment (the first
+active provider of `[channels] sms`, else `campaigns.message_cost.sms`); WhatsApp, e-mail
+and push cost `campaigns.message_cost.<channel>` per message.
+
+Expected revenue follows the seed's formula (H.3):
+    expected revenue = average order value x conversion rate x reach
+with the store's own average completed order (else `campaigns.default_order_value`,
+2500 BDT) and `campaigns.expected_conversion_rate` (3.8 %, the seed's Eid example).
+A send is refused below the store's minimum ROI (Store.min_roi, default 10:1) or above
+its budget (the campaign's own, and what is left of Store.monthly_budget this month),
+unless forced. Actual ROI after a send lives in `handlers.campaign_results`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stormd.config.settings import Settings
+from stormd.plugins.sms_encoding import segments as sms_segments
+from stormd.schema.marketing.messages import Message, SmsProvider
+from stormd.schema.shop.orders import COMPLETED_STATUSES, Order
+
+CENT = Decimal("0.01")
+NOT_BILLED = ("cancelled", "failed")
+
+
+def money(value: Decimal | float) -> Decimal:
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """Cost of one message (one SMS segment) per channel, in the store's currency."""
+
+    per_channel: dict[str, Decimal]
+
+    def cost(self, channel: str, body: str) -> tuple[int | None, Decimal]:
+        """(SMS segments or None, cost) of one message with this body."""
+        if channel == "sms":
+            parts = sms_segments(body)
+            return parts, self.per_channel["sms"] * parts
+        return None, self.per_channel[channel]
+
+
+async def unit_costs(session: AsyncSession, settings: Settings, store_id: str) -> UnitCosts:
+    costs = settings.campaigns.message_cost
+    per = {"email": costs.email, "sms": costs.sms, "whatsapp": costs.whatsapp, "push": costs.push}
+    rows = (await session.execute(
+        select(SmsProvider.provider, SmsProvider.rate_per_sms)
+        .where(SmsProvider.store_id == store_id, SmsProvider.is_active.is_(True))
+    )).all()
+    if rows:
+        rates = dict(rows)
+        order = settings.channels.providers("sms")
+        chosen = next((p for p in order if p in rates), min(rates, key=lambda p: rates[p]))
+        per["sms"] = Decimal(rates[chosen])
+    return UnitCosts(per)
+
+
+async def average_order_value(session: AsyncSession, settings: Settings, store_id: str) -> Decimal:
+    """The store's average completed order, or the configured default with no history."""
+    avg = (await session.execute(
+        select(func.avg(Order.total))
+        .where(Order.store_id == store_id, Order.status.in_(COMPLETED_STATUSES))
+    )).scalar()
+    return money(avg) if avg is not None else money(settings.campaigns.default_order_value)
+
+
+async def spent_this_month(session: AsyncSession, store_id: str, now: datetime, tz: ZoneInfo
+                           ) -> Decimal:
+    """What the store's messages created this local calendar month cost."""
+    local = now.astimezone(tz)
+    start = datetime.combine(local.date().replace(day=1), time(0), tz)
+    total = (await session.execute(
+        select(func.coalesce(func.sum(Message.cost), 0))
+        .where(Message.store_id == store_id, Message.created_at >= start,
+               Message.status.not_in(NOT_BILLED))
+    )).scalar()
+    return money(total or 0)
+
+
+class SendRefused(Exception):
+    """The ROI guard said no; `reasons` name each failed check (override with force)."""
+
+    def __init__(self, reasons: list[str]):
+        self.reasons = reasons
+        super().__init__("; ".join(reasons) + " (use force to send anyway)")
+
+
+@dataclass
+class CostPreview:
+    """Before a send: who gets what on which channel, what it costs, what it may earn."""
+
+    audience: int = 0
+    holdout: int = 0
+    unreachable: int = 0
+    capped: int = 0
+    deferred: int = 0
+    by_channel: dict[str, int] = field(default_factory=dict)
+    sms_segments: int = 0
+    cost_by_channel: dict[str, Decimal] = field(default_factory=dict)
+    average_order_value: Decimal = Decimal(0)
+    conversion_rate: float = 0.0
+    min_roi: Decimal = Decimal(10)
+    budget_left: Decimal | None = None
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def reach(self) -> int:
+        return sum(self.by_channel.values())
+
+    @property
+    def cost(self) -> Decimal:
+        return money(sum(self.cost_by_channel.values(), Decimal(0)))
+
+    @property
+    def expected_revenue(self) -> Decimal:
+        return money(self.average_order_value * Decimal(str(self.conversion_rate)) * self.reach)
+
+    @property
+    def expected_roi(self) -> Decimal | None:
+        """Revenue per unit of cost (10 means 10:1); None when the send is free."""
+        return None if self.cost == 0 else (self.expected_revenue / self.cost).quantize(CENT)
+
+    def refusals(self) -> list[str]:
+        reasons = []
+        roi = self.expected_roi
+        if roi is not None and roi < self.min_roi:
+            reasons.append(f"expected ROI {roi}:1 is below the store's minimum {self.min_roi}:1")
+        if self.budget_left is not None and self.cost > self.budget_left:
+            reasons.append(f"cost {self.cost} is over the budget left ({self.budget_left})")
+        return reasons
+
+    def guard(self, force: bool = False) -> None:
+        """Raise SendRefused unless the send is worth it (or forced)."""
+        reasons = self.refusals()
+        if reasons and not force:
+            raise SendRefused(reasons)
+
+    def as_dict(self) -> dict:
+        return {
+            "audience": self.audience, "holdout": self.holdout, "unreachable": self.unreachable,
+            "capped": self.capped, "deferred": self.deferred, "reach": self.reach,
+            "byChannel": dict(self.by_channel), "smsSegments": self.sms_segments,
+            "costByChannel": {k: str(money(v)) for k, v in self.cost_by_channel.items()},
+            "cost": str(self.cost), "averageOrderValue": str(self.average_order_value),
+            "conversionRate": self.conversion_rate,
+            "expectedRevenue": str(self.expected_revenue),
+            "expectedRoi": None if self.expected_roi is None else str(self.expected_roi),
+            "minRoi": str(self.min_roi),
+            "budgetLeft": None if self.budget_left is None else str(self.budget_left),
+            "alerts": list(self.alerts), "refusals": self.refusals(),
+        }

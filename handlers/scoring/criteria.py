@@ -1,0 +1,312 @@
+"""The segment criteria language (CONTRACT §6), compiled to SQLAlchemy expressions.
+
+Criteria are JSON: an object whose keys are fields (all must hold) or the combinators
+`all` / `any` (lists of criteria) and `not` (one criteria). A field's condition is a
+literal (equality) or an object of operators `eq ne gt gte lt lte in nin between`.
+Every name and value is checked against the tables below and becomes a bound parameter
+of a SQLAlchemy expression; criteria never become SQL text.
+
+Expressions read the per-customer feature rows: `customer_lifecycle_metrics` (one row per
+customer, handlers/lifecycle.py) outer-joined to `customers`, plus correlated sub-queries
+over orders for promotions and categories. A field whose value is unknown for a customer
+(no RFM score yet, no order) satisfies no condition, and `not` of such a condition holds.
+Day counts are whole days before T (CONTRACT §5) and compare as timestamps, exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, exists, false, func, not_, or_, select, true
+from sqlalchemy.sql import ColumnElement, FromClause
+
+from stormd.handlers.scoring.features import completed_orders
+from stormd.handlers.scoring.lifecycle import STAGES
+from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
+from stormd.schema.shop.customers import Customer
+from stormd.schema.shop.orders import Order, OrderItem
+from stormd.schema.shop.promotions import AppliedPromotion
+
+OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "between")
+COMBINATORS = ("all", "any", "not")
+MAX_DAYS = 36_500  # a century: day bounds beyond it would leave the calendar
+MAX_NUMBER = 1e15  # beyond exact integers in a double, and SQLite's 64-bit integers
+EQUALITY = ("eq", "ne", "in", "nin")
+
+LM = CustomerLifecycleMetrics.__table__
+CUSTOMERS = Customer.__table__
+
+
+class CriteriaError(ValueError):
+    """Criteria that cannot be compiled; the message names the field, operator or value."""
+
+
+def feature_from() -> FromClause:
+    """The per-customer feature rows the criteria read."""
+    return LM.outerjoin(
+        CUSTOMERS,
+        and_(CUSTOMERS.c.store_id == LM.c.store_id, CUSTOMERS.c.customer_id == LM.c.customer_id),
+    )
+
+
+@dataclass(frozen=True)
+class _Field:
+    kind: str  # number, days, ratio, stage, string, bool, categories
+    column: Callable[[], Any] | None = None
+
+
+FIELDS: dict[str, _Field] = {
+    "rfm.recency": _Field("number", lambda: LM.c.recency_days),
+    "rfm.frequency": _Field("number", lambda: LM.c.frequency),
+    "rfm.monetary": _Field("number", lambda: LM.c.monetary),
+    "rfm.r": _Field("number", lambda: LM.c.r),
+    "rfm.f": _Field("number", lambda: LM.c.f),
+    "rfm.m": _Field("number", lambda: LM.c.m),
+    "rfm.composite": _Field("number", lambda: LM.c.composite),
+    "orders.count": _Field("number", lambda: LM.c.orders_count),
+    "orders.total": _Field("number", lambda: LM.c.orders_total),
+    "daysSinceLastOrder": _Field("days", lambda: LM.c.last_order_at),
+    "daysSinceFirstOrder": _Field("days", lambda: LM.c.first_order_at),
+    "lifecycle.stage": _Field("stage", lambda: LM.c.stage),
+    "promotions.redeemedRatio": _Field("ratio"),
+    "categories.lastOrderMissing": _Field("categories"),
+    "categories.purchased": _Field("categories"),
+    "customer.locale": _Field("string", lambda: func.coalesce(CUSTOMERS.c.locale, "bn")),
+    "consent.email": _Field("bool", lambda: func.coalesce(CUSTOMERS.c.consent_email, true())),
+    "consent.sms": _Field("bool", lambda: func.coalesce(CUSTOMERS.c.consent_sms, true())),
+    "consent.whatsapp": _Field(
+        "bool", lambda: func.coalesce(CUSTOMERS.c.consent_whatsapp, true())),
+    "consent.push": _Field("bool", lambda: func.coalesce(CUSTOMERS.c.consent_push, true())),
+}
+
+_KIND_OPERATORS = {
+    "number": OPERATORS, "days": OPERATORS, "ratio": OPERATORS,
+    "stage": EQUALITY, "string": EQUALITY, "bool": EQUALITY,
+}
+
+
+def compile_criteria(criteria: Any, as_of: datetime) -> ColumnElement[bool]:
+    """The criteria as a boolean expression over `feature_from()`, for instant T = as_of."""
+    if not isinstance(criteria, dict):
+        raise CriteriaError(f"criteria must be a JSON object, not {_json_type(criteria)}")
+    if not criteria:
+        raise CriteriaError("criteria is empty: give at least one field or all/any/not")
+    return _Compiler(as_of).object(criteria, "")
+
+
+# Fields whose condition is evaluated against T: their expressions embed the instant.
+_TIMED_KINDS = ("days", "ratio", "categories")
+
+
+def reads_time(criteria: Any) -> bool:
+    """Whether the criteria's expression depends on the instant T (day counts, and the
+    order sub-queries of promotions and categories)."""
+    if isinstance(criteria, dict):
+        return any((k in FIELDS and FIELDS[k].kind in _TIMED_KINDS) or reads_time(v)
+                   for k, v in criteria.items() if k in FIELDS or k in COMBINATORS)
+    if isinstance(criteria, list):
+        return any(reads_time(v) for v in criteria)
+    return False
+
+
+def validate_criteria(criteria: Any) -> None:
+    """Raise CriteriaError naming what is wrong, or return quietly."""
+    compile_criteria(criteria, datetime.now().astimezone())
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+class _Compiler:
+    def __init__(self, as_of: datetime):
+        self.as_of = as_of
+
+    def object(self, criteria: dict[str, Any], path: str) -> ColumnElement[bool]:
+        parts = []
+        for key, value in criteria.items():
+            where = f"{path}{key}"
+            if key in ("all", "any"):
+                if not isinstance(value, list) or not value:
+                    raise CriteriaError(f"{where}: needs a non-empty list of criteria")
+                subs = [self.nested(v, f"{where}[{i}]") for i, v in enumerate(value)]
+                parts.append(and_(*subs) if key == "all" else or_(*subs))
+            elif key == "not":
+                parts.append(not_(self.nested(value, where)))
+            elif key in FIELDS:
+                parts.append(self.field(key, FIELDS[key], value, where))
+            else:
+                raise CriteriaError(f"unknown field {key!r} at {where!r}; fields are "
+                                    + ", ".join(FIELDS) + "; combinators are all, any, not")
+        return and_(*parts)
+
+    def nested(self, value: Any, where: str) -> ColumnElement[bool]:
+        if not isinstance(value, dict) or not value:
+            raise CriteriaError(f"{where}: needs a criteria object, not {_json_type(value)}")
+        return self.object(value, where + ".")
+
+    def field(self, name: str, f: _Field, condition: Any, where: str) -> ColumnElement[bool]:
+        if f.kind == "categories":
+            return self.categories(name, condition, where)
+        if isinstance(condition, dict):
+            if not condition:
+                raise CriteriaError(f"{where}: the condition has no operator")
+            parts = []
+            for op, value in condition.items():
+                if op not in OPERATORS:
+                    raise CriteriaError(f"{where}: unknown operator {op!r}; operators are "
+                                        + ", ".join(OPERATORS))
+                if op not in _KIND_OPERATORS[f.kind]:
+                    raise CriteriaError(f"{where}: operator {op!r} does not apply to {name} "
+                                        f"(use {', '.join(_KIND_OPERATORS[f.kind])})")
+                parts.append(self.operator(name, f, op, value, f"{where}.{op}"))
+            return and_(*parts)
+        if isinstance(condition, list):
+            raise CriteriaError(f"{where}: a list needs an operator (in, nin or between)")
+        return self.operator(name, f, "eq", condition, where)
+
+    def operator(self, name: str, f: _Field, op: str, value: Any, where: str):
+        if op in ("in", "nin"):
+            if not isinstance(value, list) or not value:
+                raise CriteriaError(f"{where}: needs a non-empty list, not {_json_type(value)}")
+            for i, v in enumerate(value):
+                self.check(name, f, v, f"{where}[{i}]")
+            match = or_(*(self.compare(f, "eq", v) for v in value))
+            return match if op == "in" else and_(self.known(f), not_(match))
+        if op == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                raise CriteriaError(f"{where}: needs [lo, hi], not {_json_type(value)}")
+            lo, hi = value
+            self.check(name, f, lo, f"{where}[0]")
+            self.check(name, f, hi, f"{where}[1]")
+            if lo > hi:
+                raise CriteriaError(f"{where}: lo {lo} is greater than hi {hi}")
+            return and_(self.compare(f, "gte", lo), self.compare(f, "lte", hi))
+        self.check(name, f, value, where)
+        if op == "ne":
+            return and_(self.known(f), not_(self.compare(f, "eq", value)))
+        return self.compare(f, op, value)
+
+    def check(self, name: str, f: _Field, value: Any, where: str) -> None:
+        if f.kind in ("number", "days", "ratio"):
+            if not _is_number(value):
+                raise CriteriaError(f"{where}: {name} takes a number, not {_json_type(value)} "
+                                    f"{value!r}")
+            limit = MAX_DAYS if f.kind == "days" else MAX_NUMBER
+            if abs(value) > limit:
+                raise CriteriaError(f"{where}: {value!r} is out of range for {name} "
+                                    f"(at most {limit:g} either way)")
+        elif f.kind == "bool":
+            if not isinstance(value, bool):
+                raise CriteriaError(f"{where}: {name} takes true or false, not {value!r}")
+        elif f.kind == "stage":
+            if value not in STAGES:
+                raise CriteriaError(f"{where}: {value!r} is not a lifecycle stage "
+                                    f"({', '.join(STAGES)})")
+        elif not isinstance(value, str):
+            raise CriteriaError(f"{where}: {name} takes a string, not {_json_type(value)}")
+        elif "\x00" in value:
+            raise CriteriaError(f"{where}: {name} may not contain a NUL character")
+
+    def known(self, f: _Field) -> ColumnElement[bool]:
+        if f.kind == "ratio":
+            return LM.c.orders_count > 0
+        return f.column().is_not(None)
+
+    def compare(self, f: _Field, op: str, value: Any) -> ColumnElement[bool]:
+        """`field op value` for a checked scalar value; false where the field is unknown."""
+        if f.kind == "days":
+            return self.days(f.column(), op, value)
+        if f.kind == "ratio":
+            return and_(LM.c.orders_count > 0, _apply(op, self.redeemed(), value * LM.c.orders_count))
+        column = f.column()
+        if f.kind in ("bool", "string"):
+            return _apply(op, column, value)
+        return and_(column.is_not(None), _apply(op, column, value))
+
+    def days(self, column: Any, op: str, value: float) -> ColumnElement[bool]:
+        """Whole days before T compared as instants: days >= d iff t <= T - d days."""
+
+        def at_least(d: int) -> ColumnElement[bool]:
+            return column <= self.as_of - timedelta(days=d)
+
+        def at_most(d: int) -> ColumnElement[bool]:
+            return column > self.as_of - timedelta(days=d + 1)
+
+        if op == "gte":
+            return at_least(math.ceil(value))
+        if op == "gt":
+            return at_least(math.floor(value) + 1)
+        if op == "lte":
+            return at_most(math.floor(value))
+        if op == "lt":
+            return at_most(math.ceil(value) - 1)
+        if value != int(value):  # eq: a whole-day count never equals a fraction
+            return false()
+        return and_(at_least(int(value)), at_most(int(value)))
+
+    def redeemed(self):
+        """Completed orders of the customer with a redeemed promotion."""
+        o = Order.__table__.c
+        ap = AppliedPromotion.__table__.c
+        return (
+            select(func.count())
+            .where(completed_orders(LM.c.store_id, self.as_of), o.customer_id == LM.c.customer_id,
+                   exists().where(ap.store_id == o.store_id, ap.order_id == o.order_id))
+            .scalar_subquery()
+        )
+
+    def categories(self, name: str, value: Any, where: str) -> ColumnElement[bool]:
+        if isinstance(value, str):
+            value = [value]
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, str) and v and "\x00" not in v for v in value)):
+            raise CriteriaError(f"{where}: {name} takes a non-empty list of category names, "
+                                f"not {_json_type(value)} {value!r}")
+        o = Order.__table__.c
+        item = OrderItem.__table__.c
+        with_category = exists().where(
+            completed_orders(LM.c.store_id, self.as_of), o.customer_id == LM.c.customer_id,
+            item.store_id == o.store_id, item.order_id == o.order_id, item.category.in_(value),
+        )
+        if name == "categories.purchased":
+            return with_category
+        # The last completed order (every order at that instant, if several) has none.
+        return and_(LM.c.last_order_at.is_not(None),
+                    ~with_category.where(o.occurred_at == LM.c.last_order_at))
+
+
+def _apply(op: str, left: Any, right: Any) -> ColumnElement[bool]:
+    if op == "eq":
+        return left == right
+    if op == "gt":
+        return left > right
+    if op == "gte":
+        return left >= right
+    if op == "lt":
+        return left < right
+    if op == "lte":
+        return left <= right
+    raise CriteriaError(f"operator {op!r} cannot compare")  # pragma: no cover - checked earlier

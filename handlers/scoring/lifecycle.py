@@ -1,0 +1,110 @@
+"""Lifecycle stage and churn risk per customer (CONTRACT §5), kept with the features the
+segment criteria read (handlers/criteria.py), one row per customer of the store. A row only
+moves forward in time: a nightly run as of T never overwrites what a later event wrote.
+
+Stage as of T: PROSPECT with no completed order; NEW with exactly one, placed at most
+`lifecycle.new_max_days` whole days before T; CHURNED when the last completed order is
+more than `lifecycle.churned_after_days` whole days before T; ACTIVE otherwise.
+
+Churn risk, in 0..1: how long the customer has been silent measured in their own usual
+gap between orders. With d the whole days since the last completed order and h the mean
+days between their completed orders (for a one-order customer, `new_max_days`), clamped to
+[7, churned_after_days] days: risk = 1 - 2^(-d / h). It is 0 right after an order, 0.5 when
+they have been silent one usual gap, 0.75 at two; PROSPECTs (nothing to lose yet) have 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stormd.config.settings import LifecycleSettings
+from stormd.handlers.scoring.features import (
+    ID_CHUNK,
+    US_PER_DAY,
+    Aggregates,
+    epoch_us,
+    first_column,
+    whole_days,
+)
+from stormd.handlers.scoring.rfm import Scores
+from stormd.schema.db.columnar import EPOCH, write_columns
+from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
+from stormd.schema.shop.customers import Customer
+
+STAGES = ("PROSPECT", "NEW", "ACTIVE", "CHURNED")
+MIN_GAP_DAYS = 7
+
+LM = CustomerLifecycleMetrics.__table__
+
+
+def stages(agg: Aggregates, as_of: datetime, s: LifecycleSettings) -> np.ndarray:
+    """Stage of each customer in `agg` (all have at least one completed order)."""
+    days = whole_days(epoch_us(as_of), agg.last_us)
+    new = (agg.orders_count == 1) & (days <= s.new_max_days)
+    churned = days > s.churned_after_days
+    return np.where(new, "NEW", np.where(churned, "CHURNED", "ACTIVE"))
+
+
+def churn_risk(agg: Aggregates, as_of: datetime, s: LifecycleSettings) -> np.ndarray:
+    days = whole_days(epoch_us(as_of), agg.last_us).astype(np.float64)
+    spans = (agg.last_us - agg.first_us) / US_PER_DAY
+    gaps = np.where(agg.orders_count > 1, spans / np.maximum(agg.orders_count - 1, 1),
+                    float(s.new_max_days))
+    half_life = np.clip(gaps, MIN_GAP_DAYS, max(MIN_GAP_DAYS, s.churned_after_days))
+    return np.round(1.0 - np.exp2(-np.maximum(days, 0) / half_life), 4)
+
+
+def _when(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+async def upsert_buyers(
+    session: AsyncSession, store_id: str, as_of: datetime, agg: Aggregates,
+    scores: Scores | None, s: LifecycleSettings,
+) -> None:
+    """Write the rows of customers with completed orders (RFM columns empty without scores)."""
+    if not len(agg):
+        return
+    none = np.full(len(agg), None, dtype=object)
+    await write_columns(session, LM, {
+        "store_id": store_id, "customer_id": agg.customer_ids,
+        "stage": stages(agg, as_of, s), "churn_risk": churn_risk(agg, as_of, s),
+        "orders_count": agg.orders_count, "orders_total": agg.orders_total_cents,
+        "first_order_at": agg.first_order_at(), "last_order_at": agg.last_order_at(),
+        "recency_days": whole_days(epoch_us(as_of), agg.last_us), "frequency": agg.frequency,
+        "monetary": agg.monetary_cents,
+        "r": scores.r if scores else none, "f": scores.f if scores else none,
+        "m": scores.m if scores else none, "composite": scores.composite if scores else none,
+        "as_of": epoch_us(as_of),
+    }, ["store_id", "customer_id"], update=True, keep_newer="as_of")
+
+
+async def upsert_prospects(
+    session: AsyncSession, store_id: str, as_of: datetime, buyers: Iterable[str],
+    customer_ids: Iterable[str] | None = None,
+) -> None:
+    """Every customer of the store (optionally: of `customer_ids`) who is not among the
+    `buyers` scored at T becomes, or stays, PROSPECT. The store's customers are its
+    customer records: the customer and order handlers and the importer make one for
+    every buyer."""
+    scored = set(buyers)
+    query = select(Customer.customer_id).where(Customer.store_id == store_id)
+    if customer_ids is None:
+        prospects = [c for c in await first_column(session, query) if c not in scored]
+    else:
+        # Re-scoring: only customers without a completed order need their record looked up.
+        ids, prospects = [c for c in dict.fromkeys(customer_ids) if c not in scored], []
+        for start in range(0, len(ids), ID_CHUNK):
+            chunk = ids[start:start + ID_CHUNK]
+            prospects.extend(await session.scalars(query.where(Customer.customer_id.in_(chunk))))
+    await write_columns(session, LM, {
+        "store_id": store_id, "customer_id": prospects, "stage": "PROSPECT",
+        "churn_risk": 0.0, "orders_count": 0, "orders_total": 0, "first_order_at": None,
+        "last_order_at": None, "recency_days": None, "frequency": None, "monetary": None,
+        "r": None, "f": None, "m": None, "composite": None, "as_of": epoch_us(as_of),
+    }, ["store_id", "customer_id"], update=True, keep_newer="as_of")

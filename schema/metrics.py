@@ -1,0 +1,143 @@
+"""Every Prometheus metric stormd exposes (CONTRACT §9), defined once so other modules import
+and increment them by name.
+
+Label values are bounded sets: event types (unknown ones collapse to `_other`), outcomes,
+channels, providers, actor kinds, segment slugs. Never a customer, cart or message id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import select
+
+from stormd.schema.wire.events import EVENT_TYPES
+
+# The bounded label values, declared at zero on start-up (`declare_series`).
+OUTCOMES = ("processed", "duplicate", "rejected", "dead_lettered")
+ACTOR_KINDS = ("cart", "customer", "order", "product", "message")
+CHANNELS = ("email", "sms", "whatsapp", "push")
+MESSAGE_STATUSES = ("sent", "failed", "cancelled", "retry", "held")
+
+EVENTS = Counter(
+    "stormd_events", "Events taken from the stream, by type and outcome "
+    "(processed, duplicate, rejected, dead_lettered).", ["type", "outcome"],
+)
+EVENT_SECONDS = Histogram(
+    "stormd_event_seconds", "Seconds from receipt of an event to its effects being committed.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5,
+             5, 10),
+)
+MESSAGES = Counter(
+    "stormd_messages", "Outgoing messages by channel, provider and delivery status (sent, "
+    "failed, cancelled; retry: rescheduled after an attempt; held: put off by quiet hours or "
+    "Friday prayer).",
+    ["channel", "provider", "status"],
+)
+MAILBOX_DEPTH = Gauge(
+    "stormd_mailbox_depth", "Events waiting in actor mailboxes, by actor kind.", ["actor"],
+)
+RFM_RUN_SECONDS = Histogram(
+    "stormd_rfm_run_seconds", "Duration of one RFM scoring run.",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+SEGMENT_MEMBERS = Gauge(
+    "stormd_segment_members", "Members of each segment after its last refresh.",
+    ["store", "segment"],
+)
+BATCH_SIZE = Histogram(
+    "stormd_batch_events", "Events committed together in one group-commit transaction.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+ACTOR_RESTARTS = Counter(
+    "stormd_actor_restarts", "Actors restarted after a handler raised, by actor kind.", ["actor"],
+)
+TIMERS_FIRED = Counter(
+    "stormd_timers_fired", "Durable timers fired, by kind and outcome (fired, failed).",
+    ["kind", "outcome"],
+)
+CRON_RUNS = Counter(
+    "stormd_cron_runs", "Cron job runs, by job and outcome (ok, failed).", ["job", "outcome"],
+)
+OUTBOUND_PUBLISHED = Counter(
+    "stormd_outbound_published", "Events out (CONTRACT §4) published to NATS.",
+)
+NATS_CONNECTED = Gauge("stormd_nats_connected", "1 while the NATS connection is up.")
+KPI = Gauge(
+    "stormd_kpi", "Business KPIs per store (CONTRACT §8; handlers/kpis.py), refreshed every "
+    "5 minutes: cart recovery, revenue, cost, engagement and automation rates.",
+    ["store", "kpi"],
+)
+
+_KNOWN_TYPES = frozenset(EVENT_TYPES)
+
+
+def event_counter(type_: str | None, outcome: str):
+    """The EVENTS child for (type, outcome), cached: `labels()` costs more than the
+    increment on the hot path."""
+    key = (type_label(type_), outcome)
+    child = _event_children.get(key)
+    if child is None:
+        child = _event_children[key] = EVENTS.labels(*key)
+    return child
+
+
+_event_children: dict[tuple[str, str], object] = {}
+
+
+def type_label(type_: str | None) -> str:
+    """An event type fit for a label: a contract type, else `_other` (bounded)."""
+    return type_ if type_ in _KNOWN_TYPES else "_other"
+
+
+def declare_series(settings: Any) -> None:
+    """Every bounded label combination at zero: a scrape shows each CONTRACT §9 metric with
+    its labels from the start, and `rate()` and alerts see a 0, not a missing series, until
+    the first event, message or restart happens."""
+    for type_ in (*EVENT_TYPES, "_other"):
+        for outcome in OUTCOMES:
+            event_counter(type_, outcome)
+    for kind in ACTOR_KINDS:
+        MAILBOX_DEPTH.labels(kind)
+    for channel in CHANNELS:
+        for provider in (*settings.channels.providers(channel), "none"):
+            for status in MESSAGE_STATUSES:
+                MESSAGES.labels(channel, provider, status)
+
+
+async def load_segment_members(sessionmaker: Any) -> None:
+    """Each segment's size as of its last refresh: a restarted daemon reports them at once,
+    not only after the next nightly run."""
+    from stormd.schema.marketing.segments import CustomerSegment
+
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(
+            CustomerSegment.store_id, CustomerSegment.slug, CustomerSegment.member_count))).all()
+    for store, slug, members in rows:
+        SEGMENT_MEMBERS.labels(store, slug).set(members or 0)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def event_latency_buckets() -> list[tuple[float, float]]:
+    """stormd_event_seconds as (bucket upper bound, cumulative count): take one before and
+    one after a stretch of work and `bucket_quantile` tells its latency."""
+    return [(float(s.labels["le"]), s.value) for m in EVENT_SECONDS.collect()
+            for s in m.samples if s.name.endswith("_bucket")]
+
+
+def bucket_quantile(before: list[tuple[float, float]], after: list[tuple[float, float]],
+                    q: float) -> float:
+    """The bucket bound under which the q-quantile of the events between two
+    `event_latency_buckets` readings fell (inf if none, or beyond the last bound)."""
+    deltas = [(le, a - b) for (le, b), (_, a) in zip(before, after)]
+    total = deltas[-1][1] if deltas else 0
+    for le, count in deltas:
+        if total and count >= q * total:
+            return le
+    return float("inf")
