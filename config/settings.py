@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from stormd.config.channels import Channel
 from stormd.config.durations import format_duration, parse_duration
 
 
@@ -56,7 +57,6 @@ def _to_timezone(value: Any) -> str:
 
 
 TimeZoneName = Annotated[str, BeforeValidator(_to_timezone)]
-Channel = Literal["email", "sms", "whatsapp", "push"]
 
 
 class Section(BaseModel):

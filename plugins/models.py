@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-CHANNELS = ("email", "sms", "whatsapp", "push")
+from stormd.config.channels import CHANNELS  # noqa: F401  (part of the plugin face)
 
 # Statuses a webhook may report; the pipeline maps them onto the delivery log.
 UPDATE_KINDS = ("sent", "delivered", "read", "open", "click", "bounce", "complaint", "failed")

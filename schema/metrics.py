@@ -13,12 +13,12 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_late
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 
+from stormd.config.channels import CHANNELS
 from stormd.schema.wire.events import EVENT_TYPES
 
 # The bounded label values, declared at zero on start-up (`declare_series`).
 OUTCOMES = ("processed", "duplicate", "rejected", "dead_lettered")
 ACTOR_KINDS = ("cart", "customer", "order", "product", "message")
-CHANNELS = ("email", "sms", "whatsapp", "push")
 MESSAGE_STATUSES = ("sent", "failed", "cancelled", "retry", "held")
 
 EVENTS = Counter(

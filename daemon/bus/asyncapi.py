@@ -19,6 +19,7 @@ from faststream.specification import AsyncAPI
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
+from stormd.config.channels import Channel
 from stormd.daemon import __version__
 from stormd.schema.wire.events import PAYLOADS, Payload
 
@@ -52,7 +53,7 @@ class CustomerSegmented(Payload):
 class MessageStatus(Payload):
     message_id: str
     customer_id: str
-    channel: Literal["email", "sms", "whatsapp", "push"]
+    channel: Channel
     provider: str
     status: str
     campaign_id: str | None = None

@@ -7,6 +7,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from stormd.config.channels import CHANNELS
 from stormd.daemon.cli.common import echo_json, echo_table, run_command, store_options
 from stormd.schema.marketing.messages import Message
 
@@ -31,7 +32,7 @@ TABLE_HIDES = ("subject",)
 
 @click.command("messages")
 @click.option("--customer", "customer_id", default=None, help="Only this customer.")
-@click.option("--channel", type=click.Choice(["email", "sms", "whatsapp", "push"]), default=None,
+@click.option("--channel", type=click.Choice(CHANNELS), default=None,
               help="Only this channel.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
               help="Newest N messages (0: all).")

@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.config.channels import Channel
 from stormd.config.settings import Settings
 from stormd.handlers.campaigns.ab_testing import assign_variant, in_holdout
 from stormd.handlers.kernel.context import JobContext
@@ -71,7 +72,6 @@ from stormd.schema.wire.envelope import stage_outbound_event
 
 log = logging.getLogger(__name__)
 
-Channel = Literal["email", "sms", "whatsapp", "push"]
 EDITABLE = ("DRAFT", "SCHEDULED", "PAUSED")
 HOLDOUT = "holdout"
 

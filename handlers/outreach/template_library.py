@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.config.channels import CHANNELS
 from stormd.handlers.outreach.templates import (
-    CHANNELS,
     LOCALES,
     OPTIONS,
     TemplateError,

@@ -36,7 +36,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 TEMPLATE_DIR = Path(__file__).parent / "library"
 DEFAULT_LOCALE = "bn"
 LOCALES = ("bn", "en")
-CHANNELS = ("email", "sms", "whatsapp", "push")
 RENDER_SECONDS = 0.5  # CPU per message; a template that loops longer is refused
 MAX_OUTPUT_CHARS = 100_000  # an email body past this is a template bug, not a message
 MAX_RANGE = 10_000

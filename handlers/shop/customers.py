@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.config.channels import CHANNELS
 from stormd.handlers.kernel.context import HandlerContext
 from stormd.handlers.kernel.registry import STATE, on_event_batch
 from stormd.handlers.shop.stores import ensure_stores
@@ -19,7 +20,6 @@ from stormd.schema.db.upsert import upsert_rows
 from stormd.schema.shop.customers import Customer
 from stormd.schema.wire.events import CustomerConsentChanged, CustomerUpserted, Event
 
-CONSENT_CHANNELS = ("email", "sms", "whatsapp", "push")
 _PLAIN = ("email", "phone", "name", "locale", "birthday", "created_at", "push_tokens")
 
 
@@ -32,7 +32,7 @@ def customer_row(store_id: str, data: CustomerUpserted,
         if name in given:
             row[name] = getattr(data, name)
     if data.consent is not None:
-        for channel in CONSENT_CHANNELS:
+        for channel in CHANNELS:
             value = getattr(data.consent, channel)
             if value is not None:
                 row[f"consent_{channel}"] = value
@@ -60,7 +60,7 @@ async def ensure_customers(session: AsyncSession, store_id: str,
 def consent_row(store_id: str, change: CustomerConsentChanged,
                 updated_at: datetime | None = None) -> dict[str, Any]:
     """The columns an opt-in or opt-out sets (`all` sets every channel)."""
-    channels = CONSENT_CHANNELS if change.channel == "all" else (change.channel,)
+    channels = CHANNELS if change.channel == "all" else (change.channel,)
     row: dict[str, Any] = {"store_id": store_id, "customer_id": change.customer_id}
     row.update({f"consent_{c}": change.opted_in for c in channels})
     if updated_at is not None:

@@ -23,13 +23,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.config.channels import CHANNELS, Channel
 from stormd.plugins.policy.send_time import local_day_bounds
 from stormd.schema.db.inlist import in_values
 from stormd.schema.marketing.messages import Message
 from stormd.schema.shop.customers import Customer, DndNumber
 from stormd.schema.shop.promotions import DiscountCode
 
-CHANNELS = ("whatsapp", "sms", "email", "push")
+# The order fallbacks wrap round in (the cost plan: WhatsApp first, then SMS, e-mail, push).
+FALLBACK = (Channel.WHATSAPP, Channel.SMS, Channel.EMAIL, Channel.PUSH)
 # Statuses of a message that never reached the customer: they count against no cap.
 NOT_DELIVERED = ("cancelled", "failed")
 # Bound parameters per IN (...) list; keeps SQLite and asyncpg well inside their limits.
@@ -37,11 +39,11 @@ CHUNK = 5000
 
 
 def fallback_order(preferred: str) -> tuple[str, ...]:
-    """`preferred` first, then the others in CHANNELS order after it (wrapping round)."""
-    if preferred not in CHANNELS:
+    """`preferred` first, then the others in FALLBACK order after it (wrapping round)."""
+    if preferred not in FALLBACK:
         raise ValueError(f"unknown channel {preferred!r}; expected one of {', '.join(CHANNELS)}")
-    i = CHANNELS.index(preferred)
-    return CHANNELS[i:] + CHANNELS[:i]
+    i = FALLBACK.index(preferred)
+    return FALLBACK[i:] + FALLBACK[:i]
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+from stormd.config.channels import Channel
 from stormd.plugins.policy.eligibility import Reach
 
-COST_ORDER = ("push", "whatsapp", "sms", "email")
+COST_ORDER = (Channel.PUSH, Channel.WHATSAPP, Channel.SMS, Channel.EMAIL)
 # Beyond this many characters a message reads better as an e-mail (3 SMS segments of
 # UCS-2, and more than a push notification shows).
 LONG_CONTENT = 200

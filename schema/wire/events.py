@@ -22,8 +22,11 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from stormd.config.channels import CHANNELS
+
 OrderStatus = Literal["PENDING", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED"]
-ConsentChannel = Literal["email", "sms", "whatsapp", "push", "all"]
+# A consent change names one channel or all of them.
+ConsentChannel = Literal[(*CHANNELS, "all")]
 
 
 def _zoned(value: datetime) -> datetime:
