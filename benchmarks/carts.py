@@ -49,7 +49,7 @@ from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.runtime.scheduler import TimerLoop
 from stormd.handlers.kernel.context import HandlerContext, TimerFired
-from stormd.handlers.kernel.registry import dispatch_timers
+from stormd.handlers.wiring import build_registry
 from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.marketing.messages import Message
 from stormd.schema.migrate import create_schema
@@ -97,6 +97,8 @@ async def seed(sessionmaker, n: int) -> None:
                 for i in ids])
         await s.commit()
 
+REGISTRY = build_registry()
+
 
 async def fire_in_batches(sessionmaker, settings, clock, batch: int, verbose: bool) -> None:
     while True:
@@ -111,7 +113,7 @@ async def fire_in_batches(sessionmaker, settings, clock, batch: int, verbose: bo
                 return
             await s.execute(delete(Timer).where(Timer.id.in_([r.id for r in rows])))
             fired = [TimerFired(r.store_id, r.key, r.kind, r.due_at, r.payload) for r in rows]
-            await dispatch_timers(HandlerContext(s, settings, clock, STORE), fired)
+            await REGISTRY.dispatch_timers(HandlerContext(s, settings, clock, STORE), fired)
             await s.commit()
         if verbose:
             print(f"  batch of {len(rows)}: {time.perf_counter() - started:.2f} s")
@@ -133,7 +135,7 @@ async def main(n: int, batch: int, mode: str, url: str | None, verbose: bool) ->
     if mode == "batch":
         await fire_in_batches(sessionmaker, settings, clock, batch, verbose)
     else:
-        loop = TimerLoop(sessionmaker, settings, clock)  # as the daemon builds it
+        loop = TimerLoop(sessionmaker, settings, clock, REGISTRY)  # as the daemon builds it
         while await loop.fire_due():
             pass
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0

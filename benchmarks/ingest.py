@@ -135,7 +135,8 @@ from stormd.daemon.bus.broker import ensure_streams
 from stormd.daemon.bus.nats_server import start_nats_server, wait_until_listening
 from stormd.daemon.demo.storefront import mixed_events
 from stormd.daemon.runtime.app import Daemon
-from stormd.handlers.kernel.registry import HandlerRegistry, _Registered, load_handlers
+from stormd.handlers.kernel.registry import HandlerRegistry
+from stormd.handlers.wiring import build_registry
 from stormd.schema.metrics import bucket_quantile, event_latency_buckets
 from stormd.schema.runtime.timers import Timer
 
@@ -229,35 +230,23 @@ async def drained(js, daemon: Daemon) -> bool:
 HANDLER_SECONDS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
 
 
-def _timed(name: str, fn, batch: bool):
-    async def timed(ctx, arg):
+def _timed(name: str, fn):
+    async def timed(ctx, items):
         t0 = time.perf_counter()
         try:
-            return await fn(ctx, arg)
+            return await fn(ctx, items)
         finally:
             s = HANDLER_SECONDS[name]
             s[0] += time.perf_counter() - t0
             s[1] += 1
-            s[2] += len(arg) if batch else 1
+            s[2] += len(items)
     return timed
 
 
 def timing_handlers() -> HandlerRegistry:
     """The real registry with every event and timer handler timed (wall time: handlers
     awaiting the database overlap with the timer loop and intake on the one event loop)."""
-    registry = load_handlers()
-    if getattr(registry, "_bench_timed", False):
-        return registry
-    registry._bench_timed = True
-    for type_, entries in registry._events.items():
-        registry._events[type_] = [_Registered(
-            e.stage, e.name, _timed(f"{e.name} (one)", e.fn, False),
-            _timed(e.name, e.batch, True) if e.batch else None) for e in entries]
-    for kind, fn in list(registry._timers.items()):
-        registry._timers[kind] = _timed(f"timer {kind}", fn, False)
-    for kind, fn in list(registry._timer_batches.items()):
-        registry._timer_batches[kind] = _timed(f"timers {kind}", fn, True)
-    return registry
+    return build_registry().wrapped(_timed)
 
 
 def print_handler_seconds() -> None:
@@ -300,9 +289,9 @@ async def main(args) -> None:
         print(f"backlog published: {len(items):,} events in {took:.1f}s")
         gc.collect()
         gc.freeze()  # the benchmark's own 100,000 payloads are not the daemon's garbage
-        loader = {"real": load_handlers, "none": HandlerRegistry}.get(args.handlers,
-                                                                     timing_handlers)
-        daemon = Daemon(settings, clock=clock, load_handlers=loader)
+        loader = {"real": build_registry, "none": HandlerRegistry}.get(args.handlers,
+                                                                      timing_handlers)
+        daemon = Daemon(settings, clock=clock, registry=loader())
         await daemon.start()
         t0, cpu0 = time.perf_counter(), time.process_time()
         while not await drained(js, daemon):

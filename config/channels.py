@@ -16,4 +16,4 @@ class Channel(StrEnum):
     PUSH = "push"
 
 
-CHANNELS: tuple[str, ...] = tuple(Channel)
+CHANNELS: tuple[str, ...] = tuple(c.value for c in Channel)

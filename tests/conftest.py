@@ -141,16 +141,24 @@ def nats_server(tmp_path):
 
 
 @pytest.fixture
-def handle_event(sessionmaker, clock, settings_factory):
-    """Deliver one contract event through the registered handlers (import the handler
-    modules under test first) in its own committed transaction, as the daemon does.
+def registry():
+    """The handlers that react in a test: the daemon's own registry (a test may add a
+    handler to it, or override this fixture with a registry of its own)."""
+    from stormd.handlers.wiring import build_registry
+
+    return build_registry()
+
+
+@pytest.fixture
+def handle_event(sessionmaker, clock, settings_factory, registry):
+    """Deliver one contract event through `registry` in its own committed transaction, as
+    the daemon does.
 
     `await handle_event("order.created", {...}, at=datetime)`; returns the parsed Event.
     """
     import json
 
     from stormd.handlers.kernel.context import HandlerContext
-    from stormd.handlers.kernel.registry import dispatch_event
     from stormd.schema.wire.events import parse_event
 
     settings = settings_factory()
@@ -164,7 +172,8 @@ def handle_event(sessionmaker, clock, settings_factory):
         event = parse_event(f"{prefix}.events.{store}.{type_}",
                             json.dumps(envelope, default=str).encode(), prefix)
         async with sessionmaker() as session:
-            await dispatch_event(HandlerContext(session, settings, clock, store), event)
+            await registry.dispatch_event(
+                HandlerContext(session, settings, clock, store, registry=registry), event)
             await session.commit()
         return event
 

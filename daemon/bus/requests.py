@@ -1,5 +1,5 @@
 """Request/reply on `<prefix>.api.<name>`: JSON in, JSON out, routed to
-`registry.api_handlers()[name]` with a JobContext. Errors reply `{"error": "..."}`.
+`registry.request_handlers()[name]` with a JobContext. Errors reply `{"error": "..."}`.
 A queue group spreads requests over every stormd process."""
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class ApiServer:
         self.prefix = f"{settings.nats.subject_prefix}.api."
         self.queue = f"{settings.nats.consumer}-api"
         self.registry = registry
-        self.ctx = JobContext(sessionmaker=sessionmaker, settings=settings, clock=clock)
+        self.ctx = JobContext(sessionmaker=sessionmaker, settings=settings, clock=clock,
+                              registry=registry)
         self._sub = None
 
     async def start(self) -> None:
@@ -51,7 +52,7 @@ class ApiServer:
             await self._sub.drain()
 
     async def answer(self, name: str, body: bytes) -> dict:
-        handler = self.registry.api_handlers().get(name)
+        handler = self.registry.request_handlers().get(name)
         if handler is None:
             return {"error": f"unknown api {name!r}"}
         try:

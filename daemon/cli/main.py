@@ -9,13 +9,11 @@ from stormd.daemon.cli import (
     campaigns,
     config_cmd,
     db,
-    demo,
     importer,
-    kpis,
-    messages,
+    reports,
     rfm,
-    run,
     segments,
+    serve,
     sms_info,
 )
 
@@ -26,7 +24,8 @@ def main() -> None:
     """stormd: the marketing brain of StormCom stores."""
 
 
-# Each module defines one click command or group named `command`, listed in help order.
-for _module in (run, demo, config_cmd, db, importer, rfm, segments, messages, kpis, sms_info,
-                campaigns):
-    main.add_command(_module.command)
+# Every command, in help order.
+for _command in (serve.run_command, serve.demo_command, config_cmd.command, db.command,
+                 importer.command, rfm.command, segments.command, reports.messages_command,
+                 reports.kpis_command, sms_info.command, campaigns.command):
+    main.add_command(_command)

@@ -15,6 +15,7 @@ from stormd.config.settings import Settings
 from stormd.daemon.cli.common import run_command
 from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.scoring.features import known_store_ids
+from stormd.handlers.wiring import build_registry
 
 
 @asynccontextmanager
@@ -26,7 +27,9 @@ async def job_context(settings: Settings) -> AsyncIterator[JobContext]:
     await upgrade_database(url)
     engine = make_engine(url)
     try:
-        yield JobContext(make_sessionmaker(engine), settings, Clock())
+        # The daemon's reactions too: a refresh run here moves segments, and segment-entry
+        # automations react to that wherever it runs.
+        yield JobContext(make_sessionmaker(engine), settings, Clock(), build_registry())
     finally:
         await engine.dispose()
 

@@ -489,7 +489,8 @@ async def report_messages(session: AsyncSession, player: Player) -> Section:
 
 
 async def report_kpis(session: AsyncSession, player: Player) -> Section:
-    from stormd.handlers.reporting.kpis import compute_kpis, show_kpi
+    from stormd.handlers.reporting.figures import show_kpi
+    from stormd.handlers.reporting.kpis import compute_kpis
 
     rows = await compute_kpis(session, STORE)
     lines = [f"{name:<32} {show_kpi(name, value)}"

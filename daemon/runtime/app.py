@@ -14,7 +14,6 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
@@ -34,16 +33,14 @@ from stormd.daemon.runtime.intake import Intake
 from stormd.daemon.runtime.relay import Relay
 from stormd.daemon.runtime.rescoring import RescoreLoop
 from stormd.daemon.runtime.scheduler import TimerLoop
-from stormd.handlers.kernel.registry import HandlerRegistry, load_handlers
-from stormd.handlers.scoring.rescore_queue import rescores_queued
+from stormd.handlers.kernel.effects import Effects
+from stormd.handlers.kernel.registry import HandlerRegistry
+from stormd.handlers.wiring import build_registry
 from stormd.plugins.delivery import webhooks
 from stormd.plugins.delivery.pipeline import DeliveryPipeline
 from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.metrics import declare_series, load_segment_members
 from stormd.schema.migrate import create_schema
-from stormd.schema.runtime.timer_rows import earliest_scheduled
-from stormd.schema.wire.envelope import staged_events
-from stormd.schema.wire.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +51,13 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  timer_poll: float = 1.0, serve_http: bool = True,
-                 load_handlers: Callable[[], HandlerRegistry] = load_handlers):
+                 registry: HandlerRegistry | None = None):
         self.settings = settings
         self.clock = clock or Clock()
         self.timer_poll = timer_poll
         self.serve_http = serve_http
-        self.load_handlers = load_handlers
+        # What reacts to what: the runtime reads this one registry and no other.
+        self.registry = registry if registry is not None else build_registry()
         self.running = False
         self.engine = None
         self.embedded: EmbeddedNats | None = None
@@ -87,7 +85,6 @@ class Daemon:
         await create_schema(s.database.url)
         self.engine = make_engine(s.database.url, echo=s.database.echo)
         self.sessionmaker = make_sessionmaker(self.engine)
-        self.registry = self.load_handlers()
         declare_series(s)
         await load_segment_members(self.sessionmaker)
 
@@ -105,12 +102,14 @@ class Daemon:
                                     webhooks.routes(self.pipeline))
             await self.http.start()
 
-        self.timers = TimerLoop(self.sessionmaker, s, self.clock, poll=self.timer_poll)
+        self.timers = TimerLoop(self.sessionmaker, s, self.clock, self.registry,
+                                poll=self.timer_poll, after_commit=self._after_commit)
         self.cron = CronLoop(self.sessionmaker, s, self.clock, self.registry,
                              poll=self.timer_poll, owner=self.timers.owner)
         self.relay = Relay(self.js, self.sessionmaker)
-        self.rescoring = RescoreLoop(self.sessionmaker, s, self.clock)
-        committer = GroupCommitter(self.sessionmaker, s, self.clock,
+        self.rescoring = RescoreLoop(self.sessionmaker, s, self.clock, self.registry,
+                                     after_commit=self._after_commit)
+        committer = GroupCommitter(self.sessionmaker, s, self.clock, self.registry,
                                    after_commit=self._after_commit)
         self.actors = ActorSystem(
             run_batch=committer.commit, settle=self._settle, batch_size=s.nats.batch_size,
@@ -131,22 +130,22 @@ class Daemon:
         self._watchdog = asyncio.create_task(systemd.watchdog_loop(self.alive))
         log.info("stormd running: NATS %s, database %s, handlers for %d event types",
                  self.nats_url, self.engine.url.render_as_string(hide_password=True),
-                 sum(1 for t in EVENT_TYPES if self.registry.event_handlers(t)))
+                 len(self.registry.event_types()))
 
     async def _settle(self, delivery, outcome) -> None:
         await self.intake.settle(delivery, outcome)
 
-    def _after_commit(self, committed: list[dict]) -> None:
-        """Wake the timer loop if the batch scheduled a timer due before its next poll, the
-        relay if it staged events out, the re-scoring loop if it queued customers;
+    def _after_commit(self, committed: list[Effects]) -> None:
+        """Wake the timer loop if a transaction scheduled a timer due before its next poll,
+        the relay if it staged events out, the re-scoring loop if it queued customers;
         otherwise they keep their own pace (a wake-up costs a pass of queries, and most
         batches schedule timers hours away)."""
-        due = [at for info in committed if (at := earliest_scheduled(info)) is not None]
+        due = [e.earliest_timer for e in committed if e.earliest_timer is not None]
         if due and (min(due) - self.clock.now()).total_seconds() <= self.timers.poll:
             self.timers.wake()
-        if any(staged_events(info) for info in committed):
+        if any(e.events_out for e in committed):
             self.relay.wake()
-        if any(rescores_queued(info) for info in committed):
+        if any(e.rescores_queued for e in committed):
             self.rescoring.wake()
 
     def alive(self) -> bool:

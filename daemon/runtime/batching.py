@@ -8,8 +8,8 @@ in runs of one store and one event type (`runs`): the type of the first group's 
 event takes the next event of every group whose next event is of that store and type. So
 no run holds two events of one key, a key's events run in order, and the run count per
 batch stays near the number of distinct types (a quarter fewer runs than taking the k-th
-event of every group in turn). A type with a batch handler (`registry.on_event_batch`)
-gets each run in one call, other types run event by event. Events of different keys are
+event of every group in turn). A set-based handler (`registry.on_event_batch`) gets each
+run in one call, the others event by event. Events of different keys are
 not ordered between them (as with actors running in parallel): handlers decide by the
 events' own times (`occurredAt`), never by arrival order.
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -40,13 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.clock import Clock
 from stormd.config.settings import Settings
 from stormd.handlers.kernel.context import HandlerContext
-from stormd.handlers.kernel.registry import (
-    dispatch_event,
-    dispatch_events,
-    registry,
-    run_deferred,
-    start_deferring,
-)
+from stormd.handlers.kernel.effects import Effects
+from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.schema.db.write_lock import write_session
 from stormd.schema.metrics import BATCH_SIZE
 from stormd.schema.runtime.inbox import ProcessedEvent
@@ -136,29 +131,22 @@ def describe(exc: BaseException) -> str:
 
 class GroupCommitter:
     def __init__(
-        self, sessionmaker: Any, settings: Settings, clock: Clock,
-        dispatch: Callable[[HandlerContext, Event], Awaitable[None]] = dispatch_event,
-        after_commit: Callable[[list[dict[str, Any]]], None] | None = None,
-        dispatch_batch: Callable[[HandlerContext, list[Event]], Awaitable[None]] | None = None,
+        self, sessionmaker: Any, settings: Settings, clock: Clock, registry: HandlerRegistry,
+        after_commit: Callable[[list[Effects]], None] | None = None,
     ):
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.clock = clock
-        self.dispatch = dispatch
-        # Set-based dispatch of a run, for event types with a batch handler; only with the
-        # registry's own per-event dispatch (a custom one is used event by event).
-        if dispatch_batch is None and dispatch is dispatch_event:
-            dispatch_batch = dispatch_events
-        self.dispatch_batch = dispatch_batch
-        # Called after each batch with the `info` of the sessions that committed it (what
-        # they scheduled, staged or queued: the runtime wakes the loops that need it).
+        self.registry = registry
+        # Called after each batch with the effects of the transactions that committed it
+        # (what they scheduled, staged or queued: the runtime wakes the loops that need it).
         self.after_commit = after_commit
 
     async def commit(self, groups: list[list[Delivery]]) -> dict[Delivery, Outcome]:
         """Apply the batch; every delivery gets an outcome (FAILED ones carry `.error`)."""
         BATCH_SIZE.observe(sum(map(len, groups)))
         known_bad: Delivery | None = None
-        committed: list[dict[str, Any]] = []  # the info of the sessions that ran it
+        committed: list[Effects] = []  # the effects of the transactions that committed it
         try:
             try:
                 outcomes = await self._fast(groups, committed)
@@ -206,9 +194,10 @@ class GroupCommitter:
                 outcomes[d] = outcome
         return outcomes
 
-    def _context(self, session: AsyncSession, event: Event) -> HandlerContext:
+    def _context(self, session: AsyncSession, store_id: str, effects: Effects
+                 ) -> HandlerContext:
         return HandlerContext(session=session, settings=self.settings, clock=self.clock,
-                              store_id=event.store_id)
+                              store_id=store_id, effects=effects, registry=self.registry)
 
     async def _claim(self, session: AsyncSession, deliveries: list[Delivery],
                      optimistic: bool = False) -> set[str]:
@@ -241,13 +230,12 @@ class GroupCommitter:
             await session.execute(insert(ProcessedEvent), rows)
         return {r["event_id"] for r in rows}
 
-    async def _fast(self, groups: list[list[Delivery]], committed: list[dict[str, Any]],
+    async def _fast(self, groups: list[list[Delivery]], committed: list[Effects],
                     optimistic: bool = True) -> dict[Delivery, Outcome]:
         outcomes: dict[Delivery, Outcome] = {}
+        effects = Effects.deferring()  # re-scoring once for the batch, at its end
         async with write_session(self.sessionmaker) as session:
-            committed.append(session.info)
             new = await self._claim(session, [d for g in groups for d in g], optimistic)
-            start_deferring(session)
             deadline = time.monotonic() + BATCH_TIME_BUDGET
             for run in runs(groups):
                 fresh = []
@@ -256,34 +244,34 @@ class GroupCommitter:
                         fresh.append(d)
                     else:
                         outcomes[d] = Outcome.DUPLICATE
-                if fresh and not await self._run(session, fresh, outcomes, deadline):
+                if fresh and not await self._run(session, fresh, outcomes, deadline, effects):
                     rest = [d for g in groups for d in g if d not in outcomes]
                     await self._put_back(session, [rest], new, outcomes)
                     break
-            await self._run_deferred(session, outcomes)
+            await self._run_deferred(session, outcomes, effects)
+        committed.append(effects)
         return outcomes
 
-    async def _run_deferred(self, session: AsyncSession, outcomes: dict[Delivery, Outcome]
-                            ) -> None:
-        """The work handlers put off to the end of the batch (`registry.defer`); if it
-        fails, the careful rerun does it event by event."""
+    async def _run_deferred(self, session: AsyncSession, outcomes: dict[Delivery, Outcome],
+                            effects: Effects) -> None:
+        """The work handlers put off to the end of the batch (`HandlerContext.defer`); if
+        it fails, the careful rerun does it event by event."""
         try:
-            await run_deferred(session, lambda store_id: HandlerContext(
-                session=session, settings=self.settings, clock=self.clock, store_id=store_id))
+            await self.registry.run_deferred(self._context(session, "", effects))
         except Exception as exc:
             raise _HandlerFailed(None, exc, len(outcomes)) from exc
 
     async def _run(self, session: AsyncSession, run: list[Delivery],
-                   outcomes: dict[Delivery, Outcome], deadline: float) -> bool:
+                   outcomes: dict[Delivery, Outcome], deadline: float, effects: Effects
+                   ) -> bool:
         """Dispatch one run (one store, one type); False when out of time before it ended
         (at least one event of the batch always runs)."""
-        ctx = self._context(session, run[0].event)
-        if self.dispatch_batch is not None and len(run) > 1 and registry.batched(
-                run[0].event.type):
+        ctx = self._context(session, run[0].event.store_id, effects)
+        if len(run) > 1 and self.registry.batched(run[0].event.type):
             if outcomes and time.monotonic() > deadline:
                 return False
             try:
-                await self.dispatch_batch(ctx, [d.event for d in run])
+                await self.registry.dispatch_events(ctx, [d.event for d in run])
             except Exception as exc:
                 raise _HandlerFailed(None, exc, len(run)) from exc
             for d in run:
@@ -293,7 +281,7 @@ class GroupCommitter:
             if outcomes and time.monotonic() > deadline:
                 return False
             try:
-                await self.dispatch(ctx, d.event)
+                await self.registry.dispatch_event(ctx, d.event)
             except Exception as exc:
                 raise _HandlerFailed(d, exc) from exc
             outcomes[d] = Outcome.PROCESSED
@@ -301,13 +289,13 @@ class GroupCommitter:
 
     async def _careful(
         self, groups: list[list[Delivery]], known_bad: Delivery | None,
-        committed: list[dict[str, Any]],
+        committed: list[Effects],
     ) -> dict[Delivery, Outcome]:
         """Rerun the batch, each event in a SAVEPOINT; the event that failed the fast path
         is not run again in this attempt."""
         outcomes: dict[Delivery, Outcome] = {}
+        effects = Effects()  # no deferring: each event's savepoint does its own work
         async with write_session(self.sessionmaker) as session:
-            committed.append(session.info)
             deadline = time.monotonic() + BATCH_TIME_BUDGET
             for n, group in enumerate(groups):
                 if n and time.monotonic() > deadline:
@@ -321,8 +309,9 @@ class GroupCommitter:
                     if d is known_bad:
                         outcomes[d] = Outcome.FAILED
                     else:
-                        outcomes[d] = await self._one_in_savepoint(session, d)
+                        outcomes[d] = await self._one_in_savepoint(session, d, effects)
                     failed = outcomes[d] is Outcome.FAILED
+        committed.append(effects)
         return outcomes
 
     async def _put_back(self, session: AsyncSession, groups: list[list[Delivery]],
@@ -335,13 +324,16 @@ class GroupCommitter:
         if ids:
             await session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(ids)))
 
-    async def _one_in_savepoint(self, session: AsyncSession, d: Delivery) -> Outcome:
+    async def _one_in_savepoint(self, session: AsyncSession, d: Delivery, effects: Effects
+                                ) -> Outcome:
+        ctx = self._context(session, d.event.store_id, effects.child())
         try:
             async with session.begin_nested():
                 if not await self._claim(session, [d]):
                     return Outcome.DUPLICATE
-                await self.dispatch(self._context(session, d.event), d.event)
-                return Outcome.PROCESSED
+                await self.registry.dispatch_event(ctx, d.event)
+            effects.merge(ctx.effects)
+            return Outcome.PROCESSED
         except Exception as exc:
             d.error = describe(exc)
             log.warning("handler failed for %s %s (attempt %d): %s",

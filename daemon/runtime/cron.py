@@ -160,7 +160,7 @@ class CronLoop(SupervisedLoop):
         beating = asyncio.create_task(self._heartbeat(name, slot), name=f"cron-{name}-beat")
         try:
             await job(JobContext(sessionmaker=self.sessionmaker, settings=self.settings,
-                                 clock=self.clock))
+                                 clock=self.clock, registry=self.registry))
             CRON_RUNS.labels(name, "ok").inc()
         except Exception as exc:
             error = describe(exc)[:1000]

@@ -10,7 +10,6 @@ once by JetStream's de-duplication.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -22,6 +21,8 @@ from stormd.daemon.runtime.loops import SupervisedLoop
 from stormd.schema.db.write_lock import write_session
 from stormd.schema.metrics import OUTBOUND_PUBLISHED
 from stormd.schema.runtime.inbox import OutboundEvent
+from stormd.schema.wire.encoding import to_json_bytes
+from stormd.schema.wire.envelope import msg_id
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class Relay(SupervisedLoop):
         if not rows:
             return 0
         results = await asyncio.gather(
-            *(self.js.publish(r.subject, json.dumps(r.payload, ensure_ascii=False).encode(),
-                              headers={"Nats-Msg-Id": r.event_id}) for r in rows),
+            *(self.js.publish(r.subject, to_json_bytes(r.payload),
+                              headers={"Nats-Msg-Id": msg_id(r.payload["storeId"], r.event_id)})
+              for r in rows),
             return_exceptions=True,
         )
         done = [r.id for r, res in zip(rows, results) if not isinstance(res, BaseException)]

@@ -1,10 +1,11 @@
-"""The re-scoring loop: takes the customers group commits queued (handlers/rescore_queue)
-and re-scores them (handlers/segments.rescore_customers: RFM, lifecycle, segment moves,
+"""The re-scoring loop: takes the customers group commits queued
+(handlers/scoring/rescore_queue.py) and re-scores them
+(handlers/scoring/segments.py `rescore_customers`: RFM, lifecycle, segment moves,
 `customer.segmented` out, segment-entry automations).
 
 Woken after a commit that queued customers, it waits `COALESCE` for more to join, then
 re-scores up to `batch` of them in one transaction holding the write lock (on SQLite run
-inline, like a group commit: `schema/write_lock.write_session`), and goes again at once while the
+inline, like a group commit: `schema/db/write_lock.py`), and goes again at once while the
 queue is not empty. So a storefront's busy minute costs a few re-scorings a second
 instead of one per group commit, and segments still move within a second of the event.
 It also polls, for customers another process queued or a crash left behind (a plain
@@ -14,12 +15,15 @@ read first: an idle poll does not take the write lock).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from stormd.config.clock import Clock
 from stormd.config.settings import Settings
 from stormd.daemon.runtime.loops import SupervisedLoop
 from stormd.handlers.kernel.context import HandlerContext
+from stormd.handlers.kernel.effects import Effects
+from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.handlers.scoring.rescore_queue import any_queued, take_queued
 from stormd.handlers.scoring.segments import rescore_customers
 from stormd.schema.db.write_lock import write_session
@@ -33,12 +37,15 @@ class RescoreLoop(SupervisedLoop):
     name = "rescoring"
     coalesce = COALESCE
 
-    def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock, *,
-                 batch: int = 1000, poll: float = 1.0):
+    def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock,
+                 registry: HandlerRegistry, *, batch: int = 1000, poll: float = 1.0,
+                 after_commit: Callable[[list[Effects]], None] | None = None):
         super().__init__(poll)
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.clock = clock
+        self.registry = registry  # segment-entry automations react to the moves
+        self.after_commit = after_commit
         self.batch = batch  # customers a pass: bounds how long it holds the write lock
 
     async def run_pass(self) -> float:
@@ -60,10 +67,13 @@ class RescoreLoop(SupervisedLoop):
         async with self.sessionmaker() as session:
             if not await any_queued(session):
                 return 0
+        effects = Effects()
         async with write_session(self.sessionmaker) as session:
             taken = await take_queued(session, self.batch)
             for store_id, customer_ids in taken.items():
                 await rescore_customers(HandlerContext(
                     session=session, settings=self.settings, clock=self.clock,
-                    store_id=store_id), customer_ids)
+                    store_id=store_id, effects=effects, registry=self.registry), customer_ids)
+        if self.after_commit is not None:
+            self.after_commit([effects])
         return sum(map(len, taken.values()))

@@ -16,13 +16,14 @@ is left to its new claimer, a rescheduled one to its new due time.
 
 The loop sleeps until the next due time (at most `poll` seconds) and is woken early by
 `wake()`: the runtime calls it after a group commit that scheduled a timer due within
-`poll` (`timers.earliest_scheduled`).
+`poll` (`Effects.earliest_timer`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +34,8 @@ from stormd.config.settings import Settings
 from stormd.daemon.runtime.batching import describe
 from stormd.daemon.runtime.loops import SupervisedLoop
 from stormd.handlers.kernel.context import HandlerContext, TimerFired
-from stormd.handlers.kernel.registry import dispatch_timer, registry
+from stormd.handlers.kernel.effects import Effects
+from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.schema.db.inlist import in_values
 from stormd.schema.db.write_lock import write_session
 from stormd.schema.metrics import TIMERS_FIRED
@@ -55,14 +57,19 @@ FIRE_CHUNK = 2000
 class TimerLoop(SupervisedLoop):
     name = "timers"
 
-    def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock, *,
-                 batch: int = 200, poll: float = 1.0, owner: str | None = None,
-                 batch_claim: int = 5000):
+    def __init__(self, sessionmaker: Any, settings: Settings, clock: Clock,
+                 registry: HandlerRegistry, *, batch: int = 200, poll: float = 1.0,
+                 owner: str | None = None, batch_claim: int = 5000,
+                 after_commit: Callable[[list[Effects]], None] | None = None):
         super().__init__(poll)
         self.coalesce = min(COALESCE, poll)
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.clock = clock
+        self.registry = registry
+        # Told what a firing transaction scheduled or staged (a step's next timer, its
+        # events out), once it committed.
+        self.after_commit = after_commit
         self.batch = batch
         # Due timers of batch-handled kinds (registry.on_timer_batch) claimed at once: their
         # handlers are set-based, so thousands fit well inside the lease.
@@ -96,7 +103,7 @@ class TimerLoop(SupervisedLoop):
         async with write_session(self.sessionmaker) as session:
             due = and_(Timer.due_at <= now, free)
             order = (Timer.priority.desc(), Timer.due_at)
-            batch_kinds = registry.timer_batch_kinds()
+            batch_kinds = self.registry.set_based_timer_kinds()
             # One UPDATE … WHERE id IN (top-N per class) RETURNING: no id list round trip.
             # Batch-handled kinds and the others are limited separately, so a flood of
             # one never starves the other.
@@ -126,6 +133,7 @@ class TimerLoop(SupervisedLoop):
     async def fire(self, claimed: list) -> None:
         """Fire claimed rows in one transaction: those still ours, locked first."""
         failed: list[int] = []
+        effects = Effects()
         async with write_session(self.sessionmaker) as session:
             ours = set((await session.scalars(
                 select(Timer.id).where(in_values(Timer.id, [r.id for r in claimed]),
@@ -136,23 +144,24 @@ class TimerLoop(SupervisedLoop):
                 log.debug("timers: %d claimed timer(s) changed hands before firing; not fired",
                           len(claimed) - len(ours))
                 claimed = [r for r in claimed if r.id in ours]
-            singles = [r for r in claimed if registry.timer_batch_handler(r.kind) is None]
-            for (store_id, kind), rows in _batch_groups(claimed).items():
-                if not await self._fire_batch(session, store_id, kind, rows):
+            set_based = set(self.registry.set_based_timer_kinds())
+            singles = [r for r in claimed if r.kind not in set_based]
+            for (store_id, kind), rows in _batch_groups(claimed, set_based).items():
+                if not await self._fire_batch(session, store_id, kind, rows, effects):
                     singles.extend(rows)  # the batch failed: one by one, to isolate the bad one
             for row in singles:
                 fired = TimerFired(store_id=row.store_id, key=row.key, kind=row.kind,
                                    due_at=row.due_at, payload=row.payload or {})
-                ctx = HandlerContext(session=session, settings=self.settings, clock=self.clock,
-                                     store_id=row.store_id)
+                ctx = self._context(session, row.store_id, effects.child())
                 try:
                     async with session.begin_nested():
-                        await dispatch_timer(ctx, fired)
+                        await self.registry.dispatch_timers(ctx, [fired])
                         # A handler that rescheduled its own key reset claimed_by: keep it.
                         await session.execute(
                             delete(Timer).where(Timer.id == row.id, Timer.claimed_by == self.owner)
                             .execution_options(synchronize_session=False)
                         )
+                    effects.merge(ctx.effects)
                     TIMERS_FIRED.labels(row.kind, "fired").inc()
                 except Exception as exc:
                     failed.append(row.id)
@@ -165,19 +174,24 @@ class TimerLoop(SupervisedLoop):
                     .values(claimed_until=self.clock.now() + RETRY_AFTER)
                     .execution_options(synchronize_session=False)
                 )
+        if self.after_commit is not None:
+            self.after_commit([effects])
 
-    async def _fire_batch(self, session, store_id: str, kind: str, rows: list) -> bool:
-        """Fire one store's due timers of a batch-handled kind (`registry.on_timer_batch`)
-        in one savepoint: set-based handlers do thousands per second where one call per
-        timer does tens. False (nothing kept) if the handler raised."""
-        handler = registry.timer_batch_handler(kind)
-        ctx = HandlerContext(session=session, settings=self.settings, clock=self.clock,
-                             store_id=store_id)
+    def _context(self, session: Any, store_id: str, effects: Effects) -> HandlerContext:
+        return HandlerContext(session=session, settings=self.settings, clock=self.clock,
+                              store_id=store_id, effects=effects, registry=self.registry)
+
+    async def _fire_batch(self, session, store_id: str, kind: str, rows: list,
+                          effects: Effects) -> bool:
+        """Fire one store's due timers of a set-based kind (`registry.on_timer_batch`) in
+        one savepoint: set-based handlers do thousands per second where one call per timer
+        does tens. False (nothing kept) if the handler raised."""
+        ctx = self._context(session, store_id, effects.child())
         fired = [TimerFired(store_id=r.store_id, key=r.key, kind=r.kind, due_at=r.due_at,
                             payload=r.payload or {}) for r in rows]
         try:
             async with session.begin_nested():
-                await handler(ctx, fired)
+                await self.registry.dispatch_timers(ctx, fired)
                 await session.execute(
                     delete(Timer).where(in_values(Timer.id, [r.id for r in rows]),
                                         Timer.claimed_by == self.owner)
@@ -187,14 +201,15 @@ class TimerLoop(SupervisedLoop):
             log.warning("timer batch of %d %s failed: %s; firing them one by one",
                         len(rows), kind, describe(exc))
             return False
+        effects.merge(ctx.effects)
         TIMERS_FIRED.labels(kind, "fired").inc(len(rows))
         return True
 
 
-def _batch_groups(claimed: list) -> dict[tuple[str, str], list]:
-    """Claimed rows of batch-handled kinds by (store, kind), in claim (priority) order."""
+def _batch_groups(claimed: list, set_based: set[str]) -> dict[tuple[str, str], list]:
+    """Claimed rows of set-based kinds by (store, kind), in claim (priority) order."""
     groups: dict[tuple[str, str], list] = {}
     for row in claimed:
-        if registry.timer_batch_handler(row.kind) is not None:
+        if row.kind in set_based:
             groups.setdefault((row.store_id, row.kind), []).append(row)
     return groups

@@ -24,13 +24,6 @@ from typing import Any
 from sqlalchemy import and_, extract, select, update
 
 from stormd.handlers.kernel.context import HandlerContext, JobContext, TimerFired
-from stormd.handlers.kernel.registry import (
-    REACT,
-    on_cron,
-    on_event_batch,
-    on_segment_change,
-    on_timer_batch,
-)
 from stormd.handlers.outreach.costs import unit_costs
 from stormd.handlers.outreach.queue import (
     Outreach,
@@ -48,7 +41,6 @@ from stormd.schema.db.inlist import in_values
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
-from stormd.schema.runtime.timer_rows import schedule_timers
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order, OrderItem
 from stormd.schema.wire.events import CustomerUpserted, Event, OrderCreated, OrderStatusChanged
@@ -267,7 +259,6 @@ async def _each_store_in_pages(job: JobContext, page) -> None:
                 break
 
 
-@on_cron("automations.win_back", lambda s: s.automations.win_back_schedule)
 async def win_back_job(job: JobContext) -> None:
     await _each_store_in_pages(job, run_win_back)
 
@@ -297,7 +288,6 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-@on_cron("automations.birthday", lambda s: s.automations.birthday_schedule)
 async def birthday_job(job: JobContext) -> None:
     await _each_store_in_pages(job, run_birthdays)
 
@@ -305,7 +295,6 @@ async def birthday_job(job: JobContext) -> None:
 # --- VIP milestone and segment entry --------------------------------------------------------
 
 
-@on_segment_change
 async def on_segment_entered(ctx: HandlerContext, segment: str, entered: list[str],
                              exited: list[str]) -> None:
     """Entering `vip` (composite >= 38) earns the VIP reward, at most once a month; any
@@ -370,7 +359,6 @@ async def add_segment_entry_workflow(ctx: HandlerContext, segment: str, template
 # --- post-purchase upsell -----------------------------------------------------------------
 
 
-@on_event_batch("order.created", "order.status_changed", stage=REACT)
 async def on_order_paid(ctx: HandlerContext, events: list[Event]) -> None:
     """An order turning PAID opens its upsell, fired `post_purchase_delay` later."""
     if not enabled(ctx, "post_purchase"):
@@ -399,7 +387,7 @@ async def on_order_paid(ctx: HandlerContext, events: list[Event]) -> None:
                                                   for data, customer_id, _ in paid],
                                   status="WAITING")
     by_order = {x.subject_id: x for x in fresh}
-    await schedule_timers(ctx.session, store_id=ctx.store_id, now=ctx.now(), timers=[
+    await ctx.schedule_many([
         {"key": f"post_purchase:{data.order_id}", "kind": POST_PURCHASE_KIND, "due_at": due,
          "payload": {"orderId": data.order_id, "executionId": by_order[data.order_id].id}}
         for data, _, due in paid if data.order_id in by_order])
@@ -428,7 +416,6 @@ async def _executions(ctx: HandlerContext, fired: list[TimerFired]) -> dict[int,
     return {r.id: r for r in rows}
 
 
-@on_timer_batch(POST_PURCHASE_KIND)
 async def fire_post_purchase(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     """Two days after PAID: skip cancelled or refunded orders and those with nothing to
     recommend, else send the upsell. Order statuses, items and recommendations are looked
@@ -489,7 +476,6 @@ def _welcome_step(ctx: HandlerContext, number: int) -> Step:
                 number=number, final=number == last)
 
 
-@on_event_batch("customer.upserted", stage=REACT)
 async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None:
     """Customers new within the last day start the welcome series: the first message now,
     the others by durable timers `welcome_delays` after sign-up (set-based for the run)."""
@@ -514,7 +500,7 @@ async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None
         return
     delays = ctx.settings.automations.welcome_delays
     first = 0 if delays[0] <= timedelta(0) else None
-    await schedule_timers(ctx.session, store_id=ctx.store_id, now=now, timers=[
+    await ctx.schedule_many([
         {"key": f"welcome:{x.customer_id}:{number}", "kind": WELCOME_KIND,
          "due_at": joined[x.customer_id] + delays[number],
          "payload": {"executionId": x.id, "step": number}}
@@ -523,7 +509,6 @@ async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None
         await deliver(ctx, fresh, _welcome_step(ctx, 0))
 
 
-@on_timer_batch(WELCOME_KIND)
 async def fire_welcome_step(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     """The welcome messages after the first, each step of the batch's executions sent
     together (an execution's steps in timer order, one round each)."""

@@ -31,7 +31,6 @@ from stormd.config.channels import Channel
 from stormd.config.settings import Settings
 from stormd.handlers.campaigns.ab_testing import assign_variant, in_holdout
 from stormd.handlers.kernel.context import JobContext
-from stormd.handlers.kernel.registry import on_cron
 from stormd.handlers.outreach.costs import (
     CostPreview,
     average_order_value,
@@ -68,7 +67,7 @@ from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.campaigns import EmailCampaign
 from stormd.schema.marketing.messages import Message
 from stormd.schema.shop.customers import Customer
-from stormd.schema.wire.envelope import stage_outbound_event
+from stormd.schema.wire.envelope import OutEvent, stage_events
 
 log = logging.getLogger(__name__)
 
@@ -346,11 +345,11 @@ async def schedule_campaign(session: AsyncSession, settings: Settings, store_id:
     c.status, c.updated_at = "SCHEDULED", now
     for alert in preview.alerts:
         log.warning("budget alert for store %s campaign %s: %s", store_id, c.id, alert)
-        stage_outbound_event(session, prefix=settings.nats.subject_prefix, store_id=store_id,
-                             type_="campaign.budget_alert", now=now,
-                             data={"campaignId": c.id, "alert": alert, "cost": str(preview.cost),
-                                   "budgetLeft": None if preview.budget_left is None
-                                   else str(preview.budget_left)})
+    await stage_events(session, settings.nats.subject_prefix, [
+        OutEvent(store_id, "campaign.budget_alert", {
+            "campaignId": c.id, "alert": alert, "cost": str(preview.cost),
+            "budgetLeft": None if preview.budget_left is None else str(preview.budget_left)},
+            now) for alert in preview.alerts])
     return c, preview
 
 
@@ -574,7 +573,6 @@ async def due_campaigns(session: AsyncSession, now: datetime) -> list[tuple[str,
     return [(s, i) for s, i in rows]
 
 
-@on_cron("campaigns.dispatch", lambda settings: "* * * * *")
 async def dispatch_due_campaigns(job: JobContext) -> None:
     """Every minute: fan out the campaigns that are due (and resume interrupted ones)."""
     async with job.sessionmaker() as session:

@@ -27,7 +27,6 @@ from stormd.handlers.campaigns.campaigns import (
 )
 from stormd.handlers.campaigns.results import automation_report, campaign_report
 from stormd.handlers.kernel.context import JobContext
-from stormd.handlers.kernel.registry import on_api
 from stormd.handlers.outreach.discounts import new_code
 from stormd.handlers.outreach.queue import (
     load_templates,
@@ -45,18 +44,19 @@ from stormd.plugins.policy.eligibility import Reach, load_reach
 from stormd.plugins.policy.sms_fit import fit_sms
 from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
 
-# name -> handler, for callers in-process (the CLI) that should not depend on the registry.
+# Request name -> handler: the table the daemon's request/reply server answers from
+# (handlers/__init__.py hands it to the registry) and the CLI calls in-process.
 HANDLERS: dict[str, Any] = {}
 
 
 def api(name: str):
-    """Register on `<prefix>.api.<name>` and in HANDLERS."""
+    """Enter the handler in this module's table under `name`."""
 
-    def register(fn):
+    def enter(fn):
         HANDLERS[name] = fn
-        return on_api(name)(fn)
+        return fn
 
-    return register
+    return enter
 
 
 def _text(request: dict[str, Any], key: str, hint: str = "") -> str:

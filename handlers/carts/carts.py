@@ -22,12 +22,10 @@ from sqlalchemy import bindparam, insert, or_, select, update
 
 from stormd.handlers.carts import recovery as cart_recovery
 from stormd.handlers.kernel.context import HandlerContext, TimerFired
-from stormd.handlers.kernel.registry import REACT, STATE, on_event_batch, on_timer_batch
 from stormd.plugins.policy.eligibility import load_reach
 from stormd.schema.db.inlist import in_param, in_values
 from stormd.schema.db.prepared import CHUNK, delete_in
 from stormd.schema.db.upsert import upsert_rows
-from stormd.schema.runtime.timer_rows import schedule_timers
 from stormd.schema.shop.carts import Cart, CartItem
 from stormd.schema.shop.orders import Order
 from stormd.schema.wire.events import CartUpdated, Event, OrderCreated
@@ -88,7 +86,6 @@ def _all_but_created(stmt: Any, columns: tuple[str, ...]) -> dict[str, Any]:
             if c not in ("store_id", "cart_id", "created_at")}
 
 
-@on_event_batch("cart.updated", stage=STATE)
 async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
     """Store the carts' contents and restart their inactivity clocks."""
     current = await _current(ctx, events)
@@ -124,10 +121,9 @@ async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
     if items:  # Core insert: the ORM's bulk path costs more per row than SQLite does
         await ctx.session.execute(insert(CartItem.__table__), items)
     await cart_recovery.cancel_recovery(ctx, ids, reason="cart updated")
-    await schedule_timers(ctx.session, store_id=ctx.store_id, now=ctx.now(), timers=timers)
+    await ctx.schedule_many(timers)
 
 
-@on_event_batch("cart.cleared", stage=STATE)
 async def clear_cart(ctx: HandlerContext, events: list[Event]) -> None:
     """An emptied cart is never abandoned; whatever was pending for it stops."""
     current = await _current(ctx, events)
@@ -139,7 +135,6 @@ async def clear_cart(ctx: HandlerContext, events: list[Event]) -> None:
                                             reason="cart cleared")
 
 
-@on_event_batch("order.created", stage=REACT)
 async def convert_carts(ctx: HandlerContext, events: list[Event]) -> None:
     """Each order converts its cart (cartId) and the customer's active carts last touched
     before it; the order is then attributed to a recovery if one earned it."""
@@ -207,7 +202,6 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
     return found
 
 
-@on_timer_batch(ABANDON_TIMER)
 @cart_recovery.without_cyclic_gc
 async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     """Decide, for every cart whose inactivity timer fired, whether it is abandoned."""

@@ -36,7 +36,6 @@ from sqlalchemy import bindparam, or_, select, update
 
 from stormd.config.settings import CartStep
 from stormd.handlers.kernel.context import HandlerContext, TimerFired
-from stormd.handlers.kernel.registry import on_timer_batch
 from stormd.handlers.outreach.discounts import CodeRequest, codes_redeemed_by, issue_codes
 from stormd.handlers.outreach.templates import (
     render_template,
@@ -56,7 +55,6 @@ from stormd.schema.db.bulk import insert_returning
 from stormd.schema.db.inlist import in_param, in_values
 from stormd.schema.db.prepared import update_by_key
 from stormd.schema.marketing.automations import AutomationExecution
-from stormd.schema.runtime.timer_rows import cancel_timers, schedule_timers
 from stormd.schema.shop.carts import Cart, CartAbandonmentEvent, CartItem
 from stormd.schema.shop.products import Product
 from stormd.schema.shop.stores import Store
@@ -207,7 +205,7 @@ async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
     cart_ids = list(reasons)
     if not cart_ids:
         return []
-    await cancel_timers(ctx.session, store_id=ctx.store_id, keys=[_key(c) for c in cart_ids])
+    await ctx.cancel(*(_key(c) for c in cart_ids))
     open_rows: list[CartAbandonmentEvent] = []
     for i in range(0, len(cart_ids), CHUNK):
         open_rows.extend((await ctx.session.scalars(_open_abandonments(), {
@@ -235,7 +233,6 @@ async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
 # --- the steps -----------------------------------------------------------------------------
 
 
-@on_timer_batch(REMIND_TIMER)
 @without_cyclic_gc
 async def run_due_steps(ctx: HandlerContext, fired: list[TimerFired]) -> None:
     """Run the steps whose time has come (skipping any whose abandonment moved on)."""
@@ -435,7 +432,7 @@ async def _cart_items(ctx: HandlerContext, cart_ids: list[str]) -> dict[str, lis
 
 
 async def _schedule(ctx: HandlerContext, items: list[tuple[Task, datetime, str | None]]) -> None:
-    await schedule_timers(ctx.session, store_id=ctx.store_id, now=ctx.now(), timers=[
+    await ctx.schedule_many([
         {"key": _key(t.cart_id), "kind": REMIND_TIMER, "due_at": at,
          "priority": _priority(t.value),
          "payload": {"abandonment": t.abandonment_id, "execution": t.execution_id,

@@ -34,7 +34,7 @@ from stormd.handlers.imports.orders import Batch, Encoder, OrderRow, OrderWriter
 from stormd.handlers.imports.sources import ImportFailed, open_source
 from stormd.handlers.shop.customers import upsert_customers
 from stormd.handlers.shop.products import upsert_products
-from stormd.handlers.shop.stores import ensure_stores
+from stormd.handlers.shop.stores import insert_stores
 from stormd.schema.db.deferred_indexes import DeferredIndexes
 from stormd.schema.shop.orders import Order, OrderItem
 from stormd.schema.wire.events import CustomerUpserted, ProductUpserted
@@ -109,7 +109,7 @@ async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str,
                 else:
                     count = await _load(session, KINDS[kind], path, store, stores)
                     written = {kind: count}
-                await ensure_stores(session, stores, now)
+                await insert_stores(session, stores, now)
                 await session.commit()
             except BaseException:
                 await session.rollback()

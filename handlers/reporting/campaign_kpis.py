@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import CartSettings
 from stormd.handlers.campaigns.results import HOLDOUT, attributed_orders, in_window
-from stormd.handlers.reporting.kpis import Figures, kpi_source, rate
+from stormd.handlers.reporting.figures import Figures, rate
 from stormd.schema.marketing.messages import Message
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order
 from stormd.schema.shop.promotions import DiscountCode
@@ -43,7 +43,6 @@ async def _converted(session: AsyncSession, store_id: str, messages: Any, window
     return int(recipients or 0), int(converted or 0)
 
 
-@kpi_source
 async def campaign_kpis(session: AsyncSession, stores: list[str]) -> Figures:
     window = CartSettings().attribution_window
     out: Figures = {}

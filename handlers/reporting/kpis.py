@@ -1,8 +1,8 @@
-"""The KPIs of CONTRACT §8 per store, computed from the rows stormd keeps.
+"""The KPIs per store (docs/metrics.md lists them), computed from the rows stormd keeps.
 
-Each family of figures is a `kpi_source`: an async function given the session and the
+Each family of figures is a `KpiSource`: an async function given the session and the
 stores, returning `{store: {name: value}}`, so a new area (campaigns: attribution, ROI,
-uplift) adds its own source without touching the others. `compute_kpis` merges them; the
+uplift) adds its own family, listed in `SOURCES`. `compute_kpis` merges them; the
 `stormd kpis` command prints them and a cron job copies them into Prometheus gauges.
 
 Rates are `None` when their denominator is zero (no data is not a 0 % rate).
@@ -10,7 +10,6 @@ Rates are `None` when their denominator is zero (no data is not a 0 % rate).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,42 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.carts.recovery import TRIGGER as CART_TRIGGER
 from stormd.handlers.kernel.context import JobContext
-from stormd.handlers.kernel.registry import on_cron
+from stormd.handlers.reporting import campaign_kpis
+from stormd.handlers.reporting.figures import Figures, KpiSource, rate
 from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.marketing.messages import EmailEvent, Message, SmsLog, WhatsAppMessage
 from stormd.schema.shop.carts import CartAbandonmentEvent
 
-Figures = dict[str, dict[str, Any]]
-KpiSource = Callable[[AsyncSession, list[str]], Awaitable[Figures]]
-_SOURCES: list[KpiSource] = []
 REACHED = ("sent", "delivered", "read")  # Message statuses that left stormd
-
-
-def kpi_source(fn: KpiSource) -> KpiSource:
-    """Register a family of KPIs (runs in registration order; later keys win)."""
-    if fn not in _SOURCES:
-        _SOURCES.append(fn)
-    return fn
-
-
-def rate(numerator: int | Decimal, denominator: int | Decimal) -> float | None:
-    return round(float(numerator) / float(denominator), 4) if denominator else None
-
-
-def show_kpi(name: str, value: Any) -> str:
-    """A KPI as people read it: rates in %, the uplift in percentage points, money in taka,
-    ROI as revenue per taka spent; "-" when there is nothing to compute it from."""
-    if value is None:
-        return "-"
-    if name.endswith("_rate"):
-        return f"{value * 100:.1f} %"
-    if name.endswith("_uplift"):
-        return f"{value * 100:+.1f} pts"
-    if name.endswith(("_revenue", "_cost", "_attribution")):
-        return f"৳{value:,.2f}"
-    if name.endswith("_roi"):
-        return f"{value:,.2f}:1"
-    return str(value)
 
 
 async def _grouped(session: AsyncSession, store_col, stores: list[str], *columns) -> dict:
@@ -65,7 +35,6 @@ async def _grouped(session: AsyncSession, store_col, stores: list[str], *columns
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
-@kpi_source
 async def cart_recovery(session: AsyncSession, stores: list[str]) -> Figures:
     Ab = CartAbandonmentEvent
     carts = await _grouped(
@@ -91,7 +60,6 @@ async def cart_recovery(session: AsyncSession, stores: list[str]) -> Figures:
     return out
 
 
-@kpi_source
 async def engagement(session: AsyncSession, stores: list[str]) -> Figures:
     def messages_with(type_: str):
         return func.count(distinct(case((EmailEvent.type == type_, EmailEvent.message_id))))
@@ -122,7 +90,6 @@ async def engagement(session: AsyncSession, stores: list[str]) -> Figures:
     return out
 
 
-@kpi_source
 async def automations(session: AsyncSession, stores: list[str]) -> Figures:
     Ex = AutomationExecution
     rows = await _grouped(session, Ex.store_id, stores, func.count(),
@@ -133,6 +100,11 @@ async def automations(session: AsyncSession, stores: list[str]) -> Figures:
         out[store] = {"automation_executions": int(total),
                       "automation_success_rate": rate(completed or 0, total)}
     return out
+
+
+# The KPI families, computed in this order (a later family's keys win).
+SOURCES: tuple[KpiSource, ...] = (cart_recovery, engagement, automations,
+                                  campaign_kpis.campaign_kpis)
 
 
 async def known_stores(session: AsyncSession) -> list[str]:
@@ -150,7 +122,7 @@ async def compute_kpis(session: AsyncSession, store_id: str | None = None) -> li
     rows: dict[str, dict[str, Any]] = {s: {"store": s} for s in stores}
     if not stores:
         return []
-    for source in _SOURCES:
+    for source in SOURCES:
         for store, figures in (await source(session, stores)).items():
             rows[store].update(figures)
     return [rows[s] for s in stores]
@@ -166,12 +138,8 @@ def publish_gauges(rows: list[dict[str, Any]]) -> None:
                 KPI.labels(row["store"], name).set(float(value))
 
 
-@on_cron("kpis", lambda settings: "*/5 * * * *")
 async def refresh_kpi_gauges(job: JobContext) -> None:
     """Every five minutes: recompute the KPIs for /metrics."""
     async with job.sessionmaker() as session:
         publish_gauges(await compute_kpis(session))
 
-
-# Sources of other areas register themselves on import (after this module is complete).
-from stormd.handlers.reporting import campaign_kpis  # noqa: E402, F401

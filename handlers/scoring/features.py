@@ -31,7 +31,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
-from stormd.schema.db.columnar import EPOCH
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order
 from stormd.schema.shop.stores import Store
@@ -44,11 +43,6 @@ PART_ROWS = 100_000
 
 def dialect_of(session: AsyncSession) -> str:
     return session.bind.dialect.name
-
-
-def epoch_us(when: datetime) -> int:
-    """Exact microseconds since the epoch of an aware datetime."""
-    return (when - EPOCH) // timedelta(microseconds=1)
 
 
 def whole_days(as_of_us: int | np.ndarray, then_us: int | np.ndarray) -> Any:

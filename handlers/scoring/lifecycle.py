@@ -27,12 +27,11 @@ from stormd.handlers.scoring.features import (
     ID_CHUNK,
     US_PER_DAY,
     Aggregates,
-    epoch_us,
     first_column,
     whole_days,
 )
 from stormd.handlers.scoring.rfm import Scores
-from stormd.schema.db.columnar import EPOCH, write_columns
+from stormd.schema.db.columnar import EPOCH, epoch_us, write_columns
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.shop.customers import Customer
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from stormd.handlers.kernel.context import JobContext
-from stormd.handlers.kernel.registry import on_cron
 from stormd.handlers.scoring.features import customer_aggregates, known_store_ids
 from stormd.handlers.scoring.guardrails import check_drift, record_run
 from stormd.handlers.scoring.lifecycle import upsert_buyers, upsert_prospects
@@ -193,7 +192,6 @@ async def run_all_stores(job: JobContext, as_of: datetime | None = None,
     return reports
 
 
-@on_cron("rfm", lambda settings: settings.rfm.schedule)
 async def nightly_rfm(job: JobContext) -> None:
     for report in await run_all_stores(job):
         log.info("rfm run %s store %s: %s, %d scored in %.1fs", report.run_id, report.store_id,

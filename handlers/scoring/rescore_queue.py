@@ -22,7 +22,6 @@ from stormd.schema.db.upsert import upsert_rows
 from stormd.schema.marketing.segments import RescoreQueue
 
 QUEUE = RescoreQueue.__table__
-_QUEUED = "stormd.rescores_queued"  # session.info: the session queued customers
 
 
 async def queue_rescores(ctx: HandlerContext, customer_ids: list[str]) -> None:
@@ -33,12 +32,7 @@ async def queue_rescores(ctx: HandlerContext, customer_ids: list[str]) -> None:
     await upsert_rows(ctx.session, QUEUE, [
         {"store_id": ctx.store_id, "customer_id": c, "queued_at": now} for c in customer_ids
     ], ["store_id", "customer_id"], update=False)
-    ctx.session.info[_QUEUED] = True
-
-
-def rescores_queued(info: dict[str, Any]) -> bool:
-    """Whether a session (its `info`) queued customers: the runtime then wakes the loop."""
-    return bool(info.get(_QUEUED))
+    ctx.effects.rescores_queued += len(customer_ids)
 
 
 async def any_queued(session: AsyncSession) -> bool:

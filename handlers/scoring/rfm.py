@@ -21,8 +21,8 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import RfmSettings, RfmThresholds
-from stormd.handlers.scoring.features import Aggregates, epoch_us, whole_days
-from stormd.schema.db.columnar import cents_to_decimal, write_columns
+from stormd.handlers.scoring.features import Aggregates, whole_days
+from stormd.schema.db.columnar import cents_to_decimal, epoch_us, write_columns
 from stormd.schema.marketing.rfm import CustomerRFMSnapshot, RfmRun
 
 log = logging.getLogger("stormd.rfm")

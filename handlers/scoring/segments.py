@@ -25,28 +25,24 @@ from sqlalchemy.sql import Select
 
 from stormd.config.settings import Settings
 from stormd.handlers.kernel.context import HandlerContext
-from stormd.handlers.kernel.registry import REACT, defer, dispatch_segment_change, on_event_batch
 from stormd.handlers.scoring.criteria import (
     CriteriaError,
     compile_criteria,
     feature_from,
     reads_time,
 )
-from stormd.handlers.scoring.features import ID_CHUNK, customer_aggregates, epoch_us, first_column
+from stormd.handlers.scoring.features import ID_CHUNK, customer_aggregates, first_column
 from stormd.handlers.scoring.guardrails import record_segment_size
 from stormd.handlers.scoring.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.scoring.rescore_queue import queue_rescores
 from stormd.handlers.scoring.rfm import latest_bounds, score
 from stormd.plugins.policy.eligibility import reachable_clause
-from stormd.schema.db.columnar import write_columns
-from stormd.schema.db.transaction_memo import transaction_memo
+from stormd.schema.db.columnar import epoch_us, write_columns
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember
-from stormd.schema.runtime.inbox import OutboundEvent
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import Order
-from stormd.schema.wire.envelope import new_event_id, note_staged, out_subject
 from stormd.schema.wire.events import Event
 
 log = logging.getLogger("stormd.segments")
@@ -240,34 +236,18 @@ async def apply_change(ctx: HandlerContext, segment: CustomerSegment, change: Ch
         .values(member_count=count, refreshed_at=now).returning(SEGMENTS.c.member_count)) or 0)
     await emit_segmented(ctx, change)
     if change.entered or change.exited:
-        await dispatch_segment_change(ctx, segment.slug, change.entered, change.exited)
+        if ctx.registry is not None:
+            await ctx.registry.dispatch_segment_change(ctx, segment.slug, change.entered,
+                                                       change.exited)
     record_segment_size(store_id, segment.slug, change.members)
 
 
-_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\uffff]')
-
-
 async def emit_segmented(ctx: HandlerContext, change: Change) -> None:
-    """One `customer.segmented` event out per change, staged in bulk in the outbox (the
-    envelope of daemon/outbound.py; ids share a random prefix and count up)."""
-    moves = [(cid, "entered") for cid in change.entered] + [(cid, "exited") for cid in change.exited]
-    if not moves:
-        return
-    prefix, store_id, now = ctx.settings.nats.subject_prefix, ctx.store_id, ctx.now()
-    head = new_event_id()[:20]
-    ids = [f"{head}{i:016x}" for i in range(len(moves))]
-    envelope = ('{"id": "%s", "type": "customer.segmented", "storeId": '
-                + json.dumps(store_id).replace("%", "%%") + ', "occurredAt": "'
-                + now.isoformat() + '", "data": {"customerId": %s, "segment": '
-                + json.dumps(change.slug).replace("%", "%%") + ', "change": "%s"}}')
-    # Ids are quoted as JSON strings; plain ones (the usual case) need no escaping.
-    plain = not _NEEDS_ESCAPE.search("".join(cid for cid, _ in moves))
-    payloads = [envelope % (eid, f'"{cid}"' if plain else json.dumps(cid), how)
-                for eid, (cid, how) in zip(ids, moves)]
-    note_staged(ctx.session)
-    await write_columns(ctx.session, OutboundEvent.__table__, {
-        "event_id": ids, "subject": out_subject(prefix, store_id, "customer.segmented"),
-        "payload": payloads, "created_at": epoch_us(now)}, ["event_id"], update=False)
+    """One `customer.segmented` event out per customer who moved, staged in one write."""
+    await ctx.emit_many("customer.segmented", [
+        *({"customerId": c, "segment": change.slug, "change": "entered"} for c in change.entered),
+        *({"customerId": c, "segment": change.slug, "change": "exited"} for c in change.exited),
+    ])
 
 
 # --- real time -------------------------------------------------------------------------
@@ -281,7 +261,7 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
     ids = list(dict.fromkeys(customer_ids))
     if not ids:
         return []
-    known = transaction_memo(session, _BOUNDS)  # the nightly run commits in its own
+    known = ctx.remembered(_BOUNDS)  # the nightly run commits in its own
     if store_id not in known:
         known[store_id] = await latest_bounds(session, store_id)
     bounds = known[store_id]
@@ -334,7 +314,7 @@ async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime)
     """Evaluate every segment for these customers in one query per chunk, diff against
     their stored memberships, and apply the moves."""
     session, store_id = ctx.session, ctx.store_id
-    known = transaction_memo(session, _SEGMENTS)
+    known = ctx.remembered(_SEGMENTS)
     segments = known.get(store_id)
     if segments is None:
         segments = (await session.execute(_LIVE_SEGMENTS, {"store": store_id})).all()
@@ -388,14 +368,13 @@ async def _customers_of(ctx: HandlerContext, events: list[Event]) -> list[str]:
     return [c for c in found if c]
 
 
-@on_event_batch(*RESCORING_EVENTS, stage=REACT)
 async def rescore_on_event(ctx: HandlerContext, events: list[Event]) -> None:
     """Keep the customers' scores and segments current between nightly runs. In a group
     commit the customers are queued (one insert a batch) for the re-scoring loop, which
     re-scores them moments later; alone (a single dispatch, a careful rerun's event) they
     are re-scored at once, in the event's transaction."""
     customers = await _customers_of(ctx, events)
-    if customers and not defer(ctx, queue_rescores, customers):
+    if customers and not ctx.defer(queue_rescores, customers):
         await rescore_customers(ctx, customers)
 
 

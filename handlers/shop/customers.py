@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.channels import CHANNELS
 from stormd.handlers.kernel.context import HandlerContext
-from stormd.handlers.kernel.registry import STATE, on_event_batch
-from stormd.handlers.shop.stores import ensure_stores
+from stormd.handlers.shop.stores import ensure_store
 from stormd.schema.db.upsert import upsert_rows
 from stormd.schema.shop.customers import Customer
 from stormd.schema.wire.events import CustomerConsentChanged, CustomerUpserted, Event
@@ -68,18 +67,16 @@ def consent_row(store_id: str, change: CustomerConsentChanged,
     return row
 
 
-@on_event_batch("customer.upserted", stage=STATE)
 async def on_customer_upserted(ctx: HandlerContext, events: list[Event]) -> None:
-    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await ensure_store(ctx)
     await upsert_rows(ctx.session, Customer.__table__,
                       [customer_row(ctx.store_id, e.data, e.occurred_at) for e in events],
                       ["store_id", "customer_id"])
 
 
-@on_event_batch("customer.consent_changed", stage=STATE)
 async def on_consent_changed(ctx: HandlerContext, events: list[Event]) -> None:
     """A run's opt-ins and opt-outs (one per customer) in one upsert per channel set."""
-    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await ensure_store(ctx)
     await upsert_rows(ctx.session, Customer.__table__,
                       [consent_row(ctx.store_id, e.data, e.occurred_at) for e in events],
                       ["store_id", "customer_id"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 
 from stormd.handlers.kernel.context import HandlerContext
-from stormd.handlers.kernel.registry import STATE, on_event_batch
 from stormd.schema.marketing.messages import EmailEvent, Message
 from stormd.schema.wire.events import EmailEngagement, Event
 
@@ -36,7 +35,6 @@ async def _logged_messages(ctx: HandlerContext, ids: list[int]
     return found
 
 
-@on_event_batch(*EVENT_KIND, stage=STATE)
 async def on_email_engagement(ctx: HandlerContext, events: list[Event]) -> None:
     """One lookup of the delivery log for the run, one multi-row insert."""
     datas: list[EmailEngagement] = [e.data for e in events]  # type: ignore[misc]

@@ -16,9 +16,8 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.kernel.context import HandlerContext
-from stormd.handlers.kernel.registry import STATE, on_event_batch
 from stormd.handlers.shop.customers import ensure_customers
-from stormd.handlers.shop.stores import ensure_stores
+from stormd.handlers.shop.stores import ensure_store
 from stormd.schema.db.inlist import in_param
 from stormd.schema.db.upsert import BATCH_ROWS, upsert_rows
 from stormd.schema.shop.orders import Order, OrderItem, OrderStatusChange
@@ -163,21 +162,18 @@ async def record_promotion_redeemed(session: AsyncSession, store_id: str,
                                [(r.code, r.order_id, at) for r, at in redemptions])
 
 
-@on_event_batch("order.created", stage=STATE)
 async def on_order_created(ctx: HandlerContext, events: list[Event]) -> None:
-    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await ensure_store(ctx)
     await upsert_orders(ctx.session, ctx.store_id, [(e.data, e.occurred_at) for e in events])
 
 
-@on_event_batch("order.status_changed", stage=STATE)
 async def on_order_status_changed(ctx: HandlerContext, events: list[Event]) -> None:
-    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await ensure_store(ctx)
     await apply_order_status(ctx.session, ctx.store_id, [
         (e.data.order_id, e.data.status, e.occurred_at) for e in events])
 
 
-@on_event_batch("promotion.redeemed", stage=STATE)
 async def on_promotion_redeemed(ctx: HandlerContext, events: list[Event]) -> None:
-    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await ensure_store(ctx)
     await record_promotion_redeemed(ctx.session, ctx.store_id,
                                     [(e.data, e.occurred_at) for e in events])

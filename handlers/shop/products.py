@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.kernel.context import HandlerContext
-from stormd.handlers.kernel.registry import STATE, on_event_batch
-from stormd.handlers.shop.stores import ensure_stores
+from stormd.handlers.shop.stores import ensure_store
 from stormd.schema.db.upsert import upsert_rows
 from stormd.schema.shop.products import Product
 from stormd.schema.wire.events import Event, ProductUpserted
@@ -37,9 +36,8 @@ async def upsert_products(session: AsyncSession, store_id: str,
                       ["store_id", "product_id"])
 
 
-@on_event_batch("product.upserted", stage=STATE)
 async def on_product_upserted(ctx: HandlerContext, events: list[Event]) -> None:
-    await ensure_stores(ctx.session, [ctx.store_id], ctx.now())
+    await ensure_store(ctx)
     await upsert_rows(ctx.session, Product.__table__,
                       [product_row(ctx.store_id, e.data, e.occurred_at) for e in events],
                       ["store_id", "product_id"])

@@ -6,24 +6,28 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stormd.schema.db.transaction_memo import transaction_memo
+from stormd.handlers.kernel.context import HandlerContext
 from stormd.schema.db.upsert import upsert_rows
 from stormd.schema.shop.stores import Store
 
-_ENSURED = "stormd.stores_ensured"  # transaction_memo: store id -> None once inserted
+_ENSURED = "stores_ensured"  # facts of the transaction: store id -> None once inserted
 
 
-async def ensure_stores(session: AsyncSession, store_ids: set[str] | list[str],
+async def insert_stores(session: AsyncSession, store_ids: set[str] | list[str],
                         now: datetime) -> None:
-    """Insert the stores not yet known; known stores keep their settings untouched.
-
-    Every STATE handler of a group-commit batch calls this for the same store: within one
-    transaction the insert is issued once (not again after it ran outside a savepoint, so
-    a rolled-back savepoint never hides a missing row; a new transaction starts afresh)."""
-    ensured = transaction_memo(session, _ENSURED)
-    todo = sorted(set(store_ids) - ensured.keys())
-    if not todo:
-        return
-    await upsert_rows(session, Store.__table__, [{"id": s, "created_at": now} for s in todo],
+    """Insert the stores not yet known; known stores keep their settings untouched."""
+    await upsert_rows(session, Store.__table__,
+                      [{"id": s, "created_at": now} for s in sorted(set(store_ids))],
                       ["id"], update=False)
-    ensured.update(dict.fromkeys(todo))
+
+
+async def ensure_store(ctx: HandlerContext) -> None:
+    """`insert_stores` for the context's store, once a transaction.
+
+    Every state handler of a group-commit batch calls this for the same store: the insert
+    is issued once (not again after it ran outside a savepoint, so a rolled-back savepoint
+    never hides a missing row; a new transaction starts afresh)."""
+    ensured = ctx.remembered(_ENSURED)
+    if ctx.store_id not in ensured:
+        await insert_stores(ctx.session, [ctx.store_id], ctx.now())
+        ensured[ctx.store_id] = None

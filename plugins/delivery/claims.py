@@ -27,8 +27,7 @@ from stormd.schema.marketing.messages import (
     SmsProvider,
     WhatsAppMessage,
 )
-from stormd.schema.runtime.inbox import OutboundEvent
-from stormd.schema.wire.envelope import new_event_id, note_staged, out_subject, stage_outbound_event
+from stormd.schema.wire.envelope import OutEvent, stage_events
 
 CLAIMABLE = ("queued", "sending")
 FINAL = ("sent", "failed", "cancelled")
@@ -166,11 +165,8 @@ async def record_outcomes(session: AsyncSession, outcomes: list[Outcome], now: d
         (o.message.store_id, o.message.customer_id, o.to) for o in outcomes
         if o.message.channel == "push" and o.error_code in GONE_CODES
         and o.message.customer_id and o.to])
-    events = [status_event_row(o.message, o.status, o.provider, now, prefix)
-              for o in outcomes if o.status in FINAL]
-    if events:
-        note_staged(session)
-    await execute_rows(session, insert(OutboundEvent.__table__), "status_events", events)
+    await stage_events(session, prefix, [status_event(o.message, o.status, o.provider, now)
+                                         for o in outcomes if o.status in FINAL])
 
 
 def _status_data(message: Any, status: str, provider: str | None) -> dict[str, Any]:
@@ -186,24 +182,16 @@ def _status_data(message: Any, status: str, provider: str | None) -> dict[str, A
     return data
 
 
-def stage_status_event(session: AsyncSession, message: Any, status: str,
-                       provider: str | None, now: datetime, prefix: str) -> None:
-    """`<prefix>.out.<store>.message.status` (CONTRACT §4), in the caller's transaction."""
-    stage_outbound_event(session, prefix=prefix, store_id=message.store_id,
-                         type_="message.status", data=_status_data(message, status, provider),
-                         now=now)
+def status_event(message: Any, status: str, provider: str | None, now: datetime) -> OutEvent:
+    """`message.status` out: what became of a message (docs/events.md)."""
+    return OutEvent(message.store_id, "message.status", _status_data(message, status, provider),
+                    now)
 
 
-def status_event_row(message: Any, status: str, provider: str | None, now: datetime,
-                     prefix: str) -> dict[str, Any]:
-    """The same event as an `outbound_events` row, for one executemany per batch; the
-    envelope is the one `daemon.outbound.stage_outbound_event` writes."""
-    event_id = new_event_id()
-    return {"event_id": event_id, "created_at": now,
-            "subject": out_subject(prefix, message.store_id, "message.status"),
-            "payload": {"id": event_id, "type": "message.status",
-                        "storeId": message.store_id, "occurredAt": now.isoformat(),
-                        "data": _status_data(message, status, provider)}}
+async def stage_status_event(session: AsyncSession, message: Any, status: str,
+                             provider: str | None, now: datetime, prefix: str) -> None:
+    """One `message.status` event out, in the caller's transaction."""
+    await stage_events(session, prefix, [status_event(message, status, provider, now)])
 
 
 async def reserve_credit(session: AsyncSession, store_id: str, provider: str,

@@ -21,7 +21,7 @@ from stormd.plugins.models import StatusUpdate, WebhookResult
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.messages import EmailEvent, Message, SmsLog, WhatsAppMessage
 from stormd.schema.runtime.inbox import ProcessedEvent
-from stormd.schema.wire.envelope import stage_outbound_event
+from stormd.schema.wire.envelope import OutEvent, stage_events
 
 log = logging.getLogger("stormd.webhooks")
 
@@ -82,8 +82,7 @@ async def _apply(session: AsyncSession, settings: Settings, m: Message, u: Statu
                 data["url"] = u.url
             if u.reason:
                 data["reason"] = u.reason
-            stage_outbound_event(session, prefix=prefix, store_id=m.store_id,
-                                 type_=EMAIL_OUT[u.kind], data=data, now=now)
+            await stage_events(session, prefix, [OutEvent(m.store_id, EMAIL_OUT[u.kind], data, now)])
     new = MESSAGE_STATUS.get(u.kind)
     if new is None or RANK.get(new, 0) <= RANK.get(m.status, 0):
         return 0
@@ -92,7 +91,7 @@ async def _apply(session: AsyncSession, settings: Settings, m: Message, u: Statu
         status=new, error=error, updated_at=now))
     m.status = new
     await _detail_row(session, m, new, u, at)
-    stage_status_event(session, m, new, m.provider, now, prefix)
+    await stage_status_event(session, m, new, m.provider, now, prefix)
     return 1
 
 

@@ -31,6 +31,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NP_EPOCH = np.datetime64("1970-01-01T00:00:00", "us")
 
 
+def epoch_us(when: datetime) -> int:
+    """Exact microseconds since the epoch of an aware datetime."""
+    return (when - EPOCH) // timedelta(microseconds=1)
+
+
 def cents_to_decimal(cents: int) -> Decimal:
     """Exact integer cents (how aggregates are read back) as money."""
     return Decimal(int(cents)).scaleb(-2)

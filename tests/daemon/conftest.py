@@ -9,22 +9,15 @@ import nats
 import pytest
 
 from stormd.daemon.runtime.app import Daemon
-from stormd.handlers.kernel.registry import registry
+from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.shop.customers import Customer
 
 
 @pytest.fixture
-def handlers(monkeypatch):
-    """A clean registry for the test: only the handlers it registers here are called."""
-    monkeypatch.setattr(registry, "_events", defaultdict(list))
-    monkeypatch.setattr(registry, "_timers", {})
-    if hasattr(registry, "_timer_batches"):
-        monkeypatch.setattr(registry, "_timer_batches", {})
-    monkeypatch.setattr(registry, "_crons", {})
-    monkeypatch.setattr(registry, "_apis", {})
-    monkeypatch.setattr(registry, "_segment_changes", [])
-    return registry
+def handlers():
+    """The registry the test's daemons run with: only the handlers it registers here."""
+    return HandlerRegistry()
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ def customer_handler(handlers):
     how often it ran per event id. A name of "boom" makes it raise."""
     calls: dict[str, int] = defaultdict(int)
 
-    @handlers.on_event("customer.upserted", stage=0)
+    @handlers.on_event("customer.upserted")
     async def upsert_customer(ctx, event):
         calls[event.id] += 1
         if event.data.name == "boom":
@@ -72,8 +65,8 @@ async def start_daemon(handlers):
     started: list[Daemon] = []
 
     async def start(settings, **kw) -> Daemon:
-        d = Daemon(settings, timer_poll=kw.pop("timer_poll", 0.05),
-                   load_handlers=lambda: handlers, **kw)
+        kw.setdefault("registry", handlers)
+        d = Daemon(settings, timer_poll=kw.pop("timer_poll", 0.05), **kw)
         await d.start()
         started.append(d)
         return d

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
-import stormd.handlers.carts.carts
-import stormd.handlers.shop.customers
-import stormd.handlers.shop.orders  # noqa: F401
 from stormd.daemon.runtime.scheduler import TimerLoop
+from stormd.handlers.carts import carts, recovery
 from stormd.handlers.kernel.context import HandlerContext
-from stormd.handlers.kernel.registry import dispatch_event, registry
+from stormd.handlers.kernel.registry import HandlerRegistry
+from stormd.handlers.shop import customers, orders
 from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.marketing.messages import Message
 from stormd.schema.runtime.timers import Timer
@@ -30,26 +27,26 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 
-CART_MODULES = ("stormd.handlers.carts.carts.", "stormd.handlers.carts.recovery.",
-                "stormd.handlers.shop.customers.", "stormd.handlers.shop.orders.")
-CART_TIMERS = ("cart.abandon", "cart.remind")
-
-
-@pytest.fixture
-def cart_handlers_only(monkeypatch):
-    """Only the cart, customer and order handlers react (other automations imported by
-    other tests would otherwise queue their own messages and use up the daily cap)."""
-    events = {t: [r for r in regs if r.name.startswith(CART_MODULES)]
-              for t, regs in registry._events.items()}
-    monkeypatch.setattr(registry, "_events", defaultdict(list, events))
-    monkeypatch.setattr(registry, "_timers",
-                        {k: v for k, v in registry._timers.items() if k in CART_TIMERS})
-    monkeypatch.setattr(registry, "_segment_changes", [])
+def cart_registry() -> HandlerRegistry:
+    """Only the cart, customer and order handlers react (the other automations would queue
+    their own messages and use up the daily cap)."""
+    r = HandlerRegistry()
+    r.on_event_batch("customer.upserted")(customers.on_customer_upserted)
+    r.on_event_batch("order.created")(orders.on_order_created)
+    r.on_event_batch("order.created")(carts.convert_carts)
+    r.on_event_batch("order.status_changed")(orders.on_order_status_changed)
+    r.on_event_batch("promotion.redeemed")(orders.on_promotion_redeemed)
+    r.on_event_batch("cart.updated")(carts.keep_cart)
+    r.on_event_batch("cart.cleared")(carts.clear_cart)
+    r.on_timer_batch(carts.ABANDON_TIMER)(carts.detect_abandonment)
+    r.on_timer_batch(recovery.REMIND_TIMER)(recovery.run_due_steps)
+    return r
 
 
 class Shop:
-    def __init__(self, sessionmaker, clock, settings):
+    def __init__(self, sessionmaker, clock, settings, registry: HandlerRegistry | None = None):
         self.sessionmaker, self.clock, self.settings = sessionmaker, clock, settings
+        self.registry = registry or cart_registry()
 
     async def event(self, type_: str, data: dict[str, Any], at: datetime | None = None) -> None:
         prefix = self.settings.nats.subject_prefix
@@ -58,7 +55,8 @@ class Shop:
         event = parse_event(f"{prefix}.events.{STORE}.{type_}",
                             json.dumps(envelope, default=str).encode(), prefix)
         async with self.sessionmaker() as session:
-            await dispatch_event(HandlerContext(session, self.settings, self.clock, STORE), event)
+            await self.registry.dispatch_event(HandlerContext(
+                session, self.settings, self.clock, STORE, registry=self.registry), event)
             await session.commit()
 
     async def customer(self, cid: str = "c1", **fields: Any) -> None:
@@ -87,7 +85,7 @@ class Shop:
 
     async def fire(self) -> int:
         """Fire every due timer with the daemon's own timer loop."""
-        loop = TimerLoop(self.sessionmaker, self.settings, self.clock, batch=500)
+        loop = TimerLoop(self.sessionmaker, self.settings, self.clock, self.registry, batch=500)
         total = 0
         while n := await loop.fire_due():
             total += n

@@ -33,11 +33,11 @@ async def test_health_endpoints_report_live_and_ready(daemon_settings, start_dae
 async def test_api_requests_are_answered_as_json(
     daemon_settings, start_daemon, handlers, nats_server
 ):
-    @handlers.on_api("echo")
+    @handlers.on_request("echo")
     async def echo(job, request):
         return {"you_said": request["say"], "at": job.clock.now()}
 
-    @handlers.on_api("fail")
+    @handlers.on_request("fail")
     async def fail(job, request):
         raise ValueError("no such segment 'vipp'")
 

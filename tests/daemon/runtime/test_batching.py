@@ -22,11 +22,11 @@ def delivery(env: dict) -> Delivery:
 
 
 async def test_a_batch_mixing_new_and_seen_events_applies_only_the_new(
-    customer_handler, sessionmaker, settings_factory, clock, monkeypatch
+    handlers, customer_handler, sessionmaker, settings_factory, clock, monkeypatch
 ):
     monkeypatch.setattr(batching, "BATCH_TIME_BUDGET", 600.0)  # all of it, however loaded
     envs = [customer(f"c{i}", id_=f"evt_mix_{i}") for i in range(8)]
-    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock, handlers)
     first = await committer.commit([[delivery(e)] for e in envs[:5]])
     second = await committer.commit([[delivery(e)] for e in envs[3:]])
     assert Counter(first.values()) == {Outcome.PROCESSED: 5}
@@ -47,7 +47,7 @@ async def test_a_handler_that_wrote_then_raised_leaves_no_trace(
         if event.data.name == "boom":
             raise ValueError("after writing")
 
-    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock, handlers)
     # The second failure happens in the careful rerun, inside its own SAVEPOINT.
     batch = [delivery(customer("ok1")), delivery(customer("bad", name="boom")),
              delivery(customer("ok2")), delivery(customer("bad2", name="boom"))]
@@ -75,7 +75,7 @@ async def test_a_batch_out_of_time_puts_the_rest_back_unclaimed(
         ran.append(event.data.customer_id)
         await asyncio.sleep(0.03)
 
-    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock, handlers)
     batch = [delivery(customer(f"c{i}")) for i in range(5)]
     outcomes = await committer.commit([[d] for d in batch])
     done = [d for d in batch if outcomes[d] is Outcome.PROCESSED]

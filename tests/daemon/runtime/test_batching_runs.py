@@ -17,7 +17,7 @@ from sqlalchemy import func, insert, select
 from stormd.daemon.runtime import batching
 from stormd.daemon.runtime.batching import Delivery, GroupCommitter, Outcome, runs
 from stormd.daemon.runtime.rescoring import RescoreLoop
-from stormd.handlers.kernel.registry import load_handlers
+from stormd.handlers.wiring import build_registry
 from stormd.schema.db.upsert import upsert_rows
 from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.marketing.messages import EmailEvent, Message
@@ -53,7 +53,7 @@ def record_runs(handlers, fail_on: str | None = None) -> list[list[tuple[str, st
     writing."""
     calls: list[list[tuple[str, str]]] = []
 
-    @handlers.on_event_batch("customer.upserted", stage=0)
+    @handlers.on_event_batch("customer.upserted")
     async def write_run(ctx, events):
         calls.append([(e.data.customer_id, e.data.name) for e in events])
         await ctx.session.execute(insert(EmailEvent), [{
@@ -70,7 +70,7 @@ async def test_a_run_goes_to_the_batch_handler_in_one_call_and_commits_every_eve
 ):
     calls = record_runs(handlers)
     batch = [delivery(customer(f"c{i}", name=f"n{i}")) for i in range(6)]
-    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock, handlers)
     outcomes = await committer.commit([[d] for d in batch])
     assert Counter(outcomes.values()) == {Outcome.PROCESSED: 6}
     assert [len(c) for c in calls] == [6]
@@ -93,7 +93,7 @@ async def test_a_batch_handler_failing_on_one_event_commits_the_rest_exactly_onc
     bad = delivery(customer("bad", name="boom"))
     behind = delivery(customer("bad", name="after the bad one"))  # same actor, later
     groups = [[good[0]], [good[1]], [bad, behind], [good[2]], [good[3]]]
-    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock, handlers)
     outcomes = await committer.commit(groups)
 
     assert [outcomes[d] for d in good] == [Outcome.PROCESSED] * 4
@@ -119,7 +119,7 @@ async def test_two_events_of_one_actor_in_one_batch_run_in_order_the_later_wins(
 ):
     calls = record_runs(handlers)
 
-    @handlers.on_event_batch("customer.upserted", stage=1)
+    @handlers.on_event_batch("customer.upserted")
     async def keep_name(ctx, events):
         # A set-based upsert: had one call held both events of c1, the row alone might
         # not tell; `calls` does.
@@ -129,7 +129,7 @@ async def test_two_events_of_one_actor_in_one_batch_run_in_order_the_later_wins(
 
     first, later = delivery(customer("c1", name="First")), delivery(customer("c1", name="Later"))
     others = [delivery(customer(f"o{i}")) for i in range(3)]
-    committer = GroupCommitter(sessionmaker, settings_factory(), clock)
+    committer = GroupCommitter(sessionmaker, settings_factory(), clock, handlers)
     outcomes = await committer.commit([[others[0]], [first, later], [others[1]], [others[2]]])
     assert Counter(outcomes.values()) == {Outcome.PROCESSED: 5}
     assert all(len({cid for cid, _ in call}) == len(call) for call in calls)
@@ -143,9 +143,9 @@ async def test_two_events_of_one_actor_in_one_batch_run_in_order_the_later_wins(
 async def test_real_set_based_handlers_take_runs_of_engagement_consent_and_sign_ups(
     sessionmaker, settings_factory, clock
 ):
-    load_handlers()
+    registry = build_registry()
     settings = settings_factory()
-    committer = GroupCommitter(sessionmaker, settings, clock)
+    committer = GroupCommitter(sessionmaker, settings, clock, registry)
     now = clock.now()
     # Sign-ups first: customers a run of email events and consent changes refer to.
     signups = [delivery(envelope("customer.upserted", {
@@ -232,7 +232,7 @@ async def test_a_database_locked_past_busy_timeout_blocks_the_batch_without_usin
 
     calls = record_runs(handlers)
     engine = create_async_engine(db_url, connect_args={"timeout": 0.1})  # busy_timeout 100 ms
-    committer = GroupCommitter(make_sessionmaker(engine), settings_factory(), clock)
+    committer = GroupCommitter(make_sessionmaker(engine), settings_factory(), clock, handlers)
     settled: list[tuple[str, Outcome, str | None]] = []
 
     async def settle(d, outcome):
@@ -267,23 +267,27 @@ async def test_a_database_locked_past_busy_timeout_blocks_the_batch_without_usin
 
 
 async def test_stores_are_ensured_once_a_transaction_and_never_lost_to_a_rollback(
-    sessionmaker, clock
+    sessionmaker, settings_factory, clock
 ):
-    from stormd.handlers.shop.stores import ensure_stores
+    from stormd.handlers.kernel.context import HandlerContext
+    from stormd.handlers.shop.stores import ensure_store
     from stormd.schema.shop.stores import Store
 
+    settings = settings_factory()
     async with sessionmaker() as session:
         async with session.begin():
+            ctx = HandlerContext(session, settings, clock, "s1")
             nested = await session.begin_nested()
-            await ensure_stores(session, ["s1"], clock.now())
+            await ensure_store(ctx.savepoint())
             await nested.rollback()  # the savepoint's insert is gone: s1 is not remembered
-            await ensure_stores(session, ["s1", "s2"], clock.now())
-            await ensure_stores(session, ["s2"], clock.now())
+            await ensure_store(ctx)
+            await ensure_store(ctx.for_store("s2"))
+            await ensure_store(ctx.for_store("s2"))
         async with session.begin():
-            await ensure_stores(session, ["s3"], clock.now())
+            await ensure_store(HandlerContext(session, settings, clock, "s3"))
             await session.rollback()
-        async with session.begin():
-            await ensure_stores(session, ["s3"], clock.now())  # a new transaction: again
+        async with session.begin():  # a new transaction: its own effects, so again
+            await ensure_store(HandlerContext(session, settings, clock, "s3"))
     ids = await count(sessionmaker, select(Store.id))
     assert sorted(i for (i,) in ids) == ["s1", "s2", "s3"]
 
@@ -295,9 +299,9 @@ async def test_a_batch_rescores_its_customers_once_with_every_event_of_it_applie
     run of each type) and the re-scoring loop's pass writes lifecycle rows that count
     every order of the batch, including a status change in a later run of it, and a
     customer only named by that change."""
-    load_handlers()
+    registry = build_registry()
     settings = settings_factory()
-    committer = GroupCommitter(sessionmaker, settings, clock)
+    committer = GroupCommitter(sessionmaker, settings, clock, registry)
     item = [{"productId": "p1", "quantity": 1, "unitPrice": "500"}]
     batch = [
         [delivery(envelope("order.created", {"orderId": "o1", "customerId": "a",
@@ -319,7 +323,7 @@ async def test_a_batch_rescores_its_customers_once_with_every_event_of_it_applie
     queued = await count(sessionmaker, select(RescoreQueue.customer_id))
     assert sorted(c for (c,) in queued) == ["a", "b"]
 
-    assert await RescoreLoop(sessionmaker, settings, clock).rescore_queued() == 2
+    assert await RescoreLoop(sessionmaker, settings, clock, registry).rescore_queued() == 2
     rows = await count(sessionmaker, lifecycle)
     assert {c: (n, int(total)) for c, n, total in rows} == {"a": (0, 0), "b": (2, 1000)}
     assert await count(sessionmaker, select(RescoreQueue.customer_id)) == []

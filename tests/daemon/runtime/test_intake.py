@@ -134,7 +134,7 @@ async def test_a_transient_failure_is_retried_and_applied_once(
         attempts.append(event.id)
         if len(attempts) < 3:
             raise ConnectionError("provider hiccup")
-        ctx.emit("customer.segmented", {"customerId": event.data.customer_id,
+        await ctx.emit("customer.segmented", {"customerId": event.data.customer_id,
                                         "segment": "vip", "change": "entered"})
 
     await start_daemon(daemon_settings(nats={"max_deliver": 5}))
@@ -146,7 +146,8 @@ async def test_a_transient_failure_is_retried_and_applied_once(
     assert msg.subject == "stormcom.out.store_1.customer.segmented"
     body = json.loads(msg.data)
     assert body["data"]["segment"] == "vip"
-    assert msg.headers["Nats-Msg-Id"] == body["id"]
+    # Ids are unique within a store: JetStream de-duplicates on the store and the id.
+    assert msg.headers["Nats-Msg-Id"] == f"store_1:{body['id']}"
 
 
 @SQLITE_ONLY

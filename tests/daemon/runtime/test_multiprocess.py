@@ -19,8 +19,7 @@ from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
 from stormd.schema.marketing.messages import Message
 from stormd.schema.metrics import MESSAGES
 from stormd.schema.runtime.cron import CronRun
-from stormd.schema.runtime.timer_rows import schedule_timer
-from stormd.schema.runtime.timers import Timer
+from stormd.schema.runtime.timers import Timer, schedule_timers
 from stormd.schema.shop.orders import Order
 
 
@@ -36,9 +35,9 @@ async def test_a_due_timer_fires_once_across_two_daemons(
 
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
-        for i in range(300):
-            await schedule_timer(session, store_id="store_1", key=f"cart:{i}", kind="reminder",
-                                 due_at=now - timedelta(seconds=1), now=now)
+        await schedule_timers(session, store_id="store_1", now=now, timers=[
+            {"key": f"cart:{i}", "kind": "reminder", "due_at": now - timedelta(seconds=1)}
+            for i in range(300)])
     settings = daemon_settings()
     await start_daemon(settings)
     await start_daemon(settings)

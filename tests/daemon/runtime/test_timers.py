@@ -13,8 +13,7 @@ from sqlalchemy import select
 from stormd.daemon.runtime.cron import CronLoop, next_slot
 from stormd.daemon.runtime.scheduler import TimerLoop
 from stormd.schema.runtime.cron import CronRun
-from stormd.schema.runtime.timer_rows import cancel_timer, schedule_timer
-from stormd.schema.runtime.timers import Timer
+from stormd.schema.runtime.timers import Timer, cancel_timers, schedule_timers
 
 
 @pytest.fixture
@@ -35,16 +34,16 @@ def keys(fired: list) -> list[str]:
 
 async def schedule(sessionmaker, clock, key, due_in, kind="reminder", **kw):
     async with sessionmaker() as session, session.begin():
-        await schedule_timer(session, store_id="store_1", key=key, kind=kind,
-                             due_at=clock.now() + due_in, now=clock.now(), **kw)
+        await schedule_timers(session, store_id="store_1", now=clock.now(), timers=[
+            {"key": key, "kind": kind, "due_at": clock.now() + due_in, **kw}])
 
 
 async def test_a_timer_fires_once_when_due_and_not_before(
-    fired, sessionmaker, clock, settings_factory
+    handlers, fired, sessionmaker, clock, settings_factory
 ):
     await schedule(sessionmaker, clock, "cart:k1:step1", timedelta(hours=1),
                    payload={"step": 1})
-    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    loop = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
     assert await loop.fire_due() == 0
     clock.advance(timedelta(minutes=59))
     assert await loop.fire_due() == 0
@@ -57,14 +56,14 @@ async def test_a_timer_fires_once_when_due_and_not_before(
 
 
 async def test_timers_survive_a_restart_and_a_cancelled_one_never_fires(
-    fired, sessionmaker, clock, settings_factory
+    handlers, fired, sessionmaker, clock, settings_factory
 ):
     await schedule(sessionmaker, clock, "keep", timedelta(minutes=5))
     await schedule(sessionmaker, clock, "drop", timedelta(minutes=5))
     async with sessionmaker() as session, session.begin():
-        await cancel_timer(session, store_id="store_1", key="drop")
+        await cancel_timers(session, store_id="store_1", keys=["drop"])
     clock.advance(timedelta(minutes=10))
-    restarted = TimerLoop(sessionmaker, settings_factory(), clock)  # a new process
+    restarted = TimerLoop(sessionmaker, settings_factory(), clock, handlers)  # a new process
     await restarted.fire_due()
     assert keys(fired) == ["keep"]
 
@@ -82,7 +81,7 @@ async def test_a_failing_timer_is_kept_and_retried_later_while_others_fire(
 
     await schedule(sessionmaker, clock, "bad", timedelta(0))
     await schedule(sessionmaker, clock, "good", timedelta(0))
-    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    loop = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
     await loop.fire_due()
     assert sorted(calls) == ["bad", "good"]
     assert await loop.fire_due() == 0  # held back by the retry lease
@@ -114,7 +113,7 @@ async def test_claims_go_highest_priority_first_and_a_flood_never_starves_other_
     for i in range(3):
         await schedule(sessionmaker, clock, f"r{i}", timedelta(minutes=1), priority=i)
     clock.advance(timedelta(minutes=2))
-    loop = TimerLoop(sessionmaker, settings_factory(), clock, batch=2, batch_claim=3)
+    loop = TimerLoop(sessionmaker, settings_factory(), clock, handlers, batch=2, batch_claim=3)
     assert await loop.fire_due() == 5
     assert carts == [["cart6", "cart5", "cart4"]]
     assert singles == ["r2", "r1"]  # fired beside the flood, not after it
@@ -135,7 +134,7 @@ async def test_a_handler_rescheduling_its_own_key_keeps_the_new_timer(
                                {"step": timer.payload["step"] + 1})
 
     await schedule(sessionmaker, clock, "cart:k1", timedelta(0), payload={"step": 1})
-    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    loop = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
     await loop.fire_due()
     async with sessionmaker() as session:
         timer = (await session.execute(select(Timer))).scalar_one()
@@ -144,12 +143,12 @@ async def test_a_handler_rescheduling_its_own_key_keeps_the_new_timer(
 
 
 async def test_two_processes_never_fire_the_same_timer(
-    fired, sessionmaker, clock, settings_factory
+    handlers, fired, sessionmaker, clock, settings_factory
 ):
     for i in range(30):
         await schedule(sessionmaker, clock, f"k{i}", timedelta(0))
-    a = TimerLoop(sessionmaker, settings_factory(), clock, batch=10)
-    b = TimerLoop(sessionmaker, settings_factory(), clock, batch=10)
+    a = TimerLoop(sessionmaker, settings_factory(), clock, handlers, batch=10)
+    b = TimerLoop(sessionmaker, settings_factory(), clock, handlers, batch=10)
 
     for _ in range(3):
         await asyncio.gather(a.fire_due(), b.fire_due())
@@ -158,11 +157,11 @@ async def test_two_processes_never_fire_the_same_timer(
 
 
 async def test_a_claim_that_ran_out_before_firing_is_left_to_its_new_claimer(
-    fired, sessionmaker, clock, settings_factory
+    handlers, fired, sessionmaker, clock, settings_factory
 ):
     await schedule(sessionmaker, clock, "k", timedelta(0))
-    a = TimerLoop(sessionmaker, settings_factory(), clock)
-    b = TimerLoop(sessionmaker, settings_factory(), clock)
+    a = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
+    b = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
     stalled = await a._claim()  # a claims, then stalls past its lease
     clock.advance(timedelta(minutes=2))
     assert await b.fire_due() == 1
@@ -171,10 +170,10 @@ async def test_a_claim_that_ran_out_before_firing_is_left_to_its_new_claimer(
 
 
 async def test_a_timer_rescheduled_after_its_claim_fires_only_as_rescheduled(
-    fired, sessionmaker, clock, settings_factory
+    handlers, fired, sessionmaker, clock, settings_factory
 ):
     await schedule(sessionmaker, clock, "cart:k1", timedelta(0), payload={"v": 1})
-    loop = TimerLoop(sessionmaker, settings_factory(), clock)
+    loop = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
     claimed = await loop._claim()
     await schedule(sessionmaker, clock, "cart:k1", timedelta(hours=1), payload={"v": 2})
     await loop.fire(claimed)  # the cart was updated meanwhile: the old claim does not fire
@@ -196,8 +195,8 @@ async def test_a_slow_fire_keeps_its_timers_from_a_second_claimer(
         await release.wait()
 
     await schedule(sessionmaker, clock, "s", timedelta(0), kind="slow")
-    a = TimerLoop(sessionmaker, settings_factory(), clock)
-    b = TimerLoop(sessionmaker, settings_factory(), clock)
+    a = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
+    b = TimerLoop(sessionmaker, settings_factory(), clock, handlers)
     firing = asyncio.create_task(a.fire_due())
     await entered.wait()
     clock.advance(timedelta(minutes=5))  # a's lease has run out while it is still firing

@@ -16,14 +16,8 @@ from stormd.handlers.automations.triggers import (
     run_win_back,
 )
 from stormd.handlers.kernel.context import HandlerContext, TimerFired
-from stormd.handlers.kernel.registry import (
-    dispatch_event,
-    dispatch_segment_change,
-    dispatch_timer,
-    dispatch_timers,
-    load_handlers,
-)
 from stormd.handlers.outreach.recommendations import cache
+from stormd.handlers.wiring import build_registry
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
 from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.marketing.messages import Message
@@ -34,8 +28,7 @@ from stormd.schema.wire.events import parse_event
 
 
 @pytest.fixture(autouse=True)
-def handlers():
-    load_handlers()
+def fresh_recommendations():
     cache.clear()
 
 
@@ -49,11 +42,18 @@ class World:
 
     def __init__(self, sessionmaker, settings, clock):
         self.sessionmaker, self.settings, self.clock = sessionmaker, settings, clock
+        self.registry = build_registry()
         self.n = 0
+
+    def context(self, session) -> HandlerContext:
+        return HandlerContext(session, self.settings, self.clock, STORE, registry=self.registry)
+
+    async def segment_change(self, segment: str, entered: list[str], exited: list[str]):
+        await self.run(self.registry.dispatch_segment_change, segment, entered, exited)
 
     async def run(self, fn, *args):
         async with self.sessionmaker() as s:
-            result = await fn(HandlerContext(s, self.settings, self.clock, STORE), *args)
+            result = await fn(self.context(s), *args)
             await s.commit()
             return result
 
@@ -64,7 +64,7 @@ class World:
                 "occurredAt": (occurred_at or self.clock.now()).isoformat(), "data": data}
         event = parse_event(f"stormcom.events.{STORE}.{type_}", json.dumps(body).encode(),
                             "stormcom")
-        await self.run(dispatch_event, event)
+        await self.run(self.registry.dispatch_event, event)
 
     async def fire_due_timers(self, together: bool = False):
         """Fire the due timers one by one, or `together` in one batch as the timer loop
@@ -73,12 +73,12 @@ class World:
             due = (await s.scalars(select(Timer).where(Timer.due_at <= self.clock.now())
                                    .order_by(Timer.due_at, Timer.key))).all()
             fired = [TimerFired(t.store_id, t.key, t.kind, t.due_at, t.payload) for t in due]
-            ctx = HandlerContext(s, self.settings, self.clock, STORE)
+            ctx = self.context(s)
             if together:
-                await dispatch_timers(ctx, fired)
+                await self.registry.dispatch_timers(ctx, fired)
             for t, f in zip(due, fired):
                 if not together:
-                    await dispatch_timer(ctx, f)
+                    await self.registry.dispatch_timers(ctx, [f])
                 await s.delete(t)
             await s.commit()
             return len(due)
@@ -135,22 +135,22 @@ async def test_win_back_picks_active_customers_45_days_quiet_once_per_cooldown(w
 
 
 async def test_vip_reward_once_a_month_on_entering_vip(world):
-    await world.run(dispatch_segment_change, "vip", ["c0", "c1"], [])
-    await world.run(dispatch_segment_change, "vip", ["c0"], [])  # redelivered refresh
+    await world.segment_change("vip", ["c0", "c1"], [])
+    await world.segment_change("vip", ["c0"], [])  # redelivered refresh
     world.clock.advance(timedelta(days=3))
-    await world.run(dispatch_segment_change, "vip", ["c0"], [])  # left and came back
+    await world.segment_change("vip", ["c0"], [])  # left and came back
     msgs = await world.rows(Message, trigger="vip")
     assert sorted(m.customer_id for m in msgs) == ["c0", "c1"]
     assert all(m.template == "vip_reward" and "20%" in m.body for m in msgs)
     world.clock.set(datetime(2026, 12, 2, 6, tzinfo=UTC))
-    await world.run(dispatch_segment_change, "vip", ["c0"], [])
+    await world.segment_change("vip", ["c0"], [])
     assert len(await world.rows(Message, trigger="vip", customer_id="c0")) == 2
 
 
 async def test_segment_entry_workflow_fires_its_template(world):
     await world.run(add_segment_entry_workflow, "at-risk", "win_back", ["email"], Decimal(10))
-    await world.run(dispatch_segment_change, "at-risk", ["c2"], ["c4"])
-    await world.run(dispatch_segment_change, "at-risk", ["c2"], [])
+    await world.segment_change("at-risk", ["c2"], ["c4"])
+    await world.segment_change("at-risk", ["c2"], [])
     [m] = await world.rows(Message, trigger="segment_entry:at-risk")
     assert m.customer_id == "c2" and m.channel == "email" and "10%" in m.body
 
@@ -306,7 +306,7 @@ async def test_cap_with_drop_skips_and_says_why(sessionmaker, settings_factory, 
     settings = settings_factory(automations={"on_cap": {"vip": "drop"}})
     world = await one_customer_world(sessionmaker, settings, clock)
     await _fill_cap(world, "c0")
-    await world.run(dispatch_segment_change, "vip", ["c0"], [])
+    await world.segment_change("vip", ["c0"], [])
     assert await world.rows(Message, trigger="vip") == []
     [execution] = await world.rows(AutomationExecution, trigger="vip")
     assert execution.status == "SKIPPED" and "daily cap" in execution.error
@@ -320,7 +320,7 @@ async def test_opted_out_customer_gets_nothing_and_the_log_says_why(world):
         await add_customers(s, [customer_row("quiet", consent_email=False, consent_sms=False,
                                              consent_whatsapp=False)])
         await s.commit()
-    await world.run(dispatch_segment_change, "vip", ["c0", "quiet"], [])
+    await world.segment_change("vip", ["c0", "quiet"], [])
     job = JobContext(world.sessionmaker, world.settings, world.clock)
     log = (await HANDLERS["automations.log"](job, {"storeId": STORE, "trigger": "vip"}))["executions"]
     assert {(e["customerId"], e["status"], e["error"]) for e in log} == {
@@ -347,7 +347,7 @@ async def test_merchant_turns_a_trigger_off_and_sets_up_segment_entry(world):
     await HANDLERS["automations.configure"](job, {
         "storeId": STORE, "trigger": "segment_entry:loyal", "enabled": True,
         "config": {"template": "vip_reward", "discount_percent": "5"}})
-    await world.run(dispatch_segment_change, "loyal", ["c1"], [])
+    await world.segment_change("loyal", ["c1"], [])
     [m] = await world.rows(Message, trigger="segment_entry:loyal")
     assert m.customer_id == "c1" and "5%" in m.body
     listed = (await HANDLERS["automations.list"](job, {"storeId": STORE}))["workflows"]
@@ -361,6 +361,6 @@ async def test_automations_route_to_the_cheapest_channel_or_keep_the_listed_orde
     settings = settings_factory(automations={"channels": ["email", "whatsapp"],
                                                "routing": routing})
     world = await one_customer_world(sessionmaker, settings, clock)
-    await world.run(dispatch_segment_change, "vip", ["c0"], [])
+    await world.segment_change("vip", ["c0"], [])
     [m] = await world.rows(Message, trigger="vip")
     assert m.channel == channel

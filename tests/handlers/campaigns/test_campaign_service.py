@@ -8,7 +8,7 @@ import nats
 from campaign_data import NOON, STORE, add_customers, add_segment, add_store, customer_row
 
 from stormd.daemon.bus.requests import ApiServer
-from stormd.handlers.kernel.registry import load_handlers
+from stormd.handlers.wiring import build_registry
 
 
 async def test_admin_drives_a_campaign_over_nats(nats_server, sessionmaker, settings_factory,
@@ -21,7 +21,7 @@ async def test_admin_drives_a_campaign_over_nats(nats_server, sessionmaker, sett
         await add_segment(s, "vip", ["c0", "c1", "c2"])
         await s.commit()
     nc = await nats.connect(nats_server)
-    server = ApiServer(nc, sessionmaker, settings, clock, load_handlers())
+    server = ApiServer(nc, sessionmaker, settings, clock, build_registry())
     await server.start()
 
     async def ask(name: str, request: dict) -> dict:

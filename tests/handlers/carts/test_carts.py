@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from cart_shop import DAY, HOUR, Shop, cart_handlers_only  # noqa: F401
+from cart_shop import DAY, HOUR, Shop
 
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
 from stormd.schema.db.engine import make_engine, make_sessionmaker
@@ -21,8 +21,6 @@ def shop(sessionmaker, clock, settings_factory):
 def shop_with(sessionmaker, clock, settings_factory, **sections) -> Shop:
     return Shop(sessionmaker, clock, settings_factory(**sections))
 
-
-pytestmark = pytest.mark.usefixtures("cart_handlers_only")
 
 
 async def test_cart_idle_an_hour_gets_whatsapp_reminder_with_its_products(shop):
@@ -301,11 +299,11 @@ async def test_firing_the_same_timer_twice_sends_once(shop):
     shop.clock.advance(HOUR)
     [timer] = await shop.timers()
     from stormd.handlers.kernel.context import HandlerContext, TimerFired
-    from stormd.handlers.kernel.registry import dispatch_timer
     fired = TimerFired(timer.store_id, timer.key, timer.kind, timer.due_at, timer.payload)
     for _ in range(2):  # a redelivery after a crash between handling and deleting the row
         async with shop.sessionmaker() as s:
-            await dispatch_timer(HandlerContext(s, shop.settings, shop.clock, "store_1"), fired)
+            await shop.registry.dispatch_timers(
+                HandlerContext(s, shop.settings, shop.clock, "store_1"), [fired])
             await s.commit()
     assert len(await shop.messages()) == 1 and len(await shop.abandonments()) == 1
 

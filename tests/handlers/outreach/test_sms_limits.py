@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 from campaign_data import NOON, STORE, add_customers, add_segment, add_store, customer_row
-from cart_shop import HOUR, Shop, cart_handlers_only  # noqa: F401
+from cart_shop import HOUR, Shop
 from sqlalchemy import select
 
 from stormd.handlers.campaigns.campaigns import (
@@ -127,7 +127,6 @@ def test_short_system_sms_templates_say_how_many_parts_they_may_take():
         "friday_flash_sale": 2}
 
 
-@pytest.mark.usefixtures("cart_handlers_only")
 async def test_bengali_cart_reminder_with_a_long_product_stays_within_its_parts(
         sessionmaker, clock, settings_factory):
     shop = Shop(sessionmaker, clock, settings_factory())

@@ -8,20 +8,19 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from cart_shop import HOUR, Shop, cart_handlers_only  # noqa: F401
+from cart_shop import HOUR, Shop
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from stormd.config.clock import SettableClock
 from stormd.daemon.cli.main import main as cli
-from stormd.handlers.reporting.kpis import compute_kpis, publish_gauges, show_kpi
+from stormd.handlers.reporting.figures import show_kpi
+from stormd.handlers.reporting.kpis import compute_kpis, publish_gauges
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
 from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.marketing.messages import EmailEvent, Message
 from stormd.schema.metrics import exposition
-
-pytestmark = pytest.mark.usefixtures("cart_handlers_only")
 
 
 async def _four_carts_one_recovered(sessionmaker, clock, settings) -> None:

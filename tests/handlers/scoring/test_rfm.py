@@ -10,7 +10,6 @@ from shop_history import DAY, EXPECTED, STORE, T, order, scoring_fixture
 from sqlalchemy import func, select
 
 from stormd.handlers.kernel.context import JobContext
-from stormd.handlers.kernel.registry import registry
 from stormd.handlers.scoring.features import customer_aggregates
 from stormd.handlers.scoring.nightly import run_store
 from stormd.handlers.scoring.rfm import (
@@ -117,7 +116,7 @@ def test_bounds_reproduce_quintile_scores_on_random_populations():
 
 
 async def test_nightly_cron_job_scores_every_store_on_its_schedule(sessionmaker, clock,
-                                                                   settings_factory):
+                                                                   settings_factory, registry):
     settings = settings_factory(rfm={"schedule": "30 3 * * *"})
     async with sessionmaker() as session:
         await scoring_fixture(session)

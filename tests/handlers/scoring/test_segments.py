@@ -10,10 +10,7 @@ import pytest
 from shop_history import DAY, STORE, T, customer, order, scoring_fixture
 from sqlalchemy import select
 
-import stormd.handlers.shop.customers  # registers the STATE handlers the events go through
-import stormd.handlers.shop.orders  # noqa: F401
 from stormd.handlers.kernel.context import JobContext
-from stormd.handlers.kernel.registry import registry
 from stormd.handlers.scoring.nightly import run_store
 from stormd.handlers.scoring.segments import (
     SegmentError,
@@ -31,7 +28,7 @@ FIRST_RUN = {"vip": {"c1"}, "loyal": {"c2", "c6"}, "at-risk": {"c3"},
 
 
 @pytest.fixture
-def segment_changes():
+def segment_changes(registry):
     """What segment-change handlers (segment-entry automations) are told."""
     seen: list[tuple[str, list[str], list[str]]] = []
 
@@ -39,8 +36,7 @@ def segment_changes():
         seen.append((slug, sorted(entered), sorted(exited)))
 
     registry.on_segment_change(record)
-    yield seen
-    registry._segment_changes.remove(record)
+    return seen
 
 
 async def _memberships(sessionmaker) -> dict[str, set[str]]:
@@ -73,17 +69,18 @@ async def _events(sessionmaker) -> list[tuple[str, str, str]]:
         return out
 
 
-async def _first_run(sessionmaker, clock, settings):
+async def _first_run(sessionmaker, clock, settings, registry=None):
     async with sessionmaker() as session:
         await scoring_fixture(session)
         await session.commit()
     clock.set(T)
-    return await run_store(JobContext(sessionmaker, settings, clock), STORE)
+    return await run_store(JobContext(sessionmaker, settings, clock, registry), STORE)
 
 
 async def test_first_run_fills_builtins_and_publishes_every_entry(
-        sessionmaker, clock, settings_factory, segment_changes):
-    report = await _first_run(sessionmaker, clock, settings_factory())
+        sessionmaker, clock, settings_factory, segment_changes, registry
+):
+    report = await _first_run(sessionmaker, clock, settings_factory(), registry)
     assert await _memberships(sessionmaker) == FIRST_RUN
     assert {s: c.members for s, c in report.segments.items()} == {
         s: len(m) for s, m in FIRST_RUN.items()}
@@ -95,9 +92,10 @@ async def test_first_run_fills_builtins_and_publishes_every_entry(
 
 
 async def test_second_run_writes_and_publishes_only_the_difference(
-        sessionmaker, clock, settings_factory, segment_changes):
+        sessionmaker, clock, settings_factory, segment_changes, registry
+):
     settings = settings_factory()
-    await _first_run(sessionmaker, clock, settings)
+    await _first_run(sessionmaker, clock, settings, registry)
     before, kept_since = await _memberships(sessionmaker), await _entered_at(sessionmaker)
     events_before = len(await _events(sessionmaker))
     segment_changes.clear()
@@ -107,7 +105,7 @@ async def test_second_run_writes_and_publishes_only_the_difference(
         await order(session, "n3", "c7", "100.00", T + 28 * DAY)
         await session.commit()
     clock.set(T + 30 * DAY)
-    report = await run_store(JobContext(sessionmaker, settings, clock), STORE)
+    report = await run_store(JobContext(sessionmaker, settings, clock, registry), STORE)
     after = await _memberships(sessionmaker)
     moves = {(s, "entered", c) for s in after for c in after[s] - before.get(s, set())}
     moves |= {(s, "exited", c) for s in before for c in before[s] - after.get(s, set())}
@@ -125,9 +123,10 @@ async def test_second_run_writes_and_publishes_only_the_difference(
 
 
 async def test_merchant_segments_are_validated_counted_and_previewed(
-        sessionmaker, clock, settings_factory):
+        sessionmaker, clock, settings_factory, registry
+):
     settings = settings_factory(segments={"max_per_store": 2})
-    await _first_run(sessionmaker, clock, settings)
+    await _first_run(sessionmaker, clock, settings, registry)
     async with sessionmaker() as session:
         await create_segment(session, settings, STORE, template_definition("new-customers"), T)
         with pytest.raises(SegmentError, match="already has a segment 'new-customers'"):
@@ -144,14 +143,15 @@ async def test_merchant_segments_are_validated_counted_and_previewed(
         assert await preview(session, STORE, {"orders.total": {"gte": 500}}, T) == (
             2, ["c4", "c7"])
         await session.commit()
-    report = await run_store(JobContext(sessionmaker, settings, clock), STORE)
+    report = await run_store(JobContext(sessionmaker, settings, clock, registry), STORE)
     assert report.segments["new-customers"].members == 2
     assert (await _memberships(sessionmaker))["big-spenders"] == {"c4", "c7"}
 
 
 async def test_opted_out_customers_stay_members_but_leave_the_channel_audience(
-        sessionmaker, clock, settings_factory):
-    await _first_run(sessionmaker, clock, settings_factory())
+        sessionmaker, clock, settings_factory, registry
+):
+    await _first_run(sessionmaker, clock, settings_factory(), registry)
     async with sessionmaker() as session:
         await customer(session, "c2", phone="+8801711000002", email="c2@example.com")
         await customer(session, "c6", phone="+8801711000006", consent={"sms": False})
@@ -169,8 +169,9 @@ async def test_opted_out_customers_stay_members_but_leave_the_channel_audience(
 
 
 async def test_order_between_runs_rescores_against_the_last_runs_bounds(
-        sessionmaker, clock, settings_factory, handle_event, segment_changes):
-    await _first_run(sessionmaker, clock, settings_factory())
+        sessionmaker, clock, settings_factory, handle_event, segment_changes, registry
+):
+    await _first_run(sessionmaker, clock, settings_factory(), registry)
     events_before = len(await _events(sessionmaker))
     segment_changes.clear()
     clock.set(T + timedelta(minutes=30))  # before c4's order placed at T+1h
@@ -189,9 +190,10 @@ async def test_order_between_runs_rescores_against_the_last_runs_bounds(
 
 
 async def test_refund_and_consent_change_move_memberships_in_real_time(
-        sessionmaker, clock, settings_factory, handle_event):
+        sessionmaker, clock, settings_factory, handle_event, registry
+):
     settings = settings_factory()
-    await _first_run(sessionmaker, clock, settings)
+    await _first_run(sessionmaker, clock, settings, registry)
     async with sessionmaker() as session:
         await create_segment(session, settings, STORE, {
             "slug": "no-email", "name": "No email", "criteria": {"consent.email": False}}, T)
@@ -210,15 +212,16 @@ async def test_refund_and_consent_change_move_memberships_in_real_time(
 
 
 async def test_a_run_as_of_an_earlier_instant_never_undoes_a_later_event(
-        sessionmaker, clock, settings_factory, handle_event):
+        sessionmaker, clock, settings_factory, handle_event, registry
+):
     settings = settings_factory()
-    await _first_run(sessionmaker, clock, settings)
+    await _first_run(sessionmaker, clock, settings, registry)
     clock.set(T + timedelta(minutes=30))
     await handle_event("order.created", {
         "orderId": "rt1", "customerId": "c4", "status": "PAID", "total": "500.00",
         "items": [{"productId": "p1", "category": "Shoes", "quantity": 1, "unitPrice": "500"}],
     }, at=T + timedelta(minutes=30))
-    await run_store(JobContext(sessionmaker, settings, clock), STORE, T)  # scores as of T
+    await run_store(JobContext(sessionmaker, settings, clock, registry), STORE, T)  # scores as of T
     async with sessionmaker() as session:
         row = await session.get(CustomerLifecycleMetrics, (STORE, "c4"))
     assert (row.composite, row.as_of) == (41, T + timedelta(minutes=30))
@@ -226,11 +229,12 @@ async def test_a_run_as_of_an_earlier_instant_never_undoes_a_later_event(
 
 
 async def test_real_time_criteria_read_the_event_instant_and_edits_take_effect(
-        sessionmaker, clock, settings_factory, handle_event):
+        sessionmaker, clock, settings_factory, handle_event, registry
+):
     """Re-scoring reuses compiled criteria only where they do not depend on T: a day
     count is judged at each event's instant, and an edited definition applies at once."""
     settings = settings_factory()
-    await _first_run(sessionmaker, clock, settings)
+    await _first_run(sessionmaker, clock, settings, registry)
     async with sessionmaker() as session:
         for slug, criteria in (("quiet", {"daysSinceLastOrder": {"gte": 41}}),
                                ("spent", {"orders.total": {"gte": 40}})):

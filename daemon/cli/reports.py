@@ -1,14 +1,27 @@
-"""`stormd messages [--customer C] [--channel X] [--store S] [--json]` (CONTRACT §7)."""
+"""`stormd messages` (the delivery log, filtered) and `stormd kpis` (the KPIs per store),
+each as a table or `--json`."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from stormd.config.channels import CHANNELS
-from stormd.daemon.cli.common import echo_json, echo_table, run_command, store_options
+from stormd.daemon.cli.common import (
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    run_async,
+    run_command,
+    settings_or_exit,
+    store_option,
+    store_options,
+)
 from stormd.schema.marketing.messages import Message
 
 # (JSON key, table heading, column)
@@ -37,7 +50,7 @@ TABLE_HIDES = ("subject",)
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
               help="Newest N messages (0: all).")
 @store_options
-def command(customer_id: str | None, channel: str | None, limit: int, store_id: str | None,
+def messages_command(customer_id: str | None, channel: str | None, limit: int, store_id: str | None,
             as_json: bool, config_path: str | None) -> None:
     """The delivery log, newest first: who got what, through which provider, at what cost."""
     rows = run_command(config_path, lambda settings: _delivery_log(
@@ -72,3 +85,48 @@ async def _delivery_log(url: str, store_id: str | None, customer_id: str | None,
             return [dict(zip((key for key, _, _ in FIELDS), row)) for row in result]
     finally:
         await engine.dispose()
+
+
+
+
+
+
+@click.command("kpis")
+@config_option
+@store_option
+@json_option
+def kpis_command(config_path: str | None, store_id: str | None, as_json: bool) -> None:
+    """Cart recovery, revenue, messaging cost, engagement and automation rates per store."""
+    settings = settings_or_exit(config_path)
+    try:
+        rows = run_async(_compute_kpis(settings.database.url, store_id))
+    except DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        click.echo(f"stormd: cannot read the database ({reason}); "
+                   "has `stormd db upgrade` been run?", err=True)
+        sys.exit(1)
+    if as_json:
+        echo_json(rows)
+        return
+    from stormd.handlers.reporting.figures import show_kpi
+
+    if not rows:
+        click.echo("(no stores yet)")
+    for row in rows:
+        click.echo(f"store {row['store']}")
+        for name, value in row.items():
+            if name != "store":
+                click.echo(f"  {name.replace('_', ' '):<26} {show_kpi(name, value)}")
+
+
+async def _compute_kpis(url: str, store_id: str | None) -> list[dict[str, Any]]:
+    from stormd.handlers.reporting.kpis import compute_kpis
+    from stormd.schema.db.engine import make_engine, make_sessionmaker
+
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return await compute_kpis(session, store_id)
+    finally:
+        await engine.dispose()
+

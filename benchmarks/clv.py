@@ -1,0 +1,127 @@
+"""Benchmark: the nightly CLV run for one large store (summary, both fits, every score).
+
+    python benchmarks/clv.py [--customers 1000000] [--years 3] [--seed 7]
+                             [--annual-discount 0.1]
+
+Set-up (not timed): a simulated store whose customers behave as BG/NBD assumes, so the
+fit has a known answer to come back to. Customers arrive uniformly over --years; each buys
+on day one, then after exponential gaps at a personal rate (gamma-distributed across
+customers, mean one purchase in about 75 days) and after every purchase leaves for good
+with a personal probability (beta-distributed, mean 0.2). Spend per transaction is gamma
+with a personal scale (Gamma-Gamma, mean about 1,500 taka); one purchase in twenty is
+split into two orders on the same day, which the summary must merge back.
+Timed:
+  summary   transactions (customer, day, amount) -> x, t_x, T, mean repeat spend (days);
+  fit       BG/NBD and Gamma-Gamma by maximum likelihood;
+  score     expected purchases in 30/90/365 days, P(alive), predicted CLV for 90/365 days
+            (discounted at --annual-discount a year, monthly steps).
+Targets (2 cores): all three < 60 s for 1,000,000 customers, peak memory < 2 GiB.
+Prints wall and CPU seconds per step (on a shared machine CPU seconds are what compares),
+the fitted parameters next to the simulated ones, and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+
+import numpy as np
+
+from stormd.handlers.predictions import clv
+
+TRUE = {"r": 0.8, "alpha": 60.0, "a": 0.8, "b": 3.2, "p": 6.0, "q": 3.5, "gamma": 625.0}
+
+
+def simulate(customers: int, years: float, seed: int):
+    """(customer, day, amount) rows, as-of day, as a BG/NBD + Gamma-Gamma store would."""
+    rng = np.random.default_rng(seed)
+    span = years * 365.0
+    birth = rng.uniform(0.0, span, customers)
+    rate = rng.gamma(TRUE["r"], 1.0 / TRUE["alpha"], customers)
+    drop = rng.beta(TRUE["a"], TRUE["b"], customers)
+    nu = rng.gamma(TRUE["q"], 1.0 / TRUE["gamma"], customers)
+    who, when = [np.arange(customers)], [birth]
+    active = np.arange(customers)
+    now = birth.copy()
+    while active.size:
+        # Everyone still active may leave right after their last purchase...
+        active = active[rng.random(active.size) >= drop[active]] if len(when) > 1 else active
+        # ...and the rest buy again after an exponential gap, unless that falls past as-of.
+        now_a = now[active] + rng.exponential(1.0, active.size) / rate[active]
+        inside = now_a < span
+        active, now_a = active[inside], now_a[inside]
+        now[active] = now_a
+        who.append(active)
+        when.append(now_a)
+    customer = np.concatenate(who)
+    day = np.floor(np.concatenate(when)).astype(np.int64)
+    amount = rng.gamma(TRUE["p"], 1.0 / nu[customer])
+    split = rng.random(customer.size) < 0.05  # two orders on one day
+    share = rng.uniform(0.2, 0.8, int(split.sum()))
+    first = amount.copy()
+    first[split] *= share
+    customer = np.concatenate([customer, customer[split]])
+    day = np.concatenate([day, day[split]])
+    amount = np.concatenate([first, amount[split] * (1.0 - share)])
+    return customer, day, np.round(amount, 2), int(np.floor(span))
+
+
+def _timed(label: str, fn, *args, **kwargs):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args, **kwargs)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"{label:<8} {wall:6.2f} s wall, {cpu:6.2f} s CPU")
+    return result, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--years", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--annual-discount", type=float, default=0.1)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    customer, day, amount, as_of = simulate(args.customers, args.years, args.seed)
+    print(f"simulated {args.customers:,} customers, {customer.size:,} orders in "
+          f"{time.perf_counter() - t0:.1f} s (not timed); load {os.getloadavg()[0]:.1f}")
+
+    summary, w1 = _timed("summary", clv.summarise, customer, day, amount, as_of_day=as_of)
+    del customer, day, amount
+    print(f"         {summary.customers:,} customers, {summary.repeat_buyers:,} repeat buyers, "
+          f"{int(summary.x.sum()):,} repeat days; "
+          f"{clv.not_enough_history(summary) or 'enough history'}")
+
+    def fit():
+        return (clv.fit_bgnbd(summary.x, summary.t_x, summary.T),
+                clv.fit_gamma_gamma(summary.x, summary.mean_repeat_spend))
+
+    (bg, gg), w2 = _timed("fit", fit)
+    print(f"         BG/NBD r={bg.r:.3f} alpha={bg.alpha:.2f} a={bg.a:.3f} b={bg.b:.3f} "
+          f"(simulated {TRUE['r']}, {TRUE['alpha']}, {TRUE['a']}, {TRUE['b']}); "
+          f"LL {bg.log_likelihood:,.1f}; {bg.convergence.iterations} iterations, "
+          f"{'converged' if bg.convergence.success else bg.convergence.message}")
+    print(f"         Gamma-Gamma p={gg.p:.2f} q={gg.q:.2f} gamma={gg.gamma:.1f} "
+          f"(simulated {TRUE['p']}, {TRUE['q']}, {TRUE['gamma']}) on {gg.customers:,}; "
+          f"corr(x, spend) {gg.correlation:+.3f}; warnings: {list(bg.warnings + gg.warnings)}")
+
+    scores, w3 = _timed("score", clv.score, bg, gg, summary,
+                        annual_discount=args.annual_discount)
+    revenue = {h: float(v.sum()) for h, v in scores.clv.items()}
+    print("         expected purchases 30/90/365 d: "
+          + ", ".join(f"{float(scores.expected[h].sum()):,.0f}" for h in (30, 90, 365))
+          + f"; mean P(alive) {float(scores.p_alive.mean()):.3f}; predicted revenue "
+          + ", ".join(f"{h} d {v:,.0f}" for h, v in revenue.items()))
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = w1 + w2 + w3
+    print(f"total timed {total:.1f} s wall (target < 60 s); peak memory "
+          f"{usage.ru_maxrss / 1024:.0f} MiB (target < 2048 MiB); load "
+          f"{os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
