@@ -20,8 +20,7 @@ from pydantic import ValidationError
 
 from stormd.config.errors import ConfigError
 from stormd.config.settings import Settings
-from stormd.plugins import hookspecs
-from stormd.plugins.models import CHANNELS, ProviderInfo
+from stormd.plugins import CHANNELS, ProviderInfo, _hookspecs
 
 log = logging.getLogger("stormd.plugins")
 
@@ -53,8 +52,8 @@ class ChannelPlugins:
     """The plugin manager: `providers` by name, `broken` plugins by name with the reason."""
 
     def __init__(self, *, load_entry_points: bool = True, extra: Iterable[Any] = ()):
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+        self.pm = pluggy.PluginManager(_hookspecs.PROJECT)
+        self.pm.add_hookspecs(_hookspecs)
         self.providers: dict[str, Provider] = {}
         self.broken: dict[str, str] = {}
         for name in BUILTIN_PLUGINS:
@@ -70,7 +69,7 @@ class ChannelPlugins:
             self.add(plugin)
 
     def load_entry_points(self) -> None:
-        for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+        for ep in entry_points(group=_hookspecs.ENTRY_POINT_GROUP):
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a third party's import error must not stop us
