@@ -92,6 +92,7 @@ class DeliveryPipeline:
     async def start(self) -> None:
         """Begin sending due queued messages."""
         await self.ready()
+        log.info("delivery: channel plugins loaded: %s", self.plugins.describe())
         self._stopping.clear()
         for channel in CHANNELS:
             providers = self.plugins.for_channel(self.settings, channel)

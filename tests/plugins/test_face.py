@@ -54,7 +54,7 @@ def test_builtins_import_only_the_face_and_their_own_helpers():
         "(the public face) and `stormd.plugins.builtin.*`:\n" + "\n".join(offending)
 
 
-@pytest.mark.parametrize("project", ["example_plugin"])
+@pytest.mark.parametrize("project", ["example_plugin", "typo_plugin"])
 def test_third_party_plugins_import_only_the_face(project):
     paths = sorted((HERE / project).rglob("*.py"))
     assert paths
