@@ -39,11 +39,10 @@ from sqlalchemy import func, insert, select
 from stormd.config.clock import Clock
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.bus.nats_server import free_port
+from stormd.plugins import ProviderInfo, hookimpl
 from stormd.plugins.builtin.transport import raise_for_status, request
 from stormd.plugins.delivery.manager import ChannelPlugins
 from stormd.plugins.delivery.pipeline import DeliveryPipeline
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import ProviderInfo
 from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.marketing.messages import Message
 from stormd.schema.metrics import MESSAGES

@@ -282,7 +282,7 @@ class Settings(Section):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     automations: AutomationSettings = Field(default_factory=AutomationSettings)
-    # Each provider's own section, validated by its plugin (plugins/hookspecs.py).
+    # Each provider's own section, validated by its plugin (its stormd_validate_config hook).
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # Key paths whose values came from "env:" references (set by the loader; masked in print).

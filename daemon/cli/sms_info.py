@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from stormd.daemon.cli.common import echo_json
-from stormd.plugins.sms_encoding import sms_info
+from stormd.plugins import sms_info
 
 
 @click.command("sms-info")

@@ -206,7 +206,7 @@ class Player:
         messages sent since the last tick: one signed request to `/webhooks/outbox`."""
         import aiohttp
 
-        from stormd.plugins.signatures import hub_signature
+        from stormd.plugins import hub_signature
         from stormd.schema.marketing.messages import Message
 
         if self.receipts_url is None:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
-from stormd.plugins.sms_encoding import segments as sms_segments
+from stormd.plugins import sms_segments
 from stormd.schema.marketing.messages import Message, SmsProvider
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order
 

@@ -16,9 +16,9 @@ import re
 
 from pydantic import SecretStr
 
+from stormd.plugins import hookimpl
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, gateway_hooks, refusal
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
-from stormd.plugins.hookspecs import hookimpl
 
 NAME = "banglalink"
 COUNTS = re.compile(r"success\s*count\s*:\s*(\d+).*?fail\s*count\s*:\s*(\d+)",

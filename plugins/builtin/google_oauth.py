@@ -22,8 +22,8 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import SecretStr
 
+from stormd.plugins import RetryableError
 from stormd.plugins.builtin.transport import raise_for_status, request
-from stormd.plugins.errors import RetryableError
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 3600  # seconds: Google's maximum

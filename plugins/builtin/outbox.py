@@ -30,11 +30,17 @@ from datetime import datetime
 
 from pydantic import SecretStr
 
+from stormd.plugins import (
+    CHANNELS,
+    UPDATE_KINDS,
+    StatusUpdate,
+    WebhookRejected,
+    WebhookResult,
+    body_digest,
+    hookimpl,
+    verify_hub_signature,
+)
 from stormd.plugins.builtin.transport import ProviderConfig, declare
-from stormd.plugins.errors import WebhookRejected
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import CHANNELS, UPDATE_KINDS, StatusUpdate, WebhookResult
-from stormd.plugins.signatures import body_digest, verify_hub_signature
 
 NAME = "outbox"
 SIGNATURE_HEADER = "X-Stormd-Signature"

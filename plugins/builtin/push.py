@@ -23,6 +23,7 @@ import json
 
 from pydantic import PrivateAttr, SecretStr, model_validator
 
+from stormd.plugins import PermanentError, RetryableError, hookimpl
 from stormd.plugins.builtin.google_oauth import AccessTokens, ServiceAccount
 from stormd.plugins.builtin.transport import (
     ProviderConfig,
@@ -30,8 +31,6 @@ from stormd.plugins.builtin.transport import (
     raise_for_status,
     request,
 )
-from stormd.plugins.errors import PermanentError, RetryableError
-from stormd.plugins.hookspecs import hookimpl
 
 NAME = "fcm"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"

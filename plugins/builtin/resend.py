@@ -15,16 +15,21 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from stormd.plugins import (
+    PermanentError,
+    RetryableError,
+    StatusUpdate,
+    WebhookRejected,
+    WebhookResult,
+    hookimpl,
+    verify_svix,
+)
 from stormd.plugins.builtin.transport import (
     ProviderConfig,
     declare,
     raise_for_status,
     request,
 )
-from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import StatusUpdate, WebhookResult
-from stormd.plugins.signatures import verify_svix
 
 NAME = "resend"
 EVENT_KINDS = {

@@ -13,10 +13,9 @@ import xml.etree.ElementTree as ET
 
 from pydantic import SecretStr
 
+from stormd.plugins import RetryableError, hookimpl
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, gateway_hooks, refusal
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request
-from stormd.plugins.errors import RetryableError
-from stormd.plugins.hookspecs import hookimpl
 
 NAME = "robi"
 

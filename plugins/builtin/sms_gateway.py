@@ -15,12 +15,17 @@ from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
 
+from stormd.plugins import (
+    PermanentError,
+    RetryableError,
+    StatusUpdate,
+    WebhookRejected,
+    WebhookResult,
+    hookimpl,
+    sms_segments,
+    verify_token,
+)
 from stormd.plugins.builtin.transport import ProviderConfig, declare
-from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import StatusUpdate, WebhookResult
-from stormd.plugins.signatures import verify_token
-from stormd.plugins.sms_encoding import segments
 
 DLR_KINDS = {"DELIVERED": "delivered", "DELIVRD": "delivered", "SUCCESS": "delivered",
              "FAILED": "failed", "UNDELIV": "failed", "UNDELIVERED": "failed",
@@ -37,7 +42,7 @@ class GatewayConfig(ProviderConfig):
 
 
 def sms_cost(message, config: GatewayConfig) -> Decimal:
-    return config.rate_per_segment * segments(message.body)
+    return config.rate_per_segment * sms_segments(message.body)
 
 
 def gateway_hooks(name: str, config_model: type[GatewayConfig], description: str, *,

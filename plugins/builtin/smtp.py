@@ -21,9 +21,8 @@ from email.utils import formatdate, make_msgid
 
 from pydantic import SecretStr
 
+from stormd.plugins import PermanentError, RetryableError, hookimpl
 from stormd.plugins.builtin.transport import ProviderConfig, declare, short_id
-from stormd.plugins.errors import PermanentError, RetryableError
-from stormd.plugins.hookspecs import hookimpl
 
 NAME = "smtp"
 

@@ -16,11 +16,9 @@ import json
 
 from pydantic import SecretStr
 
+from stormd.plugins import Health, RetryableError, hookimpl
 from stormd.plugins.builtin.sms_gateway import GatewayConfig, gateway_hooks, refusal
 from stormd.plugins.builtin.transport import msisdn, raise_for_status, request, short_id
-from stormd.plugins.errors import RetryableError
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import Health
 
 NAME = "sslwireless"
 # Gateway status codes that say our account, not the message, is the problem: count them

@@ -11,9 +11,7 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict
 
-from stormd.plugins.errors import PermanentError, RetryableError
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import ProviderInfo
+from stormd.plugins import PermanentError, ProviderInfo, RetryableError, hookimpl
 
 RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 # Credentials refused: the provider cannot take our traffic at all, so the breaker should

@@ -25,16 +25,22 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from stormd.plugins import (
+    PermanentError,
+    RetryableError,
+    StatusUpdate,
+    WebhookRejected,
+    WebhookResult,
+    body_digest,
+    hookimpl,
+    verify_hub_signature,
+)
 from stormd.plugins.builtin.transport import (
     ProviderConfig,
     declare,
     raise_for_status,
     request,
 )
-from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import StatusUpdate, WebhookResult
-from stormd.plugins.signatures import body_digest, verify_hub_signature
 
 NAME = "meta"
 # Cloud API error codes worth retrying: throttling and temporary unavailability.

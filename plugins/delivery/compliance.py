@@ -19,8 +19,8 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
+from stormd.plugins import Outgoing
 from stormd.plugins.delivery.claims import Outcome
-from stormd.plugins.models import Outgoing
 from stormd.plugins.policy.eligibility import Reach, load_reach
 from stormd.plugins.policy.preferences import preferences_url
 from stormd.plugins.policy.send_time import SendWindow, make_send_window

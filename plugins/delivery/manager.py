@@ -2,17 +2,20 @@
 their configuration, and calls one provider's hooks on behalf of the pipeline.
 
 A plugin that fails to import, register or declare itself is reported by name in
-`broken` and logged; the daemon carries on with the others.
+`broken` and logged; the daemon carries on with the others. A plugin implementing a hook
+that does not exist (a misspelled name would silently never be called) stops start-up
+instead, like a bad configuration key.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import Distribution, PackageNotFoundError, entry_points, version
 from typing import Any
 
 import pluggy
@@ -20,8 +23,7 @@ from pydantic import ValidationError
 
 from stormd.config.errors import ConfigError
 from stormd.config.settings import Settings
-from stormd.plugins import hookspecs
-from stormd.plugins.models import CHANNELS, ProviderInfo
+from stormd.plugins import CHANNELS, ProviderInfo, _hookspecs
 
 log = logging.getLogger("stormd.plugins")
 
@@ -30,6 +32,30 @@ BUILTIN_PLUGINS = (
 )
 # Keys of a [providers.<name>] section the pipeline reads itself.
 PIPELINE_KEYS = ("rate_limit", "burst", "concurrency")
+HOOK_NAMES = tuple(n for n, f in vars(_hookspecs).items()
+                   if hasattr(f, f"{_hookspecs.PROJECT}_spec"))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a plugin came from: the distribution that installed it (stormd itself for the
+    built-ins) and its version, else (a plugin handed in by code) its module if any."""
+
+    distribution: str | None = None
+    version: str | None = None
+    module: str | None = None
+
+    def __str__(self) -> str:
+        if self.distribution:
+            return f"{self.distribution} {self.version or '(no version)'}"
+        return f"module {self.module}" if self.module else "passed in by code"
+
+
+def _stormd_version() -> str | None:
+    try:
+        return version("stormd")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return None
 
 
 @dataclass
@@ -38,6 +64,7 @@ class Provider:
 
     info: ProviderInfo
     plugin: Any
+    origin: Origin = Origin()
     config: Any = None
     rate_limit: float = 0.0  # messages per second; 0 = unlimited
     burst: int = 1
@@ -53,38 +80,52 @@ class ChannelPlugins:
     """The plugin manager: `providers` by name, `broken` plugins by name with the reason."""
 
     def __init__(self, *, load_entry_points: bool = True, extra: Iterable[Any] = ()):
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+        """Load every plugin; raises ConfigError if one implements a hook that does not
+        exist."""
+        self.pm = pluggy.PluginManager(_hookspecs.PROJECT)
+        self.pm.add_hookspecs(_hookspecs)
         self.providers: dict[str, Provider] = {}
         self.broken: dict[str, str] = {}
+        self.origins: dict[str, Origin] = {}  # by registration label
+        builtin = Origin("stormd", _stormd_version())
         for name in BUILTIN_PLUGINS:
             try:
                 module = importlib.import_module(f"stormd.plugins.builtin.{name}")
             except ImportError as exc:  # e.g. a missing optional dependency
                 self._refuse(f"builtin.{name}", f"cannot be imported: {exc}")
                 continue
-            self.add(module, name=f"builtin.{name}")
+            self.add(module, name=f"builtin.{name}", origin=builtin)
         if load_entry_points:
             self.load_entry_points()
         for plugin in extra:
             self.add(plugin)
+        self._check_pending()
 
     def load_entry_points(self) -> None:
-        for ep in entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+        for ep in entry_points(group=_hookspecs.ENTRY_POINT_GROUP):
+            origin = _origin(ep.dist, ep.module)
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a third party's import error must not stop us
                 self._refuse(ep.name, f"cannot be imported: {type(exc).__name__}: {exc}")
                 continue
-            self.add(plugin, name=ep.name)
+            self.add(plugin, name=ep.name, origin=origin)
 
-    def add(self, plugin: Any, name: str | None = None) -> Provider | None:
-        """Register one plugin; on any problem record it in `broken` and return None."""
+    def add(self, plugin: Any, name: str | None = None,
+            origin: Origin | None = None) -> Provider | None:
+        """Register one plugin; on any problem record it in `broken` and return None.
+
+        A plugin implementing a hook that does not exist stays registered, unused, for
+        `_check_pending` to refuse start-up with its name."""
         label = name or getattr(plugin, "__name__", None) or repr(plugin)
+        origin = origin or Origin(module=getattr(plugin, "__name__", None))
         try:
             self.pm.register(plugin, name=label)
         except Exception as exc:  # noqa: BLE001 - pluggy rejects bad hooks with various errors
             self._refuse(label, f"cannot be registered: {exc}")
+            return None
+        self.origins[label] = origin
+        if self._unknown_hooks(plugin):
             return None
         try:
             info = self._only(plugin, "stormd_provider")()
@@ -105,9 +146,50 @@ class ChannelPlugins:
             return None
         for known in self.providers.values():
             known.hooks.clear()  # cached callers must not see the new plugin
-        provider = Provider(info=info, plugin=plugin)
+        provider = Provider(info=info, plugin=plugin, origin=origin)
         self.providers[info.name] = provider
         return provider
+
+    def _unknown_hooks(self, plugin: Any) -> list[str]:
+        return sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()
+                      if not caller.has_spec())
+
+    def _check_pending(self) -> None:
+        """pluggy's check that every implementation matches a hookspec, turned into one
+        line naming the plugin, where it came from and the hook it misspelled."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            label = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            where = [str(self.origins.get(label, Origin()))]
+            declared = self._declared_name(exc.plugin)
+            if declared and declared != label:
+                where.insert(0, f"provider {declared}")
+            hooks = "; ".join(_unknown(name) for name in self._unknown_hooks(exc.plugin))
+            raise ConfigError(f"channel plugin {label} ({', '.join(where)})",
+                              hooks or str(exc)) from None
+
+    def _declared_name(self, plugin: Any) -> str | None:
+        """The provider name a plugin declares, if it declares one without failing."""
+        try:
+            info = self._only(plugin, "stormd_provider")()
+        except Exception:  # noqa: BLE001 - only naming it; the error at hand is another
+            return None
+        return info.name if isinstance(info, ProviderInfo) else None
+
+    def describe(self) -> str:
+        """The loaded providers with their versions, for the start-up log: the built-ins
+        carry stormd's version, a third-party plugin its distribution's."""
+        loaded = []
+        for name, provider in self.providers.items():
+            o = provider.origin
+            if o.distribution == "stormd":
+                loaded.append(f"{name} {o.version or '(source tree)'}")
+            elif o.distribution:
+                loaded.append(f"{name} {o.version or '(no version)'} ({o.distribution})")
+            else:
+                loaded.append(f"{name} ({o})")
+        return ", ".join(loaded) or "none"
 
     def _refuse(self, label: str, reason: str) -> None:
         self.broken[label] = reason
@@ -221,6 +303,19 @@ class ChannelPlugins:
         if inspect.isawaitable(result):
             result = await result
         return result
+
+
+def _origin(dist: Distribution | None, module: str | None) -> Origin:
+    if dist is None:
+        return Origin(module=module)
+    return Origin(dist.name, dist.version, module)
+
+
+def _unknown(name: str) -> str:
+    """`name` is no hook, with the closest real one as a hint (`stormd_sned`)."""
+    near = difflib.get_close_matches(name, HOOK_NAMES, n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return f"{name} is not a stormd hook{hint}; it would never be called"
 
 
 def _reason(error: dict) -> str:

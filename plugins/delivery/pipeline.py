@@ -28,6 +28,7 @@ import aiohttp
 
 from stormd.config.clock import Clock
 from stormd.config.settings import Settings
+from stormd.plugins import CHANNELS, PermanentError, RetryableError, sms_info
 from stormd.plugins.delivery.breaker import HALF_OPEN, CircuitBreaker
 from stormd.plugins.delivery.claims import (
     Outcome,
@@ -41,10 +42,7 @@ from stormd.plugins.delivery.claims import (
 from stormd.plugins.delivery.compliance import Ready, prepare
 from stormd.plugins.delivery.manager import ChannelPlugins, Provider, load_plugins
 from stormd.plugins.delivery.ratelimit import TokenBucket
-from stormd.plugins.errors import PermanentError, RetryableError
-from stormd.plugins.models import CHANNELS
 from stormd.plugins.policy.preferences import preferences_key
-from stormd.plugins.sms_encoding import sms_info
 from stormd.schema.db.write_lock import write_session
 from stormd.schema.metrics import MESSAGES
 
@@ -94,6 +92,7 @@ class DeliveryPipeline:
     async def start(self) -> None:
         """Begin sending due queued messages."""
         await self.ready()
+        log.info("delivery: channel plugins loaded: %s", self.plugins.describe())
         self._stopping.clear()
         for channel in CHANNELS:
             providers = self.plugins.for_channel(self.settings, channel)

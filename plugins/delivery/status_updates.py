@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
+from stormd.plugins import StatusUpdate, WebhookResult
 from stormd.plugins.delivery.claims import stage_status_event
-from stormd.plugins.models import StatusUpdate, WebhookResult
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.messages import EmailEvent, Message, SmsLog, WhatsAppMessage
 from stormd.schema.runtime.inbox import ProcessedEvent

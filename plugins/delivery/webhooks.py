@@ -12,9 +12,8 @@ import logging
 
 from aiohttp import web
 
+from stormd.plugins import WebhookRejected, WebhookRequest
 from stormd.plugins.delivery.status_updates import apply_webhook
-from stormd.plugins.errors import WebhookRejected
-from stormd.plugins.models import WebhookRequest
 
 log = logging.getLogger("stormd.webhooks")
 MAX_BODY = 1024 * 1024

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from stormd.plugins.sms_encoding import segments, trim_to_fit
+from stormd.plugins import sms_segments, trim_to_fit
 
 log = logging.getLogger("stormd.delivery")
 
@@ -25,7 +25,7 @@ def fit_sms(body: str, data: Mapping[str, Any] | None, *, quiet: bool = False) -
     """`body` trimmed to `data["sms_max_segments"]` segments, or unchanged (`quiet`: no
     warning when it cannot be, for pricing at queue time; the send logs it)."""
     limit = (data or {}).get("sms_max_segments")
-    if not isinstance(limit, int) or limit < 1 or segments(body) <= limit:
+    if not isinstance(limit, int) or limit < 1 or sms_segments(body) <= limit:
         return body
     tail = (data or {}).get("sms_tail")
     if not (isinstance(tail, str) and tail and body.endswith(tail)):

@@ -1,5 +1,6 @@
 """Plugin discovery through the `stormd.channels` entry points, broken plugins reported by
-name, the README's example plugin run end to end, and secrets kept out of output."""
+name, a misspelled hook refusing start-up, the loaded plugins and their versions in the
+start-up log, the README's example plugin run end to end, and secrets kept out of output."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -18,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from stormd.config.errors import ConfigError
+from stormd.daemon import __version__ as STORMD_VERSION
 from stormd.daemon.cli.main import main
 from stormd.plugins.delivery.manager import ChannelPlugins, load_plugins
 from stormd.plugins.delivery.webhooks import routes
@@ -45,16 +49,30 @@ def install_distribution(project: Path, site: Path) -> None:
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
 
 
+def install_plugins(site: Path, monkeypatch, *projects: str) -> None:
+    site.mkdir(exist_ok=True)
+    for project in projects:
+        install_distribution(HERE / project, site)
+    monkeypatch.syspath_prepend(str(site))
+
+
 @pytest.fixture
 def installed_plugins(tmp_path, monkeypatch):
     """The example and the broken plugin installed into a site directory on sys.path."""
     site = tmp_path / "site-packages"
-    site.mkdir()
-    install_distribution(HERE / "example_plugin", site)
-    install_distribution(HERE / "broken_plugin", site)
-    monkeypatch.syspath_prepend(str(site))
+    install_plugins(site, monkeypatch, "example_plugin", "broken_plugin")
     yield site
     for name in ("stormd_pigeon", "stormd_broken"):
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def installed_typo(tmp_path, monkeypatch):
+    """The example plugin and one whose send hook is misspelled (`stormd_sned`)."""
+    site = tmp_path / "site-packages"
+    install_plugins(site, monkeypatch, "example_plugin", "typo_plugin")
+    yield site
+    for name in ("stormd_pigeon", "stormd_kite"):
         sys.modules.pop(name, None)
 
 
@@ -92,6 +110,51 @@ def test_unknown_provider_and_bad_provider_config_name_the_key(settings_factory)
     with pytest.raises(ConfigError) as err:
         load_plugins(settings_factory(channels={"email": "sslwireless"}))
     assert "does not deliver email" in str(err.value)
+
+
+TYPO_LINE = ("stormd: config error: channel plugin kite (stormd-kite 0.3.0): stormd_sned is "
+             "not a stormd hook (did you mean stormd_send?); it would never be called")
+
+
+def test_a_misspelled_hook_stops_stormd_run_naming_the_plugin_and_the_hook(
+        installed_typo, tmp_path):
+    config = tmp_path / "stormd.toml"
+    config.write_text(f'[daemon]\ndata_dir = "{tmp_path / "data"}"\n'
+                      '[channels]\nsms = "pigeon"\n[providers.pigeon]\napi_key = "k"\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(installed_typo), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # A real process: if the plugin were accepted, `stormd run` would start the daemon.
+    result = subprocess.run(
+        [sys.executable, "-c", "from stormd.daemon.cli.main import main; main()",
+         "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [TYPO_LINE]
+    assert not (tmp_path / "data").exists()  # refused before anything was started
+
+
+def test_the_plugin_manager_refuses_a_misspelled_hook_whatever_it_is_asked(installed_typo):
+    with pytest.raises(ConfigError) as err:
+        ChannelPlugins()
+    assert f"stormd: config error: {err.value}" == TYPO_LINE
+    assert ChannelPlugins(load_entry_points=False).providers  # built-ins alone are fine
+
+
+async def test_the_start_up_log_lists_the_loaded_plugins_with_their_versions(
+        installed_plugins, settings_factory, pipelines, caplog):
+    settings = settings_factory(channels={"sms": "pigeon"},
+                                providers={"pigeon": {"api_key": "pk_live"}})
+    pipeline = pipelines(settings)
+    with caplog.at_level(logging.INFO, logger="stormd"):
+        await pipeline.start()
+    [record] = [r for r in caplog.records if "channel plugins loaded" in r.getMessage()]
+    line = record.getMessage()
+    assert record.levelno == logging.INFO
+    for builtin in ("outbox", "resend", "smtp", "sslwireless", "banglalink", "robi", "meta",
+                    "fcm"):
+        assert f"{builtin} {STORMD_VERSION}," in line
+    assert line.endswith("pigeon 1.2.0 (stormd-pigeon)")  # its distribution's version
+    assert "broken" not in line  # refused plugins are reported on their own, as errors
 
 
 def test_readme_shows_the_example_plugin_that_the_tests_run():

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from stormd.daemon.cli.main import main
-from stormd.plugins.sms_encoding import segments, sms_info, trim_to_fit
+from stormd.plugins import sms_info, sms_segments, trim_to_fit
 
 BENGALI = "আপনার কার্টে পণ্য অপেক্ষা করছে"
 
@@ -42,7 +42,7 @@ def test_escape_pair_at_the_part_boundary_starts_the_next_part():
     # 152 septets then an escape pair: part 1 holds 152, the pair cannot split.
     text = "a" * 152 + "[" + "a" * 152
     assert sms_info(text).units == 306
-    assert segments(text) == 3  # 306 plain septets would be 2
+    assert sms_segments(text) == 3  # 306 plain septets would be 2
 
 
 def test_bengali_message_is_ucs2_and_counts_characters():
@@ -63,9 +63,9 @@ def test_sms_info_command_prints_the_contract_json():
 def test_trimming_keeps_a_bengali_reminder_in_one_segment_with_its_link_whole():
     link = " https://s.stormcom.app/c/AB12"
     name = "স্যামসাং গ্যালাক্সি এ৫৫ ফাইভজি স্মার্টফোন ও চার্জার সহ পুরো সেট এখনো আপনার কার্টে"
-    assert segments(name + link) > 1
+    assert sms_segments(name + link) > 1
     trimmed = trim_to_fit(name, link)
-    assert segments(trimmed) == 1
+    assert sms_segments(trimmed) == 1
     assert trimmed.endswith("…" + link)
     kept = trimmed[: -len("…" + link)]
     assert name.startswith(kept)

@@ -20,8 +20,8 @@ from stormd.handlers.campaigns.campaigns import (
 )
 from stormd.handlers.outreach.template_library import save_store_template, template_dict
 from stormd.handlers.outreach.templates import CompiledTemplate, TemplateError, system_library
+from stormd.plugins import sms_info
 from stormd.plugins.delivery.pipeline import DeliveryPipeline
-from stormd.plugins.sms_encoding import sms_info
 from stormd.schema.marketing.messages import Message, SmsLog
 
 PHONE = ("স্যামসাং গ্যালাক্সি এ৫৫ ফাইভজি স্মার্টফোন (৮ জিবি র‍্যাম, ২৫৬ জিবি স্টোরেজ) ও "

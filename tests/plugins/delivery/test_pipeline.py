@@ -14,11 +14,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from stormd.plugins import Health, ProviderInfo, RetryableError, hookimpl
 from stormd.plugins.delivery.claims import claim_due
 from stormd.plugins.delivery.manager import ChannelPlugins
-from stormd.plugins.errors import RetryableError
-from stormd.plugins.hookspecs import hookimpl
-from stormd.plugins.models import Health, ProviderInfo
 from stormd.schema.marketing.messages import SmsLog, SmsProvider
 from stormd.schema.runtime.inbox import OutboundEvent
 from stormd.schema.shop.customers import Customer, DndNumber

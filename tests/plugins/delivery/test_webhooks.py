@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from stormd.plugins.errors import WebhookRejected
-from stormd.plugins.signatures import (
+from stormd.plugins import (
+    WebhookRejected,
     hub_signature,
     svix_signature,
     verify_hub_signature,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from stormd.plugins.sms_encoding import sms_info
+from stormd.plugins import sms_info
 from stormd.schema.marketing.messages import SmsLog
 
 SSL_OK = {"status": "SUCCESS", "status_code": 200, "error_message": "",

@@ -7,9 +7,16 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from stormd.plugins.models import Health, ProviderInfo, StatusUpdate, WebhookResult
-from stormd.plugins.errors import PermanentError, RetryableError, WebhookRejected
-from stormd.plugins.hookspecs import hookimpl
+from stormd.plugins import (
+    Health,
+    PermanentError,
+    ProviderInfo,
+    RetryableError,
+    StatusUpdate,
+    WebhookRejected,
+    WebhookResult,
+    hookimpl,
+)
 
 
 class Config(BaseModel):

@@ -33,7 +33,7 @@ class SmsInfo:
     units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
 
     def as_dict(self) -> dict[str, object]:
-        """The `stormd sms-info` output (CONTRACT §7)."""
+        """The `stormd sms-info --json` output."""
         return {"encoding": self.encoding, "characters": self.characters,
                 "segments": self.segments}
 
@@ -72,7 +72,8 @@ def sms_info(text: str) -> SmsInfo:
                    segments=_count_parts(sizes, encoding), units=sum(sizes))
 
 
-def segments(text: str) -> int:
+def sms_segments(text: str) -> int:
+    """How many parts the gateways bill for `text`."""
     return sms_info(text).segments
 
 
@@ -83,14 +84,14 @@ def trim_to_fit(head: str, tail: str = "", *, max_segments: int = 1,
 
     Cuts at a word boundary when one is near, never inside a Bengali conjunct (no dangling
     vowel sign or virama). Raises ValueError if `tail` alone does not fit."""
-    if segments(head + tail) <= max_segments:
+    if sms_segments(head + tail) <= max_segments:
         return head + tail
-    if segments(ellipsis + tail) > max_segments:
-        raise ValueError(f"the fixed part alone needs {segments(tail)} segments")
+    if sms_segments(ellipsis + tail) > max_segments:
+        raise ValueError(f"the fixed part alone needs {sms_segments(tail)} segments")
     low, high = 0, len(head)  # longest prefix that fits, by bisection
     while low < high:
         mid = (low + high + 1) // 2
-        if segments(head[:mid].rstrip() + ellipsis + tail) <= max_segments:
+        if sms_segments(head[:mid].rstrip() + ellipsis + tail) <= max_segments:
             low = mid
         else:
             high = mid - 1

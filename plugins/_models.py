@@ -1,6 +1,6 @@
-"""The values a channel plugin receives and returns (see plugins/hookspecs.py).
+"""The values a channel plugin receives and returns, re-exported by `stormd.plugins`.
 
-Plain frozen dataclasses, so a plugin depends on nothing but this module and its errors.
+Plain frozen dataclasses: a plugin needs nothing of stormd beyond its public face.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-from stormd.config.channels import CHANNELS  # noqa: F401  (part of the plugin face)
 
 # Statuses a webhook may report; the pipeline maps them onto the delivery log.
 UPDATE_KINDS = ("sent", "delivered", "read", "open", "click", "bounce", "complaint", "failed")

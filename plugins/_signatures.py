@@ -16,7 +16,7 @@ import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from stormd.plugins.errors import WebhookRejected
+from stormd.plugins._errors import WebhookRejected
 
 SVIX_TOLERANCE = timedelta(minutes=5)
 
