@@ -54,7 +54,7 @@ customers' email and phone (a buyer known only by id pays for two NULL entries).
 2026-12-01, a slower machine (the same plain NATS consumer 1.8x slower than on the
 machine above), load 0.6-0.9, JSON Lines, 1,000,000 orders: 35,300 and 33,500 orders/s
 (145,000 and 137,500 rows/s), 32-34 CPU-s (parsing thread 13.0-13.2 s, driver thread
-19.0-21.2 s): the one-hand-off SQLite driver (schema/sqlite_driver.py) changes nothing
+19.0-21.2 s): the one-hand-off SQLite driver (schema/db/sqlite_driver.py) changes nothing
 here, the import already makes one statement a thousand rows.
 
 PostgreSQL (not measured by this script): 50,000 orders at load 6 went from 2,076 to 3,746

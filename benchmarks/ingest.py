@@ -5,7 +5,7 @@
 
 1. Plain baseline: the same number of messages on a stream, drained by a bare nats-py pull
    consumer (fetch 500, ack each) — the ceiling for any JetStream consumer on this machine.
-2. stormd: the backlog of mixed storefront events (daemon/storefront.py) published first,
+2. stormd: the backlog of mixed storefront events (daemon/demo/storefront.py) published first,
    then an in-process daemon (the code `stormd run` runs; SQLite by default) drains it:
    parse, validate, inbox dedupe, actors, group commit, ack. `--handlers none` measures the
    runtime alone; `real` (default) runs every registered handler; `timed` is `real` with
@@ -54,8 +54,8 @@ the code at 273e79b, "after" the code of this docstring:
   needs the GIL, which the event loop holds while it runs intake, so under load a batch
   took three times its CPU time. Now one a statement, and none inside a transaction
   that holds the write lock (group commits, timer fires, re-scoring, the pipeline's
-  claims and records run on the loop's thread: schema/sqlite_driver.py, write_lock.py).
-  (2) The event path's frequent statements are built once (schema/prepared.py) and run
+  claims and records run on the loop's thread: schema/db/sqlite_driver.py, write_lock.py).
+  (2) The event path's frequent statements are built once (schema/db/prepared.py) and run
   as Core (the ORM's bulk UPDATE/DELETE synchronization was a quarter of SQLAlchemy's
   time). (3) Re-scoring left the batch: its customers are queued and re-scored by a
   loop 0.2 s later, many at once (a quarter of a small batch's CPU). (4) The timer loop

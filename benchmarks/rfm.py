@@ -7,7 +7,7 @@ incremental refresh after new orders.
 Set-up (not timed): a fresh SQLite file with N customers and about 3N orders over the
 last 400 days (90% completed), written straight into the tables in bulk.
 Timed:
-  full run      handlers.nightly.run_store: aggregates, quintile scoring, snapshot rows,
+  full run      handlers.scoring.nightly.run_store: aggregates, quintile scoring, snapshot rows,
                 lifecycle rows, and every built-in segment filled (first diff: all entered,
                 one customer.segmented event each);
   second run    the same a day later: the diff against stored membership;

@@ -1,6 +1,6 @@
 """Where the configuration comes from: file, environment overrides, defaults.
 
-Lookup order (CONTRACT §2): `--config PATH`, `$STORMD_CONFIG`, `./stormd.toml`, built-in
+Lookup order (docs/configuration.md): `--config PATH`, `$STORMD_CONFIG`, `./stormd.toml`, built-in
 defaults. `STORMD_<SECTION>__<KEY>` overrides any key (deeper keys with more `__`).
 """
 

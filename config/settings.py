@@ -1,4 +1,4 @@
-"""The typed settings object: every key of stormd.toml (CONTRACT §2) with its default.
+"""The typed settings object: every key of stormd.toml (docs/configuration.md) with its default.
 
 Built once at start-up by `config.loader.load_settings` and passed in; nothing deep inside
 the daemon reads files or the environment.
@@ -198,7 +198,7 @@ class ChannelSettings(Section):
 
 
 class DeliverySettings(Section):
-    """How the delivery pipeline claims, retries and fails over (plugins/pipeline.py)."""
+    """How the delivery pipeline claims, retries and fails over (plugins/delivery/pipeline.py)."""
 
     poll_interval: Duration = timedelta(seconds=1)
     batch_size: int = Field(default=500, ge=1)
@@ -228,7 +228,7 @@ class CampaignSettings(Section):
 
     batch_size: int = Field(default=2000, ge=1)
     preview_renders: int = Field(default=5000, ge=1)  # above: SMS cost estimated from a sample
-    # Expected revenue = average order value x conversion rate x reach (seed H.3).
+    # Expected revenue = average order value x conversion rate x reach.
     expected_conversion_rate: float = Field(default=0.038, ge=0, le=1)
     default_order_value: Decimal = Field(default=Decimal(2500), ge=0)  # no order history yet
     budget_alert_percent: float = Field(default=80, ge=0, le=100)
@@ -240,7 +240,7 @@ class CampaignSettings(Section):
 
 
 class AutomationSettings(Section):
-    """The built-in automation triggers (seed §5, H.5); each may be turned off."""
+    """The built-in automation triggers; each may be turned off."""
 
     enabled: list[str] = Field(default_factory=lambda: [
         "win_back", "vip", "post_purchase", "welcome", "birthday", "segment_entry"])
@@ -260,7 +260,7 @@ class AutomationSettings(Section):
     birthday_schedule: Cron = "0 10 * * *"
     code_valid_for: Duration = timedelta(days=14)
     channels: list[Channel] = Field(default_factory=lambda: ["whatsapp", "email", "sms"])
-    routing: Literal["cheapest", "listed"] = "cheapest"  # plugins.routing
+    routing: Literal["cheapest", "listed"] = "cheapest"  # plugins.policy.routing
     shop_url: str = "https://{store}.stormcom.app/"
     recommendations_count: int = Field(default=4, ge=1, le=20)
     recommendations_exclude_days: int = Field(default=30, ge=0)

@@ -1,4 +1,4 @@
-"""Every Prometheus metric stormd exposes (CONTRACT §9), defined once so other modules import
+"""Every Prometheus metric stormd exposes (docs/metrics.md), defined once so other modules import
 and increment them by name.
 
 Label values are bounded sets: event types (unknown ones collapse to `_other`), outcomes,
@@ -62,11 +62,11 @@ CRON_RUNS = Counter(
     "stormd_cron_runs", "Cron job runs, by job and outcome (ok, failed).", ["job", "outcome"],
 )
 OUTBOUND_PUBLISHED = Counter(
-    "stormd_outbound_published", "Events out (CONTRACT §4) published to NATS.",
+    "stormd_outbound_published", "Events out published to NATS.",
 )
 NATS_CONNECTED = Gauge("stormd_nats_connected", "1 while the NATS connection is up.")
 KPI = Gauge(
-    "stormd_kpi", "Business KPIs per store (CONTRACT §8; handlers/kpis.py), refreshed every "
+    "stormd_kpi", "Business KPIs per store (handlers/reporting/kpis.py), refreshed every "
     "5 minutes: cart recovery, revenue, cost, engagement and automation rates.",
     ["store", "kpi"],
 )
@@ -93,7 +93,7 @@ def type_label(type_: str | None) -> str:
 
 
 def declare_series(settings: Any) -> None:
-    """Every bounded label combination at zero: a scrape shows each CONTRACT §9 metric with
+    """Every bounded label combination at zero: a scrape shows each metric with
     its labels from the start, and `rate()` and alerts see a 0, not a missing series, until
     the first event, message or restart happens."""
     for type_ in (*EVENT_TYPES, "_other"):

@@ -105,3 +105,18 @@ def test_the_repository_points_at_nothing_outside_it(pattern):
              for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
              if pattern in line]
     assert found == []
+
+
+def test_paths_the_docs_and_docstrings_name_exist():
+    """A path to a file of the repository, named in the docs or a docstring, is there (a
+    moved module leaves no stale pointer behind)."""
+    path = re.compile(r"(?<![\w./-])((?:daemon|handlers|plugins|schema|config|tests|benchmarks"
+                      r"|deploy|docs)/[\w./-]*\w)")
+    texts = [*_sources(), *(ROOT / "docs").glob("*.md"), ROOT / "README.md",
+             *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    missing = [f"{p.relative_to(ROOT)}:{n}: {m.group(1)}" for p in texts
+               for n, line in enumerate(p.read_text().splitlines(), 1)
+               if "github.com/" not in line
+               for m in path.finditer(line)
+               if not (ROOT / m.group(1).rstrip(".")).exists() and "<" not in m.group(1)]
+    assert missing == []

@@ -1,10 +1,10 @@
-"""The AsyncAPI document of stormd's NATS contract (CONTRACT §3, §4), generated from the
+"""The AsyncAPI document of stormd's NATS contract (docs/events.md), generated from the
 code: FastStream subscribers and publishers typed with the very pydantic models intake
-validates with (handlers/events.py), so the document cannot drift from the parser.
+validates with (schema/wire/events.py), so the document cannot drift from the parser.
 
     python -m stormd.daemon.bus.asyncapi [--out docs/asyncapi.json]
 
-The runtime itself consumes with nats-py (daemon/broker.py explains why); this broker is
+The runtime itself consumes with nats-py (daemon/bus/broker.py explains why); this broker is
 never connected — it exists to describe the subjects.
 """
 

@@ -5,8 +5,8 @@ We use nats-py's pull consumer directly rather than a FastStream subscriber: the
 must hold each message until its batch commits (ack after commit, possibly seconds later
 when an actor backs off), read `num_delivered` to dead-letter poison messages, and stop
 fetching on drain — all of which the raw `fetch`/`ack` calls give without fighting an ack
-policy (FACTS.md: FastStream's NATS default discards failed messages). FastStream still
-describes the contract for the AsyncAPI document (daemon/asyncapi.py).
+policy (FastStream's NATS default, REJECT_ON_ERROR, discards failed messages). FastStream still
+describes the contract for the AsyncAPI document (daemon/bus/asyncapi.py).
 """
 
 from __future__ import annotations

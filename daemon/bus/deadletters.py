@@ -1,4 +1,4 @@
-"""Dead letters (CONTRACT §3): the original bytes republished to
+"""Dead letters (docs/events.md): the original bytes republished to
 `<prefix>.dlq.<storeId or _>.<type or _>` with the header `Stormd-Error` saying why.
 
 They go to a JetStream stream (`nats.dlq_stream`) and the original is acked only after that

@@ -1,4 +1,4 @@
-"""`stormd db upgrade` (CONTRACT §7): apply the shipped schema migrations."""
+"""`stormd db upgrade`: apply the shipped schema migrations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`stormd import {customers,products,orders} FILE [--store S]` (CONTRACT §7)."""
+"""`stormd import {customers,products,orders} FILE [--store S]`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`stormd rfm run [--store S] [--as-of T]` (CONTRACT §7): one snapshot and segment
+"""`stormd rfm run [--store S] [--as-of T]`: one snapshot and segment
 refresh now; prints the counts per segment and the run time."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`stormd segments list | show SLUG | members SLUG | create --file F | preview --criteria
-JSON` (CONTRACT §7), each with `--store S` and `--json`."""
+JSON`, each with `--store S` and `--json`."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def create(file: Path | None, template: str | None, config_path: str | None,
 
 
 @command.command("preview")
-@click.option("--criteria", required=True, help="Criteria JSON (CONTRACT §6).")
+@click.option("--criteria", required=True, help="Criteria JSON (docs/scoring.md).")
 @click.option("--sample", default=10, show_default=True, type=click.IntRange(0, 1000),
               help="How many matching customer ids to show.")
 @store_options

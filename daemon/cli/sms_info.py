@@ -1,4 +1,4 @@
-"""`stormd sms-info TEXT` (CONTRACT §7): encoding, characters and billed segments."""
+"""`stormd sms-info TEXT`: encoding, characters and billed segments."""
 
 from __future__ import annotations
 

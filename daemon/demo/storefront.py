@@ -1,4 +1,4 @@
-"""A simulated StormCom storefront: realistic event envelopes (CONTRACT §3) for the demo and
+"""A simulated StormCom storefront: realistic event envelopes (docs/events.md) for the demo and
 the ingest benchmark — Bangladeshi shoppers (Bengali and English names, +8801 phones),
 products with BDT prices, order history, carts that are abandoned or converted, orders
 moving through their statuses, promotions redeemed, e-mail engagement.

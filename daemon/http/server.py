@@ -1,6 +1,6 @@
 """The daemon's HTTP side (aiohttp): `/metrics` on `metrics.listen`; `/healthz` (alive),
 `/readyz` (NATS connected and the database answering) and the provider webhooks
-(`plugins.webhooks.routes`) on `http.listen`. When both listen on the same address, one
+(`plugins.delivery.webhooks.routes`) on `http.listen`. When both listen on the same address, one
 server carries every route."""
 
 from __future__ import annotations

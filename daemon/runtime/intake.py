@@ -58,7 +58,7 @@ class Intake:
     async def stop(self) -> None:
         """Stop fetching (in-flight events are left to the actors' drain).
 
-        The last fetch returns when the server has ended its pull request (daemon/pull.py),
+        The last fetch returns when the server has ended its pull request (daemon/bus/pull.py),
         so nothing more that JetStream counts as ours can arrive after it. Only if that
         request was lost with a connection can messages be waiting in the subscription:
         they are taken in and drained too, not left unacked until `ack_wait`."""

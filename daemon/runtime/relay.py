@@ -1,4 +1,4 @@
-"""The outbox relay: publishes `outbound_events` rows (CONTRACT §4) after their transaction
+"""The outbox relay: publishes `outbound_events` rows (docs/events.md) after their transaction
 commits, then deletes them.
 
 Publishing goes to JetStream (stream `nats.out_stream` over `<prefix>.out.>`), pipelined, with

@@ -1,15 +1,15 @@
-"""The automation triggers (seed §5, H.5): win-back, VIP milestone, post-purchase upsell,
+"""The automation triggers: win-back, VIP milestone, post-purchase upsell,
 segment entry, welcome series, birthday.
 
 Each run of a trigger for a customer is an AutomationExecution whose unique key is
-store + trigger + customer + date bucket (seed §6), so a redelivered event, a re-run cron
+store + trigger + customer + date bucket, so a redelivered event, a re-run cron
 or two racing processes open it once; its message key derives from it, so it queues once.
 Executions are the automation log: PENDING/WAITING while steps remain, COMPLETED when its
 message is queued (or deferred by the daily cap), SKIPPED with the reason (cooldown, offer
 cooldown, unreachable, capped, order cancelled, nothing to recommend).
 
 All marketing: opt-outs, the daily cap (`automations.on_cap`: defer or drop), the
-same-trigger cooldown, quiet hours and Friday prayer apply through `handlers.outreach`.
+same-trigger cooldown, quiet hours and Friday prayer apply through `handlers.outreach.queue`.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class CampaignSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     channels: list[Channel] = Field(min_length=1)
-    routing: Routing = "cheapest"  # or "listed": the channels' own order (plugins.routing)
+    routing: Routing = "cheapest"  # or "listed": the channels' own order (plugins.policy.routing)
     segments: list[str] = Field(default_factory=list)  # empty: every customer of the store
     exclude_segments: list[str] = Field(default_factory=list)
     template: str | None = None

@@ -7,7 +7,7 @@ attributed revenue / actual message cost (the cost on the delivery log, failed a
 withdrawn messages excluded); net = revenue - cost.
 
 Uplift compares the conversion of recipients with the holdout's (same window, from when
-the holdout row was logged), with the two-proportion z-test of `handlers.ab_testing`.
+the holdout row was logged), with the two-proportion z-test of `handlers.campaigns.ab_testing`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The abandoned-cart recovery workflow: `carts.steps`, suppression, deferral, attribution.
 
 Each abandonment gets a CartAbandonmentEvent and joins the customer's AutomationExecution
-for the day (idempotency key = customer + trigger + local date, seed §6: a race or a
+for the day (idempotency key = customer + trigger + local date: a race or a
 redelivery never runs it twice). Steps run on the cart's timer (`cart:<id>`), `after`
 counting from the previous step. For each step, in order:
 
@@ -147,7 +147,7 @@ async def _claim_executions(
     ctx: HandlerContext, items: list[tuple[Any, int]], bucket: str
 ) -> dict[str, int]:
     """cart -> execution id; a customer whose execution today is busy with another cart
-    gets none (one recovery per customer a day; seed §7)."""
+    gets none (one recovery per customer a day)."""
     now = ctx.now()
     wanted: dict[str, tuple[Any, int]] = {}
     for cart, abandonment_id in items:  # highest value first: it wins the day's execution

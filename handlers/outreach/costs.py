@@ -10,7 +10,7 @@ with the store's own average completed order (else `campaigns.default_order_valu
 2500 BDT) and `campaigns.expected_conversion_rate` (3.8 %, the seed's Eid example).
 A send is refused below the store's minimum ROI (Store.min_roi, default 10:1) or above
 its budget (the campaign's own, and what is left of Store.monthly_budget this month),
-unless forced. Actual ROI after a send lives in `handlers.campaign_results`.
+unless forced. Actual ROI after a send lives in `handlers.campaigns.results`.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ class Outreach:
     variant: str | None = None
     priority: int = 0
     variables: dict[str, Any] = field(default_factory=dict)
-    routing: str = "cheapest"  # plugins.routing: the cheapest reachable channel, or "listed"
+    routing: str = "cheapest"  # plugins.policy.routing: the cheapest reachable channel, or "listed"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Rule-based upsell and cross-sell (seed §11): what goes with a product.
+"""Rule-based upsell and cross-sell: what goes with a product.
 
 For a context product: first the products most often bought in the same completed orders
 (co-purchase, one set-based query over order_items), then the best sellers of its category.

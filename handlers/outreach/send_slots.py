@@ -1,9 +1,9 @@
 """When a campaign or automation message should go out, on top of the blackout rules.
 
-`handlers.send_time` says when a message may *not* go (quiet hours, Friday prayer); this
-module picks a moment when the merchant asks for one: the next "best time" slot (seed H.7:
-10:00, 14:00, 20:00 local), the next off-peak span for non-urgent sends (providers give
-night discounts, seed H.3), and the customer's next allowed day when the daily cap defers
+`plugins/policy/send_time.py` says when a message may *not* go (quiet hours, Friday prayer); this
+module picks a moment when the merchant asks for one: the next "best time" slot
+(10:00, 14:00, 20:00 local), the next off-peak span for non-urgent sends (providers give
+night discounts), and the customer's next allowed day when the daily cap defers
 a message. Every answer is passed through the send window, so it is always allowed.
 """
 

@@ -1,8 +1,8 @@
 """CampaignTemplate rows: the system library (store_id NULL, is_system) mirrored from the
-files under handlers/templates/, and each store's own templates.
+files under handlers/outreach/library/, and each store's own templates.
 
 A store's template of a slug overrides the system one of the same slug (a merchant's own
-Eid wording); `handlers.outreach.load_templates` reads it that way. Bodies are checked in
+Eid wording); `handlers.outreach.queue.load_templates` reads it that way. Bodies are checked in
 the sandbox when saved, so a broken template is refused then, not at send time.
 """
 

@@ -1,6 +1,6 @@
 """Message templates: Jinja2 in a sandbox, a body per channel, Bengali and English.
 
-System templates live as files under handlers/templates/<slug>/<channel>.<locale>.j2
+System templates live as files under handlers/outreach/library/<slug>/<channel>.<locale>.j2
 (an optional first line `Subject: …` for email) with the slug's metadata in meta.toml.
 Merchant templates come from the database and render in the same sandbox.
 
@@ -13,7 +13,7 @@ refused before anything is sent, by name.
 An SMS body may say how far it may be shortened: the template's `sms_max_segments` (in
 meta.toml, or a top-level key of a store's or a campaign's content) caps its parts, and a
 `{# sms_tail #}` mark in the body splits the part trimming may cut (before it) from the part
-it keeps whole (after it: a code, a link). The pipeline trims at send time (plugins/sms_fit.py).
+it keeps whole (after it: a code, a link). The pipeline trims at send time (plugins/policy/sms_fit.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The campaign and automation KPIs of CONTRACT §8, as a `kpi_source` of handlers.kpis:
+"""The campaign and automation KPIs, a family of reporting/kpis.py:
 
 - churn_winback_rate: win-back recipients who placed a completed order within 14 days;
 - segment_conversion_uplift: campaign recipients' conversion minus their holdouts'

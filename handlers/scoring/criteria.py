@@ -1,4 +1,4 @@
-"""The segment criteria language (CONTRACT §6), compiled to SQLAlchemy expressions.
+"""The segment criteria language (docs/scoring.md), compiled to SQLAlchemy expressions.
 
 Criteria are JSON: an object whose keys are fields (all must hold) or the combinators
 `all` / `any` (lists of criteria) and `not` (one criteria). A field's condition is a
@@ -7,10 +7,10 @@ Every name and value is checked against the tables below and becomes a bound par
 of a SQLAlchemy expression; criteria never become SQL text.
 
 Expressions read the per-customer feature rows: `customer_lifecycle_metrics` (one row per
-customer, handlers/lifecycle.py) outer-joined to `customers`, plus correlated sub-queries
+customer, handlers/scoring/lifecycle.py) outer-joined to `customers`, plus correlated sub-queries
 over orders for promotions and categories. A field whose value is unknown for a customer
 (no RFM score yet, no order) satisfies no condition, and `not` of such a condition holds.
-Day counts are whole days before T (CONTRACT §5) and compare as timestamps, exactly.
+Day counts are whole days before T and compare as timestamps, exactly.
 """
 
 from __future__ import annotations

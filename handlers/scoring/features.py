@@ -46,7 +46,7 @@ def dialect_of(session: AsyncSession) -> str:
 
 
 def whole_days(as_of_us: int | np.ndarray, then_us: int | np.ndarray) -> Any:
-    """floor((T - t) / 24 h), the day count of CONTRACT §5."""
+    """floor((T - t) / 24 h), stormd's whole-day count."""
     return (np.asarray(as_of_us, dtype=np.int64) - then_us) // US_PER_DAY
 
 

@@ -1,5 +1,5 @@
-"""Lifecycle stage and churn risk per customer (CONTRACT §5), kept with the features the
-segment criteria read (handlers/criteria.py), one row per customer of the store. A row only
+"""Lifecycle stage and churn risk per customer (docs/scoring.md), kept with the features the
+segment criteria read (handlers/scoring/criteria.py), one row per customer of the store. A row only
 moves forward in time: a nightly run as of T never overwrites what a later event wrote.
 
 Stage as of T: PROSPECT with no completed order; NEW with exactly one, placed at most

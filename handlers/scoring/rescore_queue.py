@@ -3,7 +3,7 @@
 Re-scoring (RFM against the last nightly bounds, lifecycle, every segment's criteria) is
 the largest fixed cost of a group commit: ~5 statements and a quarter of a small batch's
 CPU. A group commit only queues the customers its events concern (one insert a batch);
-the re-scoring loop (daemon/rescoring.py) takes them a few hundred at a time, moments
+the re-scoring loop (daemon/runtime/rescoring.py) takes them a few hundred at a time, moments
 later, in a transaction of its own: fewer, larger re-scorings, and events acked sooner.
 The queue is a table, so a restart loses none; a customer queued twice is one row.
 """

@@ -1,9 +1,9 @@
-"""RFM scoring exactly as CONTRACT §5, and the snapshot run that records it.
+"""RFM scoring exactly as docs/scoring.md defines it, and the snapshot run that records it.
 
 Quintile mode: with n customers scored and below(v) the number whose value is strictly
 worse, score = 1 + floor(5 * below(v) / n). The run also records, per dimension, the four
 inclusive bounds that reproduce those scores (`Bounds`), so that a customer re-scored
-between runs (handlers/segments.py, on their next order) lands exactly where the run
+between runs (handlers/scoring/segments.py, on their next order) lands exactly where the run
 would place them. The "thresholds" mode uses configured bounds of the same shape.
 """
 
@@ -73,7 +73,7 @@ class Bounds:
 
 
 def quintile_scores(values: np.ndarray, larger_is_better: bool) -> np.ndarray:
-    """score = 1 + floor(5 * below(v) / n); ties share a score (CONTRACT §5)."""
+    """score = 1 + floor(5 * below(v) / n); ties share a score."""
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=np.int64)

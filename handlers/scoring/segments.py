@@ -1,7 +1,7 @@
 """Segments: definitions, differential membership, real-time re-scoring, audiences.
 
 A refresh computes who entered and who exited against the stored membership in SQL,
-writes only that difference, publishes `customer.segmented` for each change (CONTRACT §4)
+writes only that difference, publishes `customer.segmented` for each change
 and tells the segment-change handlers (segment-entry automations). Between nightly runs, a
 completed order, a status change, a redeemed promotion or a consent change re-scores that
 customer against the last run's bounds and moves their memberships in the same
@@ -47,7 +47,7 @@ from stormd.schema.wire.events import Event
 
 log = logging.getLogger("stormd.segments")
 
-# Built-in segments by composite RFM score (CONTRACT §5), kept for every store.
+# Built-in segments by composite RFM score (docs/scoring.md), kept for every store.
 BUILTINS: dict[str, tuple[str, dict[str, Any]]] = {
     "vip": ("VIP", {"rfm.composite": {"gte": 38}}),
     "loyal": ("Loyal", {"rfm.composite": {"between": [28, 37]}}),

@@ -1,4 +1,4 @@
-"""`email.sent|open|click|bounce` from the storefront (CONTRACT §3) become EmailEvent rows.
+"""`email.sent|open|click|bounce` from the storefront become EmailEvent rows.
 
 They are what the open and click rates (`stormd kpis`) and a campaign's per-variant
 results count. A `messageId` that is one of stormd's own delivery-log ids lends the

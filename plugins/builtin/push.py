@@ -12,7 +12,7 @@ never logged. `access_token` (a token minted elsewhere) is the alternative.
     project_id = "stormcom-app"     # default: the service account's project_id
 
 FCM's answers: UNREGISTERED (the app was uninstalled or the token expired) is permanent,
-and the token is removed from the customer (plugins/push_tokens.py); INVALID_ARGUMENT and
+and the token is removed from the customer (plugins/delivery/push_tokens.py); INVALID_ARGUMENT and
 SENDER_ID_MISMATCH are permanent; 429 QUOTA_EXCEEDED, 500 INTERNAL and 503 UNAVAILABLE are
 retried (after Retry-After when given); 401 drops the cached access token and retries.
 """

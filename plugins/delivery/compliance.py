@@ -34,7 +34,7 @@ from stormd.schema.shop.stores import Store
 class Ready:
     """A claimed message that passed the checks, with what its provider will receive."""
 
-    message: Any  # a claimed `messages` row (plugins/claims.py)
+    message: Any  # a claimed `messages` row (plugins/delivery/claims.py)
     outgoing: Outgoing
     skip_providers: set[str] = field(default_factory=set)
     metered: frozenset[str] = frozenset()  # SMS providers the store keeps prepaid credit with

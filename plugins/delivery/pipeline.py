@@ -1,13 +1,13 @@
 """The delivery pipeline: claims due `Message` rows and sends them through providers.
 
-    claim (status sending + lease, committed)  ->  send-time checks (plugins/compliance.py)
+    claim (status sending + lease, committed)  ->  send-time checks (plugins/delivery/compliance.py)
       -> per-channel priority queue -> provider chosen by circuit breaker, in the order of
          `[channels]` -> token bucket + concurrency -> plugin's stormd_send
       -> outcome (sent / retry with backoff / failed / cancelled) written in batches with
          SmsLog / WhatsAppMessage / EmailEvent rows and a `message.status` event.
 
 The row is `sending` before the provider is called and `sent` after, so a kill in between
-leaves it to be claimed again when its lease ends (plugins/claims.py). Permanent errors
+leaves it to be claimed again when its lease ends (plugins/delivery/claims.py). Permanent errors
 and exhausted retries end as `failed` with the error logged: nothing is dropped silently.
 
 The daemon constructs it, `await start()`, and `await stop()` on shutdown (drains

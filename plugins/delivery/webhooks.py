@@ -3,7 +3,7 @@
 The provider's plugin verifies the signature over the raw bytes and reads the events
 (`stormd_parse_webhook`); a bad signature, a stale timestamp or a replayed request is
 refused with 4xx and changes nothing. Verified updates are applied in one transaction
-(plugins/status_updates.py). The daemon's HTTP server mounts `routes(pipeline)`.
+(plugins/delivery/status_updates.py). The daemon's HTTP server mounts `routes(pipeline)`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Free first (push), then WhatsApp (cheap, read), then SMS; e-mail when the content is too
 long for a phone-sized message. Only channels the customer consented to and has an address
-for count (`handlers.eligibility.Reach` answers that, DND list included).
+for count (`plugins.policy.eligibility.Reach` answers that, DND list included).
 
 Campaigns and automations route this way (`routing = "cheapest"`, the default) among the
 channels they allow; `"listed"` takes the sender's own order instead. Cart reminder steps

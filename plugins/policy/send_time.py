@@ -1,8 +1,7 @@
 """When a marketing message may go out: never in quiet hours, never in Friday prayer.
 
-Bangladeshi shoppers are asleep 01:00-07:00 and at Jumu'ah 13:00-14:00 on Fridays
-(seed §11); a message due inside such a window is held to the window's end, never
-dropped. Both windows are local times in `daemon.timezone`; quiet hours may wrap
+Bangladeshi shoppers are asleep 01:00-07:00 and at Jumu'ah 13:00-14:00 on Fridays;
+a message due inside such a window is held to the window's end, never dropped. Both windows are local times in `daemon.timezone`; quiet hours may wrap
 midnight ("22:00"-"07:00").
 
     window = send_window(settings)

@@ -70,7 +70,7 @@ def in_values(column: Any, values: Iterable[Any]) -> InValues:
 
 def in_param(column: Any, name: str) -> InValues:
     """`column IN :name`, the list given at execution (`{name: [...]}`), for statements
-    built once (schema/prepared.py)."""
+    built once (schema/db/prepared.py)."""
     return InValues(column, name=name)
 
 

@@ -30,7 +30,7 @@ class AutomationWorkflow(Base):
 
 class AutomationExecution(Base):
     """One run of a trigger for one customer; the idempotency key is
-    customer + trigger + date bucket (seed §6), unique, so a race never runs it twice."""
+    customer + trigger + date bucket, unique, so a race never runs it twice."""
 
     __tablename__ = "automation_executions"
 

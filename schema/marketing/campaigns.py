@@ -23,7 +23,7 @@ class EmailCampaign(Base):
     status: Mapped[str] = mapped_column(String(16), default="DRAFT")
     channels: Mapped[list[Any]]
     # "cheapest": each customer gets the cheapest channel they can receive among
-    # `channels` (plugins.routing); "listed": the first of `channels` in that order
+    # `channels` (plugins.policy.routing); "listed": the first of `channels` in that order
     routing: Mapped[str] = mapped_column(String(16), default="cheapest",
                                          server_default="cheapest")
     segments: Mapped[list[Any]]

@@ -23,7 +23,7 @@ class ProcessedEvent(Base):
 
 
 class OutboundEvent(Base):
-    """An event out (CONTRACT §4) written with the effects that caused it, published after
+    """An event out (docs/events.md) written with the effects that caused it, published after
     commit and then deleted (transactional outbox)."""
 
     __tablename__ = "outbound_events"

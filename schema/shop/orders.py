@@ -1,5 +1,5 @@
 """Orders, their items and status history. A *completed* order's latest status is
-PAID, SHIPPED or DELIVERED (CONTRACT §3)."""
+PAID, SHIPPED or DELIVERED (docs/events.md)."""
 
 from __future__ import annotations
 

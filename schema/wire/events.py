@@ -1,4 +1,4 @@
-"""The event contract (CONTRACT §3): the envelope and one typed model per event type.
+"""The event contract (docs/events.md): the envelope and one typed model per event type.
 
 `parse_event` turns a subject and raw bytes into a validated `Event`, or raises
 `EventRejected` with the reason the dead-letter header will carry.

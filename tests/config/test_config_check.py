@@ -1,5 +1,5 @@
 """`stormd config check`: one line naming the bad key and exit 2; lookup order; env
-overrides; secrets masked (CONTRACT §2)."""
+overrides; secrets masked (docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ async def customer(session, customer_id: str, store: str = STORE, **fields) -> N
 
 
 async def scoring_fixture(session) -> None:
-    """The hand-computed store of tests/handlers/test_rfm.py (as of T, window 180 days):
+    """The hand-computed store of tests/handlers/scoring/test_rfm.py (as of T, window 180 days):
 
     customer  completed orders (≤ T)            recency freq monetary  R F M  composite
     c1        T-1d 100, T-10d 200                1       2    300.00   3 5 4  39 vip

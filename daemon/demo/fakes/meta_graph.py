@@ -19,8 +19,8 @@ Wire format as Meta documents it:
   "template name (x) does not exist in en_US".
 - Webhooks: field "message_template_status_update" with value {event, message_template_id,
   message_template_name, message_template_language, reason, message_template_category}
-  (payloads as in the official reference and github.com/david-lev/pywa
-  tests/data/updates/template_status_update.json); status updates under field "messages"
+  (payloads as in the official reference and the pywa SDK's test data,
+  github.com/david-lev/pywa/blob/main/tests/data/updates/template_status_update.json); status updates under field "messages"
   with value.statuses[]. Every POST carries X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of
   the raw body keyed with the app secret>. Subscribing a callback URL is verified first with
   GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=.. that must echo the challenge.

@@ -1,4 +1,4 @@
-"""CONTRACT §9 on a running daemon: `/metrics`, read by prometheus_client's own parser, has
+"""docs/metrics.md on a running daemon: `/metrics`, read by prometheus_client's own parser, has
 every metric the contract names with its type and labels from start-up on, counts what
 happens, and its label values stay bounded (never a customer or event id)."""
 

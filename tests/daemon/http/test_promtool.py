@@ -1,4 +1,4 @@
-"""CONTRACT §9: the exposition of a running daemon passes `promtool check metrics`.
+"""docs/metrics.md: the exposition of a running daemon passes `promtool check metrics`.
 
 promtool is Prometheus's own linter (Debian package `prometheus`); where it is not
 installed the test says so and skips. prometheus_client's parser check in test_app.py

@@ -154,7 +154,7 @@ async def test_preview_counts_channels_segments_cost_and_expected_revenue(
     assert preview.by_channel == {"sms": 4, "email": 1}
     assert preview.sms_segments == 4  # each fits one part (Bengali: UCS-2, 70 characters)
     assert preview.cost == Decimal("1.00") * preview.sms_segments + Decimal("0.10")
-    # seed H.3: AOV (default 2500, no orders yet) x 3.8 % x reach 5
+    # expected revenue: AOV (default 2500, no orders yet) x 3.8 % x reach 5
     assert preview.expected_revenue == Decimal("475.00")
     assert samples and samples[0]["body"]
     assert preview.as_dict()["byChannel"] == {"sms": 4, "email": 1}

@@ -1,4 +1,4 @@
-"""The criteria language (CONTRACT §6): every field and operator against a hand-built
+"""The criteria language (docs/scoring.md): every field and operator against a hand-built
 store, composition, the seed's examples, and refusals that name what is wrong."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lifecycle stages and churn risk (CONTRACT §5, docs/segments.md) on the hand-computed store
+"""Lifecycle stages and churn risk (docs/scoring.md, docs/segments.md) on the hand-computed store
 of shop_history: the churn-risk formula as documented, and thresholds read from the
 configuration (both databases)."""
 

@@ -1,4 +1,4 @@
-"""RFM exactly as CONTRACT §5: hand-computed scores with ties, the window, statuses,
+"""RFM exactly as docs/scoring.md defines it: hand-computed scores with ties, the window, statuses,
 orders after T, the thresholds mode, weights, and the run's own bookkeeping."""
 
 from __future__ import annotations

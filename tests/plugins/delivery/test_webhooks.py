@@ -1,4 +1,4 @@
-"""Provider webhooks: signatures checked over the raw bytes (FACTS.md vectors), bad, stale
+"""Provider webhooks: signatures checked over the raw bytes (the providers' published test vectors), bad, stale
 and replayed requests refused with 4xx, verified events applied to the delivery log."""
 
 from __future__ import annotations

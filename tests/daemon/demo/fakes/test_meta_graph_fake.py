@@ -7,7 +7,7 @@ and https://developers.facebook.com/docs/graph-api/guides/error-handling (132001
 accounts receive it: github.com/tawn33y/whatsapp-cloud-api issue 57); the
 message_template_status_update webhook
 https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/message_template_status_update
-(payloads as in github.com/david-lev/pywa tests/data/updates/template_status_update.json);
+(payloads as in github.com/david-lev/pywa/blob/main/tests/data/updates/template_status_update.json);
 X-Hub-Signature-256 = "sha256=" + hex HMAC-SHA256(app secret, raw body).
 """
 
