@@ -18,6 +18,13 @@ Timed:
 Targets (2 cores): all three < 60 s for 1,000,000 customers, peak memory < 2 GiB.
 Prints wall and CPU seconds per step (on a shared machine CPU seconds are what compares),
 the fitted parameters next to the simulated ones, and the peak RSS.
+
+Figures (2 cores shared with other sessions; 1,000,000 customers, 4.63 M orders, integer
+customer ids, 10 % yearly discount): load 1.5: summary 1.4 s, fit 6.6 s (BG/NBD 17
+iterations), score 1.9 s, total 9.9 s, peak 572 MiB; load 3.1: total 9.4 s (1.5 / 6.0 /
+1.9), 572 MiB. Fitted r 0.811, alpha 62.4, a 0.794, b 3.16 for simulated 0.8, 60, 0.8,
+3.2. String customer ids ("cust-0000123") make the summary 5.3 s, object arrays 11 s:
+map ids to integer codes first where they come from a query.
 """
 
 from __future__ import annotations

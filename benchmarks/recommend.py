@@ -10,6 +10,13 @@ that customers shop for; each customer's last order held out, their previous ord
 context, four products recommended, a hit when one of them is in the held-out order.
 Prints hit-rate@4 of the learned model (alone, and with the rules where it is silent),
 of the rules, and the time to fit the model (co-occurrence, SVD, neighbour lists).
+
+Figures (2 cores shared, load 3.3-3.5): default store (6,000 customers, 1,500 products):
+learned 0.406, rules 0.301, fit 0.7 s; seed 2: 0.391 vs 0.292. 60,000 customers, 15,000
+products, 1,500 needs: learned 0.401, rules 0.382, fit 21.4 s (256 dimensions), 797 MiB.
+The direct term alone (normalised co-purchase, no SVD) scored 0.392 on both stores, the
+SVD alone 0.383 / 0.376-0.389: most of the gain over the rules is damping best sellers in
+the co-purchase counts; the vectors add one to two points.
 """
 
 from __future__ import annotations
