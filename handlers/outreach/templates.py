@@ -346,10 +346,6 @@ def _render_once(template, variables: dict[str, Any], name: str) -> str:
     return "".join(parts).strip()
 
 
-def render_text(source: str, variables: dict[str, Any]) -> str:
-    return CompiledTemplate(source).render(variables).body
-
-
 # --- the system library -------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ they have been silent one usual gap, 0.75 at two; PROSPECTs (nothing to lose yet
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import select
@@ -31,7 +31,7 @@ from stormd.handlers.scoring.features import (
     whole_days,
 )
 from stormd.handlers.scoring.rfm import Scores
-from stormd.schema.db.columnar import EPOCH, epoch_us, write_columns
+from stormd.schema.db.columnar import epoch_us, write_columns
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.shop.customers import Customer
 
@@ -56,10 +56,6 @@ def churn_risk(agg: Aggregates, as_of: datetime, s: LifecycleSettings) -> np.nda
                     float(s.new_max_days))
     half_life = np.clip(gaps, MIN_GAP_DAYS, max(MIN_GAP_DAYS, s.churned_after_days))
     return np.round(1.0 - np.exp2(-np.maximum(days, 0) / half_life), 4)
-
-
-def _when(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
 
 
 async def upsert_buyers(

@@ -31,10 +31,6 @@ log = logging.getLogger("stormd.rfm")
 LARGER_IS_BETTER = {"recency_days": False, "frequency": True, "monetary": True}
 
 
-class RfmRunFailed(Exception):
-    """The snapshot did not cover the scored population; the run is marked FAILED."""
-
-
 @dataclass(frozen=True)
 class Bounds:
     """Four inclusive bounds per dimension: a score is 1 + the bounds a value reaches.
