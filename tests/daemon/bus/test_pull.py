@@ -1,4 +1,4 @@
-"""daemon/pull.py against a real nats-server: a fetch returns only once the server has
+"""daemon/bus/pull.py against a real nats-server: a fetch returns only once the server has
 ended its pull request, so after it nothing more arrives that JetStream counts as
 delivered to us (what a stopping intake relies on to leave nothing unacked)."""
 
