@@ -11,6 +11,10 @@ Here every request is `{batch, expires, no_wait}`: the server answers with up to
 messages and, unless the batch was filled, one status that ends it (404: no more
 messages, 408: expired; 409: consumer trouble). `fetch` returns at that end, so once it has
 returned nothing more can come for it.
+
+This is stormd's one module using nats-py's private parts (the pull subscription's `_sub`,
+`_nc`, `_nms`, `_deliver`; the subscription's `_pending_queue` and `_pending_size`):
+tests/daemon/bus/test_nats_internals.py checks each against the installed release.
 """
 
 from __future__ import annotations

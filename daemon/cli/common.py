@@ -99,11 +99,3 @@ def _cell(value: Any) -> str:
         return value.isoformat(timespec="seconds")
     text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def not_built_yet(what: str, issue: int) -> Callable[..., None]:
-    def command(**_: Any) -> None:
-        click.echo(f"stormd: {what} is not built yet (issue #{issue})", err=True)
-        sys.exit(3)
-
-    return command

@@ -2,21 +2,23 @@
 
 SQLAlchemy's "insertmanyvalues" does the same job generically, but renames and
 bind-processes every parameter of every row (~100 µs a row): more than the insert itself.
-On SQLite this builds one multi-row VALUES statement per chunk, applies each column's own
-bind processor (UTC times, JSON, money; each distinct time once), and hands it to
-the driver. Other databases keep SQLAlchemy's path. Results are identical either way
-(the tests run both databases).
+On SQLite this builds one multi-row VALUES statement per chunk, its values made by
+`DriverRows` (each column's own bind processor: UTC times, JSON, money; each distinct
+time once), and hands it to the driver. Other databases keep SQLAlchemy's path. Results
+are identical either way (the tests run both databases).
 """
 
 from __future__ import annotations
 
 import functools
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stormd.schema.db.upsert import insert_for, memoized
+from stormd.schema.db.executemany import DriverRows
+from stormd.schema.db.upsert import insert_for
 
 # SQLite (3.32+) allows 32,766 bound parameters in one statement.
 MAX_PARAMS = 32_000
@@ -44,21 +46,16 @@ async def insert_returning(
         return out
     await session.flush()  # the driver path bypasses autoflush
     columns = tuple(rows[0])
-    prefix, suffix, processors = _sqlite_parts(dialect, table, columns, returning, unique)
+    prefix, suffix, values = _sqlite_parts(dialect, table, columns, returning, unique)
     width = len(columns)
     per_chunk = max(1, MAX_PARAMS // width)
     group = "(" + ",".join("?" * width) + ")"
-    process_all = [memoized(p) if p else None for p in processors]
     out = []
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     for i in range(0, len(rows), per_chunk):
         chunk = rows[i:i + per_chunk]
-        params: list[Any] = []
-        for row in chunk:
-            for name, process in zip(columns, process_all):
-                value = row[name]
-                params.append(process(value) if value is not None and process else value)
+        params = list(chain.from_iterable(values.params(chunk)))
         sql = prefix + ",".join([group] * len(chunk)) + suffix
         cursor = await driver.execute(sql, params)
         try:
@@ -71,7 +68,7 @@ async def insert_returning(
 
 @functools.lru_cache(maxsize=64)
 def _sqlite_parts(dialect, table: Table, columns: tuple[str, ...], returning: tuple[str, ...],
-                  unique: str | None) -> tuple[str, str, list[Any]]:
+                  unique: str | None) -> tuple[str, str, DriverRows]:
     quote = dialect.identifier_preparer.quote
     prefix = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
               "VALUES ")
@@ -79,7 +76,7 @@ def _sqlite_parts(dialect, table: Table, columns: tuple[str, ...], returning: tu
     suffix += f" RETURNING {', '.join(quote(c) for c in returning)}"
     # dialect_impl: SQLite's own DATETIME text format, so rows compare equal to others.
     processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-    return prefix, suffix, processors
+    return prefix, suffix, DriverRows(None, columns, processors)
 
 
 def _results(fetched: list[Any], returning: tuple[str, ...], table: Table, dialect

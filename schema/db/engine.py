@@ -16,10 +16,6 @@ from sqlalchemy.ext.asyncio import (
 from stormd.schema.db.sqlite_driver import one_hop_dbapi
 
 
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An engine for `url`; for a SQLite file, its folder is created and WAL is switched on
     so that readers (CLI, metrics) never block the daemon's group commits."""

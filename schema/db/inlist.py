@@ -7,7 +7,9 @@ dozen such questions. `in_values(col, values)` binds the whole list once instead
 - SQLite: `col IN (SELECT value FROM json_each(?))`, the list as JSON text;
 - PostgreSQL: `col = ANY($1)`, the list as an array.
 
-For ids and text keys (ints and strings); the SQL is cached like any other statement.
+For ids and text keys (ints and strings); the SQL is cached like any other statement: the
+cache key follows `_traverse_internals` (SQLAlchemy's private protocol, checked by
+tests/schema/db/test_library_internals.py).
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import String, TypeDecorator, bindparam
+from sqlalchemy import ColumnElement, String, TypeDecorator, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 

@@ -9,6 +9,10 @@ call on the same worker thread (the connection still never leaves it) and keeps 
 fetching and closing then take no hop. Server-side cursors (`stream()`) keep aiosqlite's
 own, which fetches in chunks. A transaction holding the write lock can go further and run
 on the event loop's thread (`inline`).
+
+This is the one place that subclasses SQLAlchemy's aiosqlite adapter and reaches into
+aiosqlite's connection (`_conn`, `_connection`, `_execute`, `_thread`): each of those is
+checked by tests/schema/db/test_library_internals.py.
 """
 
 from __future__ import annotations
@@ -17,13 +21,21 @@ import sqlite3
 from typing import Any
 
 import aiosqlite
-from sqlalchemy.dialects.sqlite.aiosqlite import (
-    AsyncAdapt_aiosqlite_connection,
-    AsyncAdapt_aiosqlite_cursor,
-    AsyncAdapt_aiosqlite_dbapi,
-)
+import sqlalchemy
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.util.concurrency import await_
+
+try:  # private parts: pyproject.toml bounds SQLAlchemy to releases that have them
+    from sqlalchemy.dialects.sqlite.aiosqlite import (
+        AsyncAdapt_aiosqlite_connection,
+        AsyncAdapt_aiosqlite_cursor,
+        AsyncAdapt_aiosqlite_dbapi,
+    )
+    from sqlalchemy.util.concurrency import await_
+except ImportError as exc:
+    raise ImportError(
+        f"SQLAlchemy {sqlalchemy.__version__} lacks what schema/db/sqlite_driver.py "
+        f"imports ({exc}): check the driver shim against this release "
+        "(tests/schema/db/test_library_internals.py)") from exc
 
 
 def _run(conn: aiosqlite.Connection, many: bool, sql: str, params: Any) -> tuple:
