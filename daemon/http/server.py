@@ -65,10 +65,10 @@ class HttpServers:
         host, port = split_listen(listen)
         site = web.TCPSite(runner, host, port)
         await site.start()
-        sock = site._server.sockets[0].getsockname() if site._server else (host, port)
-        self.bound[name] = (sock[0], sock[1])
+        bound = runner.addresses[0] if runner.addresses else (host, port)
+        self.bound[name] = (bound[0], bound[1])
         self._runners.append(runner)
-        log.info("%s listening on http://%s:%d", name, sock[0], sock[1])
+        log.info("%s listening on http://%s:%d", name, bound[0], bound[1])
 
     async def start(self) -> None:
         if self.metrics_listen == self.http_listen:

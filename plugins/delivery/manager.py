@@ -30,8 +30,6 @@ log = logging.getLogger("stormd.plugins")
 BUILTIN_PLUGINS = (
     "outbox", "resend", "smtp", "sslwireless", "banglalink", "robi", "whatsapp_meta", "push",
 )
-# Keys of a [providers.<name>] section the pipeline reads itself.
-PIPELINE_KEYS = ("rate_limit", "burst", "concurrency")
 HOOK_NAMES = tuple(n for n, f in vars(_hookspecs).items()
                    if hasattr(f, f"{_hookspecs.PROJECT}_spec"))
 

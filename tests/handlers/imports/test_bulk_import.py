@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select, text
 
 from stormd.handlers.imports import bulk as bulk_import
-from stormd.handlers.imports import orders as import_orders
 from stormd.handlers.imports.bulk import ImportFailed, import_file
 from stormd.schema import Customer, Order, OrderItem, OrderStatusChange, Product, Store
 from stormd.schema.db import deferred_indexes as import_indexes
+from stormd.schema.db import multirow
 
 NOW = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
 
@@ -277,7 +277,7 @@ async def test_big_batches_apply_rows_in_file_order_and_count_every_table(sessio
                                                                           monkeypatch):
     """250 orders are written 100 rows a statement; an order repeated later in the file
     lands in the same statement as its first row, and its later row still wins."""
-    monkeypatch.setattr(import_orders, "ROWS_PER_STATEMENT", 100)
+    monkeypatch.setattr(multirow, "ROWS_PER_STATEMENT", 100)
     rows = [order(i % 9 + 1, orderId=f"o{i}", customerId=f"c{i % 40}") for i in range(250)]
     rows.append(order(1, orderId="o10", customerId="c10", total="9.99", status="REFUNDED",
                       occurredAt="2026-10-09T10:00:00+06:00",

@@ -52,7 +52,10 @@ def _fetch_wheel(cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def cdnow_sample(request) -> Path:
     """Path of CDNOW_sample.txt, extracted from the lifetimes wheel (checked by SHA-256)."""
-    cache = Path(request.config.cache.mkdir("cdnow"))
+    # pytest's cache when it is on; else the repository's own (gitignored) .cache/
+    cache = (Path(request.config.cache.mkdir("cdnow")) if hasattr(request.config, "cache")
+             else Path(request.config.rootpath) / ".cache" / "cdnow")
+    cache.mkdir(parents=True, exist_ok=True)
     target = cache / "CDNOW_sample.txt"
     if not target.exists() or hashlib.sha256(target.read_bytes()).hexdigest() != SAMPLE_SHA256:
         try:
