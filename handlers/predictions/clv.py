@@ -363,11 +363,27 @@ def p_alive(fit: BgNbdFit, x, t_x, T) -> np.ndarray:
     """P(still a customer | x, t_x, T).
 
     BG/NBD lets a customer drop out only right after a purchase, so a customer without a
-    repeat day is alive with probability 1 under the model; callers that need churn for
-    one-time buyers must add their own rule for them.
+    repeat day is alive with probability 1 under the model; churn for every customer,
+    one-time buyers included, is `p_no_purchase`.
     """
     x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
     return expit(-_log_alive_odds_against(fit, x, t_x, T))
+
+
+def p_no_purchase(fit: BgNbdFit, t, x, t_x, T) -> np.ndarray:
+    """P(no purchase in the next t | x, t_x, T): churn as a merchant means it.
+
+    A customer buys nothing in (T, T+t] if they have dropped out, or if they are alive and
+    their Poisson purchases leave the gap empty (no purchase, no chance to drop out). Alive
+    at T, the purchase rate's posterior is gamma(r+x, alpha+T), so the gap stays empty with
+    probability ((alpha+T)/(alpha+T+t))^(r+x). Unlike 1 - P(alive), which is 0 for every
+    one-time buyer under BG/NBD, this is defined and informative for all customers.
+    """
+    x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    t = np.asarray(t, dtype=np.float64)
+    alive = p_alive(fit, x, t_x, T)
+    empty = np.exp((fit.r + x) * (np.log(fit.alpha + T) - np.log(fit.alpha + T + t)))
+    return (1.0 - alive) + alive * empty
 
 
 def expected_purchases(fit: BgNbdFit, t, x, t_x, T) -> np.ndarray:
@@ -472,16 +488,18 @@ class Scores:
     expected: dict[int, np.ndarray]  # horizon in days -> expected purchases
     clv: dict[int, np.ndarray]  # horizon in days -> predicted revenue
     expected_spend: np.ndarray
+    no_purchase: dict[int, np.ndarray] = field(default_factory=dict)  # days -> P(no purchase)
 
 
 def score(bg: BgNbdFit, gg: GammaGammaFit | None, summary: Summary, *,
           purchase_days: tuple[int, ...] = (30, 90, 365), clv_days: tuple[int, ...] = (90, 365),
-          annual_discount: float = 0.0) -> Scores:
+          annual_discount: float = 0.0, churn_days: tuple[int, ...] = (90,)) -> Scores:
     """Every prediction of the nightly run for all customers of `summary`.
 
     BG/NBD quantities depend only on (x, t_x, T), so they are computed once per distinct
     row and broadcast; CLV needs the customer's own spend and is computed per customer
     from those shared purchase forecasts. Without a Gamma-Gamma fit, CLV is left out.
+    `churn_days` gives P(no purchase within that many days) (`p_no_purchase`).
     """
     (ux, utx, uT), _, inverse = compress(summary.x, summary.t_x, summary.T)
     unit = summary.unit_days
@@ -497,4 +515,6 @@ def score(bg: BgNbdFit, gg: GammaGammaFit | None, summary: Summary, *,
                 bg, h / unit, ux, utx, uT, annual_discount=annual_discount,
                 unit_days=unit)[inverse])
             clv[h] = purchases * spend
-    return Scores(summary.customer, alive, {h: expected[h] for h in purchase_days}, clv, spend)
+    no_purchase = {h: p_no_purchase(bg, h / unit, ux, utx, uT)[inverse] for h in churn_days}
+    return Scores(summary.customer, alive, {h: expected[h] for h in purchase_days}, clv, spend,
+                  no_purchase)
