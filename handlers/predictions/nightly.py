@@ -88,7 +88,10 @@ def _said(c: clv.Convergence) -> dict[str, Any]:
 
 
 def _cents(values: np.ndarray) -> np.ndarray:
-    return np.round(np.nan_to_num(values, nan=0.0) * 100.0).astype(np.int64)
+    """Predicted value as integer cents (a value the model cannot give, which a sound fit
+    never yields, becomes 0 rather than a number that is not one)."""
+    finite = np.isfinite(values)
+    return np.round(np.where(finite, values, 0.0) * 100.0).astype(np.int64)
 
 
 async def predict_store(job: JobContext, store_id: str, as_of: datetime,
@@ -128,7 +131,8 @@ async def predict_store(job: JobContext, store_id: str, as_of: datetime,
             await _drop_stale(job, store_id, None, as_of)
             stage("write")
         else:
-            scores = clv.score(fit.bgnbd, fit.gamma_gamma, s, purchase_days=PURCHASE_DAYS,
+            spend = fit.gamma_gamma if fit.gamma_gamma and fit.gamma_gamma.q > 1 else None
+            scores = clv.score(fit.bgnbd, spend, s, purchase_days=PURCHASE_DAYS,
                                clv_days=CLV_DAYS, annual_discount=p.annual_discount,
                                churn_days=(p.churn_horizon_days,))
             stage("score")

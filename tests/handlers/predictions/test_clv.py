@@ -176,6 +176,26 @@ def test_expected_purchases_and_p_alive_agree_with_direct_integration(t, x, t_x,
     assert float(clv.p_no_purchase(bg, t, x, t_x, T)) == pytest.approx(none, rel=1e-9)
 
 
+@pytest.mark.parametrize("a,b", [(500.0, 5000.0), (5e4, 5e5), (522_711.7, 11_712_529.0)])
+def test_expected_purchases_where_the_closed_form_fails(a, b):
+    """Customers who hardly differ in dropout (a + b in the thousands and beyond, as a
+    store without dropout gives) send the 2F1 series beyond scipy; the forecast integrates
+    over the dropout probability instead, and tends to the fixed-probability limit."""
+    bg = clv.BgNbdFit(0.243, 4.414, a, b, 0.0, 0, clv.Convergence(True, 0, ""))
+    x, t_x, T = (np.array(v, dtype=float) for v in ([0, 2, 7, 1, 25, 60], [0, 30.43, 35, 1,
+                                                     50, 300], [38.86, 38.86, 38, 2, 52, 310]))
+    got = clv.expected_purchases(bg, 52.0, x, t_x, T)
+    assert np.all(np.isfinite(got))
+    p = a / (a + b + x)  # the dropout probability's posterior mean, alive
+    limit = clv.p_alive(bg, x, t_x, T) * -np.expm1(
+        (bg.r + x) * (np.log(bg.alpha + T) - np.log(bg.alpha + T + p * 52.0))) / p
+    assert got == pytest.approx(limit, rel=2e-3 if a < 1000 else 2e-5)
+    if a < 1000:
+        for i in range(x.size):
+            expected, _, _ = _integrated(bg, 52.0, x[i], t_x[i], T[i])
+            assert got[i] == pytest.approx(expected, rel=1e-5)
+
+
 def test_scores_for_every_customer(calibration, fitted):
     bg, gg = fitted
     scores = clv.score(bg, gg, calibration, purchase_days=(30, 90, 365), clv_days=(90, 365))
