@@ -41,13 +41,19 @@ async def _baskets(session: AsyncSession, store_id: str, as_of: datetime
                     o.occurred_at > bindparam("since", type_=o.occurred_at.type)))
     orders: dict[str, int] = {}
     products: dict[str, int] = {}
-    basket: list[int] = []
-    item: list[int] = []
+    basket: list[np.ndarray] = []
+    item: list[np.ndarray] = []
     params = {"store": store_id, "as_of": as_of, "since": as_of - timedelta(days=WINDOW_DAYS)}
     async for rows in row_parts(session, query, PART_ROWS, params):
-        basket.extend(orders.setdefault(order_id, len(orders)) for order_id, _ in rows)
-        item.extend(products.setdefault(product_id, len(products)) for _, product_id in rows)
-    return (np.array(basket, dtype=np.int64), np.array(item, dtype=np.int64), list(products))
+        # Integer codes part by part: no Python int per row outlives its part.
+        basket.append(np.fromiter((orders.setdefault(o, len(orders)) for o, _ in rows),
+                                  dtype=np.int64, count=len(rows)))
+        item.append(np.fromiter((products.setdefault(p, len(products)) for _, p in rows),
+                                dtype=np.int64, count=len(rows)))
+    orders.clear()
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(basket) if basket else empty,
+            np.concatenate(item) if item else empty, list(products))
 
 
 async def learn_store(job: JobContext, store_id: str, as_of: datetime) -> int:

@@ -74,6 +74,9 @@ def test_a_churn_probability_segment_from_creation_to_a_campaign(tmp_path, db_ur
         Message.store_id == STORE, Message.campaign_id == cid)))
     assert sorted(reached) == sorted(likely)
 
+    kpis = _cli(config, "kpis", "--store", STORE).stdout
+    assert "predicted 365d revenue     ৳" in kpis and "predictions                fitted as of" in kpis
+
     [again] = json.loads(_cli(config, "rfm", "run", "--store", STORE, "--as-of",
                               T.isoformat(), "--json").stdout)
     assert again["segments"]["likely-to-churn"] == {"members": len(likely), "entered": 0,
