@@ -34,6 +34,10 @@ iterations), score 1.9 s, total 9.9 s, peak 572 MiB; load 3.1: total 9.4 s (1.5 
 1.9), 572 MiB. Fitted r 0.811, alpha 62.4, a 0.794, b 3.16 for simulated 0.8, 60, 0.8,
 3.2. String customer ids ("cust-0000123") make the summary 5.3 s, object arrays 11 s:
 map ids to integer codes first where they come from a query.
+With --db (2026-12-05, 1,000,000 customers, 4.63 M orders, SQLite; load 2.4): nightly
+29.7 s wall, 28.6 s CPU (read 16.5, fit 7.1, score 1.8, write 4.2), peak 799 MiB; run again
+on the same file (the rows now upserted over the night before's), load 2.5: 37.8 s wall,
+31.3 s CPU (read 24.2, fit 7.3, score 1.8, write 4.5), 785 MiB. 100,000 customers: 3.1 s.
 """
 
 from __future__ import annotations
