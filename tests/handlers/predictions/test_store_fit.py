@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from shop_history import order
+from sqlalchemy import delete
 
 from stormd.handlers.predictions.store_fit import (
     end_of_day,
@@ -81,8 +82,6 @@ async def test_a_store_without_a_zone_of_its_own_uses_the_daemons(sessionmaker,
         await order(session, "o2", "a", "1.00", _at("2026-05-02T00:30:00-04:00"), store="x")
         await session.commit()
     async with sessionmaker() as session:
-        from sqlalchemy import delete
-
         await session.execute(delete(Store).where(Store.id == "x"))
         await session.commit()
     as_of = _at("2026-05-10T00:00:00+00:00")
