@@ -107,8 +107,13 @@ def members(slug: str, config_path: str | None, store_id: str | None, as_json: b
 @store_options
 def create(file: Path | None, template: str | None, config_path: str | None,
            store_id: str | None, as_json: bool) -> None:
-    """Save a merchant-defined segment (validated, within the store's quota)."""
-    from stormd.handlers.scoring.segments import create_segment, template_definition
+    """Save a merchant-defined segment (validated, within the store's quota); its members
+    are computed at once."""
+    from stormd.handlers.scoring.segments import (
+        create_segment,
+        refresh_segment,
+        template_definition,
+    )
 
     if (file is None) == (template is None):
         raise click.UsageError("give exactly one of --file or --template")
@@ -123,16 +128,17 @@ def create(file: Path | None, template: str | None, config_path: str | None,
 
     async def action(session, store, job):
         definition = data if data is not None else template_definition(template)
-        segment = await create_segment(session, job.settings, store, definition,
-                                       job.clock.now())
-        return {"store": store, **_segment_json(segment)}
+        now = job.clock.now()
+        segment = await create_segment(session, job.settings, store, definition, now)
+        change = await refresh_segment(job.handler_context(session, store), segment, now)
+        return {"store": store, **_segment_json(segment), "members": change.members}
 
     created = _run(config_path, store_id, action)
     if as_json:
         echo_json(created)
     else:
-        click.echo(f"created segment {created['slug']} in store {created['store']} "
-                   "(members arrive on the next refresh: stormd rfm run)")
+        click.echo(f"created segment {created['slug']} in store {created['store']} with "
+                   f"{created['members']} members")
 
 
 @command.command("preview")

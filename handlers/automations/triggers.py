@@ -35,11 +35,13 @@ from stormd.handlers.outreach.queue import (
 )
 from stormd.handlers.outreach.recommendations import recommend_many
 from stormd.handlers.outreach.send_slots import store_send_window
+from stormd.handlers.predictions.nightly import VIP_PREDICTED
 from stormd.handlers.scoring.features import known_store_ids
 from stormd.plugins.policy.eligibility import load_reach, recent_offer_holders, recently_triggered
 from stormd.schema.db.inlist import in_values
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
+from stormd.schema.marketing.predictions import CustomerPrediction
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order, OrderItem
@@ -224,14 +226,22 @@ def _cooldown(ctx: HandlerContext, extra: timedelta | None = None) -> timedelta:
 
 
 async def win_back_candidates(ctx: HandlerContext, after: str, limit: int) -> list[str]:
-    """ACTIVE customers whose last completed order is 45+ whole days old (keyset page)."""
-    days = ctx.settings.automations.win_back_after_days
+    """ACTIVE customers whose last completed order is 45+ whole days old (keyset page);
+    with `win_back_by = "churn_probability"`, ACTIVE customers whose predicted churn
+    probability (no purchase in the next 90 days) is at least the threshold, however
+    recent their last order (a customer without predictions is not a candidate)."""
+    a = ctx.settings.automations
     lm = CustomerLifecycleMetrics
-    return list((await ctx.session.scalars(
-        select(lm.customer_id).where(
-            lm.store_id == ctx.store_id, lm.stage == "ACTIVE",
-            lm.last_order_at <= ctx.now() - timedelta(days=days), lm.customer_id > after)
-        .order_by(lm.customer_id).limit(limit))).all())
+    query = select(lm.customer_id).where(lm.store_id == ctx.store_id, lm.stage == "ACTIVE",
+                                         lm.customer_id > after)
+    if a.win_back_by == "churn_probability":
+        cp = CustomerPrediction
+        query = query.join(cp, and_(cp.store_id == lm.store_id,
+                                    cp.customer_id == lm.customer_id)).where(
+            cp.churn_probability >= a.win_back_churn_probability)
+    else:
+        query = query.where(lm.last_order_at <= ctx.now() - timedelta(days=a.win_back_after_days))
+    return list((await ctx.session.scalars(query.order_by(lm.customer_id).limit(limit))).all())
 
 
 async def run_win_back(ctx: HandlerContext, after: str = "") -> tuple[str, dict[str, str]]:
@@ -297,13 +307,15 @@ async def birthday_job(job: JobContext) -> None:
 
 async def on_segment_entered(ctx: HandlerContext, segment: str, entered: list[str],
                              exited: list[str]) -> None:
-    """Entering `vip` (composite >= 38) earns the VIP reward, at most once a month; any
-    segment with an enabled `segment_entry:<slug>` workflow fires its own message."""
+    """Entering `vip` (composite >= 38) earns the VIP reward, at most once a month (with
+    `vip_by = "predicted_clv"`, entering the top of the store by predicted 365-day value
+    does instead); any segment with an enabled `segment_entry:<slug>` workflow fires its
+    own message."""
     if not entered:
         return
     store = await store_profile(ctx.session, ctx.settings, ctx.store_id)
     today = local_today(ctx, store.tz)
-    if segment == "vip":
+    if segment == ("vip" if ctx.settings.automations.vip_by == "rfm" else VIP_PREDICTED):
         step = Step("vip", "vip_reward", ctx.settings.automations.vip_discount_percent,
                     cooldown=_cooldown(ctx))
         await run_trigger(ctx, entered, today.strftime("%Y-%m"), step, subject_id="vip")
