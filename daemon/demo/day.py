@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.demo import predictions
+from stormd.daemon.demo.section import Section
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
 from stormd.schema.db.engine import make_engine, make_sessionmaker
@@ -295,14 +296,6 @@ class Player:
 
 
 # --- the report: each function returns a Section; add yours to REPORTS ------------------
-
-
-@dataclass
-class Section:
-    key: str  # the section's name in `--json`
-    title: str
-    lines: list[str]
-    data: Any
 
 
 Report = Callable[[AsyncSession, Player], Awaitable[Section]]

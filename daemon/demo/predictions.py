@@ -5,30 +5,19 @@ be fitted, the reason."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.daemon.demo.section import Section
 from stormd.handlers.predictions.service import customer_predictions, fit_summary, latest_fit
 from stormd.handlers.scoring.segments import preview
 from stormd.schema.marketing.predictions import CustomerPrediction
 
 CHURN_SEGMENT = {"churn.probability": {"gte": 0.7}}
 STORE = "dhaka_bazar"  # the demo's store (daemon/demo/day.py)
-
-
-@dataclass
-class Section:
-    """A section of the demo's report, in the shape daemon/demo/day.py prints (this module
-    cannot import it: day.py lists this report, so the import would run in a circle)."""
-
-    key: str
-    title: str
-    lines: list[str]
-    data: Any
 
 
 def _money(value: Any) -> str:
