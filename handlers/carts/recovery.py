@@ -40,6 +40,7 @@ from stormd.handlers.outreach.discounts import CodeRequest, codes_redeemed_by, i
 from stormd.handlers.outreach.templates import (
     render_template,
     system_sms_fit,
+    system_sms_limit,
     system_whatsapp_fields,
 )
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_messages
@@ -359,14 +360,14 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
         step: CartStep = steps[t.step]
         who = reach[t.customer_id]
         code = codes.get(t.abandonment_id)
-        variables = {
-            "name": who.name, "store_name": store_name, "items": items.get(t.cart_id, []),
-            "total": t.value, "recovery_url": recovery_url(settings.carts.recovery_url,
-                                                           ctx.store_id, t.cart_id, code),
-            "discount_code": code, "discount_percent": int(discount) if code else 0,
-            "step": t.step + 1,
-        }
-        rendered = render_template(step.template, channel, who.locale, variables)
+        variables = template_variables(
+            name=who.name, store_name=store_name, items=items.get(t.cart_id, []),
+            total=t.value, recovery_url=recovery_url(settings.carts.recovery_url,
+                                                     ctx.store_id, t.cart_id, code),
+            discount_code=code, discount_percent=int(discount) if code else 0,
+            step=t.step + 1)
+        rendered = render_template(step.template, channel, who.locale, variables,
+                                   tail=system_sms_limit(step.template, channel) is not None)
         requests.append(MessageRequest(
             store_id=ctx.store_id, customer_id=t.customer_id, channel=channel,
             to_address=who.address(channel), body=rendered.body, subject=rendered.subject,
@@ -375,7 +376,7 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
             idempotency_key=message_key(t, ctx.store_id),
             data={"cartId": t.cart_id, "step": t.step + 1, "discountCode": code,
                   "abandonmentId": t.abandonment_id,  # and the SMS trimming its template allows
-                  **system_sms_fit(step.template, channel, who.locale, variables, rendered.body),
+                  **system_sms_fit(step.template, channel, who.locale, rendered),
                   **system_whatsapp_fields(step.template, channel, who.locale, variables,
                                            _first_image(variables["items"]))},
         ))
@@ -385,6 +386,18 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
                    [t.abandonment_id for t, _, _ in sends if t.step == step_no],
                    recovery_attempts=CartAbandonmentEvent.recovery_attempts + 1,
                    last_reminder_at=now, next_step=step_no + 1)
+
+
+# What a reminder's template may read: exactly these (a store's template of a reminder's
+# slug is checked against them when saved, handlers/outreach/template_library.py).
+TEMPLATE_VARIABLES = frozenset({"name", "store_name", "items", "total", "recovery_url",
+                                "discount_code", "discount_percent", "step"})
+
+
+def template_variables(**values: Any) -> dict[str, Any]:
+    """A reminder's variables (TEMPLATE_VARIABLES, each given)."""
+    assert values.keys() == TEMPLATE_VARIABLES, sorted(values.keys() ^ TEMPLATE_VARIABLES)
+    return values
 
 
 def recovery_url(pattern: str, store_id: str, cart_id: str, code: str | None) -> str:

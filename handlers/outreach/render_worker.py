@@ -1,0 +1,314 @@
+"""Merchant templates render in a worker process, never on the event loop.
+
+A store's own template is code a merchant wrote. The sandbox (sandbox.py) bounds every
+operation it knows of, but one C-level operation it does not know of could still hold the
+interpreter for seconds or take gigabytes. So merchant bodies are compiled and rendered in
+a child process (`python -m stormd.handlers.outreach.render_worker`) with:
+
+- a deadline: `JOB_SECONDS` of wall time per body; past it the worker is killed (and
+  started again for the next one) and that render fails with the time limit;
+- a memory cap: the worker's address space may grow `MEMORY_LIMIT` bytes past what it
+  has at start (RLIMIT_AS); past it the render fails with the memory limit;
+- the sandbox's own limits inside, which give the clearer message when they apply.
+
+The daemon awaits the worker from a thread (`asyncio.to_thread`), so the event loop keeps
+answering (`/healthz`, other stores) while a render runs. Requests go to the worker as
+pickles (we wrote them); answers come back as JSON (a worker is never trusted to send
+objects). A template that hit the time or memory limit fails fast for `BREAKER_SECONDS`
+after: a hostile body costs one deadline, not one per customer.
+
+System templates (handlers/outreach/library/) are ours: they render in the daemon, with
+the same sandbox, at thousands a second (cart recovery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import hashlib
+import json
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from stormd.handlers.outreach.sandbox import TemplateError, TemplateLimitExceeded
+
+JOB_SECONDS = 5.0  # wall time one body may take in the worker (CPU budget: 0.5 s, twice)
+MEMORY_LIMIT = 256 * 1024 * 1024  # bytes of address space a worker may add to its start
+BREAKER_SECONDS = 300.0
+STARTUP_SECONDS = 30.0
+_FRAME = struct.Struct(">I")
+_COMPILED_KEEP = 64  # compiled bodies a worker keeps
+
+
+@dataclass(frozen=True)
+class Body:
+    """One merchant channel body, as the worker compiles it."""
+
+    source: str
+    name: str
+    html_source: str | None = None
+    layout: bool = False
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.source, self.html_source or "", "1" if self.layout else "0"):
+            digest.update(part.encode("utf-8", "surrogatepass"))
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Job:
+    body: Body
+    variables: dict[str, Any]
+    tail: bool = False  # also render the part after the body's {# sms_tail #} mark
+
+
+class RenderWorker:
+    """One worker process, started on first use and again after a kill; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._broken: dict[str, tuple[float, str, str]] = {}  # key -> (until, message, limit)
+
+    def render(self, jobs: list[Job]) -> list[Any]:
+        """Each job's answer, in order: (subject, body, html, tail), or the TemplateError
+        that refused it (blocking: call it from a thread)."""
+        with self._lock:
+            answers: list[Any] = [None] * len(jobs)
+            todo = list(range(len(jobs)))
+            while todo:
+                todo = self._run(jobs, todo, answers)
+            return answers
+
+    def _run(self, jobs: list[Job], todo: list[int], answers: list[Any]) -> list[int]:
+        """Send the jobs still to do; returns those left when the worker had to go."""
+        now = time.monotonic()
+        send = []
+        for i in todo:
+            broken = self._broken.get(jobs[i].body.key)
+            if broken and broken[0] > now:
+                answers[i] = TemplateLimitExceeded(
+                    f"{jobs[i].body.name}: {broken[1]} (refused again for "
+                    f"{BREAKER_SECONDS:.0f}s after a breach)", broken[2])
+            else:
+                send.append(i)
+        if not send:
+            return []
+        try:
+            payload = pickle.dumps([(jobs[i].body, jobs[i].variables, jobs[i].tail)
+                                    for i in send], protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # a value the worker cannot be given
+            return self._give_up(jobs, send, answers, f"variables cannot be rendered ({exc})",
+                                 "error")
+        try:
+            proc = self._started()
+            proc.stdin.write(_FRAME.pack(len(payload)) + payload)
+            proc.stdin.flush()
+        except (OSError, ValueError) as exc:
+            self._stop()
+            return self._give_up(jobs, send, answers, f"the render worker failed to start "
+                                                      f"or stopped ({exc})", "error")
+        for n, i in enumerate(send):
+            try:
+                answers[i] = _answer(self._read(proc, JOB_SECONDS), jobs[i].body.name)
+            except TimeoutError:
+                self._stop()
+                answers[i] = self._breach(jobs[i].body, f"ran past its {JOB_SECONDS:.0f}s "
+                                                        "deadline (time limit)", "time")
+                return send[n + 1:]
+            except (OSError, EOFError, ValueError):
+                self._stop()
+                answers[i] = self._breach(jobs[i].body, "stopped the render worker (memory "
+                                                        "limit)", "memory")
+                return send[n + 1:]
+            if isinstance(answers[i], TemplateLimitExceeded) and answers[i].limit in (
+                    "time", "memory"):
+                self._breach(jobs[i].body, str(answers[i]).removeprefix(
+                    f"{jobs[i].body.name}: "), answers[i].limit)
+        return []
+
+    def _breach(self, body: Body, message: str, limit: str) -> TemplateLimitExceeded:
+        if len(self._broken) > 1000:
+            now = time.monotonic()
+            self._broken = {k: v for k, v in self._broken.items() if v[0] > now}
+        self._broken[body.key] = (time.monotonic() + BREAKER_SECONDS, message, limit)
+        return TemplateLimitExceeded(f"{body.name}: {message}", limit)
+
+    @staticmethod
+    def _give_up(jobs: list[Job], send: list[int], answers: list[Any], message: str,
+                 limit: str) -> list[int]:
+        for i in send:
+            answers[i] = TemplateLimitExceeded(f"{jobs[i].body.name}: {message}", limit)
+        return []
+
+    def _started(self) -> subprocess.Popen:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "stormd.handlers.outreach.render_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            close_fds=True, start_new_session=True)  # a Ctrl-C meant for the daemon is not its
+        if self._read(self._proc, STARTUP_SECONDS) != {"ready": True}:
+            raise OSError("the render worker did not start")
+        return self._proc
+
+    @staticmethod
+    def _read(proc: subprocess.Popen, seconds: float) -> Any:
+        """One JSON frame from the worker within `seconds`."""
+        deadline = time.monotonic() + seconds
+        fd = proc.stdout.fileno()
+
+        def take(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise TimeoutError
+                chunk = os.read(fd, n - len(data))
+                if not chunk:
+                    raise EOFError
+                data += chunk
+            return data
+
+        (size,) = _FRAME.unpack(take(_FRAME.size))
+        return json.loads(take(size))
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
+def _answer(frame: Any, name: str) -> Any:
+    if not isinstance(frame, dict):
+        raise ValueError("not an answer")
+    if "r" in frame:
+        subject, body, html, tail = frame["r"]
+        return (subject, body, html, tail)
+    message = str(frame.get("e", "failed"))
+    limit = frame.get("l")
+    if limit:
+        return TemplateLimitExceeded(message, str(limit))
+    return TemplateError(message)
+
+
+_worker = RenderWorker()
+atexit.register(_worker.close)
+
+
+async def render_in_worker(jobs: list[Job]) -> list[Any]:
+    """Render merchant bodies in the worker without holding the event loop."""
+    if not jobs:
+        return []
+    return await asyncio.to_thread(_worker.render, jobs)
+
+
+def close_worker() -> None:
+    """Stop the worker (it starts again on the next render)."""
+    _worker.close()
+
+
+# --- the worker process ----------------------------------------------------------------------
+
+
+def _limit_memory() -> None:
+    import resource
+
+    with open("/proc/self/statm") as f:  # pages of address space in use now
+        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (size + MEMORY_LIMIT, size + MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _serve() -> None:
+    import signal
+
+    from stormd.handlers.outreach.templates import CompiledTemplate
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(2)  # the daemon's own work goes first
+    except OSError:
+        pass
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    compiled: OrderedDict[str, Any] = OrderedDict()
+
+    def send(obj: Any) -> None:
+        data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        stdout.write(_FRAME.pack(len(data)) + data)
+        stdout.flush()
+
+    def template(body: Body) -> Any:
+        found = compiled.get(body.key)
+        if found is None:
+            found = CompiledTemplate(body.source, body.name, html_source=body.html_source,
+                                     layout=body.layout)
+            compiled[body.key] = found
+            while len(compiled) > _COMPILED_KEEP:
+                compiled.popitem(last=False)
+        else:
+            compiled.move_to_end(body.key)
+        return found
+
+    try:
+        _limit_memory()
+    except (OSError, ValueError):  # no /proc or no rlimits here: the deadline still holds
+        pass
+    send({"ready": True})
+    while True:
+        head = stdin.read(_FRAME.size)
+        if len(head) < _FRAME.size:
+            return  # the daemon went away
+        (size,) = _FRAME.unpack(head)
+        jobs = pickle.loads(stdin.read(size))
+        breached: dict[str, dict[str, str]] = {}  # a body that hit time or memory: once
+        for body, variables, tail in jobs:
+            if body.key in breached:
+                send(breached[body.key])
+                continue
+            try:
+                t = template(body)
+                rendered = t.render(variables, tail=tail)
+                send({"r": [rendered.subject, rendered.body, rendered.html, rendered.tail]})
+            except TemplateLimitExceeded as exc:
+                send({"e": str(exc), "l": exc.limit})
+                if exc.limit in ("time", "memory"):
+                    breached[body.key] = {"e": str(exc), "l": exc.limit}
+            except TemplateError as exc:
+                send({"e": str(exc)})
+            except MemoryError:
+                compiled.clear()
+                breached[body.key] = {"e": f"{body.name}: out of memory (memory limit)",
+                                      "l": "memory"}
+                send(breached[body.key])
+            except RecursionError:
+                send({"e": f"{body.name}: nested too deep (recursion limit)",
+                      "l": "recursion"})
+            except Exception as exc:  # compile-time surprises: a message, not a traceback
+                send({"e": f"{body.name}: {type(exc).__name__}: {exc}"})
+
+
+if __name__ == "__main__":
+    _serve()
