@@ -28,8 +28,10 @@ def build_registry() -> HandlerRegistry:
     on, react = r.on_event_batch, r.react_to_batch
     on("customer.upserted")(customers.on_customer_upserted)
     react("customer.upserted", name="welcome")(triggers.on_customer_upserted)
+    react("customer.upserted", name="abandoned_cart")(recovery.resume_waiting)
     on("customer.consent_changed")(customers.on_consent_changed)
     react("customer.consent_changed", name="rescoring")(segments.rescore_on_event)
+    react("customer.consent_changed", name="abandoned_cart")(recovery.resume_waiting)
     on("product.upserted")(products.on_product_upserted)
     on("cart.updated")(carts.keep_cart)
     on("cart.cleared")(carts.clear_cart)
@@ -46,6 +48,7 @@ def build_registry() -> HandlerRegistry:
 
     # Timers: a kind's state handler, then its reactions.
     r.on_timer_batch(carts.ABANDON_TIMER)(carts.detect_abandonment)
+    r.react_to_timer_batch(carts.ABANDON_TIMER, name="abandoned_cart")(recovery.start_pending)
     r.react_to_timer_batch(recovery.REMIND_TIMER, name="abandoned_cart")(recovery.run_due_steps)
     r.react_to_timer_batch(triggers.POST_PURCHASE_KIND, name="post_purchase")(
         triggers.fire_post_purchase)

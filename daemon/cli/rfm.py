@@ -41,6 +41,8 @@ def run(config_path: str | None, store_id: str | None, as_of: str | None, as_jso
                          "exited": len(c.exited), "drift": "ALERT" if slug in r.drifted else ""}
                         for slug, c in r.segments.items()],
                        ["segment", "members", "entered", "exited", "drift"])
+            for slug, reason in r.failed.items():
+                click.echo(f"segment {slug}: FAILED: {reason}")
         if not reports:
             click.echo("no stores to score")
     if any(r.status != "OK" for r in reports):

@@ -31,17 +31,32 @@ from stormd.schema.wire.events import Event
 
 log = logging.getLogger("stormd.reactions")
 _RETRIED_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock (PostgreSQL)
+# Classes of PostgreSQL errors that are the server's state, not the statement's: connection,
+# insufficient resources, operator intervention.
+_RETRIED_CLASSES = ("08", "53", "57")
+# What SQLite says (as OperationalError, which it also uses for statements it refuses) when
+# the database, not the statement, is at fault.
+_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open", "readonly", "timeout")
 _KEY = 200  # AutomationExecution.idempotency_key
 
 
 def retried(exc: BaseException) -> bool:
-    """Whether a failure is the database's, not the reaction's: retried with the event."""
+    """Whether a failure is the database's, not the reaction's: retried with the event.
+    (A statement the database refuses, e.g. SQLite's "Expression tree is too large", is
+    the reaction's.)"""
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        if getattr(exc.orig, "sqlstate", None) in _RETRIED_SQLSTATES:
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(state, str):
+            return state in _RETRIED_SQLSTATES or state[:2] in _RETRIED_CLASSES
+        if isinstance(exc, InterfaceError):
             return True
-    return isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError))
+        if isinstance(exc, OperationalError):
+            text = str(exc.orig).lower()
+            return any(word in text for word in _SQLITE_TRANSIENT)
+        return False
+    return isinstance(exc, (OSError, TimeoutError))
 
 
 def _reason(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.kernel.failures import retried
 from stormd.handlers.scoring.features import customer_aggregates, known_store_ids
 from stormd.handlers.scoring.guardrails import check_drift, record_run
 from stormd.handlers.scoring.lifecycle import upsert_buyers, upsert_prospects
@@ -30,6 +31,7 @@ from stormd.handlers.scoring.segments import (
     list_segments,
     refresh_segment,
 )
+from stormd.handlers.scoring.segments import mark_failed as mark_segment_failed
 
 log = logging.getLogger("stormd.rfm")
 SLICE_ROWS = 50_000  # rows written per transaction
@@ -45,6 +47,7 @@ class RunReport:
     rows: int = 0
     seconds: float = 0.0
     segments: dict[str, Change] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # segment -> why its refresh failed
     drifted: list[str] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     cpu: dict[str, float] = field(default_factory=dict)  # process CPU seconds per step
@@ -67,6 +70,7 @@ class RunReport:
             "cpu": {k: round(v, 3) for k, v in self.cpu.items()},
             "segments": {slug: {"members": c.members, "entered": len(c.entered),
                                 "exited": len(c.exited)} for slug, c in self.segments.items()},
+            "failedSegments": self.failed,
         }
 
 
@@ -151,13 +155,27 @@ async def _prune_snapshots(job: JobContext, store_id: str) -> None:
 
 async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,
                             report: RunReport) -> None:
+    """Each segment in its own transaction: one that fails is marked FAILED with the
+    reason (its last membership kept) and the others go on."""
     async with job.sessionmaker() as session:
         segments = await list_segments(session, store_id)
     for segment in segments:
-        async with job.sessionmaker() as session:
-            change = await refresh_segment(job.handler_context(session, store_id), segment,
-                                           as_of)
-            await session.commit()
+        try:
+            async with job.sessionmaker() as session:
+                change = await refresh_segment(job.handler_context(session, store_id),
+                                               segment, as_of)
+                await session.commit()
+        except Exception as exc:
+            if retried(exc):
+                raise
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.error("segment %s of store %s failed to refresh, marked FAILED: %s",
+                      segment.slug, store_id, reason)
+            async with job.sessionmaker() as session:
+                await mark_segment_failed(session, segment.id, reason, job.clock.now())
+                await session.commit()
+            report.failed[segment.slug] = reason[:500]
+            continue
         report.segments[segment.slug] = change
         if check_drift(store_id, segment.slug, segment.member_count, change.members,
                        job.settings.segments.drift_alert_percent):

@@ -162,11 +162,12 @@ async def test_opted_out_channel_falls_back_to_next_consenting_one(shop):
     assert "Complete your order" in msg.body
 
 
-async def test_customer_without_any_reachable_channel_is_not_a_recovery(shop):
+async def test_customer_without_any_reachable_channel_is_recorded_and_waits(shop):
     await shop.customer(email=None, phone=None)
     await shop.cart()
     await shop.advance(2 * HOUR)
-    assert await shop.abandonments() == [] and await shop.messages() == []
+    assert [a.status for a in await shop.abandonments()] == ["WAITING"]
+    assert await shop.messages() == []
 
 
 async def test_quiet_hours_defer_the_step_and_an_order_cancels_it(shop):
