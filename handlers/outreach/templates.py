@@ -81,9 +81,15 @@ def sandbox(html: bool = False) -> StormSandbox:
     return make_sandbox(autoescape=html)
 
 
+@lru_cache(maxsize=32)
+def _tree(source: str, html: bool) -> nodes.Template:
+    """The parse tree of a body (read only: shared by the checks below)."""
+    return sandbox(html).parse(source)
+
+
 def _parse(source: str, html: bool = False, name: str = "template") -> nodes.Template:
     try:
-        return sandbox(html).parse(source)
+        return _tree(source, html)
     except TemplateSyntaxError as exc:
         raise syntax_error(exc, name) from None
     except RecursionError:
@@ -92,20 +98,19 @@ def _parse(source: str, html: bool = False, name: str = "template") -> nodes.Tem
 
 def required_variables(source: str, html: bool = False) -> frozenset[str]:
     """The template's variable schema: every name it reads that it does not define."""
-    env = sandbox(html)
     try:
-        ast = env.parse(source)
+        ast = _tree(source, html)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
     except RecursionError:
         raise TemplateError("template nested too deep to parse") from None
-    return frozenset(meta.find_undeclared_variables(ast)) - set(env.globals)
+    return frozenset(meta.find_undeclared_variables(ast)) - set(sandbox(html).globals)
 
 
 def variable_lines(source: str, names: Iterable[str]) -> dict[str, int]:
     """The line where each of `names` is first read."""
     wanted, lines = set(names), {}
-    for node in sandbox(False).parse(source).find_all(nodes.Name):
+    for node in _tree(source, False).find_all(nodes.Name):
         if node.ctx == "load" and node.name in wanted:
             lines.setdefault(node.name, node.lineno)
     return lines
@@ -114,10 +119,9 @@ def variable_lines(source: str, names: Iterable[str]) -> dict[str, int]:
 def variables_in_order(source: str) -> tuple[str, ...]:
     """The template's variables in order of first use: the positional parameters of a
     WhatsApp template approved with the same wording ({{1}}, {{2}}, …)."""
-    env = sandbox(False)
     required = required_variables(source)
     seen: dict[str, None] = {}
-    for node in env.parse(source).find_all(nodes.Name):
+    for node in _tree(source, False).find_all(nodes.Name):
         if node.ctx == "load" and node.name in required:
             seen.setdefault(node.name, None)
     return tuple(seen)
@@ -139,13 +143,37 @@ def refuse_internals(source: str, name: str = "template", html: bool = False) ->
             raise TemplateError(f"{name}: line {node.lineno}: access to {attr!r} is not allowed")
 
 
+MAX_NESTING = 16  # blocks (if, for, macro, call, filter, set, with) inside each other
+_BLOCKS = (nodes.If, nodes.For, nodes.Macro, nodes.CallBlock, nodes.FilterBlock,
+           nodes.AssignBlock, nodes.With, nodes.Scope, nodes.Block)
+
+
+def _too_deep(tree: nodes.Node) -> nodes.Node | None:
+    """The first block nested more than MAX_NESTING deep, if any."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, _BLOCKS):
+            depth += 1
+            if depth > MAX_NESTING:
+                return node
+        stack.extend((child, depth) for child in node.iter_child_nodes())
+    return None
+
+
 def refuse_unsupported(source: str, name: str = "template", html: bool = False) -> None:
-    """What a merchant body may not do at all: be longer than MAX_SOURCE_CHARS, or load
-    other templates (`include`, `import`, `extends`: there are none to load)."""
+    """What a merchant body may not do at all: be longer than MAX_SOURCE_CHARS, nest
+    blocks more than MAX_NESTING deep, or load other templates (`include`, `import`,
+    `extends`: there are none to load)."""
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateError(f"{name}: {len(source):,} characters, over the limit of "
                             f"{MAX_SOURCE_CHARS:,}")
-    for node in _parse(source, html, name).find_all(
+    tree = _parse(source, html, name)
+    deep = _too_deep(tree)
+    if deep is not None:
+        raise TemplateError(f"{name}: line {deep.lineno}: blocks nested more than "
+                            f"{MAX_NESTING} deep")
+    for node in tree.find_all(
             (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         tag = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from",
                nodes.Extends: "extends"}[type(node)]
@@ -171,7 +199,6 @@ def _tail_source(source: str, name: str, required: frozenset[str]) -> str | None
     tail = source[mark.end():]
     try:
         needs = required_variables(tail)
-        sandbox(False).parse(tail)
     except (TemplateError, TemplateSyntaxError):
         raise TemplateError(f"{name}: the sms_tail mark must stand outside any {{% if %}} or "
                             "{% for %} block") from None
