@@ -7,8 +7,10 @@ a child process (`python -m stormd.handlers.outreach.render_worker`) with:
 
 - a deadline: `JOB_SECONDS` of wall time per body; past it the worker is killed (and
   started again for the next one) and that render fails with the time limit;
-- a memory cap: the worker's address space may grow `MEMORY_LIMIT` bytes past what it
-  has at start (RLIMIT_AS); past it the render fails with the memory limit;
+- a memory cap: the worker may grow `MEMORY_LIMIT` bytes past what it has at start. It
+  caps its own address space (RLIMIT_AS) where it may (a render then fails with a
+  MemoryError), and the daemon watches its resident memory while it waits, killing it past
+  the cap (under the systemd unit's system-call filter the worker may not set limits);
 - the sandbox's own limits inside, which give the clearer message when they apply.
 
 The daemon awaits the worker from a thread (`asyncio.to_thread`), so the event loop keeps
@@ -46,6 +48,7 @@ MEMORY_LIMIT = 256 * 1024 * 1024  # bytes of address space a worker may add to i
 BREAKER_SECONDS = 300.0
 STARTUP_SECONDS = 30.0
 _FRAME = struct.Struct(">I")
+_WATCH = 0.02  # seconds between looks at a rendering worker's memory
 _COMPILED_KEEP = 64  # compiled bodies a worker keeps
 
 
@@ -80,6 +83,7 @@ class RenderWorker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
+        self._rss_cap = 0  # bytes of resident memory past which the worker is killed
         self._broken: dict[str, tuple[float, str, str]] = {}  # key -> (until, message, limit)
 
     def render(self, jobs: list[Job]) -> list[Any]:
@@ -122,7 +126,14 @@ class RenderWorker:
                                                       f"or stopped ({exc})", "error")
         for n, i in enumerate(send):
             try:
-                answers[i] = _answer(self._read(proc, JOB_SECONDS), jobs[i].body.name)
+                answers[i] = _answer(self._read(proc, JOB_SECONDS, self._rss_cap),
+                                     jobs[i].body.name)
+            except MemoryError:
+                self._stop()
+                answers[i] = self._breach(jobs[i].body, f"grew past "
+                                                        f"{MEMORY_LIMIT // 2**20} MB (memory "
+                                                        "limit)", "memory")
+                return send[n + 1:]
             except TimeoutError:
                 self._stop()
                 answers[i] = self._breach(jobs[i].body, f"ran past its {JOB_SECONDS:.0f}s "
@@ -162,11 +173,13 @@ class RenderWorker:
             close_fds=True, start_new_session=True)  # a Ctrl-C meant for the daemon is not its
         if self._read(self._proc, STARTUP_SECONDS) != {"ready": True}:
             raise OSError("the render worker did not start")
+        self._rss_cap = (_resident(self._proc.pid) or 0) + MEMORY_LIMIT
         return self._proc
 
     @staticmethod
-    def _read(proc: subprocess.Popen, seconds: float) -> Any:
-        """One JSON frame from the worker within `seconds`."""
+    def _read(proc: subprocess.Popen, seconds: float, rss_cap: int = 0) -> Any:
+        """One JSON frame from the worker within `seconds` (TimeoutError), its resident
+        memory under `rss_cap` meanwhile (MemoryError)."""
         deadline = time.monotonic() + seconds
         fd = proc.stdout.fileno()
 
@@ -174,8 +187,12 @@ class RenderWorker:
             data = b""
             while len(data) < n:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                if left <= 0:
                     raise TimeoutError
+                if not select.select([fd], [], [], min(left, _WATCH))[0]:
+                    if rss_cap and (_resident(proc.pid) or 0) > rss_cap:
+                        raise MemoryError
+                    continue
                 chunk = os.read(fd, n - len(data))
                 if not chunk:
                     raise EOFError
@@ -199,6 +216,15 @@ class RenderWorker:
     def close(self) -> None:
         with self._lock:
             self._stop()
+
+
+def _resident(pid: int) -> int | None:
+    """Bytes of resident memory of a process (None where /proc is not there)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _answer(frame: Any, name: str) -> Any:

@@ -312,10 +312,12 @@ class CompiledTemplate:
             tail_text = render_limited(self._tail, variables, self.name)
         return Rendered(subject=subject, body=text, html=html, tail=tail_text)
 
-    async def render_many(self, many: list[dict[str, Any]], tail: bool = False
-                          ) -> list[Rendered | TemplateError]:
+    async def render_many(self, many: list[dict[str, Any]], tail: bool = False,
+                          counted: bool = True) -> list[Rendered | TemplateError]:
         """Render for each variables dict; a failure is returned in its place (it fails
-        that one message, never the whole batch). A merchant body renders in the worker."""
+        that one message, never the whole batch). A merchant body renders in the worker;
+        its failures count in stormd_template_failures_total unless not `counted` (a
+        check before saving, not a message)."""
         if self.local:
             out: list[Rendered | TemplateError] = []
             for variables in many:
@@ -328,7 +330,8 @@ class CompiledTemplate:
         results: list[Rendered | TemplateError] = []
         for answer in answers:
             if isinstance(answer, TemplateError):
-                TEMPLATE_FAILURES.labels(failure_reason(answer)).inc()
+                if counted:
+                    TEMPLATE_FAILURES.labels(failure_reason(answer)).inc()
                 results.append(answer)
             else:
                 results.append(Rendered(*answer))

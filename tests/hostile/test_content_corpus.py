@@ -237,6 +237,25 @@ async def test_a_render_past_its_deadline_stops_the_worker_and_the_next_render_w
     assert rendered.body == "Hi Rahim"
 
 
+async def test_the_daemon_stops_a_worker_that_grows_past_its_memory_cap(monkeypatch):
+    """Where the worker may not cap itself (the systemd unit filters the system call), the
+    daemon watches its memory while it renders: here the daemon's cap is set below the
+    worker's own, and the daemon's watch stops it first."""
+    from stormd.handlers.outreach import render_worker
+    from stormd.handlers.outreach.templates import TemplateLimitExceeded, compile_source
+
+    render_worker.close_worker()
+    monkeypatch.setattr(render_worker, "MEMORY_LIMIT", 64 * 2**20)
+    try:
+        grows = compile_source("{{ ([('x' * 100000)] * 10000)|map('upper')|list|length }}",
+                               "sms", "grows")
+        [answer] = await grows.render_many([{}])
+        assert isinstance(answer, TemplateLimitExceeded) and answer.limit == "memory"
+        assert "grew past 64 MB (memory limit)" in str(answer)
+    finally:
+        render_worker.close_worker()  # the next render starts a worker with the usual cap
+
+
 # --- at send time: bodies from before the checks, and data-dependent failures ---------------
 
 SEND_TIME = [
