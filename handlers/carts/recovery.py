@@ -127,19 +127,36 @@ def message_key(task: Task, store_id: str) -> str:
 # reaction starts it), WAITING (its customer is not known, or not reachable, yet).
 NOT_STARTED = ("PENDING", "WAITING")
 _REACH = "stormd.cart_reach"  # what detect_abandonment learned of the customers
+_PENDING = "stormd.cart_pending"  # (store, cart) -> Abandoned it just recorded PENDING
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """A recorded abandonment, as starting its recovery needs it."""
+
+    id: int
+    cart_id: str
+    customer_id: str | None
+    cart_value: Decimal
 
 
 async def record_abandonments(ctx: HandlerContext, carts: list[tuple[Any, str]]) -> None:
     """Record an abandonment of each cart (rows with cart_id, customer_id and total), with
-    its status (PENDING or WAITING)."""
+    its status (PENDING or WAITING); the PENDING ones are remembered for the recovery
+    reaction of the same transaction."""
     now = ctx.now()
-    await _insert_returning(ctx, CartAbandonmentEvent, CartAbandonmentEvent.cart_id, [
+    ids = await _insert_returning(ctx, CartAbandonmentEvent, CartAbandonmentEvent.cart_id, [
         {"store_id": ctx.store_id, "cart_id": c.cart_id, "customer_id": c.customer_id,
          "cart_value": c.total, "abandoned_at": now, "status": status, "next_step": 0,
          "recovery_attempts": 0, "last_reminder_at": None, "recovered_at": None,
          "order_id": None, "recovered_revenue": None}
         for c, status in carts
     ])
+    pending = ctx.remembered(_PENDING)
+    for c, status in carts:
+        if status == "PENDING":
+            pending[(ctx.store_id, c.cart_id)] = Abandoned(ids[c.cart_id], c.cart_id,
+                                                           c.customer_id, c.total)
 
 
 def remember_reach(ctx: HandlerContext, reach: dict[str, Reach]) -> None:
@@ -157,12 +174,17 @@ def _pending_of() -> Any:
 
 @without_cyclic_gc
 async def start_pending(ctx: HandlerContext, fired: list[TimerFired]) -> None:
-    """The reaction to abandonment: start the recovery of the carts just recorded PENDING."""
+    """The reaction to abandonment: start the recovery of the carts just recorded PENDING
+    (as the state handler remembered them, else as the table has them)."""
     ids = [f.payload.get("cart") or f.key.removeprefix("cart:") for f in fired]
-    rows: list[Any] = []
-    for i in range(0, len(ids), CHUNK):
-        rows.extend((await ctx.session.execute(_pending_of(), {
-            "b_store": ctx.store_id, "b_carts": ids[i:i + CHUNK]})).all())
+    pending = ctx.remembered(_PENDING)
+    rows: list[Any] = [a for i in ids if (a := pending.get((ctx.store_id, i))) is not None]
+    if len(rows) < len(ids):
+        seen = {r.cart_id for r in rows}
+        rest = [i for i in ids if i not in seen]
+        for i in range(0, len(rest), CHUNK):
+            rows.extend((await ctx.session.execute(_pending_of(), {
+                "b_store": ctx.store_id, "b_carts": rest[i:i + CHUNK]})).all())
     if not rows:
         return
     known = ctx.remembered(_REACH)
@@ -194,15 +216,13 @@ async def start_recovery(ctx: HandlerContext, abandoned: list[tuple[Any, Reach]]
         (resumed if step else first).append(task)
     if busy:  # the customer's recovery for today is already running for another cart
         await _set(ctx, CartAbandonmentEvent, busy, status="ENDED")
-    started = [t.abandonment_id for t in first + resumed]
-    if started:
-        await _set(ctx, CartAbandonmentEvent, started, status="OPEN")
     for t in resumed:
         await _set(ctx, CartAbandonmentEvent, [t.abandonment_id], next_step=t.step)
     reach = {r.customer_id: r for _, r in abandoned}
-    await _advance_or_run(ctx, first, now, reach)
+    # OPEN from here: written with the step's own update (sent, skipped), else on its own.
+    await _advance_or_run(ctx, first, now, reach, opening=True)
     if resumed:
-        await run_steps(ctx, resumed, reach)
+        await run_steps(ctx, resumed, reach, opening=True)
 
 
 def current_step(abandoned_at: datetime, now: datetime, settings: Any) -> int | None:
@@ -370,14 +390,17 @@ async def run_due_steps(ctx: HandlerContext, fired: list[TimerFired]) -> None:
 
 
 async def _advance_or_run(ctx: HandlerContext, tasks: list[Task], now: datetime,
-                          reach: dict[str, Reach] | None = None) -> None:
-    """Run the tasks whose step is due now; schedule the others at their time."""
+                          reach: dict[str, Reach] | None = None, opening: bool = False) -> None:
+    """Run the tasks whose step is due now; schedule the others at their time (`opening`:
+    the abandonments start now, and turn OPEN)."""
     steps = ctx.settings.carts.steps
     due, later, finished = _partition(tasks, steps)
     await _schedule(ctx, [(t, now + steps[t.step].after, None) for t in later])
+    if opening and later:
+        await _set(ctx, CartAbandonmentEvent, [t.abandonment_id for t in later], status="OPEN")
     await _finish(ctx, finished)
     if due:
-        await run_steps(ctx, due, reach)
+        await run_steps(ctx, due, reach, opening)
 
 
 def _partition(tasks: list[Task], steps: list[CartStep]) -> tuple[list[Task], list[Task], list[Task]]:
@@ -394,9 +417,11 @@ def _partition(tasks: list[Task], steps: list[CartStep]) -> tuple[list[Task], li
 
 
 async def run_steps(ctx: HandlerContext, tasks: list[Task],
-                    reach: dict[str, Reach] | None = None) -> None:
+                    reach: dict[str, Reach] | None = None, opening: bool = False) -> None:
     """Apply suppression and deferral, then queue each task's step; repeat for follow-up
-    steps due at once (`after = "0s"`). `reach` may carry customers already loaded."""
+    steps due at once (`after = "0s"`). `reach` may carry customers already loaded;
+    `opening`: the abandonments start now (each turns OPEN; it is OPEN already when a
+    timer runs its step, so the sent and skipped steps' updates always say so)."""
     settings, now = ctx.settings, ctx.now()
     steps, limits = settings.carts.steps, settings.limits
     window = send_window(settings)
@@ -439,13 +464,16 @@ async def run_steps(ctx: HandlerContext, tasks: list[Task],
 
         await _send(ctx, sends, reach)
         await _schedule(ctx, deferred)
+        if opening and deferred:
+            await _set(ctx, CartAbandonmentEvent, [t.abandonment_id for t, _, _ in deferred],
+                       status="OPEN")
         if sends:
             await _set(ctx, AutomationExecution, [t.execution_id for t, _, _ in sends],
                        status="WAITING", updated_at=now)
         moved = [replace(t, step=t.step + 1) for t in [s[0] for s in sends] + skipped]
         for step_no in {t.step for t in skipped}:
             group = [t.abandonment_id for t in skipped if t.step == step_no]
-            await _set(ctx, CartAbandonmentEvent, group, next_step=step_no + 1)
+            await _set(ctx, CartAbandonmentEvent, group, next_step=step_no + 1, status="OPEN")
         tasks, later, finished = _partition(moved, steps)
         await _schedule(ctx, [(t, now + steps[t.step].after, None) for t in later])
         await _finish(ctx, finished)
@@ -498,7 +526,7 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
     for step_no in {t.step for t, _, _ in sends}:
         await _set(ctx, CartAbandonmentEvent,
                    [t.abandonment_id for t, _, _ in sends if t.step == step_no],
-                   recovery_attempts=CartAbandonmentEvent.recovery_attempts + 1,
+                   recovery_attempts=CartAbandonmentEvent.recovery_attempts + 1, status="OPEN",
                    last_reminder_at=now, next_step=step_no + 1)
 
 

@@ -381,13 +381,13 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
 
     requests: list[MessageRequest] = []
     for (r, channel, when, code, variables), result in zip(todo, rendered):
-        compiled = outreach.templates.get(channel, r.reach.locale)
         if isinstance(result, TemplateError):
             out.status[r.reach.customer_id] = "failed"
             out.errors[r.reach.customer_id] = str(result)[:500]
             out.by_channel[channel] -= 1
             requests.append(_failed_request(outreach, r, channel, when, str(result)))
             continue
+        compiled = outreach.templates.get(channel, r.reach.locale)
         data = {"locale": r.reach.locale, **({"discountCode": code} if code else {}),
                 **({"params": compiled.params(variables)} if channel == "whatsapp" else {})}
         billed = result.body
@@ -437,7 +437,12 @@ async def _render_all(templates: TemplateSet, wanted: list[tuple[str, str, dict[
         by_body.setdefault((channel, locale), []).append(i)
     results: list[Any] = [None] * len(wanted)
     for (channel, locale), where in by_body.items():
-        compiled = templates.get(channel, locale)
+        try:
+            compiled = templates.get(channel, locale)
+        except TemplateError as exc:  # a stored body that no longer parses: its messages fail
+            for i in where:
+                results[i] = exc
+            continue
         answers = await compiled.render_many([wanted[i][2] for i in where],
                                              tail=channel == "sms" and bool(sms_limit))
         for i, answer in zip(where, answers):

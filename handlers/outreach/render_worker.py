@@ -13,14 +13,14 @@ a child process (`python -m stormd.handlers.outreach.render_worker`) with:
   the cap (under the systemd unit's system-call filter the worker may not set limits);
 - the sandbox's own limits inside, which give the clearer message when they apply.
 
-The daemon awaits the worker from a thread (`asyncio.to_thread`), so the event loop keeps
+The daemon awaits the worker from a thread of its own, so the event loop keeps
 answering (`/healthz`, other stores) while a render runs. Requests go to the worker as
 pickles (we wrote them); answers come back as JSON (a worker is never trusted to send
 objects). A template that hit the time or memory limit fails fast for `BREAKER_SECONDS`
 after: a hostile body costs one deadline, not one per customer.
 
-System templates (handlers/outreach/library/) are ours: they render in the daemon, with
-the same sandbox, at thousands a second (cart recovery).
+System templates (handlers/outreach/library/) are ours: they render in the daemon, in the
+lighter sandbox, at thousands a second (cart recovery).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,13 +243,16 @@ def _answer(frame: Any, name: str) -> Any:
 
 _worker = RenderWorker()
 atexit.register(_worker.close)
+# The thread that waits on the worker: its own, so renders queued behind a slow one never
+# hold the default executor the rest of the daemon uses (name lookups, files).
+_waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stormd-render")
 
 
 async def render_in_worker(jobs: list[Job]) -> list[Any]:
     """Render merchant bodies in the worker without holding the event loop."""
     if not jobs:
         return []
-    return await asyncio.to_thread(_worker.render, jobs)
+    return await asyncio.get_running_loop().run_in_executor(_waiter, _worker.render, jobs)
 
 
 def close_worker() -> None:
@@ -275,7 +279,7 @@ def _serve() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        os.nice(2)  # the daemon's own work goes first
+        os.nice(10)  # the daemon's own work (other stores, /healthz) goes first
     except OSError:
         pass
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -290,7 +294,7 @@ def _serve() -> None:
         found = compiled.get(body.key)
         if found is None:
             found = CompiledTemplate(body.source, body.name, html_source=body.html_source,
-                                     layout=body.layout)
+                                     layout=body.layout, merchant=True)
             compiled[body.key] = found
             while len(compiled) > _COMPILED_KEEP:
                 compiled.popitem(last=False)

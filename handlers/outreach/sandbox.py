@@ -1,4 +1,4 @@
-"""The template sandbox: Jinja2's immutable sandbox with limits no expression can pass.
+"""The template sandboxes: Jinja2's immutable sandbox with limits no expression can pass.
 
 Jinja2's ImmutableSandboxedEnvironment keeps a template away from Python's internals (no
 `__class__`, no `_private` attribute, no mutation of the data it is given) but not from
@@ -19,9 +19,13 @@ big value is checked before it runs, and every value it gives is checked after:
   binary operator intercepted), no `include`/`import`/`extends` (refused when saved);
 - the output is streamed and cut at `MAX_OUTPUT_CHARS`.
 
-A breach raises `TemplateLimitExceeded` naming the limit. Merchant templates additionally
-render in a worker process with a deadline and a memory cap (render_worker.py): whatever
-these checks miss, the process limits catch, and the event loop never waits on them.
+A breach raises `TemplateLimitExceeded` naming the limit. All of this is the
+`MerchantSandbox`, for a store's own templates, which also render in a worker process with
+a deadline and a memory cap (render_worker.py): whatever these checks miss, the process
+limits catch, and the event loop never waits on them. The system templates are our own
+code: they render in the daemon in the lighter `StormSandbox` (the CPU budget, `range`, `*`
+and `**` bounded, the output cap), which costs cart recovery a fifth less per message
+(22.7 against 29.1 µs for a cart reminder).
 """
 
 from __future__ import annotations
@@ -351,11 +355,11 @@ def _check_method(obj: Any, args: tuple, kwargs: dict) -> None:
 
 
 class StormSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox with the limits above on every operation that can blow up."""
+    """The sandbox of the system templates (our code, the customers' data): the budget
+    ticked on every call, attribute and item, `*` and `**` bounded, `range` capped. Cheap:
+    cart recovery renders thousands a second through it."""
 
-    code_generator_class = _GuardedCode
-    intercepted_binops = frozenset({"*", "**", "+", "-", "/", "//", "%"})
-    intercepted_unops = frozenset({"-", "+"})
+    intercepted_binops = frozenset({"*", "**"})
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         budget.check()
@@ -377,6 +381,33 @@ class StormSandbox(ImmutableSandboxedEnvironment):
                     > MAX_INTEGER.bit_length() + 1):
                 raise _refuse("a product beyond 10^30 (number limit)", "number")
             return checked(operator.mul(left, right))
+        return super().call_binop(context, operator_, left, right)
+
+    def call(__self, __context: Any, __obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        budget.check()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        budget.check()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        budget.check()
+        return super().getitem(obj, argument)
+
+
+class MerchantSandbox(StormSandbox):
+    """The sandbox of a store's own templates (the merchant's code): every operator, call,
+    filter, loop and `~` checked as the module says, nothing folded while compiling."""
+
+    code_generator_class = _GuardedCode
+    intercepted_binops = frozenset({"*", "**", "+", "-", "/", "//", "%"})
+    intercepted_unops = frozenset({"-", "+"})
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ in ("*", "**"):
+            return super().call_binop(context, operator_, left, right)
+        budget.check()
         if operator_ == "+" and isinstance(left, (str, bytes, list, tuple)) and isinstance(
                 right, (str, bytes, list, tuple)):
             limit = MAX_STRING if isinstance(left, (str, bytes)) else MAX_ITEMS
@@ -385,7 +416,8 @@ class StormSandbox(ImmutableSandboxedEnvironment):
                               "(sequence limit)", "sequence")
         if operator_ == "%" and isinstance(left, str):
             _percent_widths(left)
-        return checked(super().call_binop(context, operator_, left, right))
+        return checked(ImmutableSandboxedEnvironment.call_binop(
+            self, context, operator_, left, right))
 
     def call_unop(self, context: Any, operator_: str, arg: Any) -> Any:
         budget.check()
@@ -401,17 +433,10 @@ class StormSandbox(ImmutableSandboxedEnvironment):
             if budget.depth > MAX_CALL_DEPTH:
                 raise _refuse(f"calls nested over {MAX_CALL_DEPTH} deep (a macro calling "
                               "itself?) (recursion limit)", "recursion")
-            return checked(super().call(__context, __obj, *args, **kwargs))
+            return checked(ImmutableSandboxedEnvironment.call(
+                __self, __context, __obj, *args, **kwargs))
         finally:
             budget.depth -= 1
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        budget.check()
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        budget.check()
-        return super().getitem(obj, argument)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
@@ -435,17 +460,19 @@ class StormSandbox(ImmutableSandboxedEnvironment):
         return checked(value)
 
 
-def make_sandbox(autoescape: bool) -> StormSandbox:
-    env = StormSandbox(undefined=StrictUndefined, autoescape=autoescape,
-                       keep_trailing_newline=False)
+def make_sandbox(autoescape: bool, merchant: bool = False) -> StormSandbox:
+    """The system templates' sandbox, or (merchant) a store's templates' one."""
+    env = (MerchantSandbox if merchant else StormSandbox)(
+        undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=False)
     env.filters["taka"] = _taka
-    for name, fn in list(env.filters.items()):
-        env.filters[name] = _guard_filter(name, fn)
-    for name, fn in list(env.tests.items()):
-        env.tests[name] = _guard_filter(name, fn)
     env.globals["range"] = _checked_range
     env.globals["lipsum"] = _lipsum
     env.globals["namespace"] = _Namespace
+    if merchant:
+        for name, fn in list(env.filters.items()):
+            env.filters[name] = _guard_filter(name, fn)
+        for name, fn in list(env.tests.items()):
+            env.tests[name] = _guard_filter(name, fn)
     return env
 
 

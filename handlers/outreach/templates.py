@@ -75,16 +75,20 @@ class Rendered:
     tail: str | None = None  # the body after its {# sms_tail #} mark, when asked for
 
 
-@lru_cache(maxsize=2)
-def sandbox(html: bool = False) -> StormSandbox:
-    """The text sandbox, or the HTML one (autoescaping every value)."""
-    return make_sandbox(autoescape=html)
+@lru_cache(maxsize=4)
+def sandbox(html: bool = False, merchant: bool = False) -> StormSandbox:
+    """The text sandbox, or the HTML one (autoescaping every value); the system templates'
+    or (merchant) a store's own templates' (sandbox.py)."""
+    return make_sandbox(autoescape=html, merchant=merchant)
 
 
 @lru_cache(maxsize=32)
 def _tree(source: str, html: bool) -> nodes.Template:
-    """The parse tree of a body (read only: shared by the checks below)."""
-    return sandbox(html).parse(source)
+    """The parse tree of a body (read only: shared by the checks below). Parsed, and its
+    variables found, in the merchant sandbox: finding them runs Jinja2's code generator,
+    which would fold constant expressions (a chain of `replace`s into gigabytes) in any
+    other environment."""
+    return sandbox(html, merchant=True).parse(source)
 
 
 def _parse(source: str, html: bool = False, name: str = "template") -> nodes.Template:
@@ -104,7 +108,7 @@ def required_variables(source: str, html: bool = False) -> frozenset[str]:
         raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
     except RecursionError:
         raise TemplateError("template nested too deep to parse") from None
-    return frozenset(meta.find_undeclared_variables(ast)) - set(sandbox(html).globals)
+    return frozenset(meta.find_undeclared_variables(ast)) - set(sandbox(html, True).globals)
 
 
 def variable_lines(source: str, names: Iterable[str]) -> dict[str, int]:
@@ -223,13 +227,14 @@ class CompiledTemplate:
     Email also gets an HTML part: the merchant's own HTML source if given (autoescaped),
     else the shared layout wrapping the text paragraphs (escaped as well).
 
-    `local=False` (a merchant's body in the daemon): the body is only parsed here (its
-    variables, internals, sms_tail mark); it compiles and renders in the render worker,
-    through `render_many`.
+    A merchant's body (`merchant`) compiles in the merchant sandbox; `local=False` (a
+    merchant's body in the daemon): the body is only parsed here (its variables,
+    internals, sms_tail mark); it compiles and renders in the render worker, through
+    `render_many`.
     """
 
     def __init__(self, source: str, name: str = "template", *, html_source: str | None = None,
-                 layout: bool = False, local: bool = True):
+                 layout: bool = False, local: bool = True, merchant: bool = False):
         self.name = name
         self.source = source
         self.html_source = html_source
@@ -251,9 +256,11 @@ class CompiledTemplate:
         self._text = self._html = self._tail = None
         if local:
             try:
-                self._text = sandbox(False).from_string(source)
-                self._html = sandbox(True).from_string(html_source) if html_source else None
-                self._tail = sandbox(False).from_string(tail) if tail is not None else None
+                self._text = sandbox(False, merchant).from_string(source)
+                self._html = (sandbox(True, merchant).from_string(html_source) if html_source
+                              else None)
+                self._tail = (sandbox(False, merchant).from_string(tail) if tail is not None
+                              else None)
             except TemplateSyntaxError as exc:
                 raise syntax_error(exc, name) from None
             except RecursionError:
@@ -454,7 +461,7 @@ def compile_source(source: str, channel: str, name: str, html_source: str | None
                    ) -> CompiledTemplate:
     """A merchant's body: parsed and checked here, compiled and rendered in the worker."""
     return CompiledTemplate(source, name, html_source=html_source, layout=channel == "email",
-                            local=False)
+                            local=False, merchant=True)
 
 
 def render_template(slug: str, channel: str, locale: str, variables: dict[str, Any],
