@@ -3,7 +3,7 @@
 A store's own template is code a merchant wrote. The sandbox (sandbox.py) bounds every
 operation it knows of, but one C-level operation it does not know of could still hold the
 interpreter for seconds or take gigabytes. So merchant bodies are compiled and rendered in
-a child process (`python -m stormd.handlers.outreach.render_worker`) with:
+a child process (`python -m stormd.handlers.outreach.render_process`) with:
 
 - a deadline: `JOB_SECONDS` of wall time per body; past it the worker is killed (and
   started again for the next one) and that render fails with the time limit;
@@ -37,7 +37,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -48,9 +47,8 @@ JOB_SECONDS = 5.0  # wall time one body may take in the worker (CPU budget: 0.5 
 MEMORY_LIMIT = 256 * 1024 * 1024  # bytes of address space a worker may add to its start
 BREAKER_SECONDS = 300.0
 STARTUP_SECONDS = 30.0
-_FRAME = struct.Struct(">I")
+FRAME = struct.Struct(">I")
 _WATCH = 0.02  # seconds between looks at a rendering worker's memory
-_COMPILED_KEEP = 64  # compiled bodies a worker keeps
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ class RenderWorker:
                                  "error")
         try:
             proc = self._started()
-            proc.stdin.write(_FRAME.pack(len(payload)) + payload)
+            proc.stdin.write(FRAME.pack(len(payload)) + payload)
             proc.stdin.flush()
         except (OSError, ValueError) as exc:
             self._stop()
@@ -169,7 +167,7 @@ class RenderWorker:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "stormd.handlers.outreach.render_worker"],
+            [sys.executable, "-m", "stormd.handlers.outreach.render_process"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             close_fds=True, start_new_session=True)  # a Ctrl-C meant for the daemon is not its
         if self._read(self._proc, STARTUP_SECONDS) != {"ready": True}:
@@ -200,7 +198,7 @@ class RenderWorker:
                 data += chunk
             return data
 
-        (size,) = _FRAME.unpack(take(_FRAME.size))
+        (size,) = FRAME.unpack(take(FRAME.size))
         return json.loads(take(size))
 
     def _stop(self) -> None:
@@ -258,87 +256,3 @@ async def render_in_worker(jobs: list[Job]) -> list[Any]:
 def close_worker() -> None:
     """Stop the worker (it starts again on the next render)."""
     _worker.close()
-
-
-# --- the worker process ----------------------------------------------------------------------
-
-
-def _limit_memory() -> None:
-    import resource
-
-    with open("/proc/self/statm") as f:  # pages of address space in use now
-        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    resource.setrlimit(resource.RLIMIT_AS, (size + MEMORY_LIMIT, size + MEMORY_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _serve() -> None:
-    import signal
-
-    from stormd.handlers.outreach.templates import CompiledTemplate
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        os.nice(10)  # the daemon's own work (other stores, /healthz) goes first
-    except OSError:
-        pass
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    compiled: OrderedDict[str, Any] = OrderedDict()
-
-    def send(obj: Any) -> None:
-        data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        stdout.write(_FRAME.pack(len(data)) + data)
-        stdout.flush()
-
-    def template(body: Body) -> Any:
-        found = compiled.get(body.key)
-        if found is None:
-            found = CompiledTemplate(body.source, body.name, html_source=body.html_source,
-                                     layout=body.layout, merchant=True)
-            compiled[body.key] = found
-            while len(compiled) > _COMPILED_KEEP:
-                compiled.popitem(last=False)
-        else:
-            compiled.move_to_end(body.key)
-        return found
-
-    try:
-        _limit_memory()
-    except (OSError, ValueError):  # no /proc or no rlimits here: the deadline still holds
-        pass
-    send({"ready": True})
-    while True:
-        head = stdin.read(_FRAME.size)
-        if len(head) < _FRAME.size:
-            return  # the daemon went away
-        (size,) = _FRAME.unpack(head)
-        jobs = pickle.loads(stdin.read(size))
-        breached: dict[str, dict[str, str]] = {}  # a body that hit time or memory: once
-        for body, variables, tail in jobs:
-            if body.key in breached:
-                send(breached[body.key])
-                continue
-            try:
-                t = template(body)
-                rendered = t.render(variables, tail=tail)
-                send({"r": [rendered.subject, rendered.body, rendered.html, rendered.tail]})
-            except TemplateLimitExceeded as exc:
-                send({"e": str(exc), "l": exc.limit})
-                if exc.limit in ("time", "memory"):
-                    breached[body.key] = {"e": str(exc), "l": exc.limit}
-            except TemplateError as exc:
-                send({"e": str(exc)})
-            except MemoryError:
-                compiled.clear()
-                breached[body.key] = {"e": f"{body.name}: out of memory (memory limit)",
-                                      "l": "memory"}
-                send(breached[body.key])
-            except RecursionError:
-                send({"e": f"{body.name}: nested too deep (recursion limit)",
-                      "l": "recursion"})
-            except Exception as exc:  # compile-time surprises: a message, not a traceback
-                send({"e": f"{body.name}: {type(exc).__name__}: {exc}"})
-
-
-if __name__ == "__main__":
-    _serve()
