@@ -20,11 +20,12 @@ batch call failed, the careful run finds out which event it was). In the careful
 event's state handlers run first, then each of its reactions in a SAVEPOINT of its own: a
 reaction's failure never undoes the state (handlers/kernel/failures.py says which failures
 retry the event and which drop the reaction, recorded as a FAILED automation execution).
-The fast path pays nothing for this: no savepoint per reaction unless something failed. After a failure the rest of that group is
-skipped (not run), so one key's events stay in order. A transaction that fails by itself
-(a flush at commit, another process claiming an id first) gets the same careful rerun; one
-the database could not take at all (locked past busy_timeout, connection lost) leaves
-every event BLOCKED: retried with backoff, never counted towards the dead-letter limit.
+The fast path pays nothing for this: no savepoint per reaction unless something failed.
+After a failure the rest of that group is skipped (not run), so one key's events stay in
+order. A transaction that fails by itself (a flush at commit, another process claiming an
+id first) gets the same careful rerun; one the database could not take at all (locked
+past busy_timeout, connection lost) leaves every event BLOCKED: retried with backoff,
+never counted towards the dead-letter limit.
 """
 
 from __future__ import annotations
@@ -347,7 +348,6 @@ class GroupCommitter:
             log.warning("handler failed for %s %s (attempt %d): %s",
                         d.event.type, d.event.id, d.attempts + 1, d.error)
             return Outcome.FAILED
-
 
     async def _react(self, session: AsyncSession, ctx: HandlerContext, reaction: Any,
                      d: Delivery) -> None:
