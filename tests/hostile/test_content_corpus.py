@@ -274,6 +274,34 @@ async def test_the_daemon_stops_a_worker_that_grows_past_its_memory_cap(monkeypa
         render_worker.close_worker()  # the next render starts a worker with the usual cap
 
 
+CAMPAIGNS = [  # inline content, checked the same way when a campaign is created
+    Case("a campaign with lipsum(60000) inline", sms("{{ lipsum(60000) }}"), REFUSED,
+         r"does not render with sample data: .*\(output limit\)"),
+    Case("a campaign whose own variable breaks the body", sms("{{ season * 100000 }}"),
+         REFUSED, r"repeating .* \(sequence limit\)", values={"season": "Eid"}),
+    Case("a campaign with ordinary inline content", sms("{{ season }} offer for {{ name }}"),
+         RENDERED, r"^cmp_", values={"season": "Eid"}),
+]
+
+
+async def test_campaigns_with_hostile_inline_content_are_refused_when_created(sessionmaker):
+    from stormd.handlers.campaigns.campaigns import CampaignError, create_campaign
+
+    tally = Tally("campaign inline content (campaigns create)")
+    for case in CAMPAIGNS:
+        async with sessionmaker() as session:
+            try:
+                c = await create_campaign(session, STORE, {
+                    "name": case.name, "channels": ["sms"], "segments": [],
+                    "content": case.input, "variables": case.values or {}}, NOW)
+                await session.commit()
+                outcome, seen = RENDERED, c.id
+            except (CampaignError, TemplateError) as exc:
+                outcome, seen = REFUSED, str(exc)
+        tally.check(case, outcome, seen)
+    tally.assert_all()
+
+
 # --- at send time: bodies from before the checks, and data-dependent failures ---------------
 
 SEND_TIME = [
@@ -634,6 +662,10 @@ async def test_healthz_answers_within_100ms_while_hostile_templates_render(
             while len(await failed_messages()) <= n and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
         failed = await failed_messages()
+        mhost, mport = daemon.http.bound["metrics"]
+        async with aiohttp.ClientSession() as client:
+            async with client.get(f"http://{mhost}:{mport}/metrics") as answer:
+                exposition = await answer.text()
     finally:
         probing = False
         await prober
@@ -641,6 +673,8 @@ async def test_healthz_answers_within_100ms_while_hostile_templates_render(
         await daemon.stop()
     assert len(failed) == len(customers), failed
     assert all("(time limit)" in e for e in failed), failed
+    assert exposition.count('stormd_reaction_failures_total{reaction="') >= 4  # declared at 0
+    assert re.search(r'stormd_template_failures_total\{reason="time"\} [1-9]', exposition)
     print(f"\n/healthz while {len(customers)} hostile renders ran "
           f"({time.perf_counter() - started:.1f} s): {len(waits)} probes, "
           f"max {max(waits) * 1000:.1f} ms")
