@@ -20,6 +20,9 @@ from stormd.schema.wire.events import EVENT_TYPES
 OUTCOMES = ("processed", "duplicate", "rejected", "dead_lettered")
 ACTOR_KINDS = ("cart", "customer", "order", "product", "message")
 MESSAGE_STATUSES = ("sent", "failed", "cancelled", "retry", "held")
+# Why a merchant template's render was refused (handlers/outreach/templates.py).
+TEMPLATE_LIMITS = ("time", "output", "memory", "recursion", "number", "sequence", "variable",
+                   "error")
 
 EVENTS = Counter(
     "stormd_events", "Events taken from the stream, by type and outcome "
@@ -65,6 +68,16 @@ OUTBOUND_PUBLISHED = Counter(
     "stormd_outbound_published", "Events out published to NATS.",
 )
 NATS_CONNECTED = Gauge("stormd_nats_connected", "1 while the NATS connection is up.")
+REACTION_FAILURES = Counter(
+    "stormd_reaction_failures", "Reactions (welcome, post-purchase, re-scoring, cart "
+    "recovery, ...) that failed and were dropped, by reaction: the state change they reacted "
+    "to was kept and a FAILED automation execution records each.", ["reaction"],
+)
+TEMPLATE_FAILURES = Counter(
+    "stormd_template_failures", "Merchant template renders refused, by the limit or error "
+    "(time, output, memory, recursion, number, sequence, variable, error); each fails one "
+    "message, never its event.", ["reason"],
+)
 KPI = Gauge(
     "stormd_kpi", "Business KPIs per store (handlers/reporting/kpis.py), refreshed every "
     "5 minutes: cart recovery, revenue, cost, engagement and automation rates.",
@@ -105,6 +118,14 @@ def declare_series(settings: Any) -> None:
         for provider in (*settings.channels.providers(channel), "none"):
             for status in MESSAGE_STATUSES:
                 MESSAGES.labels(channel, provider, status)
+    for reason in TEMPLATE_LIMITS:
+        TEMPLATE_FAILURES.labels(reason)
+
+
+def declare_reactions(labels: list[str]) -> None:
+    """The reaction-failure series of each registered reaction at zero."""
+    for label in labels:
+        REACTION_FAILURES.labels(label)
 
 
 async def load_segment_members(sessionmaker: Any) -> None:

@@ -87,8 +87,8 @@ def test_handlers_are_registered_only_by_the_wiring():
     """No handler module registers itself on import: registry decorators and calls appear
     only in handlers/wiring.py (and the registry that defines them)."""
     allowed = {ROOT / "handlers" / "wiring.py", ROOT / "handlers" / "kernel" / "registry.py"}
-    pattern = re.compile(r"\.on_(event|event_batch|timer|timer_batch|segment_change|cron|"
-                         r"request)\(|^@on_", re.M)
+    pattern = re.compile(r"\.(on_(event|event_batch|timer|timer_batch|segment_change|cron|"
+                         r"request)|react_to(_batch|_timer_batch)?)\(|^@on_", re.M)
     found = [str(p.relative_to(ROOT)) for p in _sources()
              if p not in allowed and pattern.search(p.read_text())]
     assert found == []

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.demo import predictions
+from stormd.daemon.demo.hostile import report_hostile_content
 from stormd.daemon.demo.section import Section
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
@@ -495,7 +496,8 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
                          report_campaign, report_automations, report_messages, report_kpis,
-                         predictions.report_predictions]
+                         predictions.report_predictions,
+                         report_hostile_content]  # type: ignore[list-item]
 
 
 async def _report(daemon: Daemon, player: Player) -> list[Section]:

@@ -39,7 +39,7 @@ from stormd.handlers.wiring import build_registry
 from stormd.plugins.delivery import webhooks
 from stormd.plugins.delivery.pipeline import DeliveryPipeline
 from stormd.schema.db.engine import make_engine, make_sessionmaker
-from stormd.schema.metrics import declare_series, load_segment_members
+from stormd.schema.metrics import declare_reactions, declare_series, load_segment_members
 from stormd.schema.migrate import create_schema
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class Daemon:
         self.engine = make_engine(s.database.url, echo=s.database.echo)
         self.sessionmaker = make_sessionmaker(self.engine)
         declare_series(s)
+        declare_reactions(self.registry.reaction_labels())
         await load_segment_members(self.sessionmaker)
 
         self.nc = await connect(server_urls(self.nats_url))

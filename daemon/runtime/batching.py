@@ -15,12 +15,17 @@ events' own times (`occurredAt`), never by arrival order.
 
 If any handler raises, the transaction is rolled back and the batch runs again carefully,
 event by event, each in its own SAVEPOINT, so a failing event leaves no trace while the
-others commit (the event known to have failed is not run again; when a batch call failed,
-the careful run finds out which event it was). After a failure the rest of that group is
-skipped (not run), so one key's events stay in order. A transaction that fails by itself
-(a flush at commit, another process claiming an id first) gets the same careful rerun; one
-the database could not take at all (locked past busy_timeout, connection lost) leaves
-every event BLOCKED: retried with backoff, never counted towards the dead-letter limit.
+others commit (the event known to have failed in a state handler is not run again; when a
+batch call failed, the careful run finds out which event it was). In the careful run an
+event's state handlers run first, then each of its reactions in a SAVEPOINT of its own: a
+reaction's failure never undoes the state (handlers/kernel/failures.py says which failures
+retry the event and which drop the reaction, recorded as a FAILED automation execution).
+The fast path pays nothing for this: no savepoint per reaction unless something failed.
+After a failure the rest of that group is skipped (not run), so one key's events stay in
+order. A transaction that fails by itself (a flush at commit, another process claiming an
+id first) gets the same careful rerun; one the database could not take at all (locked
+past busy_timeout, connection lost) leaves every event BLOCKED: retried with backoff,
+never counted towards the dead-letter limit.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from stormd.config.clock import Clock
 from stormd.config.settings import Settings
 from stormd.handlers.kernel.context import HandlerContext
 from stormd.handlers.kernel.effects import Effects
-from stormd.handlers.kernel.registry import HandlerRegistry
+from stormd.handlers.kernel.failures import record_event_failure, retried
+from stormd.handlers.kernel.registry import HandlerRegistry, ReactionFailed
 from stormd.schema.db.write_lock import write_session
 from stormd.schema.metrics import BATCH_SIZE
 from stormd.schema.runtime.inbox import ProcessedEvent
@@ -153,13 +159,14 @@ class GroupCommitter:
             except _SeenBefore:
                 outcomes = await self._fast(groups, committed, optimistic=False)
         except _HandlerFailed as failed:
-            known_bad = failed.delivery
+            # A reaction's failure is not the event's: the careful run keeps its state.
+            known_bad = None if isinstance(failed.exc, ReactionFailed) else failed.delivery
             if known_bad is not None:
                 known_bad.error = describe(failed.exc)
                 log.warning("handler failed for %s %s (attempt %d): %s", known_bad.event.type,
                             known_bad.event.id, known_bad.attempts + 1, known_bad.error)
             else:
-                log.warning("a batch handler failed on a run of %d events (%s); rerunning "
+                log.warning("a handler failed on a run of %d events (%s); rerunning "
                             "them one by one", failed.run, describe(failed.exc))
             outcomes = None
         except Exception as exc:  # the transaction itself failed
@@ -331,7 +338,9 @@ class GroupCommitter:
             async with session.begin_nested():
                 if not await self._claim(session, [d]):
                     return Outcome.DUPLICATE
-                await self.registry.dispatch_event(ctx, d.event)
+                await self.registry.dispatch_state(ctx, [d.event])
+                for reaction in self.registry.event_reactions(d.event.type):
+                    await self._react(session, ctx, reaction, d)
             effects.merge(ctx.effects)
             return Outcome.PROCESSED
         except Exception as exc:
@@ -340,3 +349,18 @@ class GroupCommitter:
                         d.event.type, d.event.id, d.attempts + 1, d.error)
             return Outcome.FAILED
 
+    async def _react(self, session: AsyncSession, ctx: HandlerContext, reaction: Any,
+                     d: Delivery) -> None:
+        """One reaction to an event whose state is applied, in a SAVEPOINT of its own: a
+        failure the database caused fails the event (retried); any other is recorded and
+        the reaction dropped, the state kept."""
+        inner = ctx.savepoint()
+        try:
+            async with session.begin_nested():
+                await reaction.batch(inner, [d.event])
+        except Exception as exc:
+            if retried(exc):
+                raise
+            await record_event_failure(ctx, reaction.label, [d.event], exc)
+            return
+        ctx.effects.merge(inner.effects)

@@ -6,7 +6,9 @@ store + trigger + customer + date bucket, so a redelivered event, a re-run cron
 or two racing processes open it once; its message key derives from it, so it queues once.
 Executions are the automation log: PENDING/WAITING while steps remain, COMPLETED when its
 message is queued (or deferred by the daily cap), SKIPPED with the reason (cooldown, offer
-cooldown, unreachable, capped, order cancelled, nothing to recommend).
+cooldown, unreachable, capped, order cancelled, nothing to recommend), FAILED with the
+reason when its message could not be rendered (a store template that breaks; the message
+is recorded as failed) or the reaction itself failed (handlers/kernel/failures.py).
 
 All marketing: opt-outs, the daily cap (`automations.on_cap`: defer or drop), the
 same-trigger cooldown, quiet hours and Friday prayer apply through `handlers.outreach.queue`.
@@ -26,6 +28,8 @@ from sqlalchemy import and_, extract, select, update
 from stormd.handlers.kernel.context import HandlerContext, JobContext, TimerFired
 from stormd.handlers.outreach.costs import unit_costs
 from stormd.handlers.outreach.queue import (
+    DISCOUNT_NAMES,
+    STANDARD_NAMES,
     Outreach,
     Recipient,
     bounded_key,
@@ -70,6 +74,32 @@ class Step:
     cooldown: timedelta | None = None
     offer_cooldown: timedelta | None = None
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # per customer
+
+
+def template_variables(settings: Any) -> dict[str, tuple[str, frozenset[str]]]:
+    """Template slug -> (trigger, the variables that trigger supplies to it): every
+    template may read the standard ones; a step with a discount adds the code and percent;
+    the upsell adds its products and order (handlers/outreach/template_library.py checks a
+    store's template of one of these slugs against them when it is saved)."""
+    a = settings.automations
+
+    def with_code(percent: Any) -> frozenset[str]:
+        return STANDARD_NAMES | DISCOUNT_NAMES if percent else STANDARD_NAMES
+
+    last = len(a.welcome_delays) - 1
+    found = {f"welcome_{n + 1}": ("welcome", with_code(a.welcome_discount_percent
+                                                       if n == last else None))
+             for n in range(len(a.welcome_delays))}
+    found.update({
+        "win_back": ("win_back", with_code(a.win_back_discount_percent)),
+        "vip_reward": ("vip", with_code(a.vip_discount_percent)),
+        "birthday": ("birthday", with_code(a.birthday_discount_percent)),
+        "post_purchase_upsell": ("post_purchase", STANDARD_NAMES | UPSELL_NAMES),
+    })
+    return found
+
+
+UPSELL_NAMES = frozenset({"products", "order_id"})
 
 
 def enabled(ctx: HandlerContext, trigger: str) -> bool:
@@ -132,7 +162,7 @@ async def _mark(ctx: HandlerContext, ids: list[int], status: str, error: str | N
         return
     now = ctx.now()
     values: dict[str, Any] = {"status": status, "error": error, "updated_at": now}
-    if status in ("COMPLETED", "SKIPPED"):
+    if status in ("COMPLETED", "SKIPPED", "FAILED"):
         values["completed_at"] = now
     if step is not None:
         values["step"] = step
@@ -193,6 +223,8 @@ async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], st
             key = ("COMPLETED" if step.final else "WAITING", None)
         elif what == "capped":
             key = ("SKIPPED", "daily cap reached (on_cap = drop)")
+        elif what == "failed":  # its message could not be rendered: recorded, not retried
+            key = ("FAILED", result.errors.get(cid, "the message failed to render"))
         else:
             key = ("SKIPPED", what)
         groups.setdefault(key, []).append(by_id[cid])

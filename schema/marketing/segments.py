@@ -24,6 +24,11 @@ class CustomerSegment(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     refreshed_at: Mapped[datetime | None]
+    # OK, or FAILED when its last refresh failed (`error` says why): a failed segment
+    # keeps its last membership and never holds up another segment or store.
+    status: Mapped[str] = mapped_column(String(16), default="OK", server_default="OK")
+    error: Mapped[str | None] = mapped_column(String(500))
+    failed_at: Mapped[datetime | None]
 
     __table_args__ = (Index(None, "store_id", "slug", unique=True),)
 
