@@ -90,7 +90,8 @@ async def _import_history(settings, shop: Storefront, work: Path, now: datetime)
         for kind in ("customers", "products", "orders"):
             path = work / f"{kind}.jsonl"
             path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in files[kind]))
-            await import_file(sessionmaker, kind, path, store=STORE, now=now)
+            await import_file(sessionmaker, kind, path, store=STORE, now=now,
+                              timezone=settings.daemon.timezone)
     finally:
         await engine.dispose()
     return len(files["orders"])
@@ -173,7 +174,7 @@ class Player:
             subject = f"{self.prefix}.events.{STORE}.{env['type']}"
             acks.append(await self.js.publish_async(
                 subject, json.dumps(env, ensure_ascii=False).encode(),
-                headers={"Nats-Msg-Id": env["id"]}))
+                headers={"Nats-Msg-Id": f"{env['storeId']}:{env['id']}"}))
         await asyncio.gather(*acks)
         self.published += len(envs)
 

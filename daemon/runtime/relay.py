@@ -73,6 +73,8 @@ class Relay(SupervisedLoop):
             OUTBOUND_PUBLISHED.inc(len(done))
         if len(done) < len(rows):
             first = next(res for res in results if isinstance(res, BaseException))
+            if not done:  # nothing went out: the relay is down until a publish works
+                raise first
             log.warning("relay: %d events out not yet published: %s", len(rows) - len(done),
                         describe(first))
         return len(done)

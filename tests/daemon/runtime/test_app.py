@@ -26,7 +26,9 @@ async def test_health_endpoints_report_live_and_ready(daemon_settings, start_dae
         ready = await client.get(f"http://{host}:{port}/readyz")
     assert live.status_code == 200
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "nats": True, "database": True}
+    parts = ("intake", "timers", "cron", "relay", "rescoring", "pipeline", "http")
+    assert ready.json() == {"ready": True, "nats": True, "database": True,
+                            "components": dict.fromkeys(parts, True)}
 
 
 @SQLITE_ONLY
