@@ -138,8 +138,8 @@ def describe(exc: BaseException) -> str:
 def reason_of(exc: BaseException) -> str:
     """An exception in fixed words, fit for a dead-letter header: its type, never its text
     (a database error's text holds the SQL and the customer's values)."""
-    if isinstance(exc, DBAPIError):
-        return f"database error ({type(exc.orig).__name__})"
+    if isinstance(exc, DBAPIError):  # its DB-API class: the same words on both databases
+        return f"database error ({type(exc).__name__})"
     return type(exc).__name__
 
 

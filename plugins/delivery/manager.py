@@ -224,15 +224,14 @@ class ChannelPlugins:
                                       f"{name} does not deliver {channel}")
         for name, provider in self.providers.items():
             section = dict(settings.providers.get(name, {}))
+            secrets = secret_values(section, settings.secret_paths, f"providers.{name}")
             try:
                 provider.rate_limit = float(section.pop("rate_limit", 0))
                 provider.burst = int(section.pop("burst", 1))
                 provider.concurrency = int(
                     section.pop("concurrency", settings.delivery.concurrency))
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"providers.{name}", str(exc)) from None
-            secrets = secret_values(settings.providers.get(name, {}), settings.secret_paths,
-                                    f"providers.{name}")
+                raise ConfigError(f"providers.{name}", scrub(str(exc), secrets)) from None
             if name not in settings.providers and not self._needs_config(name, settings):
                 provider.config = self._validate(provider, section, quiet=True)
                 continue
