@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
+from stormd.daemon.demo import hostile
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
 from stormd.schema.db.engine import make_engine, make_sessionmaker
@@ -502,6 +503,7 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
                          report_campaign, report_automations, report_messages, report_kpis]
+REPORTS.append(hostile.report_hostile)  # last: it publishes the hostile events it reports
 
 
 async def _report(daemon: Daemon, player: Player) -> list[Section]:

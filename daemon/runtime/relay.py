@@ -2,7 +2,7 @@
 commits, then deletes them.
 
 Publishing goes to JetStream (stream `nats.out_stream` over `<prefix>.out.>`), pipelined, with
-`Nats-Msg-Id` = the event's own id: a row is deleted only once its publish is acknowledged,
+`Nats-Msg-Id` = `<storeId>:<id>`: a row is deleted only once its publish is acknowledged,
 and a row published twice (crash between publish and delete, or two processes) is stored
 once by JetStream's de-duplication.
 """

@@ -266,6 +266,8 @@ def _first_error(exc: ValidationError, prefix: str) -> str:
         msg = PATTERN_REASONS.get(err.get("ctx", {}).get("pattern"), "has a character not allowed")
     elif err["type"] == "json_invalid":
         msg = "not JSON"
+    elif err["type"] == "int_parsing_size":  # pydantic speaks of a string even for a number
+        msg = "is too large a number"
     return f"{where}: {msg}"
 
 
