@@ -116,8 +116,10 @@ class ComponentHealth:
     RESET_AFTER = 30.0  # seconds without a failure that forgive the earlier ones
     CAP = 10.0  # the longest backoff, seconds
 
-    def __init__(self, component: str, log: logging.Logger | None = None):
+    def __init__(self, component: str, log: logging.Logger | None = None,
+                 cap: float | None = None):
         self.component = component
+        self.cap = self.CAP if cap is None else cap
         self.up = True
         self.reason: str | None = None
         self.failures = 0  # consecutive, for the backoff
@@ -148,7 +150,7 @@ class ComponentHealth:
         self.reason = problem if isinstance(problem, str) else type(problem).__name__
         self._gauge.set(0)
         self._restarts.inc()
-        delay = min(max(base, 0.01) * 2 ** min(self.failures - 1, 20), self.CAP)
+        delay = min(max(base, 0.01) * 2 ** min(self.failures - 1, 20), self.cap)
         detail = problem if isinstance(problem, str) else f"{type(problem).__name__}: {problem}"
         self.log.error("%s failed (%s); restarting in %.2fs (failure %d in a row)",
                        self.component, detail, delay, self.failures,

@@ -30,7 +30,7 @@ from stormd.daemon.bus.pull import Puller, RequestLost
 from stormd.daemon.runtime.actors import ActorSystem
 from stormd.daemon.runtime.batching import Delivery, Outcome
 from stormd.schema.metrics import EVENT_SECONDS, ComponentHealth, event_counter
-from stormd.schema.wire.events import Event, EventRejected, parse_event
+from stormd.schema.wire.events import Event, EventRejected, parse_event, subject_parts
 
 log = logging.getLogger(__name__)
 # A fetch returns what is available at once, else the first events to come within this
@@ -50,7 +50,7 @@ class Intake:
                  clock: Clock | None = None):
         self.psub = psub
         self.clock = clock or Clock()
-        self.health = ComponentHealth("intake")
+        self.health = ComponentHealth("intake", cap=5.0)  # NATS back: fetching within 5 s
         self.puller = Puller(psub, FETCH_WAIT)
         self.settings = settings
         self.prefix = settings.nats.subject_prefix
@@ -144,8 +144,9 @@ class Intake:
             return
         except Exception as exc:  # a parser bug must not end intake: the event is kept
             log.exception("could not read the event on %s", msg.subject)
+            store, type_ = subject_parts(msg.subject, self.prefix)
             await self._dead_letter(msg, f"could not be read ({type(exc).__name__})",
-                                    None, None, "rejected")
+                                    store, type_, "rejected")
             return
         key = (event.store_id, event.id)
         same = self.inflight.get(key)
