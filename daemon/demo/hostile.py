@@ -29,6 +29,9 @@ SHARED_ID = "evt-7"
 
 @dataclass
 class Section:
+    """A section of the demo's report, in the shape daemon/demo/day.py prints (day.py lists
+    this report, so importing its own Section would run in a circle)."""
+
     key: str
     title: str
     lines: list[str]
