@@ -107,7 +107,7 @@ def read_rows(path: Path, model: type, now: datetime | None = None
 
 
 def check_times(row: Any, now: datetime, line_no: int) -> None:
-    late = time_beyond_limit(getattr(row, "occurred_at", None), row, now)
+    late = time_beyond_limit(row.occurred_at if isinstance(row, OrderRow) else None, row, now)
     if late is not None:
         raise ImportFailed(line_no, f"{late} is more than 1 hour after the import")
 
