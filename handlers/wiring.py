@@ -19,6 +19,7 @@ from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.handlers.reporting import kpis
 from stormd.handlers.scoring import nightly, segments
 from stormd.handlers.shop import customers, engagement, orders, products
+from stormd.handlers.upkeep import inbox
 
 
 def build_registry() -> HandlerRegistry:
@@ -65,6 +66,7 @@ def build_registry() -> HandlerRegistry:
         triggers.birthday_job)
     r.on_cron("campaigns.dispatch", lambda s: "* * * * *")(campaigns.dispatch_due_campaigns)
     r.on_cron("kpis", lambda s: "*/5 * * * *")(kpis.refresh_kpi_gauges)
+    r.on_cron("inbox.prune", lambda s: inbox.SCHEDULE)(inbox.prune_inbox)
 
     # Request/reply.
     for name, handler in service.HANDLERS.items():

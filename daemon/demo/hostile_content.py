@@ -11,12 +11,12 @@ FAILED, abandoned carts waiting for their customer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.daemon.demo.section import Section
 from stormd.handlers.scoring.criteria import CriteriaError
 from stormd.handlers.scoring.segments import SegmentError, preview
 from stormd.schema.marketing.segments import CustomerSegment
@@ -46,22 +46,12 @@ CRITERIA = {
 }
 
 
-@dataclass
-class HostileSection:
-    """A section of the closing report (the demo's `Section` fields)."""
-
-    key: str
-    title: str
-    lines: list[str]
-    data: Any
-
-
 def _total(counter: Any) -> float:
     return sum(s.value for m in counter.collect() for s in m.samples
                if s.name.endswith("_total"))
 
 
-async def report_hostile_content(session: AsyncSession, player: Any) -> HostileSection:
+async def report_hostile_content(session: AsyncSession, player: Any) -> Section:
     store = (await session.execute(select(Customer.store_id).limit(1))).scalar() or ""
     failed_segments = (await session.execute(select(func.count()).where(
         CustomerSegment.store_id == store, CustomerSegment.status == "FAILED"))).scalar()
@@ -91,4 +81,4 @@ async def report_hostile_content(session: AsyncSession, player: Any) -> HostileS
             reason = str(exc)
         data["criteria"][what] = reason
         lines.append(f"segments preview {what}: {reason[:110]}")
-    return HostileSection("hostileContent", "Hostile content (refused, never run)", lines, data)
+    return Section("hostileContent", "Hostile content (refused, never run)", lines, data)
