@@ -17,6 +17,7 @@ from stormd.schema.marketing.messages import (
 from stormd.schema.marketing.recommendations import RecommendationEvent
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics, CustomerRFMSnapshot, RfmRun
 from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember, RescoreQueue
+from stormd.schema.runtime.access import ApiKey, AuditEntry, IdempotentRequest
 from stormd.schema.runtime.cron import CronRun
 from stormd.schema.runtime.inbox import OutboundEvent, ProcessedEvent
 from stormd.schema.runtime.timers import Timer
@@ -28,7 +29,7 @@ from stormd.schema.shop.promotions import AppliedPromotion, DiscountCode
 from stormd.schema.shop.stores import Store
 
 __all__ = [
-    "AppliedPromotion", "AutomationExecution", "AutomationWorkflow", "Base", "CampaignTemplate",
+    "ApiKey", "AppliedPromotion", "AuditEntry", "IdempotentRequest", "AutomationExecution", "AutomationWorkflow", "Base", "CampaignTemplate",
     "Cart", "CartAbandonmentEvent", "CartItem", "CronRun", "Customer", "CustomerLifecycleMetrics",
     "CustomerRFMSnapshot", "CustomerSegment", "CustomerSegmentMember", "DiscountCode",
     "DndNumber", "EmailCampaign", "EmailEvent", "Message", "Order", "OrderItem",

@@ -10,6 +10,7 @@ from stormd.daemon.cli import (
     config_cmd,
     db,
     importer,
+    keys,
     reports,
     rfm,
     segments,
@@ -27,7 +28,7 @@ def main() -> None:
 # Every command, in help order.
 for _command in (serve.run_command, serve.demo_command, config_cmd.command, db.command,
                  importer.command, rfm.command, segments.command, reports.messages_command,
-                 reports.kpis_command, sms_info.command, campaigns.command):
+                 reports.kpis_command, sms_info.command, campaigns.command, keys.command):
     main.add_command(_command)
 
 
