@@ -6,7 +6,7 @@ then one trading day is published through NATS tick by tick while a settable clo
 the storefront's time, and four more days are fast-forwarded so the durable timers (cart
 reminders after 1 h, 24 h, 3 d; welcome and post-purchase steps) and the nightly cron (RFM,
 segments, win-back, birthdays) fire. On the second morning the marketer sends a campaign to
-the `loyal` segment through the request/reply API, and shoppers open and click some of the
+the `loyal` segment through the HTTP API (daemon/demo/api.py), and shoppers open and click some of the
 e-mails they get. The demo also stands in for the SMS and WhatsApp operators behind the
 outbox: it posts signed delivery and read receipts to the daemon's `/webhooks/outbox`, as
 the real providers' webhooks would. Hours of storefront time pass in seconds.
@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
+from stormd.daemon.demo.api import Marketer, report_api
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
 from stormd.schema.db.engine import make_engine, make_sessionmaker
@@ -124,6 +125,7 @@ class Player:
     engaged: Counter = field(default_factory=Counter)
     out: Counter = field(default_factory=Counter)
     campaign: dict[str, Any] = field(default_factory=dict)
+    marketer: Marketer | None = None
     baseline: Counter = field(default_factory=lambda: event_outcomes())
     latency: list = field(default_factory=lambda: event_latency_buckets())
     receipts_url: str | None = None
@@ -241,22 +243,12 @@ class Player:
                 raise RuntimeError(f"/webhooks/outbox answered {resp.status}: "
                                    f"{await resp.text()}")
 
-    async def api(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
-        reply = await self.nc.request(f"{self.prefix}.api.{name}",
-                                      json.dumps({"storeId": STORE, **request}).encode(),
-                                      timeout=30)
-        return json.loads(reply.data)
-
     async def run_campaign(self) -> None:
         """The marketer's morning: create a campaign for a segment, preview its cost and
-        schedule it now (the ROI guard may refuse it, which is reported as it is)."""
-        created = await self.api("campaigns.create", {"campaign": CAMPAIGN})
-        if "error" in created:
-            self.campaign = {"error": created["error"]}
-            return
-        cid = created["campaign"]["id"]
-        scheduled = await self.api("campaigns.schedule", {"id": cid, "sendMode": "now"})
-        self.campaign = {"id": cid, **scheduled}
+        schedule it now, over the HTTP API (the ROI guard may refuse it, which is reported
+        as it is)."""
+        self.marketer = await Marketer.for_daemon(self.daemon, STORE)
+        self.campaign = await self.marketer.run_campaign(CAMPAIGN)
 
     async def play(self, shop: Storefront, timeline: list[tuple[datetime, dict[str, Any]]],
                    end: datetime) -> None:
@@ -500,15 +492,13 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 
 
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
-                         report_campaign, report_automations, report_messages, report_kpis]
+                         report_campaign, report_automations, report_messages, report_kpis,
+                         report_api]
 
 
 async def _report(daemon: Daemon, player: Player) -> list[Section]:
-    if player.campaign.get("id"):
-        player.campaign["results"] = (await player.api(
-            "campaigns.results", {"id": player.campaign["id"]})).get("results", {})
-        player.campaign["status"] = (await player.api(
-            "campaigns.get", {"id": player.campaign["id"]}))["campaign"]["status"]
+    if player.marketer is not None:
+        await player.marketer.results(player.campaign)
     sections = []
     async with daemon.sessionmaker() as session:
         for report in REPORTS:

@@ -13,7 +13,15 @@ from fastapi.responses import JSONResponse
 
 from stormd.daemon import __version__
 from stormd.daemon.http import docs, ops, problems
-from stormd.daemon.http.api import segments
+from stormd.daemon.http.api import (
+    automations,
+    campaigns,
+    customers,
+    reports,
+    segments,
+    store,
+    templates,
+)
 from stormd.daemon.http.auth import Unauthenticated
 from stormd.handlers.kernel.context import JobContext
 
@@ -28,7 +36,8 @@ need `If-Match` with the resource's `ETag`; sends and spends take an `Idempotenc
 API = "/api/v1"
 STORE = f"{API}/stores/{{storeId}}"
 # Families of resources under /api/v1/stores/{storeId}.
-RESOURCES = (segments.router,)
+RESOURCES = (segments.router, campaigns.router, templates.router, automations.router,
+             reports.router, customers.router, store.router)
 
 
 def _errors(doc: dict[str, Any]) -> dict[str, Any]:
@@ -93,10 +102,11 @@ def build_app(job: JobContext, pipeline: Any, readiness: ops.Readiness, *,
         app.include_router(ops.webhook_routes(pipeline))
     app.include_router(docs.docs_routes(TITLE))
     app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
-    store = APIRouter(prefix=STORE)
+    app.include_router(store.stores)
+    in_store = APIRouter(prefix=STORE)
     for router in RESOURCES:
-        store.include_router(router)
-    app.include_router(store)
+        in_store.include_router(router)
+    app.include_router(in_store)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -3,7 +3,7 @@ then drain (stop fetching, finish in-flight events, commit, ack, stop the delive
 pipeline, close) within `daemon.shutdown_grace`.
 
 Start order: embedded nats-server (if configured) -> database schema -> handlers -> NATS
-connection, streams and consumer -> delivery pipeline, API, HTTP -> timers, cron, relay,
+connection, streams and consumer -> delivery pipeline, HTTP (API, webhooks) -> timers, cron, relay,
 actors -> intake last, so nothing is fetched before everything that handles it is up.
 """
 
@@ -23,7 +23,6 @@ from stormd.config.settings import Settings
 from stormd.daemon.bus.broker import connect, ensure_streams, pull_subscription, server_urls
 from stormd.daemon.bus.deadletters import DeadLetters
 from stormd.daemon.bus.embedded import EmbeddedNats
-from stormd.daemon.bus.requests import ApiServer
 from stormd.daemon.http.app import build_app, build_metrics_app
 from stormd.daemon.http.server import HttpServers
 from stormd.daemon.runtime import systemd
@@ -96,8 +95,6 @@ class Daemon:
 
         self.pipeline = DeliveryPipeline(s, self.sessionmaker, self.clock)
         await self.pipeline.start()
-        self.api = ApiServer(self.nc, self.sessionmaker, s, self.clock, self.registry)
-        await self.api.start()
         if self.serve_http:
             job = JobContext(self.sessionmaker, s, self.clock, self.registry)
             shared = s.metrics.listen == s.http.listen
@@ -188,7 +185,6 @@ class Daemon:
         await self.timers.stop()
         await self.rescoring.stop()
         await self.relay.stop()
-        await self.api.stop()
         await self.pipeline.stop()
         if self._watchdog is not None:
             self._watchdog.cancel()

@@ -39,6 +39,7 @@ async def list_audit(call: Call, store_id: str, page: PageRequest, action: str |
                      key_id: str | None = None, since: datetime | None = None,
                      until: datetime | None = None) -> Page[AuditRecord]:
     page.sort = page.sort or "-id"
+    page.filters = {"action": action, "key": key_id, "from": since, "to": until}
     query = select(AuditEntry).where(AuditEntry.store_id == store_id)
     if action:
         query = query.where(AuditEntry.action == action)

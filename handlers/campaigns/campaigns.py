@@ -31,6 +31,7 @@ from stormd.config.channels import Channel
 from stormd.config.settings import Settings
 from stormd.handlers.campaigns.ab_testing import assign_variant, in_holdout
 from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.kernel.service import Conflict, NotFound
 from stormd.handlers.outreach.costs import (
     CostPreview,
     average_order_value,
@@ -77,6 +78,14 @@ HOLDOUT = "holdout"
 
 class CampaignError(ValueError):
     """A campaign request that cannot be done; the message says what is wrong."""
+
+
+class CampaignNotFound(CampaignError, NotFound):
+    """The store has no campaign of that id."""
+
+
+class CampaignStateError(CampaignError, Conflict):
+    """The campaign's status does not allow it (an edit after sending, a second cancel)."""
 
 
 class Variant(BaseModel):
@@ -233,7 +242,7 @@ def _apply(c: EmailCampaign, spec: CampaignSpec) -> None:
 async def get_campaign(session: AsyncSession, store_id: str, campaign_id: str) -> EmailCampaign:
     c = await session.get(EmailCampaign, campaign_id)
     if c is None or c.store_id != store_id:
-        raise CampaignError(f"store {store_id!r} has no campaign {campaign_id!r}")
+        raise CampaignNotFound(f"store {store_id!r} has no campaign {campaign_id!r}")
     return c
 
 
@@ -249,7 +258,7 @@ async def update_campaign(session: AsyncSession, store_id: str, campaign_id: str
                           changes: dict[str, Any], now: datetime) -> EmailCampaign:
     c = await get_campaign(session, store_id, campaign_id)
     if c.status not in EDITABLE:
-        raise CampaignError(f"campaign {campaign_id} is {c.status}: only {', '.join(EDITABLE)} "
+        raise CampaignStateError(f"campaign {campaign_id} is {c.status}: only {', '.join(EDITABLE)} "
                             "campaigns can be changed")
     stored = {k: v for k in FIELDS if (v := getattr(c, k)) is not None}
     current = CampaignSpec.model_validate(stored).model_dump(exclude_none=True)
@@ -326,7 +335,7 @@ async def schedule_campaign(session: AsyncSession, settings: Settings, store_id:
     """Check, price and guard, then set the (allowed) moment the fan-out starts."""
     c = await get_campaign(session, store_id, campaign_id)
     if c.status not in EDITABLE:
-        raise CampaignError(f"campaign {campaign_id} is {c.status}: it cannot be scheduled")
+        raise CampaignStateError(f"campaign {campaign_id} is {c.status}: it cannot be scheduled")
     if send_mode is not None:
         if send_mode not in SEND_MODES:
             raise CampaignError(f"sendMode: {send_mode!r} is not one of {', '.join(SEND_MODES)}")
@@ -357,7 +366,7 @@ async def pause_campaign(session: AsyncSession, store_id: str, campaign_id: str,
                          ) -> EmailCampaign:
     c = await get_campaign(session, store_id, campaign_id)
     if c.status not in ("SCHEDULED", "SENDING"):
-        raise CampaignError(f"campaign {campaign_id} is {c.status}: only a scheduled or sending "
+        raise CampaignStateError(f"campaign {campaign_id} is {c.status}: only a scheduled or sending "
                             "campaign can be paused")
     c.status, c.updated_at = "PAUSED", now
     return c
@@ -369,7 +378,7 @@ async def cancel_campaign(session: AsyncSession, store_id: str, campaign_id: str
     messages held for a later slot, too); returns how many were withdrawn."""
     c = await get_campaign(session, store_id, campaign_id)
     if c.status == "CANCELLED":
-        raise CampaignError(f"campaign {campaign_id} is already {c.status}")
+        raise CampaignStateError(f"campaign {campaign_id} is already {c.status}")
     c.status, c.updated_at, c.finished_at = "CANCELLED", now, now
     result = await session.execute(
         update(Message).where(Message.store_id == store_id, Message.campaign_id == campaign_id,
@@ -504,7 +513,7 @@ async def fan_out(sessionmaker: Any, settings: Settings, store_id: str, campaign
     async with sessionmaker() as session:
         c = await get_campaign(session, store_id, campaign_id)
         if c.status not in ("SCHEDULED", "SENDING"):
-            raise CampaignError(f"campaign {campaign_id} is {c.status}: nothing to send")
+            raise CampaignStateError(f"campaign {campaign_id} is {c.status}: nothing to send")
         claimed = await session.execute(
             update(EmailCampaign).where(EmailCampaign.id == campaign_id,
                                         EmailCampaign.status == c.status,

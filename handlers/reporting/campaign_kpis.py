@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import CartSettings
 from stormd.handlers.campaigns.results import HOLDOUT, attributed_orders, in_window
-from stormd.handlers.reporting.figures import Figures, rate
+from stormd.handlers.reporting.figures import Figures, Period, per_period, rate
 from stormd.schema.marketing.messages import Message
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order
 from stormd.schema.shop.promotions import DiscountCode
@@ -43,11 +43,13 @@ async def _converted(session: AsyncSession, store_id: str, messages: Any, window
     return int(recipients or 0), int(converted or 0)
 
 
-async def campaign_kpis(session: AsyncSession, stores: list[str]) -> Figures:
+async def one_period(session: AsyncSession, stores: list[str], period: Period) -> Figures:
+    """The family for the messages queued in `period` (and, for promotion attribution, the
+    orders placed in it)."""
     window = CartSettings().attribution_window
     out: Figures = {}
     for store in stores:
-        sent = Message.status.not_in(NOT_SENT)
+        sent = and_(Message.status.not_in(NOT_SENT), period.holds(Message.created_at))
         wb = await _converted(session, store, and_(Message.trigger == "win_back", sent),
                               WINBACK_WINDOW)
         recipients = and_(Message.campaign_id.is_not(None), Message.variant.is_distinct_from(HOLDOUT),
@@ -55,22 +57,25 @@ async def campaign_kpis(session: AsyncSession, stores: list[str]) -> Figures:
                               select(Message.campaign_id).where(Message.store_id == store,
                                                                 Message.variant == HOLDOUT)))
         treated = await _converted(session, store, recipients, window)
-        held = await _converted(session, store, Message.variant == HOLDOUT, window)
+        held = await _converted(session, store, and_(Message.variant == HOLDOUT,
+                                                     period.holds(Message.created_at)), window)
         uplift = None
         if treated[0] and held[0]:
             uplift = round(treated[1] / treated[0] - held[1] / held[0], 4)
         by_code = await session.scalar(
             select(func.coalesce(func.sum(Order.total), 0)).where(
                 Order.store_id == store, Order.status.in_(COMPLETED_STATUSES),
-                Order.order_id.in_(select(DiscountCode.order_id).where(
+                period.holds(Order.occurred_at), Order.order_id.in_(select(DiscountCode.order_id).where(
                     DiscountCode.store_id == store, DiscountCode.campaign_id.is_not(None)))))
         _, revenue = await attributed_orders(
-            session, window, store, Message.campaign_id.is_not(None),
-            and_(DiscountCode.store_id == store, DiscountCode.campaign_id.is_not(None)))
+            session, window, store,
+            and_(Message.campaign_id.is_not(None), period.holds(Message.created_at)),
+            and_(DiscountCode.store_id == store, DiscountCode.campaign_id.is_not(None),
+                 period.holds(DiscountCode.created_at)))
         cost = await session.scalar(
             select(func.coalesce(func.sum(Message.cost), 0)).where(
                 Message.store_id == store, Message.campaign_id.is_not(None),
-                Message.status.not_in(NOT_SENT)))
+                Message.status.not_in(NOT_SENT), period.holds(Message.created_at)))
         out[store] = {
             "churn_winback_rate": rate(wb[1], wb[0]),
             "segment_conversion_uplift": uplift,
@@ -78,3 +83,6 @@ async def campaign_kpis(session: AsyncSession, stores: list[str]) -> Figures:
             "campaign_roi": rate(revenue, Decimal(cost or 0)),
         }
     return out
+
+
+campaign_kpis = per_period(one_period)
