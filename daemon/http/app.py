@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
@@ -23,6 +23,7 @@ from stormd.daemon.http.api import (
     templates,
 )
 from stormd.daemon.http.auth import Unauthenticated
+from stormd.daemon.http.conventions import known_query
 from stormd.handlers.kernel.context import JobContext
 
 TITLE = "stormd API"
@@ -85,7 +86,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def build_app(job: JobContext, pipeline: Any, readiness: ops.Readiness, *,
               metrics: bool = True) -> FastAPI:
     app = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION,
-                  openapi_url="/openapi.json", docs_url=None, redoc_url=None)
+                  openapi_url="/openapi.json", docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     app.state.job = job
     problems.install(app)
 
@@ -102,8 +104,8 @@ def build_app(job: JobContext, pipeline: Any, readiness: ops.Readiness, *,
         app.include_router(ops.webhook_routes(pipeline))
     app.include_router(docs.docs_routes(TITLE))
     app.mount(docs.ASSETS_URL, docs.assets(), name="docs-assets")
-    app.include_router(store.stores)
-    in_store = APIRouter(prefix=STORE)
+    app.include_router(store.stores, dependencies=[Depends(known_query)])
+    in_store = APIRouter(prefix=STORE, dependencies=[Depends(known_query)])
     for router in RESOURCES:
         in_store.include_router(router)
     app.include_router(in_store)

@@ -23,7 +23,7 @@ from stormd.daemon.http.auth import StoreCall
 from stormd.daemon.http.problems import problem_for
 from stormd.handlers.access import idempotency
 from stormd.handlers.kernel.paging import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
-from stormd.handlers.kernel.service import etag_of
+from stormd.handlers.kernel.service import Invalid, etag_of
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items a page (at most {MAX_LIMIT}).")]
 Cursor = Annotated[str | None, Query(max_length=1000,
@@ -79,3 +79,26 @@ async def idempotent(request: Request, scope: StoreCall, key: str | None,
     await idempotency.settle(job, scope.store_id, key, reply.status_code, json.dumps({
         "body": reply.body.decode(), "mediaType": reply.media_type, "headers": headers}))
     return reply
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters an operation takes, its dependencies' included."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """Refuse query parameters the operation does not take (a misspelt filter would
+    otherwise be ignored, and the list look filtered when it is not)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "no query parameters"
+        raise Invalid(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                      f"this operation takes {takes}")

@@ -9,7 +9,10 @@ JSON nesting bounded before anything parses them.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -154,10 +157,58 @@ def _nesting_ok(body: bytes, limit: int) -> bool:
     return True
 
 
+# What JSON can say but no database keeps: a NUL character, a lone surrogate, NaN or an
+# infinity, a number past 300 digits. Looked for in the raw bytes, parsed only if present.
+_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|NaN|Infinity|\d{300}|[eE][+-]?\d{3}")
+
+
+def _unstorable(body: bytes) -> str | None:
+    """Why the JSON body cannot be stored as sent, or None."""
+    if not _SUSPECT.search(body):
+        return None
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {text[:20]} is out of range")
+        return value
+
+    def integer(text: str) -> int:
+        if len(text.lstrip("-")) > 300:
+            raise ValueError("an integer of more than 300 digits")
+        return int(text)
+
+    def constant(text: str) -> None:
+        raise ValueError(f"{text} is not a JSON number")
+
+    def strings(node: object) -> None:
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise ValueError("a text holds a NUL character")
+            node.encode("utf-8")  # a lone surrogate fails here
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                strings(key)
+                strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                strings(value)
+
+    try:
+        strings(json.loads(body, parse_float=number, parse_int=integer,
+                           parse_constant=constant))
+    except UnicodeError:
+        return "a text holds an unpaired surrogate (\\ud800-\\udfff)"
+    except (ValueError, RecursionError) as exc:
+        return str(exc)
+    return None
+
+
 class BodyLimits:
     """ASGI middleware: a request body over `max_body` bytes is refused with 413 (by its
-    Content-Length, or while it streams), and an API request's JSON nested deeper than
-    `max_depth` with 400, before any handler reads it."""
+    Content-Length, or while it streams); an API request's JSON nested deeper than
+    `max_depth`, or holding what no database keeps (NUL, lone surrogates, NaN, infinities,
+    300-digit numbers), and a NUL in any path or query, with 400, before a handler runs."""
 
     def __init__(self, app: Any, max_body: int = MAX_BODY, max_depth: int = MAX_DEPTH):
         self.app, self.max_body, self.max_depth = app, max_body, max_depth
@@ -171,7 +222,13 @@ class BodyLimits:
         await send({"type": "http.response.body", "body": reply.body})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            await self._refuse(send, 400, "the path or query holds a NUL character")
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         too_big = (f"the request body is over {self.max_body // 1024} KiB; send less "
@@ -198,10 +255,16 @@ class BodyLimits:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if scope["path"].startswith("/api/") and not _nesting_ok(body, self.max_depth):
-            await self._refuse(send, 400, f"the request body's JSON is nested more than "
-                                          f"{self.max_depth} levels deep")
-            return
+        if scope["path"].startswith("/api/"):
+            if not _nesting_ok(body, self.max_depth):
+                await self._refuse(send, 400, f"the request body's JSON is nested more than "
+                                              f"{self.max_depth} levels deep")
+                return
+            why = _unstorable(body)
+            if why is not None:
+                await self._refuse(send, 400, f"the request body cannot be stored as sent: "
+                                              f"{why}")
+                return
         sent = False
 
         async def replay() -> dict:

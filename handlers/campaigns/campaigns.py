@@ -20,9 +20,9 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +31,7 @@ from stormd.config.channels import Channel
 from stormd.config.settings import Settings
 from stormd.handlers.campaigns.ab_testing import assign_variant, in_holdout
 from stormd.handlers.kernel.context import JobContext
-from stormd.handlers.kernel.service import Conflict, NotFound
+from stormd.handlers.kernel.service import Conflict, Instant, NotFound
 from stormd.handlers.outreach.costs import (
     CostPreview,
     average_order_value,
@@ -88,13 +88,18 @@ class CampaignStateError(CampaignError, Conflict):
     """The campaign's status does not allow it (an edit after sending, a second cancel)."""
 
 
+Slug = Annotated[str, Field(min_length=1, max_length=64)]
+TemplateSlug = Annotated[str, Field(min_length=1, max_length=120)]
+Content = dict[Annotated[str, Field(max_length=32)], dict[Annotated[str, Field(max_length=8)], str] | int]
+
+
 class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=16)
-    weight: float = Field(default=1, gt=0)
-    template: str | None = None
-    content: dict[str, dict[str, str] | int] | None = None
+    weight: float = Field(default=1, gt=0, le=1000)
+    template: TemplateSlug | None = None
+    content: Content | None = None
 
 
 class CampaignSpec(BaseModel):
@@ -105,18 +110,20 @@ class CampaignSpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     channels: list[Channel] = Field(min_length=1)
     routing: Routing = "cheapest"  # or "listed": the channels' own order (plugins.policy.routing)
-    segments: list[str] = Field(default_factory=list)  # empty: every customer of the store
-    exclude_segments: list[str] = Field(default_factory=list)
-    template: str | None = None
+    # empty: every customer of the store
+    segments: list[Slug] = Field(default_factory=list, max_length=50)
+    exclude_segments: list[Slug] = Field(default_factory=list, max_length=50)
+    template: TemplateSlug | None = None
     # {channel: {locale: source}} and the template options (sms_max_segments: int)
-    content: dict[str, dict[str, str] | int] | None = None
+    content: Content | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
-    variants: list[Variant] = Field(default_factory=list)
+    variants: list[Variant] = Field(default_factory=list, max_length=10)
     holdout_percent: int = Field(default=0, ge=0, le=90)
-    discount_percent: Decimal | None = Field(default=None, ge=0, le=100)
-    budget: Decimal | None = Field(default=None, ge=0)
+    discount_percent: Decimal | None = Field(default=None, ge=0, le=100, decimal_places=2)
+    budget: Decimal | None = Field(default=None, ge=0, le=Decimal("999999999999.99"),
+                                   decimal_places=2)
     send_mode: Literal["now", "at", "best_time", "off_peak"] = "now"
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: Instant | None = None
 
     @field_validator("channels")
     @classmethod

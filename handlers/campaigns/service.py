@@ -10,7 +10,7 @@ import copy
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from sqlalchemy import select
@@ -19,7 +19,15 @@ from stormd.handlers.campaigns import campaigns as domain
 from stormd.handlers.campaigns.campaigns import CampaignError, CampaignSpec
 from stormd.handlers.campaigns.results import campaign_report
 from stormd.handlers.kernel.paging import Page, PageRequest, SortKey, fetch_page
-from stormd.handlers.kernel.service import Call, Invalid, NotFound, check_if_match, require_store
+from stormd.handlers.kernel.service import (
+    Call,
+    Instant,
+    Invalid,
+    NotFound,
+    ServiceError,
+    check_if_match,
+    require_store,
+)
 from stormd.handlers.outreach.discounts import new_code
 from stormd.handlers.outreach.queue import (
     load_templates,
@@ -126,7 +134,7 @@ class CampaignPreview(_Model):
 
 class ScheduleRequest(_Model):
     send_mode: Literal["now", "at", "best_time", "off_peak"] | None = None
-    at: AwareDatetime | None = Field(default=None, description="For sendMode at.")
+    at: Instant | None = Field(default=None, description="For sendMode at.")
     force: bool = Field(default=False, description="Send even below the minimum ROI or "
                                                    "over budget.")
 
@@ -211,8 +219,22 @@ async def update_campaign(call: Call, store_id: str, campaign_id: str, changes: 
         return to_campaign(c)
 
 
+RENDER_FAILURES = (TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
+                   RecursionError)
+
+
 async def preview_campaign(call: Call, store_id: str, campaign_id: str,
                            request: PreviewRequest) -> CampaignPreview:
+    try:
+        return await _preview(call, store_id, campaign_id, request)
+    except (CampaignError, ServiceError):
+        raise
+    except RENDER_FAILURES as exc:  # an expression of a template failed with these data
+        raise Invalid(f"a template failed to render: {type(exc).__name__}: {exc}") from None
+
+
+async def _preview(call: Call, store_id: str, campaign_id: str,
+                   request: PreviewRequest) -> CampaignPreview:
     """The cost preview (counts per channel, SMS segments, cost, expected revenue and ROI,
     refusals, alerts) and the bodies rendered for a real customer, or for test data in
     every channel and both locales."""

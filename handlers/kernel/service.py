@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, AwareDatetime, BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,17 @@ from stormd.handlers.kernel.context import HandlerContext, JobContext
 from stormd.schema.db.write_lock import lock_for_write
 from stormd.schema.runtime.access import AuditEntry
 from stormd.schema.shop.stores import Store
+
+
+def _plausible(when: datetime) -> datetime:
+    if not 1970 <= when.year <= 2200:
+        raise ValueError("must be between the years 1970 and 2200")
+    return when
+
+
+# An instant a request may name: with a time zone, and within the years anything stormd
+# keeps can fall in (a far year would overflow on the way to UTC).
+Instant = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class ServiceError(ValueError):

@@ -250,6 +250,9 @@ async def preview_template(call: Call, store_id: str, slug: str,
                                         segments=info.segments)
             except TemplateError as exc:
                 item.error = str(exc)
+            except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
+                    RecursionError) as exc:  # the template's own expression failed
+                item.error = f"{channel}.{reach.locale}: {type(exc).__name__}: {exc}"
             rendered.append(item)
     return TemplatePreview(slug=slug, rendered=rendered)
 

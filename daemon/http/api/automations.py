@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime
 
 from stormd.daemon.http.auth import InStore
 from stormd.daemon.http.conventions import Cursor, IfMatch, Limit, page, tagged
@@ -19,6 +18,7 @@ from stormd.handlers.automations.service import (
     WorkflowSettings,
 )
 from stormd.handlers.kernel.paging import Page
+from stormd.handlers.kernel.service import Instant
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 Trigger = Annotated[str, Path(pattern=service.TRIGGER_PATTERN,
@@ -40,8 +40,8 @@ async def automation_log(
         trigger: Annotated[str | None, Query(max_length=64)] = None,
         status: Annotated[ExecutionStatus | None, Query()] = None,
         customer_id: Annotated[str | None, Query(alias="customerId", max_length=128)] = None,
-        since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-        until: Annotated[AwareDatetime | None, Query(alias="to")] = None) -> Page[Execution]:
+        since: Annotated[Instant | None, Query(alias="from")] = None,
+        until: Annotated[Instant | None, Query(alias="to")] = None) -> Page[Execution]:
     """Recent executions (trigger, customer, status, step, why one was skipped)."""
     return await service.execution_log(scope.call, scope.store_id, page(limit, cursor, sort),
                                        trigger=trigger, status=status, customer_id=customer_id,

@@ -6,20 +6,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from stormd.config.channels import Channel
 from stormd.daemon.http.auth import InStore
 from stormd.daemon.http.conventions import Cursor, Limit, page
 from stormd.handlers.kernel.paging import Page
+from stormd.handlers.kernel.service import Instant
 from stormd.handlers.outreach import service as outreach
 from stormd.handlers.outreach.service import MessageRecord, MessageSort, MessageStatus
 from stormd.handlers.reporting import service
 from stormd.handlers.reporting.service import Bucket, Kpis
 
 router = APIRouter(tags=["reports"])
-Since = Annotated[AwareDatetime | None, Query(alias="from", description="From (included).")]
-Until = Annotated[AwareDatetime | None, Query(alias="to", description="To (excluded).")]
+Since = Annotated[Instant | None, Query(alias="from", description="From (included).")]
+Until = Annotated[Instant | None, Query(alias="to", description="To (excluded).")]
 
 
 @router.get("/kpis", operation_id="getKpis", response_model=Kpis, response_model_by_alias=True)

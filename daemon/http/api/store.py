@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime
 
 from stormd.daemon.http.auth import InStore, Who, job_of
 from stormd.daemon.http.conventions import Cursor, IfMatch, Limit, page, tagged
 from stormd.handlers.access import audit
 from stormd.handlers.access.audit import AuditRecord
 from stormd.handlers.kernel.paging import Page
-from stormd.handlers.kernel.service import Call
+from stormd.handlers.kernel.service import Call, Instant
 from stormd.handlers.outreach import service as outreach
 from stormd.handlers.outreach.service import Credits, CreditUse
 from stormd.handlers.shop import service
@@ -64,8 +63,8 @@ async def credit_history(scope: InStore, limit: Limit = 50, cursor: Cursor = Non
 async def audit_log(scope: InStore, limit: Limit = 50, cursor: Cursor = None,
                     action: Annotated[str | None, Query(max_length=64)] = None,
                     key_id: Annotated[str | None, Query(alias="keyId", max_length=32)] = None,
-                    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-                    until: Annotated[AwareDatetime | None, Query(alias="to")] = None
+                    since: Annotated[Instant | None, Query(alias="from")] = None,
+                    until: Annotated[Instant | None, Query(alias="to")] = None
                     ) -> Page[AuditRecord]:
     """Every write to the store, newest first: who (key or command line), what, when."""
     return await audit.list_audit(scope.call, scope.store_id, page(limit, cursor, "-id"),
