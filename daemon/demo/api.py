@@ -97,3 +97,28 @@ async def report_api(session, player) -> Section:
         "scheduled once",
         "audit log: " + (", ".join(f"{a} {n}" for a, n in sorted(actions.items())) or "empty"),
     ], data)
+
+
+async def keep_running(daemon: Any, store: str, marketer: Marketer | None,
+                       say: Any) -> None:
+    """`stormd demo --keep`: leave the daemon serving the demo store until SIGINT/SIGTERM,
+    with the API's address and a key for it."""
+    import asyncio
+    import signal
+
+    marketer = marketer or await Marketer.for_daemon(daemon, store)
+    say(f"\nstormd keeps running with the demo store {store}:\n"
+        f"  API   {marketer.base}/api/v1/stores/{store}   (docs: {marketer.base}/docs)\n"
+        f"  key   {marketer.key}\n"
+        f"  e.g.  curl -H 'Authorization: Bearer {marketer.key}' "
+        f"{marketer.base}/api/v1/stores/{store}/segments\n"
+        "Ctrl-C stops it (the demo's data goes with it).")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
-from stormd.daemon.demo.api import Marketer, report_api
+from stormd.daemon.demo.api import Marketer, keep_running, report_api
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
 from stormd.schema.db.engine import make_engine, make_sessionmaker
@@ -511,11 +511,19 @@ async def _report(daemon: Daemon, player: Player) -> list[Section]:
     return sections
 
 
+def _show(sections: list[Section], say: Line) -> None:
+    for section in sections:
+        say(f"\n{section.title}")
+        for line in section.lines:
+            say(f"  {line}")
+
+
 async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
                    tick: timedelta = TICK, follow_step: timedelta = FOLLOW_STEP,
-                   progress: Line | None = None) -> dict[str, Any]:
+                   progress: Line | None = None, keep: bool = False) -> dict[str, Any]:
     """Play the demo; `say` gets the report lines, `progress` the one-line display (by
-    default on a terminal only). Returns the report's data (what `--json` prints)."""
+    default on a terminal only). Returns the report's data (what `--json` prints). With
+    `keep`, the daemon serves the demo store after the report until SIGINT/SIGTERM."""
     started = time.perf_counter()
     if progress is None:
         on_terminal = say is print and sys.stdout.isatty()
@@ -553,13 +561,14 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
             await player.play(shop, day, DAY_START + timedelta(days=4, hours=16))
             progress("\r" + " " * 78 + "\r")
             sections = await _report(daemon, player)
+            if keep:
+                _show(sections, say)
+                await keep_running(daemon, STORE, player.marketer, say)
         finally:
             await nc.close()
             await daemon.stop()
-    for section in sections:
-        say(f"\n{section.title}")
-        for line in section.lines:
-            say(f"  {line}")
+    if not keep:
+        _show(sections, say)
     seconds = time.perf_counter() - started
     say(f"\ndemo finished in {seconds:.0f}s of real time")
     return {"store": STORE, "customers": customers, "seed": seed,

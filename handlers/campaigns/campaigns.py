@@ -17,6 +17,7 @@ and a crash or pause resumes where it stopped (message keys are per campaign + c
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -55,6 +56,7 @@ from stormd.handlers.outreach.queue import (
 from stormd.handlers.outreach.send_slots import SEND_MODES, send_moment, store_send_window
 from stormd.handlers.outreach.template_library import check_content, count_use
 from stormd.handlers.outreach.templates import MissingVariables, TemplateError
+from stormd.handlers.scoring.features import first_column
 from stormd.handlers.scoring.segments import (
     MEMBERS,
     SEGMENTS,
@@ -73,6 +75,7 @@ from stormd.schema.wire.envelope import OutEvent, stage_events
 log = logging.getLogger(__name__)
 
 EDITABLE = ("DRAFT", "SCHEDULED", "PAUSED")
+PREVIEW_EXACT = 10_000  # recipients a preview walks one by one; beyond, an even sample
 HOLDOUT = "holdout"
 
 
@@ -285,35 +288,47 @@ def _snake(key: str) -> str:
 async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCampaign,
                            now: datetime) -> tuple[CostPreview, list[dict[str, Any]]]:
     """Counts per channel, SMS segments, cost, expected revenue and ROI, budget, alerts,
-    plus a few rendered samples: what the fan-out would do, without queuing. Counts are
-    exact; beyond `campaigns.preview_renders` recipients SMS segments and cost are
-    estimated from a rendered sample of about that many."""
+    plus a few rendered samples: what the fan-out would do, without queuing. The audience
+    size is exact; up to `PREVIEW_EXACT` recipients every figure is too, beyond it the
+    others are measured on a random sample of that many (the same for the same campaign:
+    random, because ids often follow a pattern an every-n-th pick would alias with) and
+    scaled, so a preview of 100,000 costs about what one of 10,000 does. SMS segments and cost
+    are estimated from a rendered sample of about `campaigns.preview_renders`."""
     store = await store_profile(session, settings, c.store_id)
     preview = CostPreview(conversion_rate=settings.campaigns.expected_conversion_rate,
                           min_roi=store.min_roi)
     preview.average_order_value = await average_order_value(session, settings, c.store_id)
     outcome, counts = BatchOutcome(), {"audience": 0, "holdout": 0}
     senders = await _senders(session, settings, c, store, now)
-    size = await audience_count(session, c)
-    sampler = PriceSampler(every=size // settings.campaigns.preview_renders + 1)
-    last = ""
-    while True:
-        ids = await audience_page(session, c, last, settings.campaigns.batch_size)
-        if not ids:
-            break
-        last = ids[-1]
+    everyone = await first_column(session, audience_ids(c))  # one query, ids only
+    size = len(everyone)
+    if size > PREVIEW_EXACT:
+        everyone = random.Random(c.id).sample(everyone, PREVIEW_EXACT)
+    everyone.sort()
+    sampler = PriceSampler(every=len(everyone) // settings.campaigns.preview_renders + 1)
+    batch = settings.campaigns.batch_size
+    pages = (everyone[start:start + batch] for start in range(0, len(everyone), batch))
+    for ids in pages:
         counts["audience"] += len(ids)
         groups = await _recipients(session, c, ids)
         counts["holdout"] += len(groups.pop(HOLDOUT, []))
         for variant, recipients in groups.items():
             outcome.merge(await send_batch(session, settings, now, senders[variant], recipients,
                                            dry_run=True, sampler=sampler))
-    preview.audience, preview.holdout = counts["audience"], counts["holdout"]
-    preview.unreachable = outcome.count("unreachable")
-    preview.capped, preview.deferred = outcome.count("capped"), outcome.count("deferred")
-    preview.by_channel = dict(outcome.by_channel)
-    preview.cost_by_channel = dict(outcome.cost_by_channel)
-    preview.sms_segments = round(outcome.sms_segments)
+    scale = size / counts["audience"] if counts["audience"] else 1.0
+
+    def scaled(n: float) -> int:
+        return round(n * scale)
+
+    preview.audience, preview.holdout = size, scaled(counts["holdout"])
+    preview.unreachable = scaled(outcome.count("unreachable"))
+    preview.capped, preview.deferred = scaled(outcome.count("capped")), scaled(
+        outcome.count("deferred"))
+    preview.by_channel = {ch: scaled(n) for ch, n in outcome.by_channel.items()}
+    preview.cost_by_channel = {ch: money(cost * Decimal(str(scale)))
+                               for ch, cost in outcome.cost_by_channel.items()}
+    preview.sms_segments = scaled(outcome.sms_segments)
+    preview.sampled = counts["audience"] if size > PREVIEW_EXACT else None
     await _budget(session, settings, c, store, preview, now)
     return preview, outcome.samples
 

@@ -108,6 +108,9 @@ class CostPreview(_Model):
     budget_left: str | None
     alerts: list[str]
     refusals: list[str] = Field(description="Why scheduling would be refused (force overrides).")
+    sampled: int | None = Field(description="null: every recipient was counted; else the "
+                                            "figures (not the audience) are scaled from an "
+                                            "even sample of this many recipients.")
 
 
 class Rendered(BaseModel):
