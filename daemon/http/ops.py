@@ -56,8 +56,9 @@ def webhook_routes(pipeline) -> APIRouter:
 
     @router.api_route("/webhooks/{provider}", methods=["GET", "POST"])
     async def webhook(provider: str, request: Request) -> Response:
+        # The headers stay a case-insensitive mapping: plugins look them up by any case.
         incoming = WebhookRequest(method=request.method, path=request.url.path,
-                                  headers=dict(request.headers), query=dict(request.query_params),
+                                  headers=request.headers, query=dict(request.query_params),
                                   body=await request.body())
         reply = await answer_webhook(pipeline, provider, incoming)
         return Response(reply.body, status_code=reply.status, media_type=reply.content_type)

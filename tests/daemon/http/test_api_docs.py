@@ -37,3 +37,21 @@ async def test_docs_page_loads_nothing_from_another_host(api):
     for link in links:
         asset = await client.get(link)
         assert asset.status_code == 200 and len(asset.content) > 100, link
+
+
+@SQLITE_ONLY
+async def test_metrics_on_a_listener_of_its_own(api):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    a = await api(metrics={"listen": f"127.0.0.1:{port}"})
+    host, bound = a.daemon.http.bound["metrics"]
+    assert bound == port and a.daemon.http.bound["http"][1] != port
+    metrics = a.client()
+    scraped = await metrics.get(f"http://{host}:{port}/metrics")
+    assert scraped.status_code == 200 and "stormd_events_total" in scraped.text
+    assert (await metrics.get(f"http://{host}:{port}/healthz")).status_code == 404
+    assert (await metrics.get("/metrics")).status_code == 404  # not on the API's listener
+    assert (await metrics.get("/healthz")).status_code == 200
