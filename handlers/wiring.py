@@ -1,4 +1,4 @@
-"""What stormd does with each event, timer, segment change, cron slot and request.
+"""What stormd does with each event, timer, segment change and cron slot.
 
 `build_registry()` is the one place that says which handler reacts to what, and in which
 order the reactions to one event type run (inside one transaction: the state first, then
@@ -13,7 +13,7 @@ the automation log.
 from __future__ import annotations
 
 from stormd.handlers.automations import triggers
-from stormd.handlers.campaigns import campaigns, service
+from stormd.handlers.campaigns import campaigns
 from stormd.handlers.carts import carts, recovery
 from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.handlers.reporting import kpis
@@ -67,8 +67,4 @@ def build_registry() -> HandlerRegistry:
     r.on_cron("campaigns.dispatch", lambda s: "* * * * *")(campaigns.dispatch_due_campaigns)
     r.on_cron("kpis", lambda s: "*/5 * * * *")(kpis.refresh_kpi_gauges)
     r.on_cron("inbox.prune", lambda s: inbox.SCHEDULE)(inbox.prune_inbox)
-
-    # Request/reply.
-    for name, handler in service.HANDLERS.items():
-        r.on_request(name)(handler)
     return r

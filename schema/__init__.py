@@ -18,6 +18,7 @@ from stormd.schema.marketing.predictions import ClvFit, CustomerPrediction, Prod
 from stormd.schema.marketing.recommendations import RecommendationEvent
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics, CustomerRFMSnapshot, RfmRun
 from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember, RescoreQueue
+from stormd.schema.runtime.access import ApiKey, AuditEntry, IdempotentRequest
 from stormd.schema.runtime.cron import CronRun
 from stormd.schema.runtime.inbox import OutboundEvent, ProcessedEvent
 from stormd.schema.runtime.timers import Timer
@@ -29,11 +30,12 @@ from stormd.schema.shop.promotions import AppliedPromotion, DiscountCode
 from stormd.schema.shop.stores import Store
 
 __all__ = [
-    "AppliedPromotion", "AutomationExecution", "AutomationWorkflow", "Base", "CampaignTemplate",
-    "Cart", "CartAbandonmentEvent", "CartItem", "ClvFit", "CronRun", "Customer",
-    "CustomerLifecycleMetrics", "CustomerPrediction", "CustomerRFMSnapshot", "CustomerSegment",
-    "CustomerSegmentMember", "DiscountCode", "DndNumber", "EmailCampaign", "EmailEvent",
-    "Message", "Order", "OrderItem", "OrderStatusChange", "OutboundEvent", "ProcessedEvent",
-    "Product", "ProductNeighbour", "RecommendationEvent", "RescoreQueue", "RfmRun", "SmsLog",
-    "SmsProvider", "Store", "Timer", "WhatsAppMessage", "WhatsAppTemplate",
+    "ApiKey", "AppliedPromotion", "AuditEntry", "AutomationExecution", "AutomationWorkflow",
+    "Base", "CampaignTemplate", "Cart", "CartAbandonmentEvent", "CartItem", "ClvFit", "CronRun",
+    "Customer", "CustomerLifecycleMetrics", "CustomerPrediction", "CustomerRFMSnapshot",
+    "CustomerSegment", "CustomerSegmentMember", "DiscountCode", "DndNumber", "EmailCampaign",
+    "EmailEvent", "IdempotentRequest", "Message", "Order", "OrderItem", "OrderStatusChange",
+    "OutboundEvent", "ProcessedEvent", "Product", "ProductNeighbour", "RecommendationEvent",
+    "RescoreQueue", "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer", "WhatsAppMessage",
+    "WhatsAppTemplate",
 ]

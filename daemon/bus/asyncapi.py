@@ -104,8 +104,9 @@ def build(prefix: str = PREFIX) -> AsyncAPI:
                     "headers `Stormd-Error` (why) and `Stormd-Subject` (where it came from).",
     )
     return AsyncAPI(broker, title="stormd", version=__version__, description=(
-        "The NATS contract of stormd, the StormCom marketing-automation daemon. Request/reply "
-        f"handlers answer on `{prefix}.api.<name>` with JSON (`{{\"error\": ...}}` on failure)."))
+        "The NATS contract of stormd, the StormCom marketing-automation daemon: events in, "
+        "events out and dead letters. Requests (campaigns, segments, templates, ...) go to "
+        "the HTTP API, with per-store keys (docs/http-api.md)."))
 
 
 # pydantic releases differ on whether a Decimal-as-string schema carries this pattern; it

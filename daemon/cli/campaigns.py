@@ -1,5 +1,6 @@
-"""`stormd campaigns …`: the same operations as the `<prefix>.api.campaigns.*` API (it calls
-the very same handlers), against the configured database. `--json` prints the API reply."""
+"""`stormd campaigns …`: the campaign, template and automation services (the very functions
+the HTTP API calls), against the configured database. `--json` prints what the API
+answers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from stormd.daemon.cli.common import echo_json, echo_table, store_options
-from stormd.daemon.cli.store_scope import run_on_store
+from stormd.daemon.cli.store_scope import every_page, run_service
 
 LIST_COLUMNS = ["id", "name", "status", "channels", "segments", "sendMode", "scheduledAt",
                 "audienceSize", "cost"]
@@ -21,16 +22,23 @@ def command() -> None:
     """Campaigns: create, schedule, preview cost and ROI, send, pause, cancel, results."""
 
 
-def _call(config_path: str | None, store_id: str | None, api: str, request: dict[str, Any]
-          ) -> dict[str, Any]:
-    """Run the API handler `api` with the store resolved; a refusal exits 1 with its reason."""
-    from stormd.handlers.campaigns.service import HANDLERS
+def _call(config_path: str | None, store_id: str | None, work) -> Any:
+    """Run `work(call, store)` with the store resolved; a refusal exits 1 with its reason.
+    Models come back as the API's JSON."""
+    from stormd.handlers.campaigns.campaigns import CampaignError
     from stormd.handlers.outreach.costs import SendRefused
     from stormd.handlers.outreach.templates import TemplateError
 
-    return run_on_store(config_path, store_id,
-                        lambda job, store: HANDLERS[api](job, {"storeId": store, **request}),
-                        (ValueError, SendRefused, TemplateError))
+    async def go(call, store):
+        result = await work(call, store)
+        if isinstance(result, list):
+            return [r.model_dump(mode="json", by_alias=True) for r in result]
+        if hasattr(result, "model_dump"):
+            return result.model_dump(mode="json", by_alias=True)
+        return result
+
+    return run_service(config_path, store_id, go,
+                       errors=(CampaignError, SendRefused, TemplateError, ValueError))
 
 
 def _read_json(path: str, what: str) -> dict[str, Any]:
@@ -47,7 +55,7 @@ def _show(reply: dict[str, Any], as_json: bool) -> None:
     if as_json:
         echo_json(reply)
         return
-    c = reply.get("campaign")
+    c = reply.get("campaign", reply if "status" in reply else None)
     if c:
         echo_table([c], LIST_COLUMNS)
     if "preview" in reply:
@@ -77,31 +85,38 @@ def _show_preview(p: dict[str, Any]) -> None:
 @click.option("--status", default=None, help="Only campaigns in this status.")
 def list_(config_path, store_id, as_json, status) -> None:
     """The store's campaigns, newest first."""
-    reply = _call(config_path, store_id, "campaigns.list", {"status": status})
+    from stormd.handlers.campaigns.service import list_campaigns
+
+    rows = _call(config_path, store_id, lambda call, store: every_page(
+        lambda page: list_campaigns(call, store, page, status), "-createdAt"))
     if as_json:
-        echo_json(reply["campaigns"])
+        echo_json(rows)
     else:
-        echo_table(reply["campaigns"], LIST_COLUMNS)
+        echo_table(rows, LIST_COLUMNS)
 
 
-def _by_id(name: str, api: str, doc: str) -> None:
-    """`stormd campaigns NAME CAMPAIGN_ID`: send {"id": …} to `api`, show the campaign."""
+def _by_id(name: str, action: str, doc: str) -> None:
+    """`stormd campaigns NAME CAMPAIGN_ID`: the service's `action`, then the campaign."""
 
     @command.command(name, help=doc)
     @click.argument("campaign_id")
     @store_options
     def verb(campaign_id, config_path, store_id, as_json) -> None:
-        _show(_call(config_path, store_id, api, {"id": campaign_id}), as_json)
+        from stormd.handlers.campaigns import service
+
+        reply = _call(config_path, store_id, lambda call, store: getattr(service, action)(
+            call, store, campaign_id))
+        _show(reply if "campaign" in reply else {"campaign": reply}, as_json)
 
 
-for _name, _api, _doc in (
-    ("show", "campaigns.get", "One campaign."),
-    ("pause", "campaigns.pause", "Stop a scheduled or sending campaign (schedule it again to "
-                                 "resume)."),
-    ("cancel", "campaigns.cancel", "Cancel, withdrawing its messages still queued."),
-    ("send", "campaigns.send", "Fan a scheduled campaign out into the delivery queue now."),
+for _name, _action, _doc in (
+    ("show", "get_campaign", "One campaign."),
+    ("pause", "pause_campaign", "Stop a scheduled or sending campaign (schedule it again to "
+                                "resume)."),
+    ("cancel", "cancel_campaign", "Cancel, withdrawing its messages still queued."),
+    ("send", "send_campaign", "Fan a scheduled campaign out into the delivery queue now."),
 ):
-    _by_id(_name, _api, _doc)
+    _by_id(_name, _action, _doc)
 
 
 @command.command("create")
@@ -110,8 +125,12 @@ for _name, _api, _doc in (
 @store_options
 def create(path, config_path, store_id, as_json) -> None:
     """Create a DRAFT campaign (templates and segments are checked now)."""
+    from stormd.handlers.campaigns.service import create_campaign, parse_spec
+
     spec = _read_json(path, "--file")
-    _show(_call(config_path, store_id, "campaigns.create", {"campaign": spec}), as_json)
+    reply = _call(config_path, store_id, lambda call, store: create_campaign(
+        call, store, parse_spec(spec)))
+    _show({"campaign": reply}, as_json)
 
 
 @command.command("update")
@@ -121,9 +140,12 @@ def create(path, config_path, store_id, as_json) -> None:
 @store_options
 def update(campaign_id, path, config_path, store_id, as_json) -> None:
     """Change a DRAFT, SCHEDULED or PAUSED campaign."""
+    from stormd.handlers.campaigns.service import CampaignChanges, parse_spec, update_campaign
+
     changes = _read_json(path, "--file")
-    _show(_call(config_path, store_id, "campaigns.update",
-                {"id": campaign_id, "changes": changes}), as_json)
+    reply = _call(config_path, store_id, lambda call, store: update_campaign(
+        call, store, campaign_id, parse_spec(changes, CampaignChanges)))
+    _show({"campaign": reply}, as_json)
 
 
 @command.command("schedule")
@@ -135,8 +157,12 @@ def update(campaign_id, path, config_path, store_id, as_json) -> None:
 @store_options
 def schedule(campaign_id, send_mode, at, force, config_path, store_id, as_json) -> None:
     """Check, price and schedule (refused below the store's minimum ROI or over budget)."""
-    _show(_call(config_path, store_id, "campaigns.schedule",
-                {"id": campaign_id, "sendMode": send_mode, "at": at, "force": force}), as_json)
+    from stormd.handlers.campaigns.service import ScheduleRequest, parse_spec, schedule_campaign
+
+    request = {"sendMode": send_mode, "at": at, "force": force}
+    reply = _call(config_path, store_id, lambda call, store: schedule_campaign(
+        call, store, campaign_id, parse_spec(request, ScheduleRequest)))
+    _show(reply, as_json)
 
 
 @command.command("preview")
@@ -147,13 +173,16 @@ def schedule(campaign_id, send_mode, at, force, config_path, store_id, as_json) 
 @store_options
 def preview(campaign_id, customer_id, test_data, config_path, store_id, as_json) -> None:
     """Cost preview (per channel, SMS segments, cost, expected revenue, ROI) and rendering."""
-    request: dict[str, Any] = {"id": campaign_id, "customerId": customer_id}
+    from stormd.handlers.campaigns.service import PreviewRequest, parse_spec, preview_campaign
+
+    request: dict[str, Any] = {"customerId": customer_id}
     if test_data:
         try:
             request["testData"] = json.loads(test_data)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--test-data") from None
-    reply = _call(config_path, store_id, "campaigns.preview", request)
+    reply = _call(config_path, store_id, lambda call, store: preview_campaign(
+        call, store, campaign_id, parse_spec(request, PreviewRequest)))
     if as_json:
         echo_json(reply)
         return
@@ -171,7 +200,10 @@ def preview(campaign_id, customer_id, test_data, config_path, store_id, as_json)
 @store_options
 def results(campaign_id, config_path, store_id, as_json) -> None:
     """Attributed orders and revenue, actual cost, ROI, A/B variants, uplift."""
-    reply = _call(config_path, store_id, "campaigns.results", {"id": campaign_id})
+    from stormd.handlers.campaigns.service import campaign_results
+
+    reply = _call(config_path, store_id, lambda call, store: campaign_results(
+        call, store, campaign_id))
     if as_json:
         echo_json(reply)
         return
@@ -191,24 +223,35 @@ def results(campaign_id, config_path, store_id, as_json) -> None:
 @store_options
 def automation_results(trigger, config_path, store_id, as_json) -> None:
     """ROI of one automation trigger (win_back, vip, birthday, welcome, post_purchase, …)."""
-    reply = _call(config_path, store_id, "automations.results", {"trigger": trigger})
+    from stormd.handlers.automations.service import automation_results as results_of
+
+    reply = _call(config_path, store_id, lambda call, store: results_of(call, store, trigger))
     if as_json:
-        echo_json(reply["results"])
+        echo_json(reply)
     else:
-        echo_table([reply["results"]], ["trigger", "orders", "revenue", "cost", "net", "roi"])
+        echo_table([reply], ["trigger", "orders", "revenue", "cost", "net", "roi"])
 
 
 @command.command("automation-log")
 @click.option("--trigger", default=None, help="Only this trigger (win_back, vip, welcome, ...).")
 @click.option("--status", default=None, help="Only this status (COMPLETED, SKIPPED, ...).")
 @click.option("--customer", "customer_id", default=None, help="Only this customer.")
-@click.option("--limit", default=100, show_default=True, help="At most this many.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000),
+              help="At most this many.")
 @store_options
 def automation_log(trigger, status, customer_id, limit, config_path, store_id, as_json) -> None:
     """Recent automation executions, newest first, with why any was skipped."""
-    rows = _call(config_path, store_id, "automations.log", {
-        "trigger": trigger, "status": status, "customerId": customer_id, "limit": limit,
-    })["executions"]
+    from stormd.handlers.automations.service import execution_log
+
+    async def work(call, store):
+        rows = await every_page(lambda page: execution_log(
+            call, store, page, trigger=trigger, status=status, customer_id=customer_id),
+            "-createdAt") if limit > 200 else (await execution_log(
+                call, store, _page(limit, "-createdAt"), trigger=trigger, status=status,
+                customer_id=customer_id)).items
+        return rows[:limit]
+
+    rows = _call(config_path, store_id, work)
     if as_json:
         echo_json(rows)
     else:
@@ -216,11 +259,20 @@ def automation_log(trigger, status, customer_id, limit, config_path, store_id, a
                           "error"])
 
 
+def _page(limit: int, sort: str):
+    from stormd.handlers.kernel.paging import PageRequest
+
+    return PageRequest(limit=limit, sort=sort)
+
+
 @command.command("templates")
 @store_options
 def templates(config_path, store_id, as_json) -> None:
     """The template library: system (seasonal, promotional, automation) and the store's own."""
-    rows = _call(config_path, store_id, "campaigns.templates", {})["templates"]
+    from stormd.handlers.outreach.service import list_templates
+
+    rows = _call(config_path, store_id, lambda call, store: every_page(
+        lambda page: list_templates(call, store, page), "slug"))
     if as_json:
         echo_json(rows)
     else:
@@ -237,9 +289,21 @@ def templates(config_path, store_id, as_json) -> None:
 def save_template(path, config_path, store_id, as_json) -> None:
     """Save one of the store's templates (checked against its trigger's variables and
     rendered with sample data under the limits of a real send first)."""
-    reply = _call(config_path, store_id, "templates.save", {"template": _read_json(path, "--file")})
+    from stormd.handlers.campaigns.service import parse_spec
+    from stormd.handlers.outreach.service import TemplateDefinition
+    from stormd.handlers.outreach.service import save_template as save
+
+    data = _read_json(path, "--file")
+    slug = str(data.pop("slug", ""))
+    if isinstance(data.get("category"), str):
+        data["category"] = data["category"].upper()
+
+    async def work(call, store):
+        saved, _ = await save(call, store, slug, parse_spec(data, TemplateDefinition))
+        return saved
+
+    t = _call(config_path, store_id, work)
     if as_json:
-        echo_json(reply["template"])
+        echo_json(t)
     else:
-        t = reply["template"]
         click.echo(f"saved {t['slug']}: {', '.join(t['channelMix'])}")

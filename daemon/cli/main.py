@@ -10,6 +10,7 @@ from stormd.daemon.cli import (
     config_cmd,
     db,
     importer,
+    keys,
     reports,
     rfm,
     segments,
@@ -26,8 +27,9 @@ def main() -> None:
 
 # Every command, in help order.
 for _command in (serve.run_command, serve.demo_command, config_cmd.command, db.command,
-                 importer.command, rfm.command, rfm.clv_command, segments.command, reports.messages_command,
-                 reports.kpis_command, sms_info.command, campaigns.command):
+                 importer.command, rfm.command, rfm.clv_command, segments.command,
+                 reports.messages_command, reports.kpis_command, sms_info.command,
+                 campaigns.command, keys.command):
     main.add_command(_command)
 
 

@@ -1,18 +1,19 @@
-"""`stormd segments list | show SLUG | members SLUG | create --file F | preview --criteria
-JSON`, each with `--store S` and `--json`."""
+"""`stormd segments list | show SLUG | members SLUG | create --file F | update SLUG --file F
+| delete SLUG | preview --criteria JSON`, each with `--store S` and `--json`: the segment
+service (handlers/scoring/service.py), as the HTTP API calls it."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from stormd.daemon.cli.common import echo_json, echo_table, store_options
-from stormd.daemon.cli.store_scope import run_on_store
+from stormd.daemon.cli.store_scope import every_page, run_service
 
 
 @click.group("segments")
@@ -20,48 +21,41 @@ def command() -> None:
     """Segment definitions, members and dry runs."""
 
 
-def _segment_json(segment: Any) -> dict[str, Any]:
-    return {"slug": segment.slug, "name": segment.name, "builtin": segment.builtin,
-            "members": segment.member_count, "criteria": segment.criteria,
-            "refreshedAt": segment.refreshed_at, "status": segment.status,
-            "error": segment.error}
+def _shown(segment: Any, store: str | None = None) -> dict[str, Any]:
+    data = segment.model_dump(mode="json", by_alias=True)
+    return {**({"store": store} if store else {}), **data}
 
 
-def _run(config_path: str | None, store_id: str | None,
-         action: Callable[[Any, str], Awaitable[Any]]) -> Any:
-    """Open the database, resolve the store, run `action(session, store)`; a bad
-    definition or criteria ends with its message and exit status 1."""
-    from stormd.handlers.scoring.criteria import CriteriaError
-    from stormd.handlers.scoring.segments import SegmentError
-
-    async def work(job, store):
-        async with job.sessionmaker() as session:
-            result = await action(session, store, job)
-            await session.commit()
-            return result
-
-    return run_on_store(config_path, store_id, work, (SegmentError, CriteriaError))
+def _read(path: Path, model: Any) -> Any:
+    """A JSON file validated as `model`; a bad file ends with its reason and exit 1."""
+    try:
+        return model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        click.echo(f"stormd: {path}: not a JSON segment definition: {exc}", err=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "definition"
+        click.echo(f"stormd: {path}: {where}: {first['msg']}", err=True)
+    sys.exit(1)
 
 
 @command.command("list")
 @store_options
 def list_(config_path: str | None, store_id: str | None, as_json: bool) -> None:
     """The store's segments with their member counts."""
-    from stormd.handlers.scoring.segments import ensure_builtin_segments, list_segments
+    from stormd.handlers.scoring.service import list_segments
 
-    async def action(session, store, job):
-        await ensure_builtin_segments(session, store, job.clock.now())
-        return [_segment_json(s) for s in await list_segments(session, store)]
-
-    rows = _run(config_path, store_id, action)
+    rows = run_service(config_path, store_id, lambda call, store: every_page(
+        lambda page: list_segments(call, store, page), "id"))
+    data = [_shown(s) for s in rows]
     if as_json:
-        echo_json(rows)
+        echo_json(data)
     else:
-        echo_table([{**r, "criteria": json.dumps(r["criteria"])} for r in rows],
+        echo_table([{**r, "criteria": json.dumps(r["criteria"])} for r in data],
                    ["slug", "name", "builtin", "members", "status", "refreshedAt", "criteria"])
-        for r in rows:
-            if r["status"] == "FAILED":
-                click.echo(f"{r['slug']}: FAILED: {r['error']}")
+        for r in data:
+            if r.get("status") == "FAILED":
+                click.echo(f"{r['slug']}: FAILED: {r.get('error')}")
 
 
 @command.command("show")
@@ -69,12 +63,12 @@ def list_(config_path: str | None, store_id: str | None, as_json: bool) -> None:
 @store_options
 def show(slug: str, config_path: str | None, store_id: str | None, as_json: bool) -> None:
     """One segment's definition and size."""
-    from stormd.handlers.scoring.segments import get_segment
+    from stormd.handlers.scoring.service import get_segment
 
-    async def action(session, store, job):
-        return {"store": store, **_segment_json(await get_segment(session, store, slug))}
+    async def work(call, store):
+        return _shown(await get_segment(call, store, slug), store)
 
-    data = _run(config_path, store_id, action)
+    data = run_service(config_path, store_id, work)
     if as_json:
         echo_json(data)
     else:
@@ -88,18 +82,15 @@ def show(slug: str, config_path: str | None, store_id: str | None, as_json: bool
 @store_options
 def members(slug: str, config_path: str | None, store_id: str | None, as_json: bool) -> None:
     """The customers in a segment (`--json`: objects with customerId)."""
-    from stormd.handlers.scoring.segments import get_segment, member_ids
+    from stormd.handlers.scoring.service import segment_members
 
-    async def action(session, store, job):
-        segment = await get_segment(session, store, slug)
-        return await member_ids(session, store, segment.id)
-
-    ids = _run(config_path, store_id, action)
+    rows = run_service(config_path, store_id, lambda call, store: every_page(
+        lambda page: segment_members(call, store, slug, page), "customerId"))
     if as_json:
-        echo_json([{"customerId": c} for c in ids])
+        echo_json([{"customerId": m.customer_id} for m in rows])
     else:
-        for customer_id in ids:
-            click.echo(customer_id)
+        for m in rows:
+            click.echo(m.customer_id)
 
 
 @command.command("create")
@@ -112,59 +103,94 @@ def members(slug: str, config_path: str | None, store_id: str | None, as_json: b
 def create(file: Path | None, template: str | None, config_path: str | None,
            store_id: str | None, as_json: bool) -> None:
     """Save a merchant-defined segment (validated, within the store's quota); its members
-    are computed at once."""
-    from stormd.handlers.scoring.segments import (
+    are found at once."""
+    from stormd.handlers.scoring.service import (
+        SegmentDefinition,
         create_segment,
-        refresh_segment,
         template_definition,
     )
 
     if (file is None) == (template is None):
         raise click.UsageError("give exactly one of --file or --template")
-    if file is not None:
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            click.echo(f"stormd: {file}: not a JSON segment definition: {exc}", err=True)
-            sys.exit(1)
-    else:
-        data = None
+    definition = _read(file, SegmentDefinition) if file is not None else None
 
-    async def action(session, store, job):
-        definition = data if data is not None else template_definition(template)
-        now = job.clock.now()
-        segment = await create_segment(session, job.settings, store, definition, now)
-        change = await refresh_segment(job.handler_context(session, store), segment, now)
-        return {"store": store, **_segment_json(segment), "members": change.members}
+    async def work(call, store):
+        made = definition or template_definition(template)
+        return _shown(await create_segment(call, store, made), store)
 
-    created = _run(config_path, store_id, action)
+    created = run_service(config_path, store_id, work)
     if as_json:
         echo_json(created)
     else:
-        click.echo(f"created segment {created['slug']} in store {created['store']} with "
-                   f"{created['members']} members")
+        click.echo(f"created segment {created['slug']} in store {created['store']} "
+                   f"with {created['members']} members")
+
+
+@command.command("update")
+@click.argument("slug")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help='JSON file with what changes: {"name"?, "criteria"?}.')
+@store_options
+def update(slug: str, file: Path, config_path: str | None, store_id: str | None,
+           as_json: bool) -> None:
+    """Rename a segment or change its criteria; its members move at once."""
+    from stormd.handlers.scoring.service import SegmentChanges, update_segment
+
+    changes = _read(file, SegmentChanges)
+
+    async def work(call, store):
+        return _shown(await update_segment(call, store, slug, changes), store)
+
+    updated = run_service(config_path, store_id, work)
+    if as_json:
+        echo_json(updated)
+    else:
+        click.echo(f"updated segment {slug} in store {updated['store']}: "
+                   f"{updated['members']} members")
+
+
+@command.command("delete")
+@click.argument("slug")
+@store_options
+def delete(slug: str, config_path: str | None, store_id: str | None, as_json: bool) -> None:
+    """Delete one of the store's own segments and its memberships."""
+    from stormd.handlers.scoring.service import delete_segment
+
+    async def work(call, store):
+        await delete_segment(call, store, slug)
+        return store
+
+    store = run_service(config_path, store_id, work)
+    if as_json:
+        echo_json({"store": store, "slug": slug, "deleted": True})
+    else:
+        click.echo(f"deleted segment {slug} of store {store}")
 
 
 @command.command("preview")
 @click.option("--criteria", required=True, help="Criteria JSON (docs/scoring.md).")
-@click.option("--sample", default=10, show_default=True, type=click.IntRange(0, 1000),
+@click.option("--sample", default=10, show_default=True, type=click.IntRange(0, 100),
               help="How many matching customer ids to show.")
 @store_options
 def preview(criteria: str, sample: int, config_path: str | None, store_id: str | None,
             as_json: bool) -> None:
     """Count who matches the criteria now, without saving anything."""
-    from stormd.handlers.scoring.segments import preview as preview_segment
+    from stormd.handlers.scoring.service import PreviewRequest, preview_segment
 
     try:
         parsed = json.loads(criteria)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--criteria") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("criteria are a JSON object", param_hint="--criteria")
 
-    async def action(session, store, job):
-        count, ids = await preview_segment(session, store, parsed, job.clock.now(), sample)
-        return {"store": store, "count": count, "sample": [{"customerId": c} for c in ids]}
+    async def work(call, store):
+        result = await preview_segment(call, store, PreviewRequest(criteria=parsed,
+                                                                   sample=sample))
+        return {"store": store, "count": result.count,
+                "sample": [{"customerId": m.customer_id} for m in result.sample]}
 
-    result = _run(config_path, store_id, action)
+    result = run_service(config_path, store_id, work)
     if as_json:
         echo_json(result)
     else:

@@ -44,13 +44,17 @@ def run_command(config_path: str | None) -> None:
 @click.command("demo")
 @click.option("--customers", default=300, show_default=True, help="Shoppers in the store.")
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same day).")
+@click.option("--keep", is_flag=True,
+              help="After the report, keep the daemon serving the demo store's API (its URL "
+                   "and a key are printed) until Ctrl-C.")
 @json_option
-def demo_command(customers: int, seed: int, as_json: bool) -> None:
+def demo_command(customers: int, seed: int, keep: bool, as_json: bool) -> None:
     """Start the embedded daemon, play a realistic storefront day, report what happened."""
     from stormd.daemon.demo.day import run_demo
 
     configure_logging("text", "ERROR")
     if as_json:
-        echo_json(run_async(run_demo(customers=customers, seed=seed, say=lambda _: None)))
+        echo_json(run_async(run_demo(customers=customers, seed=seed, say=lambda _: None,
+                                     keep=keep)))
     else:
-        run_async(run_demo(customers=customers, seed=seed))
+        run_async(run_demo(customers=customers, seed=seed, keep=keep))

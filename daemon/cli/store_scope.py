@@ -14,6 +14,8 @@ from stormd.config.clock import Clock
 from stormd.config.settings import Settings
 from stormd.daemon.cli.common import run_command
 from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.kernel.paging import MAX_LIMIT, Page, PageRequest
+from stormd.handlers.kernel.service import Actor, Call, ServiceError
 from stormd.handlers.scoring.features import known_store_ids
 from stormd.handlers.wiring import build_registry
 
@@ -75,3 +77,31 @@ def parse_instant(value: str | None) -> datetime | None:
                                      param_hint="--as-of")
         when = when.replace(tzinfo=UTC)
     return when
+
+
+def run_service(config_path: str | None, store_id: str | None,
+                work: Callable[[Call, str], Awaitable[Any]], *, any_store: bool = False,
+                errors: tuple[type[Exception], ...] = ()) -> Any:
+    """`work(call, store)` through the service layer as the person at the command line
+    (their writes go to the audit log as `cli:<user>`), for `--store` or the only store
+    (`any_store`: the store may be None). A refusal ends with its message and exit 1."""
+
+    async def go(settings: Settings) -> Any:
+        async with job_context(settings) as job:
+            store = store_id if any_store else await resolve_store(job, store_id)
+            return await work(Call(job, Actor.command_line()), store)
+
+    return run_command(config_path, go, (ServiceError, *errors))
+
+
+async def every_page(fetch: Callable[[PageRequest], Awaitable[Page[Any]]],
+                     sort: str = "") -> list[Any]:
+    """All the items of a paged list (the command line shows whole lists)."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        page = await fetch(PageRequest(limit=MAX_LIMIT, cursor=cursor, sort=sort))
+        items.extend(page.items)
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor

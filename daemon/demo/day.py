@@ -6,7 +6,7 @@ then one trading day is published through NATS tick by tick while a settable clo
 the storefront's time, and four more days are fast-forwarded so the durable timers (cart
 reminders after 1 h, 24 h, 3 d; welcome and post-purchase steps) and the nightly cron (RFM,
 segments, win-back, birthdays) fire. On the second morning the marketer sends a campaign to
-the `loyal` segment through the request/reply API, and shoppers open and click some of the
+the `loyal` segment through the HTTP API (daemon/demo/api.py), and shoppers open and click some of the
 e-mails they get. The demo also stands in for the SMS and WhatsApp operators behind the
 outbox: it posts signed delivery and read receipts to the daemon's `/webhooks/outbox`, as
 the real providers' webhooks would. Hours of storefront time pass in seconds.
@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.demo import hostile_input, predictions
+from stormd.daemon.demo.api import Marketer, keep_running, report_api
 from stormd.daemon.demo.hostile_content import report_hostile_content
 from stormd.daemon.demo.section import Section
 from stormd.daemon.demo.storefront import Storefront
@@ -128,6 +129,7 @@ class Player:
     engaged: Counter = field(default_factory=Counter)
     out: Counter = field(default_factory=Counter)
     campaign: dict[str, Any] = field(default_factory=dict)
+    marketer: Marketer | None = None
     baseline: Counter = field(default_factory=lambda: event_outcomes())
     latency: list = field(default_factory=lambda: event_latency_buckets())
     receipts_url: str | None = None
@@ -245,22 +247,12 @@ class Player:
                 raise RuntimeError(f"/webhooks/outbox answered {resp.status}: "
                                    f"{await resp.text()}")
 
-    async def api(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
-        reply = await self.nc.request(f"{self.prefix}.api.{name}",
-                                      json.dumps({"storeId": STORE, **request}).encode(),
-                                      timeout=30)
-        return json.loads(reply.data)
-
     async def run_campaign(self) -> None:
         """The marketer's morning: create a campaign for a segment, preview its cost and
-        schedule it now (the ROI guard may refuse it, which is reported as it is)."""
-        created = await self.api("campaigns.create", {"campaign": CAMPAIGN})
-        if "error" in created:
-            self.campaign = {"error": created["error"]}
-            return
-        cid = created["campaign"]["id"]
-        scheduled = await self.api("campaigns.schedule", {"id": cid, "sendMode": "now"})
-        self.campaign = {"id": cid, **scheduled}
+        schedule it now, over the HTTP API (the ROI guard may refuse it, which is reported
+        as it is)."""
+        self.marketer = await Marketer.for_daemon(self.daemon, STORE)
+        self.campaign = await self.marketer.run_campaign(CAMPAIGN)
 
     async def play(self, shop: Storefront, timeline: list[tuple[datetime, dict[str, Any]]],
                    end: datetime) -> None:
@@ -498,16 +490,13 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
                          report_campaign, report_automations, report_messages, report_kpis,
                          predictions.report_predictions,
-                         report_hostile_content]  # type: ignore[list-item]
+                         report_hostile_content, report_api]  # type: ignore[list-item]
 REPORTS.append(hostile_input.report_hostile)  # last: it publishes the hostile events it reports
 
 
 async def _report(daemon: Daemon, player: Player) -> list[Section]:
-    if player.campaign.get("id"):
-        player.campaign["results"] = (await player.api(
-            "campaigns.results", {"id": player.campaign["id"]})).get("results", {})
-        player.campaign["status"] = (await player.api(
-            "campaigns.get", {"id": player.campaign["id"]}))["campaign"]["status"]
+    if player.marketer is not None:
+        await player.marketer.results(player.campaign)
     sections = []
     async with daemon.sessionmaker() as session:
         for report in REPORTS:
@@ -520,11 +509,19 @@ async def _report(daemon: Daemon, player: Player) -> list[Section]:
     return sections
 
 
+def _show(sections: list[Section], say: Line) -> None:
+    for section in sections:
+        say(f"\n{section.title}")
+        for line in section.lines:
+            say(f"  {line}")
+
+
 async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
                    tick: timedelta = TICK, follow_step: timedelta = FOLLOW_STEP,
-                   progress: Line | None = None) -> dict[str, Any]:
+                   progress: Line | None = None, keep: bool = False) -> dict[str, Any]:
     """Play the demo; `say` gets the report lines, `progress` the one-line display (by
-    default on a terminal only). Returns the report's data (what `--json` prints)."""
+    default on a terminal only). Returns the report's data (what `--json` prints). With
+    `keep`, the daemon serves the demo store after the report until SIGINT/SIGTERM."""
     started = time.perf_counter()
     if progress is None:
         on_terminal = say is print and sys.stdout.isatty()
@@ -562,13 +559,14 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
             await player.play(shop, day, DAY_START + timedelta(days=4, hours=16))
             progress("\r" + " " * 78 + "\r")
             sections = await _report(daemon, player)
+            if keep:
+                _show(sections, say)
+                await keep_running(daemon, STORE, player.marketer, say)
         finally:
             await nc.close()
             await daemon.stop()
-    for section in sections:
-        say(f"\n{section.title}")
-        for line in section.lines:
-            say(f"  {line}")
+    if not keep:
+        _show(sections, say)
     seconds = time.perf_counter() - started
     say(f"\ndemo finished in {seconds:.0f}s of real time")
     return {"store": STORE, "customers": customers, "seed": seed,

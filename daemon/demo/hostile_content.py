@@ -2,8 +2,8 @@
 into the store's templates and segments, and what stormd made of it during the day.
 
 At the end of the day the demo's marketer tries a few bodies and criteria of the hostile
-corpus (tests/hostile/test_content_corpus.py) through the same request API and handlers
-the console uses; each is refused with its reason, in milliseconds, and nothing of them is
+corpus (tests/hostile/test_content_corpus.py) through the same HTTP API the console
+uses; each is refused with its reason, in milliseconds, and nothing of them is
 kept. Then the day's own figures: reactions dropped, merchant renders refused, segments
 FAILED, abandoned carts waiting for their customer.
 """
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.daemon.demo.api import Marketer
 from stormd.daemon.demo.section import Section
 from stormd.handlers.scoring.criteria import CriteriaError
 from stormd.handlers.scoring.segments import SegmentError, preview
@@ -65,11 +66,12 @@ async def report_hostile_content(session: AsyncSession, player: Any) -> Section:
     lines = [f"the day: reactions dropped {data['reactionFailures']:.0f}, store-template "
              f"renders refused {data['templateFailures']:.0f}, segments FAILED "
              f"{failed_segments}, abandoned carts waiting for their customer {waiting}"]
+    marketer = player.marketer or await Marketer.for_daemon(player.daemon, store)
     for what, (slug, body) in TEMPLATES.items():
         started = time.perf_counter()
-        reply = await player.api("templates.save", {"template": {
-            "slug": slug, "name": what, "content": {"sms": {"bn": body, "en": body}}}})
-        reason = reply.get("error", "accepted")
+        status, reply = await marketer.call("PUT", f"/templates/{slug}", {
+            "name": what, "content": {"sms": {"bn": body, "en": body}}})
+        reason = reply.get("detail", "refused") if status >= 400 else "accepted"
         data["templates"][what] = reason
         lines.append(f"save-template {what}: {reason} "
                      f"({(time.perf_counter() - started) * 1000:.0f} ms)")

@@ -1,21 +1,26 @@
-"""The daemon's HTTP side (aiohttp): `/metrics` on `metrics.listen`; `/healthz` (alive),
-`/readyz` (NATS connected, the database answering and every supervised part up; 503
-naming what is down) and the provider webhooks (`plugins.delivery.webhooks.routes`) on
-`http.listen`. When both listen on the same address, one server carries every route.
+"""The daemon's HTTP side: ASGI apps (FastAPI) served by uvicorn inside the daemon's own
+event loop. `http.listen` carries the API, the webhooks, health and the docs; `/metrics`
+is served there too when `metrics.listen` is the same address, else on a listener of its
+own.
 
-The daemon's supervisor watches `serving()` and, should a listener close, `restart()`s
-the servers on the ports they had."""
+Each server binds its socket at start (a taken port stops start-up with a clear error).
+The daemon's supervisor (daemon/runtime/supervision.py) watches `serving()` and, should a
+server end while the daemon runs, `restart()`s them on the addresses they had. The daemon
+owns the process's signals; uvicorn's own signal handling is switched off.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Iterator
 from typing import Any
 
-from aiohttp import web
+import uvicorn
 
-from stormd.schema.metrics import ComponentHealth, exposition
+from stormd.schema.metrics import ComponentHealth
 
 log = logging.getLogger(__name__)
 
@@ -25,74 +30,129 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def _metrics(_: web.Request) -> web.Response:
-    body, content_type = exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})
+def bind(listen: str) -> socket.socket:
+    """A listening socket for `host:port` (port 0: any free port)."""
+    host, port = split_listen(listen)
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-async def _healthz(_: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """The daemon handles SIGTERM/SIGINT (it drains, then stops this server)."""
+        yield
+
+
+class AppServer:
+    """One ASGI app on one address, as a supervised task of the running loop."""
+
+    def __init__(self, app: Any, listen: str, name: str):
+        self.app, self.listen, self.name = app, listen, name
+        self.address: tuple[str, int] | None = None
+        self._server: _Server | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    def _config(self) -> uvicorn.Config:
+        return uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
+                              proxy_headers=False, server_header=False, date_header=True,
+                              timeout_graceful_shutdown=5)
+
+    async def start(self) -> None:
+        """Bind and serve; returns once the server accepts connections."""
+        sock = bind(self.listen if self.address is None else
+                    f"[{self.address[0]}]:{self.address[1]}")
+        host, port = sock.getsockname()[:2]
+        self.address = (host, port)
+        self._server = _Server(self._config())
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]),
+                                         name=f"http:{self.name}")
+        self._task.add_done_callback(self._ended)
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise RuntimeError(f"{self.name} server ended during start-up")
+            await asyncio.sleep(0.01)
+        log.info("%s listening on http://%s:%d", self.name, host, port)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if not self._stopping:  # the supervisor notices (`serving`) and restarts it
+            error = None if task.cancelled() else task.exception()
+            log.error("%s server stopped unexpectedly (%s)", self.name, error or "no error")
+
+    @property
+    def serving(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.remove_done_callback(self._ended)
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 10)
+        except (TimeoutError, Exception):
+            self._server.force_exit = True
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 class HttpServers:
-    def __init__(self, metrics_listen: str, http_listen: str,
-                 readiness: Callable[[], Awaitable[dict[str, Any]]], extra_routes: list):
-        self.metrics_listen = metrics_listen
-        self.http_listen = http_listen
-        self.readiness = readiness
-        self.extra_routes = extra_routes
-        self._runners: list[web.AppRunner] = []
+    """The main app on `http.listen` and, when `metrics.listen` differs, the metrics app on
+    its own; `bound` maps "http" and "metrics" to the address each is served on."""
+
+    def __init__(self, metrics_listen: str, http_listen: str, main_app: Any,
+                 metrics_app: Any | None):
+        self.metrics_listen, self.http_listen = metrics_listen, http_listen
+        self.main_app, self.metrics_app = main_app, metrics_app
+        self.servers: list[AppServer] = []
         self.bound: dict[str, tuple[str, int]] = {}
         self.health = ComponentHealth("http")
 
-    async def _readyz(self, _: web.Request) -> web.Response:
-        try:
-            checks = await asyncio.wait_for(self.readiness(), 5)
-        except Exception as exc:
-            checks = {"ready": False, "error": type(exc).__name__}
-            log.warning("readiness check failed: %s", exc)
-        ok = bool(checks.get("ready"))
-        return web.json_response({**checks, "ready": ok}, status=200 if ok else 503)
-
-    def _app(self, *, metrics: bool, main: bool) -> web.Application:
-        app = web.Application()
-        if metrics:
-            app.router.add_get("/metrics", _metrics)
-        if main:
-            app.router.add_get("/healthz", _healthz)
-            app.router.add_get("/readyz", self._readyz)
-            app.add_routes(self.extra_routes)
-        return app
-
-    async def _serve(self, listen: str, app: web.Application, name: str) -> None:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        host, port = self.bound.get(name) or split_listen(listen)  # a restart keeps its port
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0] if runner.addresses else (host, port)
-        self.bound[name] = (bound[0], bound[1])
-        self._runners.append(runner)
-        log.info("%s listening on http://%s:%d", name, bound[0], bound[1])
+    @property
+    def shared(self) -> bool:
+        return self.metrics_listen == self.http_listen
 
     async def start(self) -> None:
-        if self.metrics_listen == self.http_listen:
-            await self._serve(self.http_listen, self._app(metrics=True, main=True), "http")
-            self.bound["metrics"] = self.bound["http"]
+        main = AppServer(self.main_app, self.http_listen, "http")
+        await main.start()
+        self.servers.append(main)
+        self.bound["http"] = main.address
+        if self.shared or self.metrics_app is None:
+            self.bound["metrics"] = main.address
             return
-        await self._serve(self.metrics_listen, self._app(metrics=True, main=False), "metrics")
-        await self._serve(self.http_listen, self._app(metrics=False, main=True), "http")
+        metrics = AppServer(self.metrics_app, self.metrics_listen, "metrics")
+        await metrics.start()
+        self.servers.append(metrics)
+        self.bound["metrics"] = metrics.address
 
     def serving(self) -> bool:
-        """Every listener still accepting connections."""
-        return bool(self._runners) and all(runner.addresses for runner in self._runners)
+        """Every server still running."""
+        return bool(self.servers) and all(server.serving for server in self.servers)
 
     async def restart(self) -> None:
-        """Close what is left and listen again on the same ports."""
+        """Stop what is left and serve again on the same addresses."""
+        listens = {"http": self.http_listen, "metrics": self.metrics_listen}
         await self.stop()
+        for name, (host, port) in self.bound.items():
+            listens[name] = f"[{host}]:{port}"
+        self.http_listen, self.metrics_listen = listens["http"], listens["metrics"]
         await self.start()
 
     async def stop(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
+        for server in reversed(self.servers):
+            await server.stop()
+        self.servers.clear()

@@ -26,7 +26,7 @@ from stormd.config.settings import Settings
 from stormd.daemon.bus.broker import connect, ensure_streams, pull_subscription, server_urls
 from stormd.daemon.bus.deadletters import DeadLetters
 from stormd.daemon.bus.embedded import EmbeddedNats
-from stormd.daemon.bus.requests import ApiServer
+from stormd.daemon.http.app import build_app, build_metrics_app
 from stormd.daemon.http.server import HttpServers
 from stormd.daemon.runtime import systemd
 from stormd.daemon.runtime.actors import ActorSystem
@@ -37,10 +37,10 @@ from stormd.daemon.runtime.relay import Relay
 from stormd.daemon.runtime.rescoring import RescoreLoop
 from stormd.daemon.runtime.scheduler import TimerLoop
 from stormd.daemon.runtime.supervision import Supervisor, task_problem
+from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.kernel.effects import Effects
 from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.handlers.wiring import build_registry
-from stormd.plugins.delivery import webhooks
 from stormd.plugins.delivery.pipeline import DeliveryPipeline
 from stormd.schema.db.engine import make_engine, make_sessionmaker
 from stormd.schema.metrics import declare_reactions, declare_series, load_segment_members
@@ -101,11 +101,13 @@ class Daemon:
 
         self.pipeline = DeliveryPipeline(s, self.sessionmaker, self.clock)
         await self.pipeline.start()
-        self.api = ApiServer(self.nc, self.sessionmaker, s, self.clock, self.registry)
-        await self.api.start()
         if self.serve_http:
-            self.http = HttpServers(s.metrics.listen, s.http.listen, self.readiness,
-                                    webhooks.routes(self.pipeline))
+            job = JobContext(self.sessionmaker, s, self.clock, self.registry)
+            shared = s.metrics.listen == s.http.listen
+            self.http = HttpServers(
+                s.metrics.listen, s.http.listen,
+                build_app(job, self.pipeline, self.readiness, metrics=shared),
+                None if shared else build_metrics_app())
             await self.http.start()
 
         self.timers = TimerLoop(self.sessionmaker, s, self.clock, self.registry,
@@ -213,7 +215,6 @@ class Daemon:
         await self.timers.stop()
         await self.rescoring.stop()
         await self.relay.stop()
-        await self.api.stop()
         await self.pipeline.stop()
         if self._watchdog is not None:
             self._watchdog.cancel()

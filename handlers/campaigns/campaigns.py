@@ -17,12 +17,13 @@ and a crash or pause resumes where it stopped (message keys are per campaign + c
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from sqlalchemy import Select, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +32,7 @@ from stormd.config.channels import Channel
 from stormd.config.settings import Settings
 from stormd.handlers.campaigns.ab_testing import assign_variant, in_holdout
 from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.kernel.service import Conflict, Instant, NotFound
 from stormd.handlers.outreach.costs import (
     CostPreview,
     average_order_value,
@@ -60,6 +62,7 @@ from stormd.handlers.outreach.template_library import (
     parse_content,
 )
 from stormd.handlers.outreach.templates import MissingVariables, TemplateError
+from stormd.handlers.scoring.features import first_column
 from stormd.handlers.scoring.segments import (
     MEMBERS,
     SEGMENTS,
@@ -78,6 +81,7 @@ from stormd.schema.wire.envelope import OutEvent, stage_events
 log = logging.getLogger(__name__)
 
 EDITABLE = ("DRAFT", "SCHEDULED", "PAUSED")
+PREVIEW_EXACT = 10_000  # recipients a preview walks one by one; beyond, an even sample
 HOLDOUT = "holdout"
 RECOMMENDED = "recommended_products"  # a campaign template variable, per recipient
 
@@ -86,13 +90,26 @@ class CampaignError(ValueError):
     """A campaign request that cannot be done; the message says what is wrong."""
 
 
+class CampaignNotFound(CampaignError, NotFound):
+    """The store has no campaign of that id."""
+
+
+class CampaignStateError(CampaignError, Conflict):
+    """The campaign's status does not allow it (an edit after sending, a second cancel)."""
+
+
+Slug = Annotated[str, Field(min_length=1, max_length=64)]
+TemplateSlug = Annotated[str, Field(min_length=1, max_length=120)]
+Content = dict[Annotated[str, Field(max_length=32)], dict[Annotated[str, Field(max_length=8)], str] | int]
+
+
 class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=16)
-    weight: float = Field(default=1, gt=0)
-    template: str | None = None
-    content: dict[str, dict[str, str] | int] | None = None
+    weight: float = Field(default=1, gt=0, le=1000)
+    template: TemplateSlug | None = None
+    content: Content | None = None
 
 
 class CampaignSpec(BaseModel):
@@ -103,18 +120,20 @@ class CampaignSpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     channels: list[Channel] = Field(min_length=1)
     routing: Routing = "cheapest"  # or "listed": the channels' own order (plugins.policy.routing)
-    segments: list[str] = Field(default_factory=list)  # empty: every customer of the store
-    exclude_segments: list[str] = Field(default_factory=list)
-    template: str | None = None
+    # empty: every customer of the store
+    segments: list[Slug] = Field(default_factory=list, max_length=50)
+    exclude_segments: list[Slug] = Field(default_factory=list, max_length=50)
+    template: TemplateSlug | None = None
     # {channel: {locale: source}} and the template options (sms_max_segments: int)
-    content: dict[str, dict[str, str] | int] | None = None
+    content: Content | None = None
     variables: dict[str, Any] = Field(default_factory=dict)
-    variants: list[Variant] = Field(default_factory=list)
+    variants: list[Variant] = Field(default_factory=list, max_length=10)
     holdout_percent: int = Field(default=0, ge=0, le=90)
-    discount_percent: Decimal | None = Field(default=None, ge=0, le=100)
-    budget: Decimal | None = Field(default=None, ge=0)
+    discount_percent: Decimal | None = Field(default=None, ge=0, le=100, decimal_places=2)
+    budget: Decimal | None = Field(default=None, ge=0, le=Decimal("999999999999.99"),
+                                   decimal_places=2)
     send_mode: Literal["now", "at", "best_time", "off_peak"] = "now"
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: Instant | None = None
 
     @field_validator("channels")
     @classmethod
@@ -247,7 +266,7 @@ def _apply(c: EmailCampaign, spec: CampaignSpec) -> None:
 async def get_campaign(session: AsyncSession, store_id: str, campaign_id: str) -> EmailCampaign:
     c = await session.get(EmailCampaign, campaign_id)
     if c is None or c.store_id != store_id:
-        raise CampaignError(f"store {store_id!r} has no campaign {campaign_id!r}")
+        raise CampaignNotFound(f"store {store_id!r} has no campaign {campaign_id!r}")
     return c
 
 
@@ -263,7 +282,7 @@ async def update_campaign(session: AsyncSession, store_id: str, campaign_id: str
                           changes: dict[str, Any], now: datetime) -> EmailCampaign:
     c = await get_campaign(session, store_id, campaign_id)
     if c.status not in EDITABLE:
-        raise CampaignError(f"campaign {campaign_id} is {c.status}: only {', '.join(EDITABLE)} "
+        raise CampaignStateError(f"campaign {campaign_id} is {c.status}: only {', '.join(EDITABLE)} "
                             "campaigns can be changed")
     stored = {k: v for k in FIELDS if (v := getattr(c, k)) is not None}
     current = CampaignSpec.model_validate(stored).model_dump(exclude_none=True)
@@ -283,23 +302,27 @@ def _snake(key: str) -> str:
 async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCampaign,
                            now: datetime) -> tuple[CostPreview, list[dict[str, Any]]]:
     """Counts per channel, SMS segments, cost, expected revenue and ROI, budget, alerts,
-    plus a few rendered samples: what the fan-out would do, without queuing. Counts are
-    exact; beyond `campaigns.preview_renders` recipients SMS segments and cost are
-    estimated from a rendered sample of about that many."""
+    plus a few rendered samples: what the fan-out would do, without queuing. The audience
+    size is exact; up to `PREVIEW_EXACT` recipients every figure is too, beyond it the
+    others are measured on a random sample of that many (the same for the same campaign:
+    random, because ids often follow a pattern an every-n-th pick would alias with) and
+    scaled, so a preview of 100,000 costs about what one of 10,000 does. SMS segments and cost
+    are estimated from a rendered sample of about `campaigns.preview_renders`."""
     store = await store_profile(session, settings, c.store_id)
     preview = CostPreview(conversion_rate=settings.campaigns.expected_conversion_rate,
                           min_roi=store.min_roi)
     preview.average_order_value = await average_order_value(session, settings, c.store_id)
     outcome, counts = BatchOutcome(), {"audience": 0, "holdout": 0}
     senders = await _senders(session, settings, c, store, now)
-    size = await audience_count(session, c)
-    sampler = PriceSampler(every=size // settings.campaigns.preview_renders + 1)
-    last = ""
-    while True:
-        ids = await audience_page(session, c, last, settings.campaigns.batch_size)
-        if not ids:
-            break
-        last = ids[-1]
+    everyone = await first_column(session, audience_ids(c))  # one query, ids only
+    size = len(everyone)
+    if size > PREVIEW_EXACT:
+        everyone = random.Random(c.id).sample(everyone, PREVIEW_EXACT)
+    everyone.sort()
+    sampler = PriceSampler(every=len(everyone) // settings.campaigns.preview_renders + 1)
+    batch = settings.campaigns.batch_size
+    pages = (everyone[start:start + batch] for start in range(0, len(everyone), batch))
+    for ids in pages:
         counts["audience"] += len(ids)
         groups = await _recipients(session, c, ids)
         counts["holdout"] += len(groups.pop(HOLDOUT, []))
@@ -307,12 +330,20 @@ async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCa
         for variant, recipients in groups.items():
             outcome.merge(await send_batch(session, settings, now, senders[variant], recipients,
                                            dry_run=True, sampler=sampler))
-    preview.audience, preview.holdout = counts["audience"], counts["holdout"]
-    preview.unreachable = outcome.count("unreachable")
-    preview.capped, preview.deferred = outcome.count("capped"), outcome.count("deferred")
-    preview.by_channel = dict(outcome.by_channel)
-    preview.cost_by_channel = dict(outcome.cost_by_channel)
-    preview.sms_segments = round(outcome.sms_segments)
+    scale = size / counts["audience"] if counts["audience"] else 1.0
+
+    def scaled(n: float) -> int:
+        return round(n * scale)
+
+    preview.audience, preview.holdout = size, scaled(counts["holdout"])
+    preview.unreachable = scaled(outcome.count("unreachable"))
+    preview.capped, preview.deferred = scaled(outcome.count("capped")), scaled(
+        outcome.count("deferred"))
+    preview.by_channel = {ch: scaled(n) for ch, n in outcome.by_channel.items()}
+    preview.cost_by_channel = {ch: money(cost * Decimal(str(scale)))
+                               for ch, cost in outcome.cost_by_channel.items()}
+    preview.sms_segments = scaled(outcome.sms_segments)
+    preview.sampled = counts["audience"] if size > PREVIEW_EXACT else None
     await _budget(session, settings, c, store, preview, now)
     return preview, outcome.samples
 
@@ -341,7 +372,7 @@ async def schedule_campaign(session: AsyncSession, settings: Settings, store_id:
     """Check, price and guard, then set the (allowed) moment the fan-out starts."""
     c = await get_campaign(session, store_id, campaign_id)
     if c.status not in EDITABLE:
-        raise CampaignError(f"campaign {campaign_id} is {c.status}: it cannot be scheduled")
+        raise CampaignStateError(f"campaign {campaign_id} is {c.status}: it cannot be scheduled")
     if send_mode is not None:
         if send_mode not in SEND_MODES:
             raise CampaignError(f"sendMode: {send_mode!r} is not one of {', '.join(SEND_MODES)}")
@@ -372,7 +403,7 @@ async def pause_campaign(session: AsyncSession, store_id: str, campaign_id: str,
                          ) -> EmailCampaign:
     c = await get_campaign(session, store_id, campaign_id)
     if c.status not in ("SCHEDULED", "SENDING"):
-        raise CampaignError(f"campaign {campaign_id} is {c.status}: only a scheduled or sending "
+        raise CampaignStateError(f"campaign {campaign_id} is {c.status}: only a scheduled or sending "
                             "campaign can be paused")
     c.status, c.updated_at = "PAUSED", now
     return c
@@ -384,7 +415,7 @@ async def cancel_campaign(session: AsyncSession, store_id: str, campaign_id: str
     messages held for a later slot, too); returns how many were withdrawn."""
     c = await get_campaign(session, store_id, campaign_id)
     if c.status == "CANCELLED":
-        raise CampaignError(f"campaign {campaign_id} is already {c.status}")
+        raise CampaignStateError(f"campaign {campaign_id} is already {c.status}")
     c.status, c.updated_at, c.finished_at = "CANCELLED", now, now
     result = await session.execute(
         update(Message).where(Message.store_id == store_id, Message.campaign_id == campaign_id,
@@ -551,7 +582,7 @@ async def fan_out(sessionmaker: Any, settings: Settings, store_id: str, campaign
     async with sessionmaker() as session:
         c = await get_campaign(session, store_id, campaign_id)
         if c.status not in ("SCHEDULED", "SENDING"):
-            raise CampaignError(f"campaign {campaign_id} is {c.status}: nothing to send")
+            raise CampaignStateError(f"campaign {campaign_id} is {c.status}: nothing to send")
         claimed = await session.execute(
             update(EmailCampaign).where(EmailCampaign.id == campaign_id,
                                         EmailCampaign.status == c.status,

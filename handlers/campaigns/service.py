@@ -1,33 +1,33 @@
-"""Campaigns over request/reply (`<prefix>.api.campaigns.<verb>`), API-first: the
-storefront's admin drives campaigns with these, and `stormd campaigns` calls the same
-functions. Every request names its store (`storeId`); replies are JSON objects; a refusal
-raises, and the API server answers `{"error": "..."}` with the reason.
+"""Campaigns as the API and `stormd campaigns` see them: create, list, show, change,
+preview (cost, ROI and rendered bodies), schedule (checks, price, ROI guard), send, pause,
+cancel, and results. Both callers call these functions; a refusal raises (a campaign
+error, or the ROI guard's `SendRefused`) with the reason.
 """
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 from sqlalchemy import select
 
-from stormd.handlers.automations.triggers import configure_workflow
-from stormd.handlers.campaigns.campaigns import (
-    RECOMMENDED,
-    CampaignError,
-    cancel_campaign,
-    create_campaign,
-    fan_out,
-    get_campaign,
-    list_campaigns,
-    pause_campaign,
-    preview_campaign,
-    schedule_campaign,
-    to_dict,
-    update_campaign,
+from stormd.handlers.campaigns import campaigns as domain
+from stormd.handlers.campaigns.campaigns import RECOMMENDED, CampaignError, CampaignSpec
+from stormd.handlers.campaigns.results import campaign_report
+from stormd.handlers.kernel.paging import Page, PageRequest, SortKey, fetch_page
+from stormd.handlers.kernel.service import (
+    Call,
+    Instant,
+    Invalid,
+    NotFound,
+    ServiceError,
+    check_if_match,
+    require_store,
 )
-from stormd.handlers.campaigns.results import automation_report, campaign_report
-from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.outreach.discounts import new_code
 from stormd.handlers.outreach.queue import (
     load_templates,
@@ -36,167 +36,241 @@ from stormd.handlers.outreach.queue import (
     store_profile,
 )
 from stormd.handlers.outreach.recommendations import last_order_products, recommend_many
-from stormd.handlers.outreach.template_library import (
-    list_templates,
-    save_store_template,
-    seed_system_templates,
-    template_dict,
-)
 from stormd.handlers.outreach.templates import TemplateError
 from stormd.plugins.policy.eligibility import Reach, load_reach
 from stormd.plugins.policy.sms_fit import fit_sms
-from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
+from stormd.schema.marketing.campaigns import CAMPAIGN_STATUSES, EmailCampaign
 
-# Request name -> handler: the table the daemon's request/reply server answers from
-# (handlers/__init__.py hands it to the registry) and the CLI calls in-process.
-HANDLERS: dict[str, Any] = {}
-
-
-def api(name: str):
-    """Enter the handler in this module's table under `name`."""
-
-    def enter(fn):
-        HANDLERS[name] = fn
-        return fn
-
-    return enter
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+Status = Literal["DRAFT", "SCHEDULED", "SENDING", "PAUSED", "SENT", "CANCELLED"]
+assert set(Status.__args__) == set(CAMPAIGN_STATUSES)  # type: ignore[attr-defined]
 
 
-def _text(request: dict[str, Any], key: str, hint: str = "") -> str:
-    """A required non-empty string field, else a refusal naming it."""
-    value = request.get(key)
-    if not isinstance(value, str) or not value:
-        raise CampaignError(f"{key}: required{hint}")
-    return value
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-def _object(request: dict[str, Any], key: str) -> dict[str, Any]:
-    """A required JSON object field, else a refusal naming it."""
-    value = request.get(key)
-    if not isinstance(value, dict):
-        raise CampaignError(f"{key}: required (an object)")
-    return value
+def _optional(field: FieldInfo) -> FieldInfo:
+    changed = copy.copy(field)
+    changed.default, changed.default_factory = None, None
+    return changed
 
 
-def _store(request: dict[str, Any]) -> str:
-    return _text(request, "storeId")
+# What may change in a campaign: any field of its definition, with the same bounds (fields
+# left out keep their value).
+CampaignChanges = create_model(
+    "CampaignChanges", __config__=CampaignSpec.model_config,
+    **{name: (f.annotation | None, _optional(f)) for name, f in CampaignSpec.model_fields.items()})
 
 
-def _id(request: dict[str, Any]) -> str:
-    return _text(request, "id", " (the campaign id)")
+class Campaign(_Model):
+    id: str
+    store_id: str
+    name: str
+    status: Status
+    channels: list[str]
+    routing: str
+    segments: list[str]
+    exclude_segments: list[str]
+    template: str | None
+    content: dict[str, Any] | None
+    variables: dict[str, Any]
+    variants: list[dict[str, Any]]
+    holdout_percent: int
+    discount_percent: str | None
+    budget: str | None
+    send_mode: str
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    audience_size: int
+    cost: str
+    created_at: datetime
+    updated_at: datetime
 
 
-async def _saved_campaign(job: JobContext, change) -> dict[str, Any]:
-    """Run `change(session, now)` (returns the campaign), commit, reply with the campaign."""
-    async with job.sessionmaker() as session:
-        c = await change(session, job.clock.now())
-        await session.commit()
-        return {"campaign": to_dict(c)}
+class CostPreview(_Model):
+    """What sending would do: who gets what on which channel, its cost, what it may earn."""
+
+    audience: int
+    holdout: int
+    unreachable: int
+    capped: int
+    deferred: int
+    reach: int
+    by_channel: dict[str, int]
+    sms_segments: int
+    cost_by_channel: dict[str, str]
+    cost: str
+    average_order_value: str
+    conversion_rate: float
+    expected_revenue: str
+    expected_roi: str | None = Field(description="Revenue per taka of cost (10 means 10:1).")
+    min_roi: str
+    budget_left: str | None
+    alerts: list[str]
+    refusals: list[str] = Field(description="Why scheduling would be refused (force overrides).")
+    sampled: int | None = Field(description="null: every recipient was counted; else the "
+                                            "figures (not the audience) are scaled from an "
+                                            "even sample of this many recipients.")
 
 
-def _instant(value: Any, field: str) -> datetime | None:
-    if value is None:
-        return None
+class Rendered(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    channel: str
+    locale: str | None = None
+    subject: str | None = None
+    body: str
+
+
+class PreviewRequest(_Model):
+    customer_id: str | None = Field(default=None, max_length=128,
+                                    description="Render for this real customer.")
+    test_data: dict[str, Any] | None = Field(
+        default=None, description="Variables to render with (default: a test customer).")
+
+
+class CampaignPreview(_Model):
+    campaign: Campaign
+    preview: CostPreview
+    rendered: list[Rendered]
+
+
+class ScheduleRequest(_Model):
+    send_mode: Literal["now", "at", "best_time", "off_peak"] | None = None
+    at: Instant | None = Field(default=None, description="For sendMode at.")
+    force: bool = Field(default=False, description="Send even below the minimum ROI or "
+                                                   "over budget.")
+
+
+class Scheduled(_Model):
+    campaign: Campaign
+    preview: CostPreview
+
+
+class Sent(_Model):
+    campaign: Campaign
+    result: dict[str, Any] = Field(description="Messages queued per status, holdout kept back.")
+
+
+class Cancelled(_Model):
+    campaign: Campaign
+    withdrawn: int = Field(description="Queued messages withdrawn.")
+
+
+class Results(_Model):
+    campaign: Campaign
+    results: dict[str, Any] = Field(description="Orders, revenue, cost, net, ROI, variants, "
+                                                "A/B test, uplift over the holdout.")
+
+
+CampaignSort = Literal["createdAt", "-createdAt", "name", "-name"]
+SORTS = {"createdAt": SortKey(EmailCampaign.created_at, "created_at", datetime),
+         "name": SortKey(EmailCampaign.name, "name"),
+         "id": SortKey(EmailCampaign.id, "id")}
+
+
+def to_campaign(c: EmailCampaign) -> Campaign:
+    return Campaign.model_validate(domain.to_dict(c))
+
+
+def _spec(spec: BaseModel) -> dict[str, Any]:
+    return spec.model_dump(exclude_unset=True)
+
+
+async def list_campaigns(call: Call, store_id: str, page: PageRequest,
+                         status: str | None = None) -> Page[Campaign]:
+    page.sort = page.sort or "-createdAt"
+    page.filters = {"status": status}
+    query = select(EmailCampaign).where(EmailCampaign.store_id == store_id)
+    if status:
+        query = query.where(EmailCampaign.status == status.upper())
+    async with call.reading() as session:
+        await require_store(session, store_id)
+        return await fetch_page(session, query, page, SORTS, SORTS["id"], to_campaign)
+
+
+async def get_campaign(call: Call, store_id: str, campaign_id: str) -> Campaign:
+    async with call.reading() as session:
+        await require_store(session, store_id)
+        return to_campaign(await domain.get_campaign(session, store_id, campaign_id))
+
+
+async def create_campaign(call: Call, store_id: str, spec: CampaignSpec) -> Campaign:
+    """A DRAFT campaign (its segments and templates checked now)."""
+    async with call.writing() as session:
+        await require_store(session, store_id)
+        c = await domain.create_campaign(session, store_id, _spec(spec), call.now())
+        await call.audit(session, store_id, "campaigns.create", c.id, {"name": c.name})
+        return to_campaign(c)
+
+
+async def update_campaign(call: Call, store_id: str, campaign_id: str, changes: BaseModel,
+                          if_match: str | None = None, *, require_match: bool = False
+                          ) -> Campaign:
+    """Change a DRAFT, SCHEDULED or PAUSED campaign (a scheduled one returns to DRAFT: what
+    was priced changed)."""
+    fields = _spec(changes)
+    async with call.writing() as session:
+        await require_store(session, store_id)
+        await session.execute(select(EmailCampaign.id).where(
+            EmailCampaign.id == campaign_id).with_for_update())
+        current = await domain.get_campaign(session, store_id, campaign_id)
+        check_if_match(to_campaign(current), if_match, required=require_match)
+        c = await domain.update_campaign(session, store_id, campaign_id, fields, call.now())
+        await call.audit(session, store_id, "campaigns.update", campaign_id,
+                         {"fields": sorted(fields)})
+        return to_campaign(c)
+
+
+RENDER_FAILURES = (TypeError, ValueError, ArithmeticError, LookupError, AttributeError,
+                   RecursionError)
+
+
+async def preview_campaign(call: Call, store_id: str, campaign_id: str,
+                           request: PreviewRequest) -> CampaignPreview:
     try:
-        when = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise CampaignError(f"{field}: {value!r} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        raise CampaignError(f"{field}: {value!r} needs a time zone")
-    return when
+        return await _preview(call, store_id, campaign_id, request)
+    except (CampaignError, ServiceError):
+        raise
+    except RENDER_FAILURES as exc:  # an expression of a template failed with these data
+        raise Invalid(f"a template failed to render: {type(exc).__name__}: {exc}") from None
 
 
-@api("campaigns.create")
-async def api_create(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, campaign: {name, channels, segments, template|content|variants, ...}}"""
-    spec, store = _object(request, "campaign"), _store(request)
-    return await _saved_campaign(job, lambda session, now: create_campaign(
-        session, store, spec, now))
-
-
-@api("campaigns.update")
-async def api_update(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, id, changes: {...}}"""
-    changes, store, cid = _object(request, "changes"), _store(request), _id(request)
-    return await _saved_campaign(job, lambda session, now: update_campaign(
-        session, store, cid, changes, now))
-
-
-@api("campaigns.schedule")
-async def api_schedule(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, id, sendMode?, at?, force?}: checks, cost preview and the ROI guard."""
-    async with job.sessionmaker() as session:
-        c, preview = await schedule_campaign(
-            session, job.settings, _store(request), _id(request), job.clock.now(),
-            force=bool(request.get("force")), send_mode=request.get("sendMode"),
-            at=_instant(request.get("at"), "at"))
-        await session.commit()
-        return {"campaign": to_dict(c), "preview": preview.as_dict()}
-
-
-@api("campaigns.pause")
-async def api_pause(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    store, cid = _store(request), _id(request)
-    return await _saved_campaign(job, lambda session, now: pause_campaign(
-        session, store, cid, now))
-
-
-@api("campaigns.cancel")
-async def api_cancel(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    async with job.sessionmaker() as session:
-        c, withdrawn = await cancel_campaign(session, _store(request), _id(request),
-                                             job.clock.now())
-        await session.commit()
-        return {"campaign": to_dict(c), "withdrawn": withdrawn}
-
-
-@api("campaigns.get")
-async def api_get(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    async with job.sessionmaker() as session:
-        return {"campaign": to_dict(await get_campaign(session, _store(request), _id(request)))}
-
-
-@api("campaigns.list")
-async def api_list(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, status?}"""
-    async with job.sessionmaker() as session:
-        rows = await list_campaigns(session, _store(request), request.get("status"))
-        return {"campaigns": [to_dict(c) for c in rows]}
-
-
-@api("campaigns.preview")
-async def api_preview(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, id, customerId? | testData?}: the cost preview (counts per channel, SMS
-    segments, cost, expected revenue and ROI, refusals, alerts) and rendered bodies, for a
-    real customer or for test data in every channel and locale."""
-    store_id, now = _store(request), job.clock.now()
-    async with job.sessionmaker() as session:
-        c = await get_campaign(session, store_id, _id(request))
-        preview, samples = await preview_campaign(session, job.settings, c, now)
-        store = await store_profile(session, job.settings, store_id)
+async def _preview(call: Call, store_id: str, campaign_id: str,
+                   request: PreviewRequest) -> CampaignPreview:
+    """The cost preview (counts per channel, SMS segments, cost, expected revenue and ROI,
+    refusals, alerts) and the bodies rendered for a real customer, or for test data in
+    every channel and both locales."""
+    now, settings = call.now(), call.settings
+    async with call.reading() as session:
+        await require_store(session, store_id)
+        c = await domain.get_campaign(session, store_id, campaign_id)
+        preview, samples = await domain.preview_campaign(session, settings, c, now)
+        store = await store_profile(session, settings, store_id)
         templates = await load_templates(session, store_id, c.template, c.content) if (
             c.template or c.content) else None
-        customer_id = request.get("customerId")
-        if customer_id:
-            reach = (await load_reach(session, store_id, [customer_id])).get(customer_id)
+        if request.customer_id:
+            reach = (await load_reach(session, store_id, [request.customer_id])
+                     ).get(request.customer_id)
             if reach is None:
-                raise CampaignError(f"customerId: store {store_id!r} has no customer {customer_id!r}")
+                raise NotFound(f"customerId: store {store_id!r} has no customer "
+                               f"{request.customer_id!r}")
             people = [(reach, None)]
         else:
-            test = request.get("testData") or {}
-            if not isinstance(test, dict):
-                raise CampaignError("testData: must be an object")
-            people = [(Reach(customer_id=test.get("customer_id", "test-customer"),
-                             name=test.get("name", "Test Customer"), locale=loc), test)
+            test = request.test_data or {}
+            people = [(Reach(customer_id=str(test.get("customer_id", "test-customer")),
+                             name=str(test.get("name", "Test Customer")), locale=loc), test)
                       for loc in ("bn", "en")]
         rendered = []
         if templates is not None:
             for reach, test in people:
-                variables = {**standard_variables(reach, store, job.settings),
+                variables = {**standard_variables(reach, store, settings),
                              **(c.variables or {}), **(test or {})}
                 if RECOMMENDED not in variables:  # the customer's own, or none for test data
                     variables[RECOMMENDED] = [] if test is not None else (await recommend_many(
-                        session, job.settings, store_id, [(reach.customer_id, (
+                        session, settings, store_id, [(reach.customer_id, (
                             await last_order_products(session, store_id, [reach.customer_id])
                         ).get(reach.customer_id, []))], now, record=False))[0]
                 if c.discount_percent:
@@ -215,107 +289,77 @@ async def api_preview(job: JobContext, request: dict[str, Any]) -> dict[str, Any
                                        quiet=True)
                     rendered.append({"channel": channel, "locale": reach.locale,
                                      "subject": out.subject, "body": body})
-        return {"campaign": to_dict(c), "preview": preview.as_dict(),
-                "rendered": rendered or samples}
+        return CampaignPreview(campaign=to_campaign(c),
+                               preview=CostPreview.model_validate(preview.as_dict()),
+                               rendered=[Rendered.model_validate(r)
+                                         for r in (rendered or samples)])
 
 
-@api("campaigns.send")
-async def api_send(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, id}: fan a scheduled campaign out now (the minute cron does this by
-    itself when the campaign's moment comes)."""
-    store_id, cid = _store(request), _id(request)
-    result = await fan_out(job.sessionmaker, job.settings, store_id, cid, job.clock.now())
-    async with job.sessionmaker() as session:
-        return {"campaign": to_dict(await get_campaign(session, store_id, cid)), "result": result}
+async def schedule_campaign(call: Call, store_id: str, campaign_id: str,
+                            request: ScheduleRequest) -> Scheduled:
+    """Check, price and guard (refused below the store's minimum ROI or over budget unless
+    forced), then set the moment the fan-out starts."""
+    async with call.writing() as session:
+        await require_store(session, store_id)
+        c, preview = await domain.schedule_campaign(
+            session, call.settings, store_id, campaign_id, call.now(), force=request.force,
+            send_mode=request.send_mode, at=request.at)
+        await call.audit(session, store_id, "campaigns.schedule", campaign_id,
+                         request.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        return Scheduled(campaign=to_campaign(c),
+                         preview=CostPreview.model_validate(preview.as_dict()))
 
 
-@api("campaigns.results")
-async def api_results(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, id}: attributed orders, revenue, actual cost, ROI, variants, uplift."""
-    store_id, cid = _store(request), _id(request)
-    async with job.sessionmaker() as session:
-        c = await get_campaign(session, store_id, cid)
-        return {"campaign": to_dict(c),
-                "results": await campaign_report(session, job.settings, store_id, cid)}
+async def send_campaign(call: Call, store_id: str, campaign_id: str) -> Sent:
+    """Fan a scheduled campaign out into the delivery queue now (the minute cron does this
+    by itself when the campaign's moment comes)."""
+    await get_campaign(call, store_id, campaign_id)
+    result = await domain.fan_out(call.job.sessionmaker, call.settings, store_id, campaign_id,
+                                  call.now())
+    async with call.writing() as session:
+        await call.audit(session, store_id, "campaigns.send", campaign_id, result)
+        c = await domain.get_campaign(session, store_id, campaign_id)
+        return Sent(campaign=to_campaign(c), result=result)
 
 
-@api("automations.results")
-async def api_automation_results(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, trigger}: ROI of one automation (win_back, vip, birthday, ...)."""
-    trigger = _text(request, "trigger")
-    async with job.sessionmaker() as session:
-        return {"results": await automation_report(session, job.settings, _store(request),
-                                                   trigger)}
+async def pause_campaign(call: Call, store_id: str, campaign_id: str) -> Campaign:
+    async with call.writing() as session:
+        await require_store(session, store_id)
+        c = await domain.pause_campaign(session, store_id, campaign_id, call.now())
+        await call.audit(session, store_id, "campaigns.pause", campaign_id)
+        return to_campaign(c)
 
 
-def _workflow_dict(w) -> dict[str, Any]:
-    return {"trigger": w.trigger, "name": w.name, "enabled": w.enabled, "config": w.config,
-            "updatedAt": w.updated_at}
+async def cancel_campaign(call: Call, store_id: str, campaign_id: str) -> Cancelled:
+    """Cancel, withdrawing its messages still queued."""
+    async with call.writing() as session:
+        await require_store(session, store_id)
+        c, withdrawn = await domain.cancel_campaign(session, store_id, campaign_id, call.now())
+        await call.audit(session, store_id, "campaigns.cancel", campaign_id,
+                         {"withdrawn": withdrawn})
+        return Cancelled(campaign=to_campaign(c), withdrawn=withdrawn)
 
 
-@api("automations.configure")
-async def api_configure_automation(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, trigger, enabled, config?}: turn a trigger on or off for the store; a
-    `segment_entry:<slug>` trigger takes {template, channels?, discount_percent?}."""
-    trigger = _text(request, "trigger")
-    if not isinstance(request.get("enabled"), bool):
-        raise CampaignError("enabled: true or false")
-    async with job.sessionmaker() as session:
-        ctx = job.handler_context(session, _store(request))
-        workflow = await configure_workflow(ctx, trigger, request["enabled"], request.get("config"))
-        await session.commit()
-        return {"workflow": _workflow_dict(workflow)}
+async def campaign_results(call: Call, store_id: str, campaign_id: str) -> Results:
+    """Attributed orders, revenue, actual cost, ROI, variants, uplift."""
+    async with call.reading() as session:
+        await require_store(session, store_id)
+        c = await domain.get_campaign(session, store_id, campaign_id)
+        return Results(campaign=to_campaign(c),
+                       results=await campaign_report(session, call.settings, store_id,
+                                                     campaign_id))
 
 
-@api("automations.list")
-async def api_list_automations(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId}: the store's workflows (built-ins appear once they first ran or were set)."""
-    async with job.sessionmaker() as session:
-        rows = (await session.scalars(select(AutomationWorkflow).where(
-            AutomationWorkflow.store_id == _store(request)).order_by(AutomationWorkflow.trigger))).all()
-        return {"workflows": [_workflow_dict(w) for w in rows]}
+def parse_spec(data: Any, model: type[BaseModel] = CampaignSpec) -> Any:
+    """A campaign definition (or changes) from JSON, refused by field (the CLI's files)."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "campaign"
+        raise Invalid(f"{where}: {err['msg']}") from None
 
 
-@api("automations.log")
-async def api_automation_log(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, trigger?, status?, customerId?, limit? (100)}: recent executions, newest
-    first (the automation log viewer's data)."""
-    limit = min(int(request.get("limit") or 100), 1000)
-    query = select(AutomationExecution).where(AutomationExecution.store_id == _store(request))
-    for key, column in (("trigger", AutomationExecution.trigger),
-                        ("status", AutomationExecution.status),
-                        ("customerId", AutomationExecution.customer_id)):
-        if request.get(key):
-            value = str(request[key])
-            query = query.where(column == (value.upper() if key == "status" else value))
-    async with job.sessionmaker() as session:
-        rows = (await session.scalars(query.order_by(AutomationExecution.created_at.desc(),
-                                                     AutomationExecution.id.desc())
-                                      .limit(limit))).all()
-    return {"executions": [
-        {"id": e.id, "trigger": e.trigger, "customerId": e.customer_id, "subjectId": e.subject_id,
-         "status": e.status, "step": e.step, "error": e.error, "createdAt": e.created_at,
-         "updatedAt": e.updated_at, "completedAt": e.completed_at} for e in rows]}
-
-
-@api("campaigns.templates")
-async def api_templates(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId?}: the system template library (seasonal, promotional, automation) and the
-    store's own: slug, name, category, recommended discount, channel mix, bodies."""
-    async with job.sessionmaker() as session:
-        await seed_system_templates(session, job.clock.now())
-        rows = await list_templates(session, request.get("storeId") or "")
-        await session.commit()
-        return {"templates": [template_dict(t) for t in rows]}
-
-
-@api("templates.save")
-async def api_save_template(job: JobContext, request: dict[str, Any]) -> dict[str, Any]:
-    """{storeId, template: {slug, name, content: {channel: {locale: body}}, category?, ...}}:
-    a store template (checked in the sandbox now); a system slug is overridden for the store."""
-    data = _object(request, "template")
-    async with job.sessionmaker() as session:
-        row = await save_store_template(session, _store(request), data, job.clock.now(),
-                                        job.settings)
-        await session.commit()
-        return {"template": template_dict(row)}
+__all__ = ["CampaignChanges", "CampaignError", "CampaignSpec"]

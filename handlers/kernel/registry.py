@@ -1,5 +1,4 @@
-"""Which handler reacts to which event type, timer kind, segment change, cron schedule and
-request.
+"""Which handler reacts to which event type, timer kind, segment change and cron schedule.
 
 A registry is built explicitly (handlers/wiring.py `build_registry` lists every domain's
 handlers) and handed to the one `Daemon` that uses it; nothing registers itself on import.
@@ -37,7 +36,6 @@ BatchTimerHandler = Callable[[HandlerContext, list[TimerFired]], Awaitable[None]
 SegmentChangeHandler = Callable[[HandlerContext, str, list[str], list[str]], Awaitable[None]]
 CronJob = Callable[[JobContext], Awaitable[None]]
 CronSchedule = Callable[[Settings], str]  # the job's cron expression, from the settings
-RequestHandler = Callable[[JobContext, dict], Awaitable[dict]]
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,6 @@ class HandlerRegistry:
         self._set_based_timers: set[str] = set()
         self._segment_changes: list[SegmentChangeHandler] = []
         self._crons: dict[str, tuple[CronSchedule, CronJob]] = {}
-        self._requests: dict[str, RequestHandler] = {}
 
     # --- building ----------------------------------------------------------------------
 
@@ -207,15 +204,6 @@ class HandlerRegistry:
 
         return add
 
-    def on_request(self, name: str) -> Callable[[RequestHandler], RequestHandler]:
-        """Answer request/reply `name` (JSON object in, JSON object out)."""
-
-        def add(fn: RequestHandler) -> RequestHandler:
-            self._requests[name] = fn
-            return fn
-
-        return add
-
     def wrapped(self, wrap: Callable[[str, Callable[..., Awaitable[None]]],
                                      Callable[..., Awaitable[None]]]) -> HandlerRegistry:
         """A copy whose event reactions and timer handlers are `wrap(name, handler)`
@@ -231,7 +219,6 @@ class HandlerRegistry:
         copy._set_based_timers = set(self._set_based_timers)
         copy._segment_changes = list(self._segment_changes)
         copy._crons = dict(self._crons)
-        copy._requests = dict(self._requests)
         return copy
 
     # --- reading -----------------------------------------------------------------------
@@ -275,9 +262,6 @@ class HandlerRegistry:
 
     def cron_jobs(self) -> dict[str, tuple[CronSchedule, CronJob]]:
         return dict(self._crons)
-
-    def request_handlers(self) -> dict[str, RequestHandler]:
-        return dict(self._requests)
 
     # --- dispatching (in the caller's transaction) -------------------------------------
 

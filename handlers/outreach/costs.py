@@ -112,6 +112,7 @@ class CostPreview:
     min_roi: Decimal = Decimal(10)
     budget_left: Decimal | None = None
     alerts: list[str] = field(default_factory=list)
+    sampled: int | None = None  # recipients measured when the counts are scaled from a sample
 
     @property
     def reach(self) -> int:
@@ -158,4 +159,5 @@ class CostPreview:
             "minRoi": str(self.min_roi),
             "budgetLeft": None if self.budget_left is None else str(self.budget_left),
             "alerts": list(self.alerts), "refusals": self.refusals(),
+            "sampled": self.sampled,
         }

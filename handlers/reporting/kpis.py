@@ -1,15 +1,20 @@
-"""The KPIs per store (docs/metrics.md lists them), computed from the rows stormd keeps.
+"""The KPIs per store (docs/metrics.md lists them), computed from the rows stormd keeps,
+for any period and as a series of periods.
 
-Each family of figures is a `KpiSource`: an async function given the session and the
-stores, returning `{store: {name: value}}`, so a new area (campaigns: attribution, ROI,
-uplift) adds its own family, listed in `SOURCES`. `compute_kpis` merges them; the
-`stormd kpis` command prints them and a cron job copies them into Prometheus gauges.
+Each family of figures is a `KpiSource` (handlers/reporting/figures.py), listed in
+`SOURCES`: given the stores and the periods, it returns each store's figures for each
+period; a new area adds its own family there. `compute_kpis` merges them for one period
+(all time by default: `stormd kpis` and the Prometheus gauges), `kpi_series` for the
+buckets of a series (the API's `/kpis?bucket=`). A figure counts what happened in the
+period: carts abandoned in it (and whether they were recovered), messages queued in it,
+engagement and executions that occurred in it.
 
 Rates are `None` when their denominator is zero (no data is not a 0 % rate).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -20,92 +25,119 @@ from stormd.handlers.carts.recovery import TRIGGER as CART_TRIGGER
 from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.predictions.service import predicted_revenue
 from stormd.handlers.reporting import campaign_kpis
-from stormd.handlers.reporting.figures import Figures, KpiSource, rate
+from stormd.handlers.reporting.figures import (
+    KpiSource,
+    Period,
+    Periods,
+    SeriesFigures,
+    rate,
+)
 from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.marketing.messages import EmailEvent, Message, SmsLog, WhatsAppMessage
 from stormd.schema.shop.carts import CartAbandonmentEvent
 
 REACHED = ("sent", "delivered", "read")  # Message statuses that left stormd
+CENT = Decimal("0.01")
 
 
-async def _grouped(session: AsyncSession, store_col, stores: list[str], *columns) -> dict:
-    """One GROUP BY store query: store -> tuple of the aggregate columns."""
-    rows = await session.execute(
-        select(store_col, *columns).where(store_col.in_(stores)).group_by(store_col)
-    )
-    return {r[0]: tuple(r[1:]) for r in rows}
+async def _grouped(session: AsyncSession, store_col, at_col, stores: list[str],
+                   periods: Periods, *columns) -> dict[tuple[str, int], tuple]:
+    """One query: (store, period index) -> the aggregate columns, over the rows of the
+    stores whose `at_col` falls in the periods."""
+    query = (select(store_col, periods.bucket(at_col).label("bucket"), *columns)
+             .where(store_col.in_(stores), periods.span.holds(at_col))
+             .group_by(store_col, "bucket"))
+    return {(r[0], int(r[1])): tuple(r[2:]) for r in await session.execute(query)}
 
 
-async def cart_recovery(session: AsyncSession, stores: list[str]) -> Figures:
+def _spread(stores: list[str], periods: Periods, figures) -> SeriesFigures:
+    return {s: [figures(s, i) for i in range(len(periods))] for s in stores}
+
+
+async def cart_recovery(session: AsyncSession, stores: list[str], periods: Periods
+                        ) -> SeriesFigures:
     Ab = CartAbandonmentEvent
     carts = await _grouped(
-        session, Ab.store_id, stores, func.count(),
+        session, Ab.store_id, Ab.abandoned_at, stores, periods, func.count(),
         func.sum(case((Ab.status == "RECOVERED", 1), else_=0)),
         func.coalesce(func.sum(Ab.recovered_revenue), 0),
     )
-    cost = await _grouped(session, Message.store_id, stores,
+    cost = await _grouped(session, Message.store_id, Message.created_at, stores, periods,
                           func.coalesce(func.sum(case((Message.trigger == CART_TRIGGER,
                                                        Message.cost), else_=0)), 0),
                           func.coalesce(func.sum(Message.cost), 0))
-    out: Figures = {}
-    for store in stores:
-        abandoned, recovered, revenue = carts.get(store, (0, 0, 0))
-        recovery_cost, total_cost = cost.get(store, (0, 0))
-        out[store] = {
+
+    def figures(store: str, i: int) -> dict[str, Any]:
+        abandoned, recovered, revenue = carts.get((store, i), (0, 0, 0))
+        recovery_cost, total_cost = cost.get((store, i), (0, 0))
+        return {
             "abandoned_carts": int(abandoned), "recovered_carts": int(recovered or 0),
             "cart_recovery_rate": rate(recovered or 0, abandoned),
-            "recovered_revenue": Decimal(revenue or 0).quantize(Decimal("0.01")),
-            "cart_recovery_cost": Decimal(recovery_cost or 0).quantize(Decimal("0.01")),
-            "messaging_cost": Decimal(total_cost or 0).quantize(Decimal("0.01")),
+            "recovered_revenue": Decimal(revenue or 0).quantize(CENT),
+            "cart_recovery_cost": Decimal(recovery_cost or 0).quantize(CENT),
+            "messaging_cost": Decimal(total_cost or 0).quantize(CENT),
         }
-    return out
+
+    return _spread(stores, periods, figures)
 
 
-async def engagement(session: AsyncSession, stores: list[str]) -> Figures:
+async def engagement(session: AsyncSession, stores: list[str], periods: Periods
+                     ) -> SeriesFigures:
     def messages_with(type_: str):
         return func.count(distinct(case((EmailEvent.type == type_, EmailEvent.message_id))))
 
-    email = await _grouped(session, EmailEvent.store_id, stores,
+    email = await _grouped(session, EmailEvent.store_id, EmailEvent.occurred_at, stores, periods,
                            messages_with("SENT"), messages_with("OPEN"), messages_with("CLICK"))
-    sms = await _grouped(session, SmsLog.store_id, stores,
+    sms = await _grouped(session, SmsLog.store_id, SmsLog.created_at, stores, periods,
                          func.sum(case((SmsLog.status.in_(("SENT", "DELIVERED", "FAILED")), 1),
                                        else_=0)),
                          func.sum(case((SmsLog.status == "DELIVERED", 1), else_=0)))
-    wa = await _grouped(session, WhatsAppMessage.store_id, stores,
-                        func.sum(case((WhatsAppMessage.status != "QUEUED", 1), else_=0)),
+    wa = await _grouped(session, WhatsAppMessage.store_id, WhatsAppMessage.created_at, stores,
+                        periods, func.sum(case((WhatsAppMessage.status != "QUEUED", 1), else_=0)),
                         func.sum(case((WhatsAppMessage.status == "READ", 1), else_=0)))
-    sent = await _grouped(session, Message.store_id, stores,
+    sent = await _grouped(session, Message.store_id, Message.created_at, stores, periods,
                           func.sum(case((Message.status.in_(REACHED), 1), else_=0)))
-    out: Figures = {}
-    for store in stores:
-        e_sent, e_open, e_click = email.get(store, (0, 0, 0))
-        s_sent, s_delivered = sms.get(store, (0, 0))
-        w_sent, w_read = wa.get(store, (0, 0))
-        out[store] = {
-            "messages_sent": int(sent.get(store, (0,))[0] or 0),
+
+    def figures(store: str, i: int) -> dict[str, Any]:
+        e_sent, e_open, e_click = email.get((store, i), (0, 0, 0))
+        s_sent, s_delivered = sms.get((store, i), (0, 0))
+        w_sent, w_read = wa.get((store, i), (0, 0))
+        return {
+            "messages_sent": int(sent.get((store, i), (0,))[0] or 0),
             "emails_sent": int(e_sent), "email_open_rate": rate(e_open, e_sent),
             "email_click_rate": rate(e_click, e_sent),
             "sms_delivery_rate": rate(s_delivered or 0, s_sent or 0),
             "whatsapp_read_rate": rate(w_read or 0, w_sent or 0),
         }
-    return out
+
+    return _spread(stores, periods, figures)
 
 
-async def automations(session: AsyncSession, stores: list[str]) -> Figures:
+async def automations(session: AsyncSession, stores: list[str], periods: Periods
+                      ) -> SeriesFigures:
     Ex = AutomationExecution
-    rows = await _grouped(session, Ex.store_id, stores, func.count(),
+    rows = await _grouped(session, Ex.store_id, Ex.created_at, stores, periods, func.count(),
                           func.sum(case((Ex.status == "COMPLETED", 1), else_=0)))
-    out: Figures = {}
-    for store in stores:
-        total, completed = rows.get(store, (0, 0))
-        out[store] = {"automation_executions": int(total),
-                      "automation_success_rate": rate(completed or 0, total)}
-    return out
+
+    def figures(store: str, i: int) -> dict[str, Any]:
+        total, completed = rows.get((store, i), (0, 0))
+        return {"automation_executions": int(total),
+                "automation_success_rate": rate(completed or 0, total)}
+
+    return _spread(stores, periods, figures)
 
 
 # The KPI families, computed in this order (a later family's keys win).
+async def predictions(session: AsyncSession, stores: list[str], periods: Periods
+                      ) -> SeriesFigures:
+    """The latest fit's predicted revenue: a forecast from now, so it belongs with the last
+    period (the others have none)."""
+    figures = await predicted_revenue(session, stores)
+    return {s: [{} for _ in periods.items[1:]] + [figures.get(s, {})] for s in stores}
+
+
 SOURCES: tuple[KpiSource, ...] = (cart_recovery, engagement, automations,
-                                  campaign_kpis.campaign_kpis, predicted_revenue)
+                                  campaign_kpis.campaign_kpis, predictions)
 
 
 async def known_stores(session: AsyncSession) -> list[str]:
@@ -117,16 +149,26 @@ async def known_stores(session: AsyncSession) -> list[str]:
     return sorted(s for s in (await session.scalars(select(query.subquery().c[0]))).all() if s)
 
 
-async def compute_kpis(session: AsyncSession, store_id: str | None = None) -> list[dict[str, Any]]:
-    """One row per store: {"store": id, <every source's figures>}."""
-    stores = [store_id] if store_id else await known_stores(session)
-    rows: dict[str, dict[str, Any]] = {s: {"store": s} for s in stores}
+async def kpi_series(session: AsyncSession, stores: Iterable[str], periods: Periods,
+                     sources: tuple[KpiSource, ...] = SOURCES) -> SeriesFigures:
+    """Each store's KPIs for each period: store -> [figures of period 0, 1, ...]."""
+    stores = list(stores)
+    out: SeriesFigures = {s: [{} for _ in periods.items] for s in stores}
     if not stores:
-        return []
-    for source in SOURCES:
-        for store, figures in (await source(session, stores)).items():
-            rows[store].update(figures)
-    return [rows[s] for s in stores]
+        return out
+    for source in sources:
+        for store, series in (await source(session, stores, periods)).items():
+            for row, figures in zip(out[store], series):
+                row.update(figures)
+    return out
+
+
+async def compute_kpis(session: AsyncSession, store_id: str | None = None,
+                       period: Period | None = None) -> list[dict[str, Any]]:
+    """One row per store for one period (all time by default): {"store": id, <figures>}."""
+    stores = [store_id] if store_id else await known_stores(session)
+    series = await kpi_series(session, stores, Periods.whole(period))
+    return [{"store": s, **series[s][0]} for s in stores]
 
 
 def publish_gauges(rows: list[dict[str, Any]]) -> None:
@@ -143,4 +185,3 @@ async def refresh_kpi_gauges(job: JobContext) -> None:
     """Every five minutes: recompute the KPIs for /metrics."""
     async with job.sessionmaker() as session:
         publish_gauges(await compute_kpis(session))
-

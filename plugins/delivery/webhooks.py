@@ -1,4 +1,5 @@
-"""Provider webhooks on `http.listen`: `/webhooks/<provider>` (GET and POST).
+"""Provider webhooks: `/webhooks/<provider>` (GET and POST), served by the daemon's HTTP
+server (daemon/http/ops.py), which hands each request here as a `WebhookRequest`.
 
 The provider's plugin verifies the signature over the raw bytes and reads the events
 (`stormd_parse_webhook`); a bad signature, a stale timestamp or a replayed request is
@@ -6,17 +7,16 @@ refused with 4xx and changes nothing. What the plugin read is then held to what 
 delivery log can store the same way on both databases (`checked`): a time with a zone
 within reason, no NUL, a click URL that fits its column, reasons and codes cut to their
 columns; anything else is a 400 with the reason, never a 500. Verified updates are
-applied in one transaction (plugins/delivery/status_updates.py). The daemon's HTTP server
-mounts `routes(pipeline)`.
+applied in one transaction (plugins/delivery/status_updates.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from aiohttp import web
 
 from stormd.plugins import WebhookRejected, WebhookRequest, WebhookResult
 from stormd.plugins.delivery.status_updates import apply_webhook
@@ -57,39 +57,38 @@ def checked(result: WebhookResult, now: datetime) -> WebhookResult:
     return dataclasses.replace(result, updates=tuple(updates))
 
 
-def routes(pipeline) -> list:
-    """aiohttp route definitions for every provider webhook."""
 
-    async def handle(request: web.Request) -> web.Response:
-        name = request.match_info["provider"]
-        await pipeline.ready()
-        plugins = pipeline.plugins
-        provider = plugins.providers.get(name)
-        if provider is None or plugins.hook(provider, "stormd_parse_webhook") is None:
-            return web.Response(status=404, text=f"no webhook for provider {name!r}\n")
-        if provider.config is None:
-            return web.Response(status=404, text=f"provider {name!r} is not configured\n")
-        if (request.content_length or 0) > MAX_BODY:
-            return web.Response(status=413, text="body too large\n")
-        incoming = WebhookRequest(
-            method=request.method, path=request.path, headers=dict(request.headers),
-            query=dict(request.query), body=await request.read(),
-        )
-        now = pipeline.clock.now()
-        try:
-            result = await plugins.call(provider, "stormd_parse_webhook", request=incoming,
-                                        config=provider.config, now=now)
-            result = checked(result, now)
-        except WebhookRejected as exc:
-            log.warning("webhook %s refused (%s): %s", name, exc.status, exc)
-            return web.Response(status=exc.status, text=f"{exc}\n")
-        if result.reply is not None:
-            return web.Response(text=result.reply)
-        async with pipeline.sessionmaker() as session, session.begin():
-            changed = await apply_webhook(session, pipeline.settings, name, result, now)
-        if changed is None:
-            log.warning("webhook %s refused: replay of %s", name, result.delivery_id)
-            return web.Response(status=409, text="replayed request\n")
-        return web.json_response({"ok": True, "updated": changed})
+@dataclass(frozen=True)
+class WebhookReply:
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
 
-    return [web.get("/webhooks/{provider}", handle), web.post("/webhooks/{provider}", handle)]
+
+async def answer_webhook(pipeline, name: str, incoming: WebhookRequest) -> WebhookReply:
+    """Verify, parse and apply one provider request; the reply to give the provider."""
+    await pipeline.ready()
+    plugins = pipeline.plugins
+    provider = plugins.providers.get(name)
+    if provider is None or plugins.hook(provider, "stormd_parse_webhook") is None:
+        return WebhookReply(404, f"no webhook for provider {name!r}\n")
+    if provider.config is None:
+        return WebhookReply(404, f"provider {name!r} is not configured\n")
+    if len(incoming.body) > MAX_BODY:
+        return WebhookReply(413, "body too large\n")
+    now = pipeline.clock.now()
+    try:
+        result = await plugins.call(provider, "stormd_parse_webhook", request=incoming,
+                                    config=provider.config, now=now)
+        result = checked(result, now)
+    except WebhookRejected as exc:
+        log.warning("webhook %s refused (%s): %s", name, exc.status, exc)
+        return WebhookReply(exc.status, f"{exc}\n")
+    if result.reply is not None:
+        return WebhookReply(200, result.reply)
+    async with pipeline.sessionmaker() as session, session.begin():
+        changed = await apply_webhook(session, pipeline.settings, name, result, now)
+    if changed is None:
+        log.warning("webhook %s refused: replay of %s", name, result.delivery_id)
+        return WebhookReply(409, "replayed request\n")
+    return WebhookReply(200, json.dumps({"ok": True, "updated": changed}), "application/json")

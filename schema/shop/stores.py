@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,4 +24,9 @@ class Store(Base):
     sender_id: Mapped[str | None] = mapped_column(String(32))
     min_roi: Mapped[Decimal] = mapped_column(default=Decimal(10))
     monthly_budget: Mapped[Decimal | None]
+    # The rest of the profile `store.upserted` and the API's /settings carry.
+    locale: Mapped[str | None] = mapped_column(String(8))
+    shop_url: Mapped[str | None] = mapped_column(String(500))
+    sender_ids: Mapped[dict[str, Any] | None]  # {sms, email, whatsapp}
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None]

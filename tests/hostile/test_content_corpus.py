@@ -47,6 +47,7 @@ from stormd.handlers.outreach.templates import TemplateError
 from stormd.handlers.scoring.criteria import CriteriaError
 from stormd.handlers.scoring.nightly import run_all_stores
 from stormd.handlers.scoring.segments import SegmentError, create_segment, get_segment, preview
+from stormd.handlers.shop.stores import insert_stores
 from stormd.handlers.wiring import build_registry
 from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.marketing.campaigns import CampaignTemplate
@@ -538,6 +539,7 @@ async def test_a_broken_segment_fails_alone_and_holds_up_no_other_store(
     settings = settings_factory()
     clock = SettableClock(NOW)
     async with sessionmaker() as session:
+        await insert_stores(session, ["a", "b"], NOW, "Asia/Dhaka")  # as first events would
         for store in ("a", "b"):
             await create_segment(session, settings, store, {
                 "slug": "prospects", "name": "Prospects",

@@ -281,7 +281,7 @@ WEBHOOK_CASES = [
                                      _sign(OUTBOX_SECRET, b"{oops", "X-Stormd-Signature")),
          HTTP_4XX, (400, "not an outbox receipt")),
     Case("a body over 1 MiB", ("/webhooks/outbox", b"x" * (1024 * 1024 + 1), {}), HTTP_4XX,
-         (413, "too large")),
+         (413, "over 1024 KiB")),
     Case("a provider that does not exist", ("/webhooks/nobody", b"{}", {}), HTTP_4XX,
          (404, "no webhook")),
 ]

@@ -15,16 +15,16 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from stormd.config.errors import ConfigError
 from stormd.daemon import __version__ as STORMD_VERSION
 from stormd.daemon.cli.main import main
+from stormd.daemon.http.app import build_app
+from stormd.daemon.http.server import AppServer
 from stormd.plugins.delivery.manager import ChannelPlugins, load_plugins
-from stormd.plugins.delivery.webhooks import routes
 
 HERE = Path(__file__).parent
 README = HERE.parents[1] / "README.md"
@@ -166,6 +166,10 @@ def test_readme_shows_the_example_plugin_that_the_tests_run():
     assert 'pigeon = "stormd_pigeon"' in pyproject
 
 
+async def _ready() -> dict:
+    return {"ok": True}
+
+
 async def test_example_plugin_delivers_and_reads_its_webhooks(
         installed_plugins, settings_factory, fake_provider, queue, messages, pipelines,
         sessionmaker):
@@ -180,17 +184,21 @@ async def test_example_plugin_delivers_and_reads_its_webhooks(
     [m] = await messages()
     assert (m.status, m.provider, m.external_id, str(m.cost)) == ("sent", "pigeon", "pg-1",
                                                                   "0.25")
-    app = web.Application()
-    app.add_routes(routes(pipeline))
-    async with TestClient(TestServer(app)) as client:
-        body = json.dumps({"event_id": "e1", "id": "pg-1", "status": "delivered"}).encode()
-        sig = hmac.new(b"pk_live", body, hashlib.sha256).hexdigest()
-        bad = await client.post("/webhooks/pigeon", data=body,
-                                headers={"X-Pigeon-Signature": "0" * 64})
-        assert bad.status == 401
-        ok = await client.post("/webhooks/pigeon", data=body,
-                               headers={"X-Pigeon-Signature": sig})
-        assert ok.status == 200
+    server = AppServer(build_app(None, pipeline, _ready), "127.0.0.1:0", "http")
+    await server.start()  # the daemon's own HTTP app, as `stormd run` serves it
+    host, port = server.address
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+            body = json.dumps({"event_id": "e1", "id": "pg-1", "status": "delivered"}).encode()
+            sig = hmac.new(b"pk_live", body, hashlib.sha256).hexdigest()
+            bad = await client.post("/webhooks/pigeon", content=body,
+                                    headers={"X-Pigeon-Signature": "0" * 64})
+            assert bad.status_code == 401
+            ok = await client.post("/webhooks/pigeon", content=body,
+                                   headers={"X-Pigeon-Signature": sig})
+            assert ok.status_code == 200
+    finally:
+        await server.stop()
     [m] = await messages()
     assert m.status == "delivered"
 

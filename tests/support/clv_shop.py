@@ -16,6 +16,7 @@ import numpy as np
 
 from stormd.handlers.shop.customers import upsert_customers
 from stormd.handlers.shop.orders import upsert_orders
+from stormd.handlers.shop.stores import insert_stores
 from stormd.schema.wire.events import CustomerUpserted, OrderCreated
 
 T = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 10:00 in Dhaka, inside every send window
@@ -51,6 +52,7 @@ async def clv_store(session, store: str, customers: int = 600, days: int = 540,
             "items": [{"productId": product, "category": "Clothing", "quantity": 1,
                        "unitPrice": f"{amount:.2f}"}]})
         orders.append((data, T - timedelta(days=before, minutes=1)))
+    await insert_stores(session, [store], T, "Asia/Dhaka")  # as its first event would
     await upsert_orders(session, store, orders)
     ids = sorted({data.customer_id for data, _ in orders})
     await upsert_customers(session, store, [CustomerUpserted.model_validate({

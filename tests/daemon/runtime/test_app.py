@@ -1,9 +1,8 @@
-"""The running daemon's surfaces: health, API request/reply, timers
-firing within a second, the embedded nats-server supervised."""
+"""The running daemon's surfaces: health, timers firing within a second, the embedded
+nats-server supervised."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import timedelta
 
@@ -29,33 +28,6 @@ async def test_health_endpoints_report_live_and_ready(daemon_settings, start_dae
     parts = ("intake", "timers", "cron", "relay", "rescoring", "pipeline", "http")
     assert ready.json() == {"ready": True, "nats": True, "database": True,
                             "components": dict.fromkeys(parts, True)}
-
-
-@SQLITE_ONLY
-async def test_api_requests_are_answered_as_json(
-    daemon_settings, start_daemon, handlers, nats_server
-):
-    @handlers.on_request("echo")
-    async def echo(job, request):
-        return {"you_said": request["say"], "at": job.clock.now()}
-
-    @handlers.on_request("fail")
-    async def fail(job, request):
-        raise ValueError("no such segment 'vipp'")
-
-    await start_daemon(daemon_settings())
-    nc = await nats.connect(nats_server)
-    try:
-        ok = json.loads((await nc.request("stormcom.api.echo", b'{"say": "salam"}', 5)).data)
-        bad = json.loads((await nc.request("stormcom.api.fail", b"{}", 5)).data)
-        unknown = json.loads((await nc.request("stormcom.api.nope", b"{}", 5)).data)
-        not_json = json.loads((await nc.request("stormcom.api.echo", b"{", 5)).data)
-    finally:
-        await nc.close()
-    assert ok["you_said"] == "salam"
-    assert bad == {"error": "ValueError: no such segment 'vipp'"}
-    assert "unknown api 'nope'" in unknown["error"]
-    assert "not JSON" in not_json["error"]
 
 
 @SQLITE_ONLY

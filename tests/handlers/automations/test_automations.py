@@ -313,45 +313,50 @@ async def test_cap_with_drop_skips_and_says_why(sessionmaker, settings_factory, 
 
 
 async def test_opted_out_customer_gets_nothing_and_the_log_says_why(world):
-    from stormd.handlers.campaigns.service import HANDLERS
+    from stormd.handlers.automations.service import execution_log
     from stormd.handlers.kernel.context import JobContext
+    from stormd.handlers.kernel.paging import PageRequest
+    from stormd.handlers.kernel.service import Actor, Call
 
     async with world.sessionmaker() as s:
         await add_customers(s, [customer_row("quiet", consent_email=False, consent_sms=False,
                                              consent_whatsapp=False)])
         await s.commit()
     await world.segment_change("vip", ["c0", "quiet"], [])
-    job = JobContext(world.sessionmaker, world.settings, world.clock)
-    log = (await HANDLERS["automations.log"](job, {"storeId": STORE, "trigger": "vip"}))["executions"]
-    assert {(e["customerId"], e["status"], e["error"]) for e in log} == {
+    call = Call(JobContext(world.sessionmaker, world.settings, world.clock), Actor("test"))
+    log = (await execution_log(call, STORE, PageRequest(), trigger="vip")).items
+    assert {(e.customer_id, e.status, e.error) for e in log} == {
         ("c0", "COMPLETED", None), ("quiet", "SKIPPED", "unreachable")}
-    skipped = await HANDLERS["automations.log"](job, {"storeId": STORE, "status": "skipped"})
-    assert [e["customerId"] for e in skipped["executions"]] == ["quiet"]
+    skipped = await execution_log(call, STORE, PageRequest(), status="skipped")
+    assert [e.customer_id for e in skipped.items] == ["quiet"]
 
 
 async def test_merchant_turns_a_trigger_off_and_sets_up_segment_entry(world):
-    from stormd.handlers.campaigns.service import HANDLERS
+    from stormd.handlers.automations.service import (
+        WorkflowSettings,
+        configure_workflow,
+        list_workflows,
+    )
     from stormd.handlers.kernel.context import JobContext
+    from stormd.handlers.kernel.paging import PageRequest
+    from stormd.handlers.kernel.service import Actor, Call
 
-    job = JobContext(world.sessionmaker, world.settings, world.clock)
-    await HANDLERS["automations.configure"](job, {"storeId": STORE, "trigger": "win_back",
-                                                  "enabled": False})
+    call = Call(JobContext(world.sessionmaker, world.settings, world.clock), Actor("test"))
+    await configure_workflow(call, STORE, "win_back", WorkflowSettings(enabled=False))
     await _lifecycle(world, [("c0", "ACTIVE", 60)])
     await world.run(run_win_back)
     assert await world.rows(Message, trigger="win_back") == []
 
     with pytest.raises(Exception, match="no template 'nope'"):
-        await HANDLERS["automations.configure"](job, {
-            "storeId": STORE, "trigger": "segment_entry:loyal", "enabled": True,
-            "config": {"template": "nope"}})
-    await HANDLERS["automations.configure"](job, {
-        "storeId": STORE, "trigger": "segment_entry:loyal", "enabled": True,
-        "config": {"template": "vip_reward", "discount_percent": "5"}})
+        await configure_workflow(call, STORE, "segment_entry:loyal", WorkflowSettings(
+            enabled=True, config={"template": "nope"}))
+    await configure_workflow(call, STORE, "segment_entry:loyal", WorkflowSettings(
+        enabled=True, config={"template": "vip_reward", "discount_percent": "5"}))
     await world.segment_change("loyal", ["c1"], [])
     [m] = await world.rows(Message, trigger="segment_entry:loyal")
     assert m.customer_id == "c1" and "5%" in m.body
-    listed = (await HANDLERS["automations.list"](job, {"storeId": STORE}))["workflows"]
-    assert {(w["trigger"], w["enabled"]) for w in listed} >= {
+    listed = (await list_workflows(call, STORE, PageRequest())).items
+    assert {(w.trigger, w.enabled) for w in listed} >= {
         ("win_back", False), ("segment_entry:loyal", True)}
 
 

@@ -362,10 +362,11 @@ async def test_two_carts_of_one_customer_on_one_day_get_one_recovery(shop):
 # --- carts whose customer is not known (or not reachable) at the deadline --------------------
 
 async def _recovery_figures(shop) -> dict:
+    from stormd.handlers.reporting.figures import Periods
     from stormd.handlers.reporting.kpis import cart_recovery
 
-    async with shop.sessionmaker() as session:
-        return (await cart_recovery(session, ["store_1"]))["store_1"]
+    async with shop.sessionmaker() as session:  # all time: one period
+        return (await cart_recovery(session, ["store_1"], Periods.whole()))["store_1"][0]
 
 
 async def test_a_cart_of_a_customer_not_yet_known_is_recorded_and_reminded_once_known(shop):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from stormd.plugins import (
@@ -65,23 +64,31 @@ def test_meta_hub_signature_vector():
 
 @pytest.fixture
 async def webhook_client(settings_factory, pipelines):
-    """`await webhook_client(**settings)` -> (aiohttp test client, pipeline)."""
-    from stormd.plugins.delivery.webhooks import routes
+    """`await webhook_client(**settings)` -> (HTTP client, pipeline): the daemon's own HTTP
+    app (daemon/http/app.py) served by uvicorn on a free port, as `stormd run` serves it."""
+    from stormd.daemon.http.app import build_app
+    from stormd.daemon.http.server import AppServer
 
-    clients: list[TestClient] = []
+    servers: list[AppServer] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def ready() -> dict:
+        return {"ok": True}
 
     async def make(**sections):
         pipeline = pipelines(settings_factory(**sections))
-        app = web.Application()
-        app.add_routes(routes(pipeline))
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-        return client, pipeline
+        server = AppServer(build_app(None, pipeline, ready), "127.0.0.1:0", "http")
+        await server.start()
+        servers.append(server)
+        host, port = server.address
+        sessions.append(aiohttp.ClientSession(base_url=f"http://{host}:{port}"))
+        return sessions[-1], pipeline
 
     yield make
-    for client in clients:
-        await client.close()
+    for session in sessions:
+        await session.close()
+    for server in servers:
+        await server.stop()
 
 
 async def _sent(sessionmaker, clock, channel, provider, external_id, **fields):

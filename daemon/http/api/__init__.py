@@ -1,0 +1,1 @@
+"""The HTTP API under `/api/v1`, one module per family of resources (docs/http-api.md)."""
