@@ -166,6 +166,12 @@ class RfmSettings(Section):
 class LifecycleSettings(Section):
     new_max_days: int = Field(default=30, ge=0)
     churned_after_days: int = Field(default=90, ge=0)
+    # E-mail engagement: a customer who opened an e-mail within `engaged_within_days`
+    # (0: opens never count) is CHURNED only once the last order is more than
+    # `engaged_churned_after_days` old; open rates count `engagement_window_days`.
+    engaged_within_days: int = Field(default=30, ge=0)
+    engaged_churned_after_days: int = Field(default=180, ge=0)
+    engagement_window_days: int = Field(default=90, ge=1)
 
 
 class SegmentSettings(Section):
@@ -180,6 +186,8 @@ class LimitSettings(Section):
     quiet_hours: tuple[str, str] = ("01:00", "07:00")
     # Jumu'ah: no marketing sends on Fridays in this local span (empty list: none).
     friday_prayer: tuple[str, str] | tuple[()] = ("13:00", "14:00")
+    # The daily lunch dip: no marketing sends in this local span, any day (empty: none).
+    lunch: tuple[str, str] | tuple[()] = ("13:00", "14:00")
 
 
 ProviderChoice = str | list[str]
@@ -223,6 +231,21 @@ class MessageCosts(Section):
     push: Decimal = Field(default=Decimal("0"), ge=0)
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def weekly_moment(moment: str) -> tuple[int, int, int]:
+    """(weekday 0-6, hour, minute) of a "ddd HH:MM" weekly moment, e.g. "thu 20:00"."""
+    try:
+        day, clock = moment.lower().split()
+        hours, minutes = (int(x) for x in clock.split(":"))
+        if day in WEEKDAYS and 0 <= hours < 24 and 0 <= minutes < 60:
+            return WEEKDAYS.index(day), hours, minutes
+    except (ValueError, AttributeError):
+        pass
+    raise ValueError(f'"{moment}" is not a weekly moment like "thu 20:00"')
+
+
 class CampaignSettings(Section):
     """Campaign fan-out, send-time choices and the cost preview / ROI guard defaults."""
 
@@ -237,13 +260,39 @@ class CampaignSettings(Section):
     message_cost: MessageCosts = Field(default_factory=MessageCosts)
     ab_min_sample: int = Field(default=100, ge=1)  # per variant before a winner is named
     ab_confidence: float = Field(default=0.95, gt=0, lt=1)
+    # The store's own conversion rate replaces expected_conversion_rate once its past
+    # campaigns reached at least this many recipients.
+    own_conversion_min_recipients: int = Field(default=500, ge=1)
+    # "ddd HH:MM" local moments for send_mode "peak", and spans ["ddd HH:MM", "ddd HH:MM"]
+    # of low response that best-time slots and deferrals skip.
+    peak_times: list[str] = Field(default_factory=lambda: ["thu 20:00", "sat 10:00"])
+    low_response: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("sun 17:00", "mon 12:00")])
+
+    @field_validator("peak_times")
+    @classmethod
+    def _weekly_moments(cls, value: list[str]) -> list[str]:
+        for moment in value:
+            weekly_moment(moment)
+        return value
+
+    @field_validator("low_response")
+    @classmethod
+    def _weekly_spans(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for start, end in value:
+            weekly_moment(start), weekly_moment(end)
+        return value
 
 
 class AutomationSettings(Section):
     """The built-in automation triggers; each may be turned off."""
 
     enabled: list[str] = Field(default_factory=lambda: [
-        "win_back", "vip", "post_purchase", "welcome", "birthday", "segment_entry"])
+        "win_back", "vip", "post_purchase", "welcome", "birthday", "anniversary",
+        "segment_entry"])
+    # Triggers that also react to a segment's backfill (its first fill, changed criteria,
+    # imported history), e.g. ["vip"]; by default a backfill rewards nobody.
+    react_to_backfill: list[str] = Field(default_factory=list)
     # What a trigger does when the customer has reached the daily cap: "defer" to the
     # customer's next allowed day, or "drop". Transactional messages are never capped.
     on_cap: dict[str, Literal["defer", "drop"]] = Field(default_factory=lambda: {"campaign": "drop"})
@@ -251,13 +300,23 @@ class AutomationSettings(Section):
     win_back_cooldown: Duration = timedelta(days=14)
     win_back_discount_percent: Decimal = Field(default=Decimal(15), ge=0, le=100)
     win_back_schedule: Cron = "0 11 * * *"
+    # Who is at risk: "days" (ACTIVE, win_back_after_days since the last order) or
+    # "churn_risk" (ACTIVE, churn risk at least win_back_min_churn_risk).
+    win_back_by: Literal["days", "churn_risk"] = "days"
+    win_back_min_churn_risk: float = Field(default=0.75, ge=0, le=1)
     vip_discount_percent: Decimal = Field(default=Decimal(20), ge=0, le=100)
     post_purchase_delay: Duration = timedelta(days=2)
+    # The upsell starts at the first of these statuses an order reaches (cash on delivery
+    # goes PENDING -> SHIPPED -> DELIVERED, never PAID); once per order.
+    post_purchase_on: list[Literal["PAID", "SHIPPED", "DELIVERED"]] = Field(
+        default_factory=lambda: ["PAID", "DELIVERED"], min_length=1)
     welcome_delays: list[Duration] = Field(
         default_factory=lambda: [timedelta(0), timedelta(days=3), timedelta(days=7)])
     welcome_discount_percent: Decimal = Field(default=Decimal(10), ge=0, le=100)
     birthday_discount_percent: Decimal = Field(default=Decimal(20), ge=0, le=100)
     birthday_schedule: Cron = "0 10 * * *"
+    anniversary_discount_percent: Decimal = Field(default=Decimal(15), ge=0, le=100)
+    anniversary_schedule: Cron = "0 10 * * *"  # first-order anniversaries, in the store's zone
     code_valid_for: Duration = timedelta(days=14)
     channels: list[Channel] = Field(default_factory=lambda: ["whatsapp", "email", "sms"])
     routing: Literal["cheapest", "listed"] = "cheapest"  # plugins.policy.routing

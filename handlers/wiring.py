@@ -7,7 +7,7 @@ what reacts to it). Nothing registers itself on import; a new handler is added h
 
 from __future__ import annotations
 
-from stormd.handlers.automations import triggers
+from stormd.handlers.automations import anniversary, segment_entry, triggers
 from stormd.handlers.campaigns import campaigns, service
 from stormd.handlers.carts import carts, recovery
 from stormd.handlers.kernel.registry import HandlerRegistry
@@ -38,15 +38,17 @@ def build_registry() -> HandlerRegistry:
     on("promotion.redeemed")(orders.on_promotion_redeemed)
     on("promotion.redeemed")(segments.rescore_on_event)
     on(*engagement.EVENT_KIND)(engagement.on_email_engagement)
+    on("email.open", "email.click")(segments.rescore_on_event)  # engagement feeds the stage
 
     # Timers.
     r.on_timer_batch(carts.ABANDON_TIMER)(carts.detect_abandonment)
     r.on_timer_batch(recovery.REMIND_TIMER)(recovery.run_due_steps)
     r.on_timer_batch(triggers.POST_PURCHASE_KIND)(triggers.fire_post_purchase)
     r.on_timer_batch(triggers.WELCOME_KIND)(triggers.fire_welcome_step)
+    r.on_timer_batch(segment_entry.SEQUENCE_KIND)(segment_entry.fire_sequence_step)
 
     # Segment changes (after every refresh: nightly, real time, on demand).
-    r.on_segment_change(triggers.on_segment_entered)
+    r.on_segment_change(segment_entry.on_segment_entered)
 
     # Cron jobs, on schedules read from the settings (daemon time zone).
     r.on_cron("rfm", lambda s: s.rfm.schedule)(nightly.nightly_rfm)
@@ -54,6 +56,8 @@ def build_registry() -> HandlerRegistry:
         triggers.win_back_job)
     r.on_cron("automations.birthday", lambda s: s.automations.birthday_schedule)(
         triggers.birthday_job)
+    r.on_cron("automations.anniversary", lambda s: s.automations.anniversary_schedule)(
+        anniversary.anniversary_job)
     r.on_cron("campaigns.dispatch", lambda s: "* * * * *")(campaigns.dispatch_due_campaigns)
     r.on_cron("kpis", lambda s: "*/5 * * * *")(kpis.refresh_kpi_gauges)
 

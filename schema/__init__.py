@@ -21,7 +21,7 @@ from stormd.schema.runtime.cron import CronRun
 from stormd.schema.runtime.inbox import OutboundEvent, ProcessedEvent
 from stormd.schema.runtime.timers import Timer
 from stormd.schema.shop.carts import Cart, CartAbandonmentEvent, CartItem
-from stormd.schema.shop.customers import Customer, DndNumber
+from stormd.schema.shop.customers import Customer, DndNumber, ImportedCustomer
 from stormd.schema.shop.orders import Order, OrderItem, OrderStatusChange
 from stormd.schema.shop.products import Product
 from stormd.schema.shop.promotions import AppliedPromotion, DiscountCode
@@ -31,7 +31,7 @@ __all__ = [
     "AppliedPromotion", "AutomationExecution", "AutomationWorkflow", "Base", "CampaignTemplate",
     "Cart", "CartAbandonmentEvent", "CartItem", "CronRun", "Customer", "CustomerLifecycleMetrics",
     "CustomerRFMSnapshot", "CustomerSegment", "CustomerSegmentMember", "DiscountCode",
-    "DndNumber", "EmailCampaign", "EmailEvent", "Message", "Order", "OrderItem",
+    "DndNumber", "EmailCampaign", "EmailEvent", "ImportedCustomer", "Message", "Order", "OrderItem",
     "OrderStatusChange", "OutboundEvent", "ProcessedEvent", "Product", "RecommendationEvent",
     "RescoreQueue", "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer", "WhatsAppMessage",
     "WhatsAppTemplate",

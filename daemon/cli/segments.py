@@ -1,5 +1,6 @@
-"""`stormd segments list | show SLUG | members SLUG | create --file F | preview --criteria
-JSON`, each with `--store S` and `--json`."""
+"""`stormd segments list | show SLUG | members SLUG | create --file F | update --file F |
+delete SLUG | preview --criteria JSON`, each with `--store S` and `--json`. A created or
+updated segment has its members at once."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def members(slug: str, config_path: str | None, store_id: str | None, as_json: b
 def create(file: Path | None, template: str | None, config_path: str | None,
            store_id: str | None, as_json: bool) -> None:
     """Save a merchant-defined segment (validated, within the store's quota)."""
-    from stormd.handlers.scoring.segments import create_segment, template_definition
+    from stormd.handlers.scoring.segments import save_segment, template_definition
 
     if (file is None) == (template is None):
         raise click.UsageError("give exactly one of --file or --template")
@@ -123,16 +124,75 @@ def create(file: Path | None, template: str | None, config_path: str | None,
 
     async def action(session, store, job):
         definition = data if data is not None else template_definition(template)
-        segment = await create_segment(session, job.settings, store, definition,
-                                       job.clock.now())
+        segment, _ = await save_segment(job.handler_context(session, store), definition)
         return {"store": store, **_segment_json(segment)}
 
     created = _run(config_path, store_id, action)
     if as_json:
         echo_json(created)
     else:
-        click.echo(f"created segment {created['slug']} in store {created['store']} "
-                   "(members arrive on the next refresh: stormd rfm run)")
+        click.echo(f"created segment {created['slug']} in store {created['store']} with "
+                   f"{created['members']} members")
+
+
+def _file(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        click.echo(f"stormd: {file}: not a JSON segment definition: {exc}", err=True)
+        sys.exit(1)
+
+
+@command.command("update")
+@click.argument("slug", required=False)
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help='JSON file {"slug", "name"?, "criteria"?}.')
+@store_options
+def update(slug: str | None, file: Path, config_path: str | None, store_id: str | None,
+           as_json: bool) -> None:
+    """Rename a segment or change its criteria (the slug in the file, or given first); its
+    members move at once."""
+    from stormd.handlers.scoring.segments import update_segment
+
+    data = _file(file)
+    slug = slug or (data.get("slug") if isinstance(data, dict) else None)
+    if not slug:
+        raise click.UsageError("give the segment's slug in the file or as an argument")
+
+    async def action(session, store, job):
+        segment, change = await update_segment(job.handler_context(session, store), slug, data)
+        return {"store": store, **_segment_json(segment),
+                "entered": len(change.entered) if change else 0,
+                "exited": len(change.exited) if change else 0}
+
+    updated = _run(config_path, store_id, action)
+    if as_json:
+        echo_json(updated)
+    else:
+        click.echo(f"updated segment {slug} in store {updated['store']}: {updated['members']} "
+                   f"members ({updated['entered']} entered, {updated['exited']} exited)")
+
+
+@command.command("delete")
+@click.argument("slug")
+@store_options
+def delete(slug: str, config_path: str | None, store_id: str | None, as_json: bool) -> None:
+    """Delete one of the store's own segments and its memberships (refused while a
+    campaign or a segment-entry automation uses it)."""
+    from stormd.handlers.campaigns.campaigns import segment_users
+    from stormd.handlers.scoring.segments import delete_segment
+
+    async def action(session, store, job):
+        users = await segment_users(session, store, slug)
+        members = await delete_segment(job.handler_context(session, store), slug, users)
+        return {"store": store, "slug": slug, "deleted": True, "members": members}
+
+    deleted = _run(config_path, store_id, action)
+    if as_json:
+        echo_json(deleted)
+    else:
+        click.echo(f"deleted segment {slug} of store {deleted['store']} "
+                   f"({deleted['members']} members)")
 
 
 @command.command("preview")

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.channels import Channel
 from stormd.config.settings import Settings
 from stormd.handlers.campaigns.ab_testing import assign_variant, in_holdout
+from stormd.handlers.campaigns.results import conversion_rate
 from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.outreach.costs import (
     CostPreview,
@@ -53,7 +54,7 @@ from stormd.handlers.outreach.queue import (
 )
 from stormd.handlers.outreach.send_slots import SEND_MODES, send_moment, store_send_window
 from stormd.handlers.outreach.template_library import check_content, count_use
-from stormd.handlers.outreach.templates import MissingVariables, TemplateError
+from stormd.handlers.outreach.templates import MissingVariables, TemplateError, system_library
 from stormd.handlers.scoring.segments import (
     MEMBERS,
     SEGMENTS,
@@ -64,7 +65,8 @@ from stormd.handlers.scoring.segments import (
 from stormd.plugins.policy.eligibility import load_reach, reachable_clause
 from stormd.plugins.policy.routing import Routing
 from stormd.schema.db.upsert import insert_for
-from stormd.schema.marketing.campaigns import EmailCampaign
+from stormd.schema.marketing.automations import AutomationWorkflow
+from stormd.schema.marketing.campaigns import CampaignTemplate, EmailCampaign
 from stormd.schema.marketing.messages import Message
 from stormd.schema.shop.customers import Customer
 from stormd.schema.wire.envelope import OutEvent, stage_events
@@ -106,7 +108,7 @@ class CampaignSpec(BaseModel):
     holdout_percent: int = Field(default=0, ge=0, le=90)
     discount_percent: Decimal | None = Field(default=None, ge=0, le=100)
     budget: Decimal | None = Field(default=None, ge=0)
-    send_mode: Literal["now", "at", "best_time", "off_peak"] = "now"
+    send_mode: Literal["now", "at", "best_time", "off_peak", "peak"] = "now"
     scheduled_at: AwareDatetime | None = None
 
     @field_validator("channels")
@@ -210,6 +212,9 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
     spec = parse_spec(data)
     c = EmailCampaign(id=f"cmp_{uuid.uuid4().hex[:16]}", store_id=store_id, status="DRAFT",
                       created_at=now, updated_at=now, audience_size=0, cost=Decimal(0))
+    recommended = await seasonal_discount(session, store_id, spec)
+    if recommended is not None:
+        spec = spec.model_copy(update={"discount_percent": recommended})
     _apply(c, spec)
     await check_campaign(session, c, now)
     session.add(c)
@@ -217,6 +222,29 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
         await count_use(session, store_id, slug, now)
     await session.flush()
     return c
+
+
+async def seasonal_discount(session: AsyncSession, store_id: str, spec: CampaignSpec
+                            ) -> Decimal | None:
+    """The recommended discount (`default_discount_percent` in its meta.toml) of the system
+    seasonal or promotional template a campaign uses, when the campaign names no discount:
+    one template for all its variants, not overridden by the store's own wording."""
+    if spec.discount_percent is not None or spec.content:
+        return None
+    if any(v.content for v in spec.variants):
+        return None
+    slugs = {v.template or spec.template for v in spec.variants} or {spec.template}
+    if len(slugs) != 1:
+        return None
+    slug = slugs.pop()
+    template = system_library().get(slug or "")
+    if template is None or template.category not in ("SEASONAL", "PROMOTIONAL"):
+        return None
+    if await session.scalar(select(func.count()).select_from(CampaignTemplate).where(
+            CampaignTemplate.store_id == store_id, CampaignTemplate.slug == slug)):
+        return None
+    percent = template.default_discount_percent
+    return Decimal(percent) if percent else None
 
 
 def _apply(c: EmailCampaign, spec: CampaignSpec) -> None:
@@ -273,8 +301,8 @@ async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCa
     exact; beyond `campaigns.preview_renders` recipients SMS segments and cost are
     estimated from a rendered sample of about that many."""
     store = await store_profile(session, settings, c.store_id)
-    preview = CostPreview(conversion_rate=settings.campaigns.expected_conversion_rate,
-                          min_roi=store.min_roi)
+    rate, source = await conversion_rate(session, settings, c.store_id, now)
+    preview = CostPreview(conversion_rate=rate, conversion_source=source, min_roi=store.min_roi)
     preview.average_order_value = await average_order_value(session, settings, c.store_id)
     outcome, counts = BatchOutcome(), {"audience": 0, "holdout": 0}
     senders = await _senders(session, settings, c, store, now)
@@ -295,6 +323,7 @@ async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCa
     preview.audience, preview.holdout = counts["audience"], counts["holdout"]
     preview.unreachable = outcome.count("unreachable")
     preview.capped, preview.deferred = outcome.count("capped"), outcome.count("deferred")
+    preview.offer_cooldown = outcome.count("offer_cooldown")
     preview.by_channel = dict(outcome.by_channel)
     preview.cost_by_channel = dict(outcome.cost_by_channel)
     preview.sms_segments = round(outcome.sms_segments)
@@ -377,6 +406,20 @@ async def cancel_campaign(session: AsyncSession, store_id: str, campaign_id: str
         .values(status="cancelled", error="campaign cancelled", updated_at=now)
     )
     return c, result.rowcount or 0
+
+
+async def segment_users(session: AsyncSession, store_id: str, slug: str) -> list[str]:
+    """What keeps a segment from being deleted: unfinished campaigns that target or exclude
+    it, and its segment-entry automation while that is on."""
+    users = [f"campaign {c.id}" for c in (await session.scalars(select(EmailCampaign).where(
+        EmailCampaign.store_id == store_id, EmailCampaign.status.in_(EDITABLE + ("SENDING",))
+    ))).all() if slug in (c.segments or []) or slug in (c.exclude_segments or [])]
+    if await session.scalar(select(AutomationWorkflow.id).where(
+            AutomationWorkflow.store_id == store_id,
+            AutomationWorkflow.trigger == f"segment_entry:{slug}",
+            AutomationWorkflow.enabled.is_(True))):
+        users.append(f"the automation segment_entry:{slug} (turn it off first)")
+    return users
 
 
 # --- audience and fan-out ----------------------------------------------------------------

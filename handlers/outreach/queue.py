@@ -1,11 +1,14 @@
 """The one path every campaign and automation message takes into the delivery queue.
 
-Given a batch of customers (their `Reach`), it picks each one's channel (the first of the
-sender's channels the customer can receive and the template has a body for), applies the
-daily cap (`on_cap` "defer" to the next allowed day or "drop"; transactional messages are
-exempt), issues discount codes, renders in the customer's locale with templates compiled
-once, prices each message, and queues `Message` rows in executemany batches. A key
-already queued is skipped before any code is issued, so a redelivery adds nothing.
+Given a batch of customers (their `Reach`), it picks each one's channel (among the
+sender's channels the customer can receive and the template has a body for: the cheapest
+for this message, or the first listed), applies the daily cap (`on_cap` "defer" to the
+next allowed day or "drop"; transactional messages are exempt) and the offer cooldown (a
+sender that gives codes leaves out whoever had another code within
+`limits.offer_cooldown`: "offer_cooldown"), issues discount codes, renders in the
+customer's locale with templates compiled once, prices each message, and queues `Message`
+rows in executemany batches. A key already queued is skipped before any code is issued,
+so a redelivery adds nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from stormd.handlers.outreach.templates import (
     system_library,
 )
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_messages
-from stormd.plugins.policy.eligibility import Reach, over_cap, sent_today
+from stormd.plugins.policy.eligibility import Reach, over_cap, recent_offer_holders, sent_today
 from stormd.plugins.policy.routing import route
 from stormd.plugins.policy.sms_fit import fit_sms
 from stormd.schema.marketing.campaigns import CampaignTemplate
@@ -207,7 +210,8 @@ class Recipient:
 @dataclass
 class BatchOutcome:
     """What happened to each recipient: queued, deferred (queued for a later day),
-    capped (dropped), unreachable, or duplicate (already queued before)."""
+    capped (dropped), unreachable, offer_cooldown (had another code lately: no second
+    offer), or duplicate (already queued before)."""
 
     status: dict[str, str] = field(default_factory=dict)
     by_channel: Counter = field(default_factory=Counter)
@@ -294,19 +298,39 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     available = outreach.templates.channels()
     usable = [c for c in outreach.channels if c in available]
     probe_code = new_code(outreach.discount_percent) if outreach.discount_percent else None
-    lengths: dict[tuple[str, str], int] = {}
-
-    def message_length(r: Recipient, channel: str) -> int:
-        """How long this template's message is on `channel` in the recipient's locale,
-        rendered once a batch (names and codes barely move it)."""
-        key = (channel, r.reach.locale)
-        if key not in lengths:
-            variables = _variables(r, outreach, settings, probe_code)
-            lengths[key] = len(outreach.templates.get(channel, r.reach.locale)
-                               .render(variables).body)
-        return lengths[key]
-
     sms_limit = outreach.templates.sms_max_segments
+    probes: dict[tuple[str, str], tuple[int, Decimal]] = {}
+
+    async def probe(r: Recipient, channel: str) -> tuple[int, Decimal]:
+        """How long this template's message is on `channel` in the recipient's locale, and
+        what it costs there: rendered once a batch (names and codes barely move it)."""
+        key = (channel, r.reach.locale)
+        if key not in probes:
+            variables = _variables(r, outreach, settings, probe_code)
+            compiled = outreach.templates.get(channel, r.reach.locale)
+            body = compiled.render(variables).body
+            billed = body
+            if channel == "sms" and sms_limit:
+                billed = fit_sms(body, compiled.sms_fit(sms_limit, variables, body), quiet=True)
+            _, cost = await outreach.costs.cost(channel, billed, marketing=outreach.marketing,
+                                                locale=r.reach.locale)
+            probes[key] = (len(body), cost)
+        return probes[key]
+
+    if outreach.routing == "cheapest" and len(usable) > 1:
+        for r in {r.reach.locale: r for r in fresh}.values():
+            for channel in usable:
+                await probe(r, channel)
+
+    if outreach.discount_percent and fresh:
+        held = await recent_offer_holders(session, outreach.store.store_id,
+                                          [r.reach.customer_id for r in fresh],
+                                          now - settings.limits.offer_cooldown)
+        for r in fresh:
+            if r.reach.customer_id in held:
+                out.status[r.reach.customer_id] = "offer_cooldown"
+        fresh = [r for r in fresh if r.reach.customer_id not in held]
+
     window = store_send_window(settings, outreach.store.tz)
     counts = (await sent_today(session, outreach.store.store_id,
                                [r.reach.customer_id for r in fresh], now, outreach.store.tz)
@@ -317,7 +341,8 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     for r in fresh:
         cid = r.reach.customer_id
         channel = route(r.reach, usable, outreach.routing,
-                        lambda ch, r=r: message_length(r, ch))
+                        lambda ch, r=r: probes[(ch, r.reach.locale)][0],
+                        (lambda ch, r=r: probes[(ch, r.reach.locale)][1]) if probes else None)
         if channel is None:
             out.status[cid] = "unreachable"
             continue
@@ -362,7 +387,9 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
         if channel == "sms" and sms_limit:  # trimmed at send time; priced as it will be sent
             data.update(compiled.sms_fit(sms_limit, variables, rendered.body))
             billed = fit_sms(rendered.body, data, quiet=True)
-        parts, cost = outreach.costs.cost(channel, billed)
+        parts, cost = await outreach.costs.cost(channel, billed, marketing=outreach.marketing,
+                                                locale=r.reach.locale,
+                                                data=data if channel == "whatsapp" else None)
         if sampler is not None:
             sampler.record(channel, r.reach.locale, parts or 0, cost)
         out.cost_by_channel[channel] = out.cost_by_channel.get(channel, Decimal(0)) + cost

@@ -24,6 +24,10 @@ class CustomerSegment(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     refreshed_at: Mapped[datetime | None]
+    # The last full refresh (every customer evaluated) and the criteria it used: entries
+    # before the first one, or under changed criteria, are a backfill (docs/segments.md).
+    filled_at: Mapped[datetime | None]
+    filled_criteria: Mapped[dict[str, Any] | None]
 
     __table_args__ = (Index(None, "store_id", "slug", unique=True),)
 

@@ -142,7 +142,12 @@ async def test_vip_reward_once_a_month_on_entering_vip(world):
     msgs = await world.rows(Message, trigger="vip")
     assert sorted(m.customer_id for m in msgs) == ["c0", "c1"]
     assert all(m.template == "vip_reward" and "20%" in m.body for m in msgs)
-    world.clock.set(datetime(2026, 12, 2, 6, tzinfo=UTC))
+    world.clock.set(datetime(2026, 12, 2, 6, tzinfo=UTC))  # a new month, but c0's code
+    await world.segment_change("vip", ["c0"], [])  # is 8 days old: no second offer yet
+    assert len(await world.rows(Message, trigger="vip", customer_id="c0")) == 1
+    [skipped] = await world.rows(AutomationExecution, trigger="vip", status="SKIPPED")
+    assert skipped.error == "offer cooldown"
+    world.clock.set(datetime(2027, 1, 2, 6, tzinfo=UTC))
     await world.segment_change("vip", ["c0"], [])
     assert len(await world.rows(Message, trigger="vip", customer_id="c0")) == 2
 
@@ -355,11 +360,15 @@ async def test_merchant_turns_a_trigger_off_and_sets_up_segment_entry(world):
         ("win_back", False), ("segment_entry:loyal", True)}
 
 
-@pytest.mark.parametrize("routing, channel", [("cheapest", "whatsapp"), ("listed", "email")])
+@pytest.mark.parametrize("routing, whatsapp_price, channel", [
+    ("cheapest", "0.50", "email"),  # the list prices: e-mail 0.10, WhatsApp 0.50
+    ("cheapest", "0.05", "whatsapp"),
+    ("listed", "0.05", "email")])
 async def test_automations_route_to_the_cheapest_channel_or_keep_the_listed_order(
-        sessionmaker, settings_factory, clock, routing, channel):
+        sessionmaker, settings_factory, clock, routing, whatsapp_price, channel):
     settings = settings_factory(automations={"channels": ["email", "whatsapp"],
-                                               "routing": routing})
+                                               "routing": routing},
+                                campaigns={"message_cost": {"whatsapp": whatsapp_price}})
     world = await one_customer_world(sessionmaker, settings, clock)
     await world.segment_change("vip", ["c0"], [])
     [m] = await world.rows(Message, trigger="vip")

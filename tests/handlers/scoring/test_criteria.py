@@ -4,14 +4,16 @@ store, composition, the seed's examples, and refusals that name what is wrong.""
 from __future__ import annotations
 
 import pytest
-from shop_history import STORE, T, customer, scoring_fixture
-from sqlalchemy import func, select
+from shop_history import DAY, STORE, T, customer, scoring_fixture
+from sqlalchemy import func, insert, select, update
 
 from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.scoring.criteria import FIELDS, OPERATORS, CriteriaError, validate_criteria
 from stormd.handlers.scoring.nightly import run_store
 from stormd.handlers.scoring.segments import TEMPLATES, preview
 from stormd.handlers.shop.orders import record_promotion_redeemed
+from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
+from stormd.schema.marketing.messages import EmailEvent, Message
 from stormd.schema.shop.customers import Customer
 from stormd.schema.wire.events import PromotionRedeemed
 
@@ -62,6 +64,17 @@ CASES = [
     ({"any": [{"lifecycle.stage": "CHURNED"}, {"customer.locale": "en"}]}, {"c1", "c4", "c7"}),
     ({"not": {"rfm.composite": {"gte": 20}}}, {"c4", "c7"} | PROSPECTS),
     ({"lifecycle.stage": "ACTIVE", "daysSinceLastOrder": {"gte": 40}}, {"c3"}),
+    # Churn risk 1 - 2^(-d/h): c1 d 1 h 9 (0.074), c2 d 1 h 30 (0.023), c3 d 40 h 30
+    # (0.603), c4 d 200 (0.990), c6 d 0 (0), c7 d 180 (0.984); prospects 0.
+    ({"churn.risk": {"gte": 0.5}}, {"c3", "c4", "c7"}),
+    ({"churn.risk": {"lt": 0.05}}, {"c2", "c6"} | PROSPECTS),
+    # E-mail engagement per _engagement below: c1 sent 2 opened 1 (last open 2 days ago),
+    # c2 opened 95 days ago (nothing sent in the 90-day window), c9 sent 1 clicked 1 (9 days).
+    ({"engagement.lastOpenDays": {"lte": 7}}, {"c1"}),
+    ({"engagement.lastOpenDays": {"gt": 7}}, {"c2", "c9"}),
+    ({"engagement.openRate": {"gte": 0.5}}, {"c1", "c9"}),
+    ({"engagement.openRate": 1}, {"c9"}),
+    ({"not": {"engagement.openRate": {"lt": 2}}}, EVERYONE - {"c1", "c9"}),
     # The seed's examples, as written.
     ({"rfm.composite": {"gte": 38}}, {"c1"}),
     ({"lifecycle.stage": "ACTIVE", "daysSinceLastOrder": {"gte": 45}}, set()),
@@ -78,9 +91,28 @@ async def _criteria_store(sessionmaker, settings, clock):
         await record_promotion_redeemed(session, STORE, [
             (PromotionRedeemed(order_id=o, customer_id=c, code=f"CODE{o}", discount_type="FIXED",
                                discount_amount=10), T) for o, c in redeemed])
+        await _engagement(session)
         await session.commit()
     clock.set(T)
     await run_store(JobContext(sessionmaker, settings, clock), STORE)
+
+
+async def _engagement(session) -> None:
+    """c1: an e-mail stormd sent 3 days ago, opened a day later, and one the storefront
+    sent 20 days ago, never opened; c2: opened 95 days ago (outside the 90-day window);
+    c9: one sent 10 days ago and clicked (a click counts as an open)."""
+    log = MessageRequest(store_id=STORE, customer_id="c1", channel="email", to_address="a@b",
+                         body="hi", idempotency_key="m1")
+    await enqueue_message(session, log, T - 3 * DAY)
+    logged = await session.scalar(select(Message.id).where(Message.idempotency_key == "m1"))
+    await session.execute(update(Message).where(Message.id == logged).values(status="sent"))
+    await session.execute(insert(EmailEvent), [
+        {"store_id": STORE, "message_id": mid, "customer_id": c, "type": kind,
+         "occurred_at": T - days * DAY}
+        for mid, c, kind, days in [
+            (str(logged), "c1", "OPEN", 2), ("sf-20", "c1", "SENT", 20),
+            ("sf-95", "c2", "SENT", 96), ("sf-95", "c2", "OPEN", 95),
+            ("sf-9", "c9", "SENT", 10), ("sf-9", "c9", "CLICK", 9)]])
 
 
 async def test_every_field_and_operator_selects_the_hand_computed_customers(
