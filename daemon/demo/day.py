@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
+from stormd.daemon.demo.automations import anniversary_orders, report_automation_rules
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
 from stormd.schema.db.engine import make_engine, make_sessionmaker
@@ -68,7 +69,8 @@ def _birthday_today(customer: dict[str, Any], when: datetime) -> dict[str, Any]:
 
 async def _import_history(settings, shop: Storefront, work: Path, now: datetime) -> int:
     """Customers, products and past orders through the bulk importer (`stormd import`).
-    Every 40th shopper has a birthday on the second day, for the birthday automation."""
+    Every 40th shopper has a birthday on the second day, for the birthday automation, and
+    every 50th a first order a year before it, for the anniversary."""
     from stormd.handlers.imports.bulk import import_file
 
     files = {"customers": [], "products": [], "orders": []}
@@ -84,6 +86,7 @@ async def _import_history(settings, shop: Storefront, work: Path, now: datetime)
         elif env["type"] == "order.status_changed":
             latest[env["data"]["orderId"]] = env["data"]["status"]
     files["orders"] = [{**o, "status": latest.get(oid, o["status"])} for oid, o in created.items()]
+    files["orders"] += anniversary_orders(shop.people, now + timedelta(days=1))
     engine = make_engine(settings.database.url)
     sessionmaker = make_sessionmaker(engine)
     try:
@@ -500,7 +503,8 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 
 
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
-                         report_campaign, report_automations, report_messages, report_kpis]
+                         report_campaign, report_automations, report_messages, report_kpis,
+                         report_automation_rules]  # type: ignore[list-item]
 
 
 async def _report(daemon: Daemon, player: Player) -> list[Section]:

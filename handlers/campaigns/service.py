@@ -284,7 +284,8 @@ async def api_automation_log(job: JobContext, request: dict[str, Any]) -> dict[s
                                       .limit(limit))).all()
     return {"executions": [
         {"id": e.id, "trigger": e.trigger, "customerId": e.customer_id, "subjectId": e.subject_id,
-         "status": e.status, "step": e.step, "error": e.error, "createdAt": e.created_at,
+         "status": e.status, "step": e.step, "error": e.error,
+         "variant": (e.context or {}).get("variant"), "createdAt": e.created_at,
          "updatedAt": e.updated_at, "completedAt": e.completed_at} for e in rows]}
 
 

@@ -322,7 +322,7 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
             for channel in usable:
                 await probe(r, channel)
 
-    if outreach.discount_percent and fresh:
+    if outreach.discount_percent and fresh and settings.limits.offer_cooldown:
         held = await recent_offer_holders(session, outreach.store.store_id,
                                           [r.reach.customer_id for r in fresh],
                                           now - settings.limits.offer_cooldown)

@@ -281,8 +281,10 @@ async def refresh_segment(ctx: HandlerContext, segment: CustomerSegment,
     now = ctx.now()
     await ctx.session.execute(update(SEGMENTS).where(SEGMENTS.c.id == segment.id).values(
         filled_at=now, filled_criteria=segment.criteria))
-    set_committed_value(segment, "filled_at", now)  # as written: a second refresh in this
-    set_committed_value(segment, "filled_criteria", segment.criteria)  # session sees it
+    # The object as written, so its caller (and a second refresh in this session) sees it.
+    for name, value in (("filled_at", now), ("filled_criteria", segment.criteria),
+                        ("member_count", change.members), ("refreshed_at", now)):
+        set_committed_value(segment, name, value)
     return change
 
 

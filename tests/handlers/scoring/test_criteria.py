@@ -201,3 +201,40 @@ def _ops(criteria):
             yield from value
         elif not isinstance(value, list):
             yield "eq"
+
+
+async def test_items_without_a_category_take_their_products_catalogue_category(
+        sessionmaker, clock, settings_factory):
+    """k1 bought a bag (catalogue: Accessories) and k2 a shirt (Clothing), neither item
+    naming a category; k3's item is in no catalogue (unknown: it matches no condition);
+    k4's item says Shoes though the catalogue says Accessories (the item wins)."""
+    from stormd.handlers.shop.orders import upsert_orders
+    from stormd.schema.shop.products import Product
+    from stormd.schema.wire.events import OrderCreated
+
+    async with sessionmaker() as session:
+        await session.execute(insert(Product), [
+            {"store_id": STORE, "product_id": p, "name": p, "category": c, "price": 1,
+             "active": True} for p, c in (("bag", "Accessories"), ("shirt", "Clothing"),
+                                          ("boots", "Accessories"))])
+        for n, (cid, product, category) in enumerate((
+                ("k1", "bag", None), ("k2", "shirt", None), ("k3", "mystery", None),
+                ("k4", "boots", "Shoes"))):
+            item = {"productId": product, "quantity": 1, "unitPrice": "100",
+                    **({"category": category} if category else {})}
+            data = OrderCreated.model_validate({"orderId": f"k{n}", "customerId": cid,
+                                                "status": "PAID", "total": "100",
+                                                "items": [item]})
+            await upsert_orders(session, STORE, [(data, T - DAY)])
+        await session.commit()
+    clock.set(T)
+    await run_store(JobContext(sessionmaker, settings_factory(), clock), STORE)
+    async with sessionmaker() as session:
+        async def who(criteria):
+            return set((await preview(session, STORE, criteria, T, sample=100))[1])
+
+        assert await who({"categories.lastOrderMissing": ["Accessories"]}) == {"k2", "k4"}
+        assert await who({"not": {"categories.lastOrderMissing": ["Accessories"]}}) == {
+            "k1", "k3"}
+        assert await who({"categories.purchased": ["Accessories"]}) == {"k1"}
+        assert await who({"categories.purchased": ["Clothing", "Shoes"]}) == {"k2", "k4"}
