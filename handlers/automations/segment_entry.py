@@ -62,6 +62,8 @@ async def _skip_backfill(ctx: HandlerContext, trigger: str, customers: list[str]
     if not customers:
         return
     workflow = await ensure_workflow(ctx, trigger)
+    if not workflow.enabled:
+        return
     for i in range(0, len(customers), 1000):
         await open_executions(ctx, workflow, [(c, bucket, subject)
                                               for c in customers[i:i + 1000]],

@@ -355,8 +355,11 @@ async def configure_workflow(ctx: HandlerContext, trigger: str, enabled_: bool,
     if not trigger.startswith("segment_entry:") and trigger not in TRIGGERS:
         raise ValueError(f"trigger: {trigger!r} is not one of {', '.join(TRIGGERS)} "
                          "or segment_entry:<slug>")
-    if config is not None or trigger.startswith("segment_entry:"):
-        try:
+    known = (await ctx.session.execute(select(AutomationWorkflow.id).where(
+        AutomationWorkflow.store_id == ctx.store_id,
+        AutomationWorkflow.trigger == trigger))).scalar()
+    if config is not None or (trigger.startswith("segment_entry:") and known is None):
+        try:  # a known workflow switched on or off keeps its checked configuration
             parsed = parse_config(trigger, config)
         except WorkflowError as exc:
             raise ValueError(str(exc)) from None

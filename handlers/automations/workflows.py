@@ -125,9 +125,9 @@ def _step(data: Any, where: str) -> SequenceStep:
 
 def parse_config(trigger: str, config: dict[str, Any] | None) -> WorkflowConfig:
     """The workflow configuration of `trigger`, checked; WorkflowError names what is wrong."""
-    config = dict(config or {})
-    if not isinstance(config, dict):
+    if config is not None and not isinstance(config, dict):
         raise WorkflowError("config: an object")
+    config = dict(config or {})
     base = trigger.split(":", 1)[0]
     react = config.pop("react_to_backfill", config.pop("reactToBackfill", None))
     if react is not None and not isinstance(react, bool):

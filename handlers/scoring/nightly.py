@@ -161,12 +161,13 @@ async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,
     async with job.sessionmaker() as session:
         segments = await list_segments(session, store_id)
     for segment in segments:
+        before = segment.member_count  # the refresh updates the object to the new count
         async with job.sessionmaker() as session:
             change = await refresh_segment(job.handler_context(session, store_id), segment,
                                            as_of)
             await session.commit()
         report.segments[segment.slug] = change
-        if check_drift(store_id, segment.slug, segment.member_count, change.members,
+        if check_drift(store_id, segment.slug, before, change.members,
                        job.settings.segments.drift_alert_percent):
             report.drifted.append(segment.slug)
     async with job.sessionmaker() as session:

@@ -184,6 +184,15 @@ def test_rfm_run_on_the_command_line_rewards_vip_entrants_once_but_not_a_backfil
     assert _cli(str(config), "rfm", "run", "--as-of", as_of).exit_code == 0
     assert _vip_log(db_url) == (runs, sent)
 
+    async def import_marks(session):
+        from sqlalchemy import func, select
+
+        from stormd.schema.shop.customers import ImportedCustomer
+
+        return await session.scalar(select(func.count()).select_from(ImportedCustomer))
+
+    assert _db(db_url, import_marks) == 0  # every segment refreshed since: marks dropped
+
 
 def test_segments_create_update_and_delete_move_members_at_once(tmp_path, db_url):
     config = _store(tmp_path, db_url)

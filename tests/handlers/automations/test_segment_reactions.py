@@ -208,3 +208,22 @@ async def test_segment_members_arrive_with_the_definition(sessionmaker, settings
         "storeId": STORE, "id": created["campaign"]["id"]})
     assert preview["preview"]["audience"] == 1
     assert Decimal(preview["preview"]["cost"]) > 0
+
+
+async def test_a_segment_entry_workflow_is_switched_off_and_on_keeping_its_sequence(
+        sessionmaker, settings_factory, clock):
+    world = await _world(sessionmaker, settings_factory(), clock, customers=("c0",))
+    with pytest.raises(ValueError, match="config.template: required"):
+        await world.run(configure_workflow, "segment_entry:fans", True, None)
+    with pytest.raises(ValueError, match=r"config.steps\[1\].after"):
+        await world.run(configure_workflow, "segment_entry:fans", True, {"steps": [
+            {"template": "welcome_1"}, {"after": "soon", "template": "welcome_2"}]})
+    steps = [{"template": "welcome_1"}, {"after": "3d", "template": "welcome_2"}]
+    await world.run(configure_workflow, "segment_entry:fans", True, {"steps": steps})
+    off = await world.run(configure_workflow, "segment_entry:fans", False, None)
+    assert (off.enabled, off.config) == (False, {"steps": steps})
+    await world.segment_change("fans", ["c0"], [])
+    assert await world.rows(Message) == []
+    await world.run(configure_workflow, "segment_entry:fans", True, None)
+    await world.segment_change("fans", ["c0"], [])
+    assert [m.template for m in await world.rows(Message)] == ["welcome_1"]
