@@ -300,10 +300,6 @@ class AutomationSettings(Section):
     win_back_cooldown: Duration = timedelta(days=14)
     win_back_discount_percent: Decimal = Field(default=Decimal(15), ge=0, le=100)
     win_back_schedule: Cron = "0 11 * * *"
-    # Who is at risk: "days" (ACTIVE, win_back_after_days since the last order) or
-    # "churn_risk" (ACTIVE, churn risk at least win_back_min_churn_risk).
-    win_back_by: Literal["days", "churn_risk"] = "days"
-    win_back_min_churn_risk: float = Field(default=0.75, ge=0, le=1)
     vip_discount_percent: Decimal = Field(default=Decimal(20), ge=0, le=100)
     post_purchase_delay: Duration = timedelta(days=2)
     # The upsell starts at the first of these statuses an order reaches (cash on delivery
@@ -324,6 +320,32 @@ class AutomationSettings(Section):
     recommendations_count: int = Field(default=4, ge=1, le=20)
     recommendations_exclude_days: int = Field(default=30, ge=0)
     recommendations_cache: Duration = timedelta(days=1)
+    # Win-back by whole days of silence (the default), by the stored churn risk (ACTIVE,
+    # at least win_back_min_churn_risk) or by the predicted churn probability
+    # (handlers/predictions): ACTIVE customers at or above the threshold.
+    win_back_by: Literal["days", "churn_risk", "churn_probability"] = "days"
+    win_back_min_churn_risk: float = Field(default=0.75, ge=0, le=1)
+    win_back_churn_probability: float = Field(default=0.7, gt=0, le=1)
+    # The VIP reward on entering `vip` (RFM composite), or on entering the top
+    # `vip_top_percent` % of the store's customers by predicted 365-day value.
+    vip_by: Literal["rfm", "predicted_clv"] = "rfm"
+    vip_top_percent: float = Field(default=10, gt=0, le=100)
+
+
+class PredictionSettings(Section):
+    """Predicted purchases, churn and value (BG/NBD with Gamma-Gamma), and learned
+    recommendations, fitted per store after each scoring run."""
+
+    enabled: bool = True
+    # "not enough history" below these: a fit would be noise, not a forecast.
+    min_repeat_buyers: int = Field(default=200, ge=2)
+    min_history_days: int = Field(default=90, ge=1)
+    # Predicted value discounted to today at this yearly rate (0.1 = 10 %); 0: none.
+    annual_discount: float = Field(default=0.0, ge=0, le=1)
+    # churn.probability: the chance of no purchase within this many days.
+    churn_horizon_days: int = Field(default=90, ge=1, le=3650)
+    learned_recommendations: bool = True
+    recommendation_neighbours: int = Field(default=20, ge=1, le=100)
 
 
 class Settings(Section):
@@ -341,6 +363,7 @@ class Settings(Section):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     automations: AutomationSettings = Field(default_factory=AutomationSettings)
+    predictions: PredictionSettings = Field(default_factory=PredictionSettings)
     # Each provider's own section, validated by its plugin (its stormd_validate_config hook).
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from stormd.schema.marketing.messages import (
     WhatsAppMessage,
     WhatsAppTemplate,
 )
+from stormd.schema.marketing.predictions import ClvFit, CustomerPrediction, ProductNeighbour
 from stormd.schema.marketing.recommendations import RecommendationEvent
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics, CustomerRFMSnapshot, RfmRun
 from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember, RescoreQueue
@@ -29,10 +30,10 @@ from stormd.schema.shop.stores import Store
 
 __all__ = [
     "AppliedPromotion", "AutomationExecution", "AutomationWorkflow", "Base", "CampaignTemplate",
-    "Cart", "CartAbandonmentEvent", "CartItem", "CronRun", "Customer", "CustomerLifecycleMetrics",
-    "CustomerRFMSnapshot", "CustomerSegment", "CustomerSegmentMember", "DiscountCode",
-    "DndNumber", "EmailCampaign", "EmailEvent", "ImportedCustomer", "Message", "Order", "OrderItem",
-    "OrderStatusChange", "OutboundEvent", "ProcessedEvent", "Product", "RecommendationEvent",
-    "RescoreQueue", "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer", "WhatsAppMessage",
-    "WhatsAppTemplate",
+    "Cart", "CartAbandonmentEvent", "CartItem", "ClvFit", "CronRun", "Customer",
+    "CustomerLifecycleMetrics", "CustomerPrediction", "CustomerRFMSnapshot", "CustomerSegment",
+    "CustomerSegmentMember", "DiscountCode", "DndNumber", "EmailCampaign", "EmailEvent",
+    "ImportedCustomer", "Message", "Order", "OrderItem", "OrderStatusChange", "OutboundEvent",
+    "ProcessedEvent", "Product", "ProductNeighbour", "RecommendationEvent", "RescoreQueue",
+    "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer", "WhatsAppMessage", "WhatsAppTemplate",
 ]

@@ -26,7 +26,7 @@ def main() -> None:
 
 # Every command, in help order.
 for _command in (serve.run_command, serve.demo_command, config_cmd.command, db.command,
-                 importer.command, rfm.command, segments.command, reports.messages_command,
+                 importer.command, rfm.command, rfm.clv_command, segments.command, reports.messages_command,
                  reports.kpis_command, sms_info.command, campaigns.command):
     main.add_command(_command)
 

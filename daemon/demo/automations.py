@@ -14,25 +14,17 @@ where the rules matter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stormd.daemon.demo.section import Section
 from stormd.schema.marketing.automations import AutomationExecution as Ex
 from stormd.schema.shop.orders import OrderStatusChange
 
 EVERY = 50  # every 50th shopper's first order was a year before the second day
-
-
-@dataclass
-class Section:
-    key: str
-    title: str
-    lines: list[str]
-    data: Any
 
 
 def anniversary_orders(people: list[dict[str, Any]], second_day: datetime

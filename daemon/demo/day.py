@@ -1,7 +1,7 @@
 """`stormd demo`: the embedded daemon plays one storefront day and shows what it did.
 
 A temporary data dir, SQLite and the outbox channel (nothing is sent). The store's history
-(customers, products, six months of orders) is imported first, as a store onboarding would;
+(customers, products, a year of orders) is imported first, as a store onboarding would;
 then one trading day is published through NATS tick by tick while a settable clock follows
 the storefront's time, and four more days are fast-forwarded so the durable timers (cart
 reminders after 1 h, 24 h, 3 d; welcome and post-purchase steps) and the nightly cron (RFM,
@@ -39,7 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
+from stormd.daemon.demo import predictions
 from stormd.daemon.demo.automations import anniversary_orders, report_automation_rules
+from stormd.daemon.demo.section import Section
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
 from stormd.schema.db.engine import make_engine, make_sessionmaker
@@ -299,14 +301,6 @@ class Player:
 # --- the report: each function returns a Section; add yours to REPORTS ------------------
 
 
-@dataclass
-class Section:
-    key: str  # the section's name in `--json`
-    title: str
-    lines: list[str]
-    data: Any
-
-
 Report = Callable[[AsyncSession, Player], Awaitable[Section]]
 
 
@@ -504,7 +498,7 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
                          report_campaign, report_automations, report_messages, report_kpis,
-                         report_automation_rules]  # type: ignore[list-item]
+                         predictions.report_predictions, report_automation_rules]
 
 
 async def _report(daemon: Daemon, player: Player) -> list[Section]:
@@ -549,7 +543,7 @@ async def run_demo(customers: int = 300, seed: int = 7, say: Line = print,
             " delivering to the outbox channel (nothing is sent)")
         await create_schema(settings.database.url)
         orders = await _import_history(settings, shop, work, DAY_START)
-        say(f"  imported history: {customers} customers, {orders} orders over six months")
+        say(f"  imported history: {customers} customers, {orders} orders over a year")
         clock = SettableClock(DAY_START)
         daemon = Daemon(settings, clock=clock, timer_poll=0.05)
         await daemon.start()

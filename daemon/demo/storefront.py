@@ -124,13 +124,15 @@ class Storefront:
                                             {"orderId": order_id, "status": status})))
         return out
 
-    def history(self, day: datetime) -> list[tuple[datetime, dict[str, Any]]]:
-        """Past completed orders (up to 180 days back) so RFM has something to score."""
+    def history(self, day: datetime, half_years: int = 2) -> list[tuple[datetime, dict[str, Any]]]:
+        """Past completed orders, a year of them by default, so RFM and the predictions
+        have something to score: in each half-year a shopper buys 0 to 8 times."""
         out = []
         for p in self.people:
-            for _ in range(self.rng.choice([0, 0, 1, 1, 2, 3, 5, 8])):
-                at = day - timedelta(days=self.rng.uniform(3, 175))
-                out += self.order_events(p["customerId"], at)
+            for half in range(half_years):
+                for _ in range(self.rng.choice([0, 0, 1, 1, 2, 3, 5, 8])):
+                    at = day - timedelta(days=self.rng.uniform(3, 175) + 180 * half)
+                    out += self.order_events(p["customerId"], at)
         return out
 
     def day(self, start: datetime, hours: float = 14) -> list[tuple[datetime, dict[str, Any]]]:

@@ -1,7 +1,9 @@
 """Reactions to customers entering segments: the VIP milestone reward and the merchants'
 segment-entry sequences.
 
-Entering `vip` (composite >= 38) earns the VIP reward, at most once a month. A segment with
+Entering `vip` (composite >= 38) earns the VIP reward, at most once a month (with
+`automations.vip_by = "predicted_clv"`, entering the top of the store by predicted
+365-day value does instead). A segment with
 an enabled `segment_entry:<slug>` workflow starts its sequence for each entrant, at most
 once a local day: the first step at once (or after its `after`), each later step by a
 durable timer `after` the one before it (handlers/automations/workflows.py). A customer
@@ -45,6 +47,7 @@ from stormd.handlers.automations.workflows import (
 )
 from stormd.handlers.kernel.context import HandlerContext, TimerFired
 from stormd.handlers.outreach.queue import store_profile
+from stormd.handlers.predictions.nightly import VIP_PREDICTED
 from stormd.schema.db.inlist import in_values
 from stormd.schema.marketing.automations import AutomationWorkflow
 from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember
@@ -87,7 +90,8 @@ async def on_segment_entered(ctx: HandlerContext, segment: str, entered: list[st
         return
     store = await store_profile(ctx.session, ctx.settings, ctx.store_id)
     today = local_today(ctx, store.tz)
-    if segment == "vip" and enabled(ctx, "vip"):
+    a = ctx.settings.automations
+    if segment == ("vip" if a.vip_by == "rfm" else VIP_PREDICTED) and enabled(ctx, "vip"):
         month = today.strftime("%Y-%m")
         config = await _workflow_config(ctx, "vip")
         react, skipped = _split(entered, backfill,

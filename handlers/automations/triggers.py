@@ -47,6 +47,7 @@ from stormd.plugins.policy.eligibility import load_reach, recently_triggered
 from stormd.schema.db.inlist import in_values
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
+from stormd.schema.marketing.predictions import CustomerPrediction
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order, OrderItem
@@ -269,19 +270,26 @@ def _cooldown(ctx: HandlerContext, extra: timedelta | None = None) -> timedelta:
 
 
 async def win_back_candidates(ctx: HandlerContext, after: str, limit: int) -> list[str]:
-    """ACTIVE customers at risk (keyset page): with `automations.win_back_by = "days"` those
-    whose last completed order is 45+ whole days old, with "churn_risk" those whose churn
-    risk (docs/scoring.md) is at least `win_back_min_churn_risk`."""
+    """ACTIVE customers at risk (keyset page): by default those whose last completed order
+    is 45+ whole days old; with `automations.win_back_by = "churn_risk"` those whose churn
+    risk (docs/scoring.md) is at least `win_back_min_churn_risk`; with "churn_probability"
+    those whose predicted churn probability (no purchase in the next 90 days) is at least
+    `win_back_churn_probability`, however recent their last order (a customer without
+    predictions is not a candidate)."""
     a = ctx.settings.automations
     lm = CustomerLifecycleMetrics
-    if a.win_back_by == "churn_risk":
-        at_risk = lm.churn_risk >= a.win_back_min_churn_risk
+    query = select(lm.customer_id).where(lm.store_id == ctx.store_id, lm.stage == "ACTIVE",
+                                         lm.customer_id > after)
+    if a.win_back_by == "churn_probability":
+        cp = CustomerPrediction
+        query = query.join(cp, and_(cp.store_id == lm.store_id,
+                                    cp.customer_id == lm.customer_id)).where(
+            cp.churn_probability >= a.win_back_churn_probability)
+    elif a.win_back_by == "churn_risk":
+        query = query.where(lm.churn_risk >= a.win_back_min_churn_risk)
     else:
-        at_risk = lm.last_order_at <= ctx.now() - timedelta(days=a.win_back_after_days)
-    return list((await ctx.session.scalars(
-        select(lm.customer_id).where(
-            lm.store_id == ctx.store_id, lm.stage == "ACTIVE", at_risk, lm.customer_id > after)
-        .order_by(lm.customer_id).limit(limit))).all())
+        query = query.where(lm.last_order_at <= ctx.now() - timedelta(days=a.win_back_after_days))
+    return list((await ctx.session.scalars(query.order_by(lm.customer_id).limit(limit))).all())
 
 
 async def run_win_back(ctx: HandlerContext, after: str = "") -> tuple[str, dict[str, str]]:

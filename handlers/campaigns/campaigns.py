@@ -52,6 +52,7 @@ from stormd.handlers.outreach.queue import (
     send_batch,
     store_profile,
 )
+from stormd.handlers.outreach.recommendations import last_order_products, recommend_many
 from stormd.handlers.outreach.send_slots import SEND_MODES, send_moment, store_send_window
 from stormd.handlers.outreach.template_library import check_content, count_use
 from stormd.handlers.outreach.templates import MissingVariables, TemplateError, system_library
@@ -75,6 +76,7 @@ log = logging.getLogger(__name__)
 
 EDITABLE = ("DRAFT", "SCHEDULED", "PAUSED")
 HOLDOUT = "holdout"
+RECOMMENDED = "recommended_products"  # a campaign template variable, per recipient
 
 
 class CampaignError(ValueError):
@@ -188,7 +190,7 @@ async def check_campaign(session: AsyncSession, c: EmailCampaign, now: datetime)
                                                         v.get("content")) for v in c.variants or [])]:
         if content:
             check_content(where, content)
-    supplied = set(STANDARD_NAMES) | set(c.variables or {})
+    supplied = set(STANDARD_NAMES) | set(c.variables or {}) | {RECOMMENDED}
     if c.discount_percent:
         supplied |= {"discount_code", "discount_percent"}
     for templates in (await _template_sets(session, c)).values():
@@ -317,6 +319,7 @@ async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCa
         counts["audience"] += len(ids)
         groups = await _recipients(session, c, ids)
         counts["holdout"] += len(groups.pop(HOLDOUT, []))
+        await _recommend_to(session, settings, c, senders, groups, now, record=False)
         for variant, recipients in groups.items():
             outcome.merge(await send_batch(session, settings, now, senders[variant], recipients,
                                            dry_run=True, sampler=sampler))
@@ -493,6 +496,38 @@ async def _recipients(session: AsyncSession, c: EmailCampaign, ids: list[str]
     return groups
 
 
+def _reads(templates: TemplateSet, channels: list[str], name: str) -> bool:
+    """Whether any body the campaign may send reads the variable `name`."""
+    for channel in channels:
+        if channel not in templates.channels():
+            continue
+        for locale in templates.locales(channel) or ["bn", "en"]:
+            if name in templates.get(channel, locale).required:
+                return True
+    return False
+
+
+async def _recommend_to(session: AsyncSession, settings: Settings, c: EmailCampaign,
+                        senders: dict[str | None, Outreach],
+                        groups: dict[str | None, list[Recipient]], now: datetime,
+                        record: bool) -> None:
+    """`recommended_products` for each recipient whose body reads it: what goes with
+    their last completed order (the learned neighbours, else the rules; handlers/outreach/
+    recommendations.py), an empty list when there is nothing to recommend."""
+    wanted = [r for variant, recipients in groups.items() if variant in senders
+              and _reads(senders[variant].templates, c.channels, RECOMMENDED)
+              for r in recipients]
+    if not wanted:
+        return
+    ids = [r.reach.customer_id for r in wanted]
+    context = await last_order_products(session, c.store_id, ids)
+    products = await recommend_many(session, settings, c.store_id,
+                                    [(cid, context.get(cid, [])) for cid in ids], now,
+                                    trigger="campaign", record=record)
+    for r, chosen in zip(wanted, products):
+        r.variables = {**r.variables, RECOMMENDED: chosen}
+
+
 async def _senders(session: AsyncSession, settings: Settings, c: EmailCampaign,
                    store: StoreProfile, now: datetime) -> dict[str | None, Outreach]:
     costs = await unit_costs(session, settings, c.store_id)
@@ -580,6 +615,7 @@ async def fan_out(sessionmaker: Any, settings: Settings, store_id: str, campaign
             if held:
                 await _insert_holdout(session, _holdout_rows(c, held, now))
                 totals["holdout"] = totals.get("holdout", 0) + len(held)
+            await _recommend_to(session, settings, c, senders, groups, now, record=True)
             for variant, recipients in groups.items():
                 outcome = await send_batch(session, settings, now, senders[variant], recipients)
                 for status in outcome.status.values():

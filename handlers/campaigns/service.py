@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from stormd.handlers.automations.triggers import configure_workflow
 from stormd.handlers.campaigns.campaigns import (
+    RECOMMENDED,
     CampaignError,
     cancel_campaign,
     create_campaign,
@@ -34,6 +35,7 @@ from stormd.handlers.outreach.queue import (
     standard_variables,
     store_profile,
 )
+from stormd.handlers.outreach.recommendations import last_order_products, recommend_many
 from stormd.handlers.outreach.template_library import (
     list_templates,
     save_store_template,
@@ -191,6 +193,11 @@ async def api_preview(job: JobContext, request: dict[str, Any]) -> dict[str, Any
             for reach, test in people:
                 variables = {**standard_variables(reach, store, job.settings),
                              **(c.variables or {}), **(test or {})}
+                if RECOMMENDED not in variables:  # the customer's own, or none for test data
+                    variables[RECOMMENDED] = [] if test is not None else (await recommend_many(
+                        session, job.settings, store_id, [(reach.customer_id, (
+                            await last_order_products(session, store_id, [reach.customer_id])
+                        ).get(reach.customer_id, []))], now, record=False))[0]
                 if c.discount_percent:
                     variables.setdefault("discount_code", new_code(c.discount_percent))
                     variables.setdefault("discount_percent", plain_percent(c.discount_percent))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+from scipy.special import betaincinv, betaln, digamma, expit, gammaln, hyp2f1, roots_legendre
 
 UNIT_DAYS = {"days": 1.0, "weeks": 7.0}
 
@@ -282,6 +282,10 @@ def fit_bgnbd(x, t_x, T, weights=None) -> BgNbdFit:
         warnings.append(f"BG/NBD fit did not converge: {convergence.message}")
     if np.any(np.abs(theta) >= _LOG_BOUND - 1e-6):
         warnings.append("a BG/NBD parameter reached its bound; the data barely identify it")
+    if a + b > 1e4:
+        warnings.append(f"a + b = {a + b:,.0f}: customers hardly differ in how likely they are "
+                        f"to drop out (about {a / (a + b):.1%} after each purchase); the "
+                        "forecasts treat it as one probability")
     return BgNbdFit(r, alpha, a, b, ll, int(round(total)), convergence, tuple(warnings))
 
 
@@ -344,6 +348,9 @@ def fit_gamma_gamma(x, mean_spend) -> GammaGammaFit:
                         "they are independent, its spend forecast is biased")
     if q <= 1.0:
         warnings.append("q <= 1: the population mean spend is undefined")
+    elif q > 1e4:
+        warnings.append(f"q = {q:,.0f}: customers hardly differ in what they spend per purchase "
+                        f"(about {p * g / (q - 1):,.2f}); each one's own mean counts for little")
     return GammaGammaFit(p, q, g, ll, n, corr, convergence, tuple(warnings))
 
 
@@ -363,11 +370,27 @@ def p_alive(fit: BgNbdFit, x, t_x, T) -> np.ndarray:
     """P(still a customer | x, t_x, T).
 
     BG/NBD lets a customer drop out only right after a purchase, so a customer without a
-    repeat day is alive with probability 1 under the model; callers that need churn for
-    one-time buyers must add their own rule for them.
+    repeat day is alive with probability 1 under the model; churn for every customer,
+    one-time buyers included, is `p_no_purchase`.
     """
     x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
     return expit(-_log_alive_odds_against(fit, x, t_x, T))
+
+
+def p_no_purchase(fit: BgNbdFit, t, x, t_x, T) -> np.ndarray:
+    """P(no purchase in the next t | x, t_x, T): churn as a merchant means it.
+
+    A customer buys nothing in (T, T+t] if they have dropped out, or if they are alive and
+    their Poisson purchases leave the gap empty (no purchase, no chance to drop out). Alive
+    at T, the purchase rate's posterior is gamma(r+x, alpha+T), so the gap stays empty with
+    probability ((alpha+T)/(alpha+T+t))^(r+x). Unlike 1 - P(alive), which is 0 for every
+    one-time buyer under BG/NBD, this is defined and informative for all customers.
+    """
+    x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+    t = np.asarray(t, dtype=np.float64)
+    alive = p_alive(fit, x, t_x, T)
+    empty = np.exp((fit.r + x) * (np.log(fit.alpha + T) - np.log(fit.alpha + T + t)))
+    return (1.0 - alive) + alive * empty
 
 
 def expected_purchases(fit: BgNbdFit, t, x, t_x, T) -> np.ndarray:
@@ -391,13 +414,42 @@ def expected_purchases(fit: BgNbdFit, t, x, t_x, T) -> np.ndarray:
     if np.any(bad):  # fall back to the untransformed form where scipy failed
         zb = np.broadcast_to(z, f.shape)[bad]
         xb = np.broadcast_to(x, f.shape)[bad]
-        f[bad] = (hyp2f1(r + xb, b + xb, a + b + xb - 1.0, zb)
-                  * (1.0 - zb) ** (r + xb - a + 1.0))
+        with np.errstate(invalid="ignore", over="ignore"):
+            f[bad] = (hyp2f1(r + xb, b + xb, a + b + xb - 1.0, zb)
+                      * (1.0 - zb) ** (r + xb - a + 1.0))
     # 1 - (1-z)^(a-1) f, split so that neither part cancels when t is small.
-    log_power = (a - 1.0) * np.log1p(-z)
-    bracket = -np.expm1(log_power) + np.exp(log_power) * (1.0 - f)
-    value = (c / (a - 1.0)) * bracket * expit(-_log_alive_odds_against(fit, x, t_x, T))
-    return np.maximum(value, 0.0)  # rounding can leave -1e-17 for tiny t; NaN stays NaN
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_power = (a - 1.0) * np.log1p(-z)
+        bracket = -np.expm1(log_power) + np.exp(log_power) * (1.0 - f)
+        value = (c / (a - 1.0)) * bracket * expit(-_log_alive_odds_against(fit, x, t_x, T))
+    bad = ~np.isfinite(value)
+    if np.any(bad):  # e.g. a + b in the thousands: the 2F1 series fails, integrate instead
+        value = np.array(value, dtype=np.float64)
+        tb, xb, txb, Tb = (np.broadcast_to(v, value.shape)[bad] for v in (t, x, t_x, T))
+        value[bad] = _expected_by_quadrature(fit, tb, xb, txb, Tb)
+    return np.maximum(value, 0.0)  # rounding can leave -1e-17 for tiny t
+
+
+_NODES, _WEIGHTS = roots_legendre(24)
+
+
+def _expected_by_quadrature(fit: BgNbdFit, t, x, t_x, T) -> np.ndarray:
+    """E[purchases in the next t] by integrating over the dropout probability p.
+
+    Alive at T, p's posterior is beta(a, b+x) and the rate's gamma(r+x, alpha+T); a
+    customer buying at rate lambda until a dropout after each purchase with probability p
+    buys (1 - exp(-lambda p t)) / p in t on average, and with lambda integrated out,
+    (1 - ((alpha+T)/(alpha+T+p t))^(r+x)) / p. That is averaged over p by Gauss-Legendre
+    on the beta's quantile scale (24 nodes; smooth and bounded in p) and multiplied by
+    P(alive). Used where the closed form fails: a large a + b (the data show hardly any
+    spread in dropout between customers) sends the 2F1 series beyond scipy's reach.
+    """
+    u = (_NODES + 1.0) / 2.0
+    p = betaincinv(fit.a, fit.b + x[:, None], u[None, :])
+    p = np.maximum(p, 1e-300)
+    log_ratio = np.log(fit.alpha + T[:, None]) - np.log(fit.alpha + T[:, None] + p * t[:, None])
+    g = -np.expm1((fit.r + x[:, None]) * log_ratio) / p
+    return p_alive(fit, x, t_x, T) * (g @ (_WEIGHTS / 2.0))
 
 
 def expected_purchases_new(fit: BgNbdFit, t) -> np.ndarray:
@@ -472,16 +524,18 @@ class Scores:
     expected: dict[int, np.ndarray]  # horizon in days -> expected purchases
     clv: dict[int, np.ndarray]  # horizon in days -> predicted revenue
     expected_spend: np.ndarray
+    no_purchase: dict[int, np.ndarray] = field(default_factory=dict)  # days -> P(no purchase)
 
 
 def score(bg: BgNbdFit, gg: GammaGammaFit | None, summary: Summary, *,
           purchase_days: tuple[int, ...] = (30, 90, 365), clv_days: tuple[int, ...] = (90, 365),
-          annual_discount: float = 0.0) -> Scores:
+          annual_discount: float = 0.0, churn_days: tuple[int, ...] = (90,)) -> Scores:
     """Every prediction of the nightly run for all customers of `summary`.
 
     BG/NBD quantities depend only on (x, t_x, T), so they are computed once per distinct
     row and broadcast; CLV needs the customer's own spend and is computed per customer
     from those shared purchase forecasts. Without a Gamma-Gamma fit, CLV is left out.
+    `churn_days` gives P(no purchase within that many days) (`p_no_purchase`).
     """
     (ux, utx, uT), _, inverse = compress(summary.x, summary.t_x, summary.T)
     unit = summary.unit_days
@@ -497,4 +551,6 @@ def score(bg: BgNbdFit, gg: GammaGammaFit | None, summary: Summary, *,
                 bg, h / unit, ux, utx, uT, annual_discount=annual_discount,
                 unit_days=unit)[inverse])
             clv[h] = purchases * spend
-    return Scores(summary.customer, alive, {h: expected[h] for h in purchase_days}, clv, spend)
+    no_purchase = {h: p_no_purchase(bg, h / unit, ux, utx, uT)[inverse] for h in churn_days}
+    return Scores(summary.customer, alive, {h: expected[h] for h in purchase_days}, clv, spend,
+                  no_purchase)

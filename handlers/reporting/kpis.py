@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.handlers.carts.recovery import TRIGGER as CART_TRIGGER
 from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.predictions.service import predicted_revenue
 from stormd.handlers.reporting import campaign_kpis
 from stormd.handlers.reporting.figures import Figures, KpiSource, rate
 from stormd.schema.marketing.automations import AutomationExecution
@@ -104,7 +105,7 @@ async def automations(session: AsyncSession, stores: list[str]) -> Figures:
 
 # The KPI families, computed in this order (a later family's keys win).
 SOURCES: tuple[KpiSource, ...] = (cart_recovery, engagement, automations,
-                                  campaign_kpis.campaign_kpis)
+                                  campaign_kpis.campaign_kpis, predicted_revenue)
 
 
 async def known_stores(session: AsyncSession) -> list[str]:
@@ -134,7 +135,7 @@ def publish_gauges(rows: list[dict[str, Any]]) -> None:
 
     for row in rows:
         for name, value in row.items():
-            if name != "store" and value is not None:
+            if name != "store" and value is not None and not isinstance(value, str):
                 KPI.labels(row["store"], name).set(float(value))
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.sql import ColumnElement, FromClause
 
 from stormd.handlers.scoring.features import completed_orders
 from stormd.handlers.scoring.lifecycle import STAGES
+from stormd.schema.marketing.predictions import CustomerPrediction
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import Order, OrderItem
@@ -42,6 +43,7 @@ EQUALITY = ("eq", "ne", "in", "nin")
 
 LM = CustomerLifecycleMetrics.__table__
 CUSTOMERS = Customer.__table__
+PREDICTIONS = CustomerPrediction.__table__
 
 
 class CriteriaError(ValueError):
@@ -88,6 +90,36 @@ FIELDS: dict[str, _Field] = {
         "bool", lambda: func.coalesce(CUSTOMERS.c.consent_whatsapp, true())),
     "consent.push": _Field("bool", lambda: func.coalesce(CUSTOMERS.c.consent_push, true())),
 }
+
+
+def _predicted(name: str) -> Callable[[], Any]:
+    """A column of the customer's latest predictions (handlers/predictions/nightly.py), by
+    primary key; NULL (matching nothing) for a customer without predictions."""
+    return lambda: (select(PREDICTIONS.c[name])
+                    .where(PREDICTIONS.c.store_id == LM.c.store_id,
+                           PREDICTIONS.c.customer_id == LM.c.customer_id)
+                    .scalar_subquery())
+
+
+# Predicted value and churn: read from the latest predictions, refreshed nightly.
+PREDICTION_FIELDS: dict[str, _Field] = {
+    "clv.predicted90d": _Field("number", _predicted("clv_90d")),
+    "clv.predicted365d": _Field("number", _predicted("clv_365d")),
+    "churn.probability": _Field("number", _predicted("churn_probability")),
+    "purchases.expected90d": _Field("number", _predicted("expected_90d")),
+}
+FIELDS.update(PREDICTION_FIELDS)
+
+
+def reads_predictions(criteria: Any) -> bool:
+    """Whether the criteria read a prediction field (such segments are refreshed after the
+    nightly predictions, not before)."""
+    if isinstance(criteria, dict):
+        return any(k in PREDICTION_FIELDS or (k in COMBINATORS and reads_predictions(v))
+                   for k, v in criteria.items())
+    if isinstance(criteria, list):
+        return any(reads_predictions(v) for v in criteria)
+    return False
 
 _KIND_OPERATORS = {
     "number": OPERATORS, "days": OPERATORS, "ratio": OPERATORS, "rate": OPERATORS,

@@ -1,5 +1,6 @@
 """The scoring run: RFM snapshot, lifecycle rows, then every segment's differential
-refresh, per store, as of T. Nightly on `rfm.schedule` (daemon timezone) and on demand
+refresh, per store, as of T; then the store's predictions (handlers/predictions/nightly.py)
+and the segments that read them. Nightly on `rfm.schedule` (daemon timezone) and on demand
 (`stormd rfm run`).
 """
 
@@ -11,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.predictions.learned import learn_store
+from stormd.handlers.predictions.nightly import PredictionReport, predict_store
+from stormd.handlers.scoring.criteria import reads_predictions
 from stormd.handlers.scoring.features import customer_aggregates, engagement, known_store_ids
 from stormd.handlers.scoring.guardrails import check_drift, record_run
 from stormd.handlers.scoring.lifecycle import upsert_buyers, upsert_prospects
@@ -49,6 +53,7 @@ class RunReport:
     drifted: list[str] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     cpu: dict[str, float] = field(default_factory=dict)  # process CPU seconds per step
+    predictions: PredictionReport | None = None  # the step after the run, when it ran
     _cpu_mark: float = field(default_factory=time.process_time, repr=False)
 
     def stage(self, name: str, since: float) -> float:
@@ -70,11 +75,15 @@ class RunReport:
                                 "exited": len(c.exited), "backfill": len(c.backfill),
                                 "backfillReason": c.backfill_reason}
                          for slug, c in self.segments.items()},
+            "predictions": self.predictions.to_json() if self.predictions else None,
         }
 
 
-async def run_store(job: JobContext, store_id: str, as_of: datetime | None = None) -> RunReport:
-    """Score one store as of T (default now) and refresh its segments.
+async def run_store(job: JobContext, store_id: str, as_of: datetime | None = None, *,
+                    defer_predicted: bool = False) -> RunReport:
+    """Score one store as of T (default now) and refresh its segments (with
+    `defer_predicted`, not those reading predictions: `run_all_stores` refreshes them after
+    the predictions step).
 
     Writes go in short transactions (slices of rows, then one per segment) so that event
     handling is never held up for long. What others see midway is sound: a run's bounds
@@ -121,7 +130,8 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
                                        found=found)
                 await session.commit()
             mark = report.stage("lifecycle", mark)
-            await _refresh_segments(job, store_id, as_of, report)
+            await _refresh_segments(job, store_id, as_of, report,
+                                     skip=reads_predictions if defer_predicted else None)
             mark = report.stage("segments", mark)
             await _prune_snapshots(job, store_id)
             mark = report.stage("prune", mark)
@@ -157,10 +167,14 @@ async def _prune_snapshots(job: JobContext, store_id: str) -> None:
 
 
 async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,
-                            report: RunReport) -> None:
+                            report: RunReport, skip=None, only=None) -> None:
+    """Refresh the store's segments (those whose criteria `only` accepts, bar those `skip`
+    accepts), one transaction each."""
     async with job.sessionmaker() as session:
         segments = await list_segments(session, store_id)
     for segment in segments:
+        if (skip and skip(segment.criteria)) or (only and not only(segment.criteria)):
+            continue
         before = segment.member_count  # the refresh updates the object to the new count
         async with job.sessionmaker() as session:
             change = await refresh_segment(job.handler_context(session, store_id), segment,
@@ -193,17 +207,47 @@ async def run_all_stores(job: JobContext, as_of: datetime | None = None,
     else:
         async with job.sessionmaker() as session:
             stores = await known_store_ids(session)
+    predicting = job.settings.predictions.enabled
     reports = []
     for store in stores:
         try:
-            reports.append(await run_store(job, store, as_of))
+            report = await run_store(job, store, as_of, defer_predicted=predicting)
         except Exception:  # logged and recorded as a FAILED run by run_store
             if store_id is not None:
                 raise
+            continue
+        if predicting and report.status == "OK":
+            await _predict(job, report)
+        reports.append(report)
     return reports
+
+
+async def _predict(job: JobContext, report: RunReport) -> None:
+    """The predictions step after an OK run: fit and store, refresh the segments that read
+    predictions, learn the product neighbours. A failure here is logged and recorded on
+    the fit; the run itself stays OK and the deferred segments are still refreshed."""
+    store_id, as_of = report.store_id, report.as_of
+    started = time.perf_counter()
+    try:
+        report.predictions = await predict_store(job, store_id, as_of, report.run_id)
+    except Exception as exc:
+        log.exception("predictions for store %s failed", store_id)
+        report.predictions = PredictionReport(store_id, status="FAILED",
+                                              reason=f"{type(exc).__name__}: {exc}"[:500])
+    await _refresh_segments(job, store_id, as_of, report, only=reads_predictions)
+    if job.settings.predictions.learned_recommendations:
+        try:
+            report.predictions.products_learned = await learn_store(job, store_id, as_of)
+        except Exception:
+            log.exception("learned recommendations for store %s failed", store_id)
+    report.predictions.seconds = time.perf_counter() - started
 
 
 async def nightly_rfm(job: JobContext) -> None:
     for report in await run_all_stores(job):
         log.info("rfm run %s store %s: %s, %d scored in %.1fs", report.run_id, report.store_id,
                  report.status, report.population, report.seconds)
+        if report.predictions:
+            p = report.predictions
+            log.info("predictions store %s: %s%s in %.1fs", report.store_id, p.status,
+                     f" ({p.reason})" if p.reason else "", p.seconds)

@@ -1,7 +1,7 @@
 """segment fill marks, e-mail engagement on lifecycle rows, imported customers
 
 Revision ID: f9d758935383
-Revises: cf9d9eddc05e
+Revises: 533d62f5678f
 Create Date: 2026-12-05 01:22:03.215091
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import stormd.schema.base
 
 
 revision: str = 'f9d758935383'
-down_revision: Union[str, Sequence[str], None] = 'cf9d9eddc05e'
+down_revision: Union[str, Sequence[str], None] = '533d62f5678f'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -22,7 +22,7 @@ async def test_the_demo_plays_a_day_and_reports_what_the_automations_did():
         r"receipt to committed: p50 <= ([\d.]+) ms, p99 <= ([\d.]+) ms", text).groups())
     assert 0 < p50 <= p99 <= 10_000
     for section in ("Abandoned carts", "RFM and segments", "Campaign", "Automations",
-                    "Messages", "KPIs"):
+                    "Messages", "KPIs", "Predicted value"):
         assert f"\n{section}" in text
     assert re.search(r"abandoned [1-9]\d*", text), text
     assert "abandoned_cart" in text  # reminders were queued and sent through the outbox
@@ -39,6 +39,8 @@ async def test_the_demo_plays_a_day_and_reports_what_the_automations_did():
     first_fill = re.search(r"VIP: the first fill found (\d+) VIPs .* rewarded\s+none", text)
     assert first_fill and int(first_fill.group(1)) > 0, text
     assert re.search(r"post-purchase: [1-9]\d* cash-on-delivery orders", text), text
+    # 40 shoppers are too few to predict from: the reason, not numbers.
+    assert re.search(r"Predicted value.*\n  not enough history: \d+ repeat buyers", text), text
 
 
 async def test_the_demo_report_data_is_what_json_prints():

@@ -3,6 +3,8 @@ store, composition, the seed's examples, and refusals that name what is wrong.""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from shop_history import DAY, STORE, T, customer, scoring_fixture
 from sqlalchemy import func, insert, select, update
@@ -14,6 +16,7 @@ from stormd.handlers.scoring.segments import TEMPLATES, preview
 from stormd.handlers.shop.orders import record_promotion_redeemed
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
 from stormd.schema.marketing.messages import EmailEvent, Message
+from stormd.schema.marketing.predictions import CustomerPrediction
 from stormd.schema.shop.customers import Customer
 from stormd.schema.wire.events import PromotionRedeemed
 
@@ -75,6 +78,12 @@ CASES = [
     ({"engagement.openRate": {"gte": 0.5}}, {"c1", "c9"}),
     ({"engagement.openRate": 1}, {"c9"}),
     ({"not": {"engagement.openRate": {"lt": 2}}}, EVERYONE - {"c1", "c9"}),
+    # Predictions (written below for c1 and c2 only): no row, no match.
+    ({"churn.probability": {"gte": 0.7}}, {"c2"}),
+    ({"not": {"churn.probability": {"gte": 0.7}}}, EVERYONE - {"c2"}),
+    ({"clv.predicted365d": {"gt": 1000}}, {"c1"}),
+    ({"clv.predicted90d": {"between": [50, 100]}}, {"c2"}),
+    ({"purchases.expected90d": {"ne": 0.3}}, {"c1"}),
     # The seed's examples, as written.
     ({"rfm.composite": {"gte": 38}}, {"c1"}),
     ({"lifecycle.stage": "ACTIVE", "daysSinceLastOrder": {"gte": 45}}, set()),
@@ -95,6 +104,14 @@ async def _criteria_store(sessionmaker, settings, clock):
         await session.commit()
     clock.set(T)
     await run_store(JobContext(sessionmaker, settings, clock), STORE)
+    async with sessionmaker() as session:  # as the nightly predictions step writes them
+        await session.execute(insert(CustomerPrediction), [
+            {"store_id": STORE, "customer_id": cid, "fit_id": 1, "as_of": T, "p_alive": alive,
+             "churn_probability": churn, "expected_30d": e90 / 3, "expected_90d": e90,
+             "expected_365d": e90 * 4, "clv_90d": Decimal(v90), "clv_365d": Decimal(v365)}
+            for cid, alive, churn, e90, v90, v365 in [("c1", 0.9, 0.2, 1.2, "400.00", "1500.00"),
+                                                      ("c2", 1.0, 0.8, 0.3, "60.00", "210.50")]])
+        await session.commit()
 
 
 async def _engagement(session) -> None:
