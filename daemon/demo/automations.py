@@ -80,6 +80,9 @@ async def report_automation_rules(session: AsyncSession, player: Any) -> Section
         f"post-purchase: {by_payment['cashOnDelivery']} cash-on-delivery orders (never PAID) "
         f"got their upsell when delivered; {by_payment['paid']} paid orders, one each",
         f"anniversary: {anniversary} customers thanked on their first order's anniversary"
-        + (f" ({data['anniversarySkipped']} skipped)" if data["anniversarySkipped"] else ""),
+        + (f" ({data['anniversarySkipped']} skipped: " + ", ".join(
+            f"{e} {n}" for (t, st, e), n in sorted(runs.items())
+            if t == "anniversary" and st == "SKIPPED") + ")"
+           if data["anniversarySkipped"] else ""),
         f"offer cooldown: {held} codes held back (another offer within the cooldown)",
     ], data)
