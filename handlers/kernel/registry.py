@@ -208,7 +208,7 @@ class HandlerRegistry:
                                       backfill: Sequence[str] = ()) -> None:
         """Tell every segment-change handler (segment-entry automations) who moved, and
         which of the entrants entered by a backfill (each handler decides whether those
-        count: docs/segments.md, "Backfill")."""
+        count: docs/segments.md, "Reactions, once per entry, and the backfill")."""
         for handler in self._segment_changes:
             await handler(ctx, segment, entered, exited, backfill)
 

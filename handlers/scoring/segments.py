@@ -11,7 +11,7 @@ A full refresh also says which entrants came by a *backfill* rather than by some
 did: every entrant of a segment's first full refresh, every entrant of the first full
 refresh under changed criteria, and entrants whose history `stormd import` loaded since the
 segment's last full refresh. The handlers are told, and by default do not react to them
-(docs/segments.md, "Backfill").
+(docs/segments.md, "Reactions, once per entry, and the backfill").
 """
 
 from __future__ import annotations
