@@ -194,8 +194,8 @@ def publish_at_rate(url: str, envs: list[dict], rate: int, offset: timedelta | N
 
 
 def encode(envs: list[dict], prefix: str = "stormcom") -> list[tuple[str, bytes, str]]:
-    return [(f"{prefix}.events.{e['storeId']}.{e['type']}", json.dumps(e).encode(), e["id"])
-            for e in envs]
+    return [(f"{prefix}.events.{e['storeId']}.{e['type']}", json.dumps(e).encode(),
+             f"{e['storeId']}:{e['id']}") for e in envs]
 
 
 async def plain_consumer(url: str, bodies: list[bytes]) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stormd.config.errors import ConfigError
-from stormd.config.secrets import resolve_all
+from stormd.config.secrets import resolve_all, scrub, secret_values
 from stormd.config.settings import Settings
 
 ENV_PREFIX = "STORMD_"
@@ -94,7 +94,10 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        raise ConfigError(_key_path(error["loc"]), _reason(error)) from None
+        # The reason may quote the bad value: a secret one (an "env:" value, a password)
+        # is never echoed.
+        reason = scrub(_reason(error), secret_values(data, secret_paths))
+        raise ConfigError(_key_path(error["loc"]), reason) from None
     settings._secret_paths = frozenset(secret_paths)
     return settings
 

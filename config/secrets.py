@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from stormd.config.errors import ConfigError
@@ -41,7 +42,7 @@ def resolve_all(data: Any, path: str = "", found: set[str] | None = None) -> Any
 def masked(data: Any, secret_paths: frozenset[str] | set[str] = frozenset(),
            path: str = "") -> Any:
     """A copy fit for printing or logging: values given as "env:" references, secret-named
-    values and URL passwords hidden."""
+    values and the credentials inside URLs hidden."""
     key = path.rpartition(".")[2]
     if isinstance(data, dict):
         return {k: masked(v, secret_paths, f"{path}.{k}" if path else k) for k, v in data.items()}
@@ -49,16 +50,78 @@ def masked(data: Any, secret_paths: frozenset[str] | set[str] = frozenset(),
         return [masked(v, secret_paths, f"{path}[{i}]") for i, v in enumerate(data)]
     if isinstance(data, str) and (path in secret_paths or (key and is_secret_key(key))):
         return MASK
-    if isinstance(data, str) and "://" in data and "@" in data:
-        return mask_url_password(data)
+    if isinstance(data, str) and "://" in data:
+        return mask_url(data)
     return data
 
 
-def mask_url_password(url: str) -> str:
-    """postgresql://user:pw@host/db → postgresql://user:********@host/db."""
-    scheme, _, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
+def mask_url(url: str) -> str:
+    """A URL, or a comma-separated list of them (NATS servers), with its credentials
+    hidden: a password (`user:pw@` -> `user:********@`), a token (`token@` ->
+    `********@`) and secret-named query parameters (`?password=…`, `?token=…`)."""
+    return ",".join(_mask_one(part) for part in url.split(","))
+
+
+# Schemes whose `name@host` names a user, not a token.
+_USER_ONLY = ("postgres", "sqlite", "mysql", "mariadb")
+
+
+def _mask_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:{MASK}@{host}"
+    head, q, query = rest.partition("?")
+    host_end = len(head)
+    for stop in ("/", "#"):
+        at = head.find(stop)
+        if at != -1:
+            host_end = min(host_end, at)
+    netloc, path = head[:host_end], head[host_end:]
+    creds, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _ = creds.partition(":")
+        if colon:
+            netloc = f"{user}:{MASK}@{host}"
+        elif not scheme.lower().startswith(_USER_ONLY):  # a lone token (nats://token@host)
+            netloc = f"{MASK}@{host}"
+    if q:
+        query = "&".join(_mask_param(p) for p in query.split("&"))
+    return f"{scheme}://{netloc}{path}{q}{query}"
+
+
+def _mask_param(param: str) -> str:
+    name, eq, _ = param.partition("=")
+    return f"{name}={MASK}" if eq and is_secret_key(name) else param
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+")
+
+
+def mask_text(text: str) -> str:
+    """Free text (a log line, an error) with the credentials of every URL in it hidden."""
+    return _URL.sub(lambda m: mask_url(m.group(0)), text) if "://" in text else text
+
+
+def secret_values(data: Any, secret_paths: frozenset[str] | set[str] = frozenset(),
+                  path: str = "") -> list[str]:
+    """Every secret string in `data`: given as an "env:" reference or under a secret name."""
+    key = path.rpartition(".")[2]
+    if isinstance(data, dict):
+        return [v for k, item in data.items()
+                for v in secret_values(item, secret_paths, f"{path}.{k}" if path else k)]
+    if isinstance(data, list):
+        return [v for i, item in enumerate(data)
+                for v in secret_values(item, secret_paths, f"{path}[{i}]")]
+    if isinstance(data, str) and data and (path in secret_paths or (key and is_secret_key(key))):
+        return [data]
+    return []
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """`text` (an error about a value) with each secret it quotes replaced by the mask, and
+    the credentials of its URLs hidden."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(f'"{secret}"', MASK).replace(repr(secret), MASK)
+        if len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    return mask_text(text)

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
 )
 
@@ -84,11 +85,23 @@ class NatsSettings(Section):
     ack_wait: Duration = timedelta(seconds=30)
     stream_max_age: Duration = timedelta(days=7)
     duplicate_window: Duration = timedelta(minutes=2)
+    # How long the inbox (processed_events) remembers an event; older rows are pruned.
+    dedupe_horizon: Duration = timedelta(days=7)
     batch_size: int = Field(default=500, ge=1)
     stream_max_bytes: int = Field(default=-1, ge=-1)  # -1: unlimited
     dlq_stream: str = "STORMD_DLQ"
     out_stream: str = "STORMD_OUT"
-    embedded_port: int = Field(default=4222, ge=0, le=65535)
+    embedded_port: int = Field(default=4222, ge=0, le=65535)  # 0: any free port
+
+    @field_validator("dedupe_horizon")
+    @classmethod
+    def _longer_than_the_window(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        """Past JetStream's window only the inbox catches a repeat: it must remember longer."""
+        window = info.data.get("duplicate_window")
+        if window is not None and value <= window:
+            raise ValueError(f"must be longer than nats.duplicate_window "
+                             f"({format_duration(window)})")
+        return value
 
 
 class DatabaseSettings(Section):

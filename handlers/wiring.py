@@ -3,6 +3,11 @@
 `build_registry()` is the one place that says which handler reacts to what, and in which
 order the reactions to one event type run (inside one transaction: the state first, then
 what reacts to it). Nothing registers itself on import; a new handler is added here.
+
+`on` adds a state handler (it keeps the store's picture: a failure fails the event, which
+is retried); `react` adds a reaction (it acts on that picture: its failure never undoes
+the state; handlers/kernel/failures.py). Its `name` labels its failures in the metric and
+the automation log.
 """
 
 from __future__ import annotations
@@ -14,38 +19,45 @@ from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.handlers.reporting import kpis
 from stormd.handlers.scoring import nightly, segments
 from stormd.handlers.shop import customers, engagement, orders, products
+from stormd.handlers.upkeep import inbox
 
 
 def build_registry() -> HandlerRegistry:
     r = HandlerRegistry()
 
-    # Events, each type's reactions in the order they run.
-    on = r.on_event_batch
+    # Events: each type's state handlers, then its reactions, in the order they run.
+    on, react = r.on_event_batch, r.react_to_batch
     on("customer.upserted")(customers.on_customer_upserted)
-    on("customer.upserted")(triggers.on_customer_upserted)  # welcome series
+    react("customer.upserted", name="welcome")(triggers.on_customer_upserted)
+    react("customer.upserted", name="abandoned_cart")(recovery.resume_waiting)
     on("customer.consent_changed")(customers.on_consent_changed)
-    on("customer.consent_changed")(segments.rescore_on_event)
+    react("customer.consent_changed", name="rescoring")(segments.rescore_on_event)
+    react("customer.consent_changed", name="abandoned_cart")(recovery.resume_waiting)
     on("product.upserted")(products.on_product_upserted)
     on("cart.updated")(carts.keep_cart)
     on("cart.cleared")(carts.clear_cart)
     on("order.created")(orders.on_order_created)
-    on("order.created")(triggers.on_order_paid)  # post-purchase
     on("order.created")(carts.convert_carts)
-    on("order.created")(segments.rescore_on_event)
+    react("order.created", name="post_purchase")(triggers.on_order_paid)
+    react("order.created", name="rescoring")(segments.rescore_on_event)
     on("order.status_changed")(orders.on_order_status_changed)
-    on("order.status_changed")(triggers.on_order_paid)
-    on("order.status_changed")(segments.rescore_on_event)
+    react("order.status_changed", name="post_purchase")(triggers.on_order_paid)
+    react("order.status_changed", name="rescoring")(segments.rescore_on_event)
     on("promotion.redeemed")(orders.on_promotion_redeemed)
-    on("promotion.redeemed")(segments.rescore_on_event)
+    react("promotion.redeemed", name="rescoring")(segments.rescore_on_event)
     on(*engagement.EVENT_KIND)(engagement.on_email_engagement)
-    on("email.open", "email.click")(segments.rescore_on_event)  # engagement feeds the stage
+    # E-mail engagement feeds the lifecycle stage.
+    react("email.open", "email.click", name="rescoring")(segments.rescore_on_event)
 
-    # Timers.
+    # Timers: a kind's state handler, then its reactions.
     r.on_timer_batch(carts.ABANDON_TIMER)(carts.detect_abandonment)
-    r.on_timer_batch(recovery.REMIND_TIMER)(recovery.run_due_steps)
-    r.on_timer_batch(triggers.POST_PURCHASE_KIND)(triggers.fire_post_purchase)
-    r.on_timer_batch(triggers.WELCOME_KIND)(triggers.fire_welcome_step)
-    r.on_timer_batch(segment_entry.SEQUENCE_KIND)(segment_entry.fire_sequence_step)
+    r.react_to_timer_batch(carts.ABANDON_TIMER, name="abandoned_cart")(recovery.start_pending)
+    r.react_to_timer_batch(recovery.REMIND_TIMER, name="abandoned_cart")(recovery.run_due_steps)
+    r.react_to_timer_batch(triggers.POST_PURCHASE_KIND, name="post_purchase")(
+        triggers.fire_post_purchase)
+    r.react_to_timer_batch(triggers.WELCOME_KIND, name="welcome")(triggers.fire_welcome_step)
+    r.react_to_timer_batch(segment_entry.SEQUENCE_KIND, name="segment_entry")(
+        segment_entry.fire_sequence_step)
 
     # Segment changes (after every refresh: nightly, real time, on demand).
     r.on_segment_change(segment_entry.on_segment_entered)
@@ -60,6 +72,7 @@ def build_registry() -> HandlerRegistry:
         anniversary.anniversary_job)
     r.on_cron("campaigns.dispatch", lambda s: "* * * * *")(campaigns.dispatch_due_campaigns)
     r.on_cron("kpis", lambda s: "*/5 * * * *")(kpis.refresh_kpi_gauges)
+    r.on_cron("inbox.prune", lambda s: inbox.SCHEDULE)(inbox.prune_inbox)
 
     # Request/reply.
     for name, handler in service.HANDLERS.items():

@@ -7,6 +7,8 @@ channels, providers, actor kinds, segment slugs. Never a customer, cart or messa
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -19,7 +21,12 @@ from stormd.schema.wire.events import EVENT_TYPES
 # The bounded label values, declared at zero on start-up (`declare_series`).
 OUTCOMES = ("processed", "duplicate", "rejected", "dead_lettered")
 ACTOR_KINDS = ("cart", "customer", "order", "product", "message")
+# The supervised parts of the daemon (daemon/runtime/supervision.py).
+COMPONENTS = ("intake", "timers", "cron", "relay", "rescoring", "pipeline", "http")
 MESSAGE_STATUSES = ("sent", "failed", "cancelled", "retry", "held")
+# Why a merchant template's render was refused (handlers/outreach/templates.py).
+TEMPLATE_LIMITS = ("time", "output", "memory", "recursion", "number", "sequence", "variable",
+                   "error")
 
 EVENTS = Counter(
     "stormd_events", "Events taken from the stream, by type and outcome "
@@ -65,6 +72,24 @@ OUTBOUND_PUBLISHED = Counter(
     "stormd_outbound_published", "Events out published to NATS.",
 )
 NATS_CONNECTED = Gauge("stormd_nats_connected", "1 while the NATS connection is up.")
+REACTION_FAILURES = Counter(
+    "stormd_reaction_failures", "Reactions (welcome, post-purchase, re-scoring, cart "
+    "recovery, ...) that failed and were dropped, by reaction: the state change they reacted "
+    "to was kept and a FAILED automation execution records each.", ["reaction"],
+)
+TEMPLATE_FAILURES = Counter(
+    "stormd_template_failures", "Merchant template renders refused, by the limit or error "
+    "(time, output, memory, recursion, number, sequence, variable, error); each fails one "
+    "message, never its event.", ["reason"],
+)
+COMPONENT_UP = Gauge(
+    "stormd_component_up", "1 while a supervised part of the daemon runs, 0 while it is down "
+    "(failed, waiting for its restart).", ["component"],
+)
+COMPONENT_RESTARTS = Counter(
+    "stormd_component_restarts", "Failures of a supervised part of the daemon, each followed "
+    "by a restart (or a retried pass) after a backoff.", ["component"],
+)
 KPI = Gauge(
     "stormd_kpi", "Business KPIs per store (handlers/reporting/kpis.py), refreshed every "
     "5 minutes: cart recovery, revenue, cost, engagement and automation rates.",
@@ -92,6 +117,61 @@ def type_label(type_: str | None) -> str:
     return type_ if type_ in _KNOWN_TYPES else "_other"
 
 
+class ComponentHealth:
+    """One supervised part's state: up or down, why, and the backoff before its next try.
+
+    A part reports `ok()` after each pass or fetch that worked (cheap when nothing
+    changed) and `failed()` when one did not, or the supervisor reports that its task
+    ended: it is logged, counted, shown down (the gauge and /readyz), and the part waits
+    the returned backoff before it tries again. The backoff grows while failures follow
+    each other and starts again once the part has run without failing for RESET_AFTER."""
+
+    RESET_AFTER = 30.0  # seconds without a failure that forgive the earlier ones
+    CAP = 10.0  # the longest backoff, seconds
+
+    def __init__(self, component: str, log: logging.Logger | None = None,
+                 cap: float | None = None):
+        self.component = component
+        self.cap = self.CAP if cap is None else cap
+        self.up = True
+        self.reason: str | None = None
+        self.failures = 0  # consecutive, for the backoff
+        self.last_failure = 0.0
+        self.log = log or logging.getLogger("stormd.supervision")
+        self._gauge = COMPONENT_UP.labels(component)
+        self._restarts = COMPONENT_RESTARTS.labels(component)
+
+    def started(self) -> None:
+        self.up, self.reason = True, None
+        self._gauge.set(1)
+
+    def ok(self) -> None:
+        if self.up and not self.failures:
+            return
+        if not self.up:
+            self.log.warning("%s is running again", self.component)
+            self.started()
+        if time.monotonic() - self.last_failure >= self.RESET_AFTER:
+            self.failures = 0
+
+    def failed(self, problem: BaseException | str, base: float = 0.1,
+               traceback: bool = False) -> float:
+        """Record a failure; returns the seconds to wait before the next try."""
+        self.failures += 1
+        self.last_failure = time.monotonic()
+        self.up = False
+        self.reason = problem if isinstance(problem, str) else type(problem).__name__
+        self._gauge.set(0)
+        self._restarts.inc()
+        delay = min(max(base, 0.01) * 2 ** min(self.failures - 1, 20), self.cap)
+        detail = problem if isinstance(problem, str) else f"{type(problem).__name__}: {problem}"
+        self.log.error("%s failed (%s); restarting in %.2fs (failure %d in a row)",
+                       self.component, detail, delay, self.failures,
+                       exc_info=problem if traceback and isinstance(problem, BaseException)
+                       else None)
+        return delay
+
+
 def declare_series(settings: Any) -> None:
     """Every bounded label combination at zero: a scrape shows each metric with
     its labels from the start, and `rate()` and alerts see a 0, not a missing series, until
@@ -101,10 +181,21 @@ def declare_series(settings: Any) -> None:
             event_counter(type_, outcome)
     for kind in ACTOR_KINDS:
         MAILBOX_DEPTH.labels(kind)
+    for component in COMPONENTS:
+        COMPONENT_RESTARTS.labels(component)
+        COMPONENT_UP.labels(component)
     for channel in CHANNELS:
         for provider in (*settings.channels.providers(channel), "none"):
             for status in MESSAGE_STATUSES:
                 MESSAGES.labels(channel, provider, status)
+    for reason in TEMPLATE_LIMITS:
+        TEMPLATE_FAILURES.labels(reason)
+
+
+def declare_reactions(labels: list[str]) -> None:
+    """The reaction-failure series of each registered reaction at zero."""
+    for label in labels:
+        REACTION_FAILURES.labels(label)
 
 
 async def load_segment_members(sessionmaker: Any) -> None:

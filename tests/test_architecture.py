@@ -87,8 +87,8 @@ def test_handlers_are_registered_only_by_the_wiring():
     """No handler module registers itself on import: registry decorators and calls appear
     only in handlers/wiring.py (and the registry that defines them)."""
     allowed = {ROOT / "handlers" / "wiring.py", ROOT / "handlers" / "kernel" / "registry.py"}
-    pattern = re.compile(r"\.on_(event|event_batch|timer|timer_batch|segment_change|cron|"
-                         r"request)\(|^@on_", re.M)
+    pattern = re.compile(r"\.(on_(event|event_batch|timer|timer_batch|segment_change|cron|"
+                         r"request)|react_to(_batch|_timer_batch)?)\(|^@on_", re.M)
     found = [str(p.relative_to(ROOT)) for p in _sources()
              if p not in allowed and pattern.search(p.read_text())]
     assert found == []
@@ -120,3 +120,21 @@ def test_paths_the_docs_and_docstrings_name_exist():
                for m in path.finditer(line)
                if not (ROOT / m.group(1).rstrip(".")).exists() and "<" not in m.group(1)]
     assert missing == []
+
+
+def test_the_built_package_carries_every_module_and_data_file(tmp_path):
+    """A wheel built from the tree holds every file of the five packages (a new folder
+    missing from pyproject's package list, or data missing from package-data, would install
+    a stormd that fails at import)."""
+    import zipfile
+
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                           "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    [wheel] = tmp_path.glob("stormd-*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("stormd/")}
+    expected = {"stormd/" + str(p.relative_to(ROOT)) for top in PACKAGES
+                for p in (ROOT / top).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert sorted(expected - shipped) == []

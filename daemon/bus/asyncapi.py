@@ -29,8 +29,9 @@ PREFIX = "stormcom"
 class _Envelope(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
-    id: str = Field(description="Unique per event; the same id twice has the effect of once. "
-                                "Publishers also set the Nats-Msg-Id header to it.")
+    id: str = Field(description="Unique per event within its store; the same id twice in one "
+                                "store has the effect of once. Publishers also set the "
+                                "Nats-Msg-Id header to <storeId>:<id>.")
     store_id: str = Field(description="Must equal the <storeId> of the subject.")
     occurred_at: datetime = Field(description="When it happened at the storefront (with zone).")
 
@@ -93,7 +94,8 @@ def build(prefix: str = PREFIX) -> AsyncAPI:
         emit.__name__ = f"emit_{type_.replace('.', '_')}"
         broker.publisher(
             f"{prefix}.out.{{store_id}}.{type_}", title=f"out:{type_}", schema=model,
-            description=f"`{type_}` published by stormd after commit, Nats-Msg-Id = its id.",
+            description=f"`{type_}` published by stormd after commit, Nats-Msg-Id = "
+                        "<storeId>:<id>.",
         )(emit)
 
     broker.publisher(

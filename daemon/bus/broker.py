@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from stormd.config.secrets import mask_text, mask_url
 from stormd.config.settings import Settings
 from stormd.schema.metrics import NATS_CONNECTED
 
@@ -32,7 +33,9 @@ def server_urls(url: str) -> list[str]:
 
 async def connect(urls: list[str], name: str = "stormd") -> Client:
     """Connect, retrying the first connection with backoff; afterwards nats-py reconnects
-    forever (max_reconnect_attempts=-1) and we log each disconnect and reconnect."""
+    forever (max_reconnect_attempts=-1) and we log each disconnect and reconnect. Every
+    line names the servers with their credentials masked (config/secrets.py)."""
+    shown = mask_url(",".join(urls))
 
     async def disconnected() -> None:
         NATS_CONNECTED.set(0)
@@ -41,7 +44,9 @@ async def connect(urls: list[str], name: str = "stormd") -> Client:
 
     async def reconnected() -> None:
         NATS_CONNECTED.set(1)
-        log.info("NATS reconnected to %s", nc.connected_url.netloc if nc.connected_url else "?")
+        where = nc.connected_url.hostname if nc.connected_url else None
+        port = nc.connected_url.port if nc.connected_url else None
+        log.info("NATS reconnected to %s:%s", where or "?", port or "?")
 
     last_warned = [0.0]
 
@@ -50,10 +55,10 @@ async def connect(urls: list[str], name: str = "stormd") -> Client:
         now = asyncio.get_running_loop().time()
         if now - last_warned[0] >= 10:
             last_warned[0] = now
-            log.warning("NATS at %s not reachable (%s: %s); retrying", ",".join(urls),
-                        type(exc).__name__, exc)
+            log.warning("NATS at %s not reachable (%s: %s); retrying", shown,
+                        type(exc).__name__, mask_text(str(exc)))
         else:
-            log.debug("NATS error: %s", exc)
+            log.debug("NATS error: %s", mask_text(str(exc)))
 
     backoff = 0.2
     while True:
@@ -68,7 +73,7 @@ async def connect(urls: list[str], name: str = "stormd") -> Client:
             return nc
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             log.warning("cannot reach NATS at %s (%s); retrying in %.1fs",
-                        ",".join(urls), exc, backoff)
+                        shown, mask_text(str(exc)), backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
 

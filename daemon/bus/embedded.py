@@ -1,9 +1,11 @@
 """The embedded nats-server (`nats.url = "embedded"`): a supervised child process.
 
-JetStream on, store under `daemon.data_dir/nats`, loopback only. Port `nats.embedded_port`
-(4222) when free, else a free port, so it never collides with a server already there. If
-the child dies it is started again on the same port (clients reconnect); it is stopped on
-exit. The URL is also written to `data_dir/nats.url` for tools that publish to it.
+JetStream on, store under `daemon.data_dir/nats`, loopback only, on the port
+`nats.embedded_port` (4222) and no other: storefronts are configured for that port, so if
+it is taken start-up fails with one line saying so (a server moved to another port would
+take events nobody publishes to). 0 asks for any free port (tests, the demo). If the child
+dies it is started again on the same port (clients reconnect); it is stopped on exit. The
+URL is written to `data_dir/nats.url` while it runs, for tools that publish to it.
 """
 
 from __future__ import annotations
@@ -42,11 +44,20 @@ async def _wait_listening(port: int, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
+class PortTaken(RuntimeError):
+    """The configured port of the embedded server is in use."""
+
+
 class EmbeddedNats:
-    def __init__(self, data_dir: Path, preferred_port: int = 4222):
+    def __init__(self, data_dir: Path, port: int = 4222):
         self.store_dir = data_dir / "nats"
         self.url_file = data_dir / "nats.url"
-        self.port = preferred_port if preferred_port and _port_is_free(preferred_port) else free_port()
+        if port and not _port_is_free(port):
+            raise PortTaken(
+                f"nats.embedded_port {port} is already in use on {HOST} (another nats-server "
+                f"or stormd?); stop it, set nats.embedded_port to a free port, or point "
+                f"nats.url at the server that is there")
+        self.port = port or free_port()
         self.url = f"nats://{HOST}:{self.port}"
         self._proc: subprocess.Popen | None = None
         self._supervisor: asyncio.Task | None = None

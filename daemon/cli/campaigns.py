@@ -235,7 +235,8 @@ def templates(config_path, store_id, as_json) -> None:
                    "sms_max_segments?}, category?, ...}")
 @store_options
 def save_template(path, config_path, store_id, as_json) -> None:
-    """Save one of the store's templates (checked in the sandbox now)."""
+    """Save one of the store's templates (checked against its trigger's variables and
+    rendered with sample data under the limits of a real send first)."""
     reply = _call(config_path, store_id, "templates.save", {"template": _read_json(path, "--file")})
     if as_json:
         echo_json(reply["template"])

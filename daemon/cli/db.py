@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from stormd.config.secrets import mask_url_password
+from stormd.config.secrets import mask_text, mask_url
 from stormd.daemon.cli.common import config_option, run_async, settings_or_exit
 
 
@@ -31,6 +31,7 @@ def upgrade(config_path: str | None, revision: str) -> None:
     try:
         at = run_async(upgrade_database(url, revision))
     except (CommandError, SQLAlchemyError, OSError) as exc:
-        click.echo(f"stormd: db upgrade failed on {mask_url_password(url)}: {exc}", err=True)
+        click.echo(f"stormd: db upgrade failed on {mask_url(url)}: {mask_text(str(exc))}",
+                   err=True)
         sys.exit(1)
-    click.echo(f"{mask_url_password(url)}: at revision {', '.join(at) or '(empty)'}")
+    click.echo(f"{mask_url(url)}: at revision {', '.join(at) or '(empty)'}")

@@ -27,7 +27,8 @@ def command(kind: str, file: Path, store_id: str | None, config_path: str | None
         raise click.BadParameter(f"{file.name}: use a .csv or .jsonl file", param_hint="FILE")
     settings = settings_or_exit(config_path)
     try:
-        result = run_async(_run(settings.database.url, kind, file, store_id))
+        result = run_async(_run(settings.database.url, kind, file, store_id,
+                                settings.daemon.timezone))
     except ImportFailed as exc:
         click.echo(f"stormd: {file}: {exc}; nothing was imported", err=True)
         sys.exit(1)
@@ -36,7 +37,8 @@ def command(kind: str, file: Path, store_id: str | None, config_path: str | None
                f"written to {', '.join(result.written)}: {result.written_per_second:,.0f} rows/s)")
 
 
-async def _run(url: str, kind: str, file: Path, store_id: str | None) -> ImportResult:
+async def _run(url: str, kind: str, file: Path, store_id: str | None, timezone: str
+               ) -> ImportResult:
     from stormd.config.clock import Clock
     from stormd.schema.db.engine import make_engine, make_sessionmaker
     from stormd.schema.migrate import upgrade_database
@@ -45,6 +47,6 @@ async def _run(url: str, kind: str, file: Path, store_id: str | None) -> ImportR
     engine = make_engine(url)
     try:
         return await import_file(make_sessionmaker(engine), kind, file, store=store_id,
-                                 now=Clock().now())
+                                 now=Clock().now(), timezone=timezone)
     finally:
         await engine.dispose()

@@ -47,6 +47,8 @@ def run(config_path: str | None, store_id: str | None, as_of: str | None, as_jso
                        ["segment", "members", "entered", "backfill", "exited", "drift"])
             if r.predictions:
                 click.echo(_prediction_line(r.predictions))
+            for slug, reason in r.failed.items():
+                click.echo(f"segment {slug}: FAILED: {reason}")
         if not reports:
             click.echo("no stores to score")
     if any(r.status != "OK" for r in reports):

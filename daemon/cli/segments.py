@@ -24,7 +24,8 @@ def command() -> None:
 def _segment_json(segment: Any) -> dict[str, Any]:
     return {"slug": segment.slug, "name": segment.name, "builtin": segment.builtin,
             "members": segment.member_count, "criteria": segment.criteria,
-            "refreshedAt": segment.refreshed_at}
+            "refreshedAt": segment.refreshed_at, "status": segment.status,
+            "error": segment.error}
 
 
 def _run(config_path: str | None, store_id: str | None,
@@ -58,7 +59,10 @@ def list_(config_path: str | None, store_id: str | None, as_json: bool) -> None:
         echo_json(rows)
     else:
         echo_table([{**r, "criteria": json.dumps(r["criteria"])} for r in rows],
-                   ["slug", "name", "builtin", "members", "refreshedAt", "criteria"])
+                   ["slug", "name", "builtin", "members", "status", "refreshedAt", "criteria"])
+        for r in rows:
+            if r["status"] == "FAILED":
+                click.echo(f"{r['slug']}: FAILED: {r['error']}")
 
 
 @command.command("show")

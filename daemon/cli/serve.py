@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from stormd.config.secrets import mask_text
 from stormd.daemon.cli.common import (
     config_option,
     echo_json,
@@ -32,7 +33,8 @@ def run_command(config_path: str | None) -> None:
     try:
         run_async(Daemon(settings).run())
     except Exception as exc:  # one line naming what failed, not a traceback
-        logging.getLogger("stormd").error("stormd could not run: %s: %s", type(exc).__name__, exc)
+        logging.getLogger("stormd").error("stormd could not run: %s: %s", type(exc).__name__,
+                                          mask_text(str(exc)))
         sys.exit(1)
 
 

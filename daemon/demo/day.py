@@ -39,8 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
-from stormd.daemon.demo import predictions
+from stormd.daemon.demo import hostile_input, predictions
 from stormd.daemon.demo.automations import anniversary_orders, report_automation_rules
+from stormd.daemon.demo.hostile_content import report_hostile_content
 from stormd.daemon.demo.section import Section
 from stormd.daemon.demo.storefront import Storefront
 from stormd.daemon.runtime.app import Daemon
@@ -95,7 +96,8 @@ async def _import_history(settings, shop: Storefront, work: Path, now: datetime)
         for kind in ("customers", "products", "orders"):
             path = work / f"{kind}.jsonl"
             path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in files[kind]))
-            await import_file(sessionmaker, kind, path, store=STORE, now=now)
+            await import_file(sessionmaker, kind, path, store=STORE, now=now,
+                              timezone=settings.daemon.timezone)
     finally:
         await engine.dispose()
     return len(files["orders"])
@@ -178,7 +180,7 @@ class Player:
             subject = f"{self.prefix}.events.{STORE}.{env['type']}"
             acks.append(await self.js.publish_async(
                 subject, json.dumps(env, ensure_ascii=False).encode(),
-                headers={"Nats-Msg-Id": env["id"]}))
+                headers={"Nats-Msg-Id": f"{env['storeId']}:{env['id']}"}))
         await asyncio.gather(*acks)
         self.published += len(envs)
 
@@ -498,7 +500,10 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
                          report_campaign, report_automations, report_messages, report_kpis,
-                         predictions.report_predictions, report_automation_rules]
+                         predictions.report_predictions,
+                         report_hostile_content,  # type: ignore[list-item]
+                         report_automation_rules]
+REPORTS.append(hostile_input.report_hostile)  # last: it publishes the hostile events it reports
 
 
 async def _report(daemon: Daemon, player: Player) -> list[Section]:

@@ -149,7 +149,7 @@ class ActorSystem:
                 log.exception("batch runner raised")
                 outcomes = {d: Outcome.FAILED for _, g in taken for d in g}
                 for d in outcomes:
-                    d.error = f"{type(exc).__name__}: {exc}"
+                    d.error, d.reason = f"{type(exc).__name__}: {exc}", type(exc).__name__
             for actor, group in taken:
                 await self._finish(actor, group, outcomes)
             self._space.set()

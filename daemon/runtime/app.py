@@ -4,7 +4,8 @@ pipeline, close) within `daemon.shutdown_grace`.
 
 Start order: embedded nats-server (if configured) -> database schema -> handlers -> NATS
 connection, streams and consumer -> delivery pipeline, API, HTTP -> timers, cron, relay,
-actors -> intake last, so nothing is fetched before everything that handles it is up.
+actors -> intake last, so nothing is fetched before everything that handles it is up ->
+the supervisor (daemon/runtime/supervision.py), which watches every part until `stop()`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
 from stormd.config.clock import Clock
+from stormd.config.secrets import mask_url
 from stormd.config.settings import Settings
 from stormd.daemon.bus.broker import connect, ensure_streams, pull_subscription, server_urls
 from stormd.daemon.bus.deadletters import DeadLetters
@@ -33,13 +36,14 @@ from stormd.daemon.runtime.intake import Intake
 from stormd.daemon.runtime.relay import Relay
 from stormd.daemon.runtime.rescoring import RescoreLoop
 from stormd.daemon.runtime.scheduler import TimerLoop
+from stormd.daemon.runtime.supervision import Supervisor, task_problem
 from stormd.handlers.kernel.effects import Effects
 from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.handlers.wiring import build_registry
 from stormd.plugins.delivery import webhooks
 from stormd.plugins.delivery.pipeline import DeliveryPipeline
 from stormd.schema.db.engine import make_engine, make_sessionmaker
-from stormd.schema.metrics import declare_series, load_segment_members
+from stormd.schema.metrics import declare_reactions, declare_series, load_segment_members
 from stormd.schema.migrate import create_schema
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,7 @@ class Daemon:
         self.nats_url: str | None = None
         self.nc = None
         self.http: HttpServers | None = None
+        self.supervisor = Supervisor()
         self._watchdog: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -86,6 +91,7 @@ class Daemon:
         self.engine = make_engine(s.database.url, echo=s.database.echo)
         self.sessionmaker = make_sessionmaker(self.engine)
         declare_series(s)
+        declare_reactions(self.registry.reaction_labels())
         await load_segment_members(self.sessionmaker)
 
         self.nc = await connect(server_urls(self.nats_url))
@@ -117,10 +123,12 @@ class Daemon:
             max_pending=2 * s.nats.batch_size * s.daemon.workers,
             max_attempts=s.nats.max_deliver,
         )
-        self.intake = Intake(psub, s, self.actors, DeadLetters(self.js, s.nats.subject_prefix))
+        self.intake = Intake(psub, s, self.actors, DeadLetters(self.js, s.nats.subject_prefix),
+                             self.clock)
         for part in (self.timers, self.cron, self.relay, self.rescoring, self.actors,
                      self.intake):
             part.start()
+        self._supervise()
         self.running = True
         # What start-up built (modules, settings, handlers) lives as long as the process:
         # keep it out of every later cyclic-GC pass over the hot path's short-lived objects.
@@ -129,8 +137,21 @@ class Daemon:
         systemd.notify("READY=1")
         self._watchdog = asyncio.create_task(systemd.watchdog_loop(self.alive))
         log.info("stormd running: NATS %s, database %s, handlers for %d event types",
-                 self.nats_url, self.engine.url.render_as_string(hide_password=True),
+                 mask_url(self.nats_url), mask_url(s.database.url),
                  len(self.registry.event_types()))
+
+    def _supervise(self) -> None:
+        """Watch every part that runs on its own (daemon/runtime/supervision.py)."""
+        watch = self.supervisor.watch
+        for loop in (self.timers, self.cron, self.relay, self.rescoring):
+            watch(loop.health, lambda loop=loop: task_problem(loop.task), loop.restart)
+        watch(self.intake.health, lambda: task_problem(self.intake.task), self.intake.restart)
+        watch(self.pipeline.health, self.pipeline.problem, self.pipeline.revive)
+        if self.http is not None:
+            http = self.http
+            watch(http.health, lambda: None if http.serving() else "not listening",
+                  http.restart)
+        self.supervisor.start()
 
     async def _settle(self, delivery, outcome) -> None:
         await self.intake.settle(delivery, outcome)
@@ -151,14 +172,22 @@ class Daemon:
     def alive(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
-    async def readiness(self) -> dict[str, bool]:
+    async def readiness(self) -> dict[str, Any]:
+        """/readyz: NATS connected, the database answering, every supervised part up; what
+        is down is named (in fixed words: no exception text)."""
         db = True
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
             db = False
-        return {"nats": self.alive(), "database": db}
+        nats = self.alive()
+        down = self.supervisor.down()
+        body: dict[str, Any] = {"ready": nats and db and not down, "nats": nats, "database": db,
+                                "components": self.supervisor.readiness()}
+        if down:
+            body["down"] = down
+        return body
 
     async def stop(self) -> None:
         """Drain and close within `daemon.shutdown_grace`; whatever is not acked by then is
@@ -173,6 +202,7 @@ class Daemon:
             return max(deadline - time.monotonic(), 0.1)
 
         log.info("draining: %d events in flight", self.actors.pending)
+        await self.supervisor.stop()  # parts stopped from here on are meant to stop
         await self.intake.stop()
         if not await self.actors.drain(left()):
             log.warning("shutdown grace ran out with %d events in flight; they will be "

@@ -15,12 +15,17 @@ events' own times (`occurredAt`), never by arrival order.
 
 If any handler raises, the transaction is rolled back and the batch runs again carefully,
 event by event, each in its own SAVEPOINT, so a failing event leaves no trace while the
-others commit (the event known to have failed is not run again; when a batch call failed,
-the careful run finds out which event it was). After a failure the rest of that group is
-skipped (not run), so one key's events stay in order. A transaction that fails by itself
-(a flush at commit, another process claiming an id first) gets the same careful rerun; one
-the database could not take at all (locked past busy_timeout, connection lost) leaves
-every event BLOCKED: retried with backoff, never counted towards the dead-letter limit.
+others commit (the event known to have failed in a state handler is not run again; when a
+batch call failed, the careful run finds out which event it was). In the careful run an
+event's state handlers run first, then each of its reactions in a SAVEPOINT of its own: a
+reaction's failure never undoes the state (handlers/kernel/failures.py says which failures
+retry the event and which drop the reaction, recorded as a FAILED automation execution).
+The fast path pays nothing for this: no savepoint per reaction unless something failed.
+After a failure the rest of that group is skipped (not run), so one key's events stay in
+order. A transaction that fails by itself (a flush at commit, another process claiming an
+id first) gets the same careful rerun; one the database could not take at all (locked
+past busy_timeout, connection lost) leaves every event BLOCKED: retried with backoff,
+never counted towards the dead-letter limit.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from stormd.config.clock import Clock
 from stormd.config.settings import Settings
 from stormd.handlers.kernel.context import HandlerContext
 from stormd.handlers.kernel.effects import Effects
-from stormd.handlers.kernel.registry import HandlerRegistry
+from stormd.handlers.kernel.failures import record_event_failure, retried
+from stormd.handlers.kernel.registry import HandlerRegistry, ReactionFailed
 from stormd.schema.db.write_lock import write_session
 from stormd.schema.metrics import BATCH_SIZE
 from stormd.schema.runtime.inbox import ProcessedEvent
@@ -53,9 +59,10 @@ log = logging.getLogger(__name__)
 # batch goes back to its actors (SKIPPED) and runs in the next one.
 BATCH_TIME_BUDGET = 0.25
 _SQLITE_INBOX_INSERT = (
-    "INSERT INTO processed_events (event_id, store_id, type, processed_at) "
-    "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+    "INSERT INTO processed_events (store_id, event_id, type, processed_at) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (store_id, event_id) DO NOTHING"
 )
+Key = tuple[str, str]  # an event's (store, id): ids are unique within a store
 
 
 class Outcome(enum.Enum):
@@ -78,7 +85,12 @@ class Delivery:
     received: float = field(default_factory=time.monotonic)
     attempts: int = 0
     priority: int = 0
-    error: str | None = None
+    error: str | None = None  # what failed, in full, for the log
+    reason: str | None = None  # the same in fixed words, for the dead-letter header
+
+    @property
+    def key(self) -> Key:
+        return (self.event.store_id, self.event.id)
 
 
 class _SeenBefore(Exception):
@@ -129,6 +141,18 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def reason_of(exc: BaseException) -> str:
+    """An exception in fixed words, fit for a dead-letter header: its type, never its text
+    (a database error's text holds the SQL and the customer's values)."""
+    if isinstance(exc, DBAPIError):  # its DB-API class: the same words on both databases
+        return f"database error ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+def _failed(d: Delivery, exc: BaseException) -> None:
+    d.error, d.reason = describe(exc), reason_of(exc)
+
+
 class GroupCommitter:
     def __init__(
         self, sessionmaker: Any, settings: Settings, clock: Clock, registry: HandlerRegistry,
@@ -153,18 +177,19 @@ class GroupCommitter:
             except _SeenBefore:
                 outcomes = await self._fast(groups, committed, optimistic=False)
         except _HandlerFailed as failed:
-            known_bad = failed.delivery
+            # A reaction's failure is not the event's: the careful run keeps its state.
+            known_bad = None if isinstance(failed.exc, ReactionFailed) else failed.delivery
             if known_bad is not None:
-                known_bad.error = describe(failed.exc)
+                _failed(known_bad, failed.exc)
                 log.warning("handler failed for %s %s (attempt %d): %s", known_bad.event.type,
                             known_bad.event.id, known_bad.attempts + 1, known_bad.error)
             else:
-                log.warning("a batch handler failed on a run of %d events (%s); rerunning "
+                log.warning("a handler failed on a run of %d events (%s); rerunning "
                             "them one by one", failed.run, describe(failed.exc))
             outcomes = None
         except Exception as exc:  # the transaction itself failed
             if unavailable(exc):
-                return self._all(groups, Outcome.BLOCKED, f"database unavailable: {describe(exc)}")
+                return self._all(groups, Outcome.BLOCKED, exc, "database unavailable")
             # A flush at commit that one event's rows break, or another process claiming an
             # id first: the careful rerun finds the event (or the duplicate).
             log.warning("batch of %d events failed to commit (%s); rerunning them one by one",
@@ -175,22 +200,22 @@ class GroupCommitter:
                 outcomes = await self._careful(groups, known_bad, committed)
             except Exception as exc:
                 if unavailable(exc):
-                    return self._all(groups, Outcome.BLOCKED,
-                                     f"database unavailable: {describe(exc)}")
-                return self._all(groups, Outcome.FAILED, f"commit failed: {describe(exc)}")
+                    return self._all(groups, Outcome.BLOCKED, exc, "database unavailable")
+                return self._all(groups, Outcome.FAILED, exc, "commit failed")
         if self.after_commit is not None:
             self.after_commit(committed)
         return outcomes
 
     @staticmethod
-    def _all(groups: list[list[Delivery]], outcome: Outcome, error: str
+    def _all(groups: list[list[Delivery]], outcome: Outcome, exc: BaseException, what: str
              ) -> dict[Delivery, Outcome]:
+        error, reason = f"{what}: {describe(exc)}", f"{what}: {reason_of(exc)}"
         log.warning("batch of %d events not committed (%s): %s", sum(map(len, groups)),
                     outcome.value, error)
         outcomes = {}
         for group in groups:
             for d in group:
-                d.error = error
+                d.error, d.reason = error, reason
                 outcomes[d] = outcome
         return outcomes
 
@@ -200,15 +225,15 @@ class GroupCommitter:
                               store_id=store_id, effects=effects, registry=self.registry)
 
     async def _claim(self, session: AsyncSession, deliveries: list[Delivery],
-                     optimistic: bool = False) -> set[str]:
-        """Insert inbox rows for the events not seen before; returns their ids (the rest
-        are duplicates).
+                     optimistic: bool = False) -> set[Key]:
+        """Insert inbox rows for the events not seen before; returns their (store, id) keys
+        (the rest are duplicates).
 
         Optimistic (SQLite, the first statement of a batch): one driver-level executemany
         of INSERT … ON CONFLICT DO NOTHING; when its row count says every row went in (the
         usual case) that is the answer, with no read at all; otherwise `_SeenBefore` rolls
-        the batch back to be rerun the careful way. Otherwise, and on PostgreSQL: SELECT … IN for the ids already there,
-        then a plain INSERT of the rest. A concurrent process that claimed an id first
+        the batch back to be rerun the careful way. Otherwise, and on PostgreSQL: SELECT …
+        IN for the (store, id) keys already there, then a plain INSERT of the rest. A concurrent process that claimed an id first
         makes that INSERT fail (unique violation, or SQLite's write lock), the batch is
         retried and the retry finds the id: effects are applied by one process only."""
         now = self.clock.now()
@@ -216,19 +241,16 @@ class GroupCommitter:
             stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
             conn = await session.connection()
             result = await conn.exec_driver_sql(_SQLITE_INBOX_INSERT, [
-                (d.event.id, d.event.store_id, d.event.type, stamp) for d in deliveries])
+                (d.event.store_id, d.event.id, d.event.type, stamp) for d in deliveries])
             if result.rowcount != len(deliveries):
                 raise _SeenBefore  # roll back, and rerun the batch finding out which
-            return {d.event.id for d in deliveries}
-        ids = [d.event.id for d in deliveries]
-        seen = set((await session.execute(
-            select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(ids))
-        )).scalars())
+            return {d.key for d in deliveries}
+        seen = await _seen(session, [d.key for d in deliveries])
         rows = [{"event_id": d.event.id, "store_id": d.event.store_id, "type": d.event.type,
-                 "processed_at": now} for d in deliveries if d.event.id not in seen]
+                 "processed_at": now} for d in deliveries if d.key not in seen]
         if rows:
             await session.execute(insert(ProcessedEvent), rows)
-        return {r["event_id"] for r in rows}
+        return {(r["store_id"], r["event_id"]) for r in rows}
 
     async def _fast(self, groups: list[list[Delivery]], committed: list[Effects],
                     optimistic: bool = True) -> dict[Delivery, Outcome]:
@@ -240,7 +262,7 @@ class GroupCommitter:
             for run in runs(groups):
                 fresh = []
                 for d in run:
-                    if d.event.id in new:
+                    if d.key in new:
                         fresh.append(d)
                     else:
                         outcomes[d] = Outcome.DUPLICATE
@@ -315,14 +337,15 @@ class GroupCommitter:
         return outcomes
 
     async def _put_back(self, session: AsyncSession, groups: list[list[Delivery]],
-                        claimed: set[str], outcomes: dict[Delivery, Outcome]) -> None:
+                        claimed: set[Key], outcomes: dict[Delivery, Outcome]) -> None:
         """The batch ran out of time: leave these groups for the next batch (unclaimed)."""
         rest = [d for g in groups for d in g]
         for d in rest:
             outcomes[d] = Outcome.SKIPPED
-        ids = [d.event.id for d in rest if d.event.id in claimed]
-        if ids:
-            await session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(ids)))
+        keys = [d.key for d in rest if d.key in claimed]
+        for store_id, ids in _by_store(keys).items():
+            await session.execute(delete(ProcessedEvent).where(
+                ProcessedEvent.store_id == store_id, ProcessedEvent.event_id.in_(ids)))
 
     async def _one_in_savepoint(self, session: AsyncSession, d: Delivery, effects: Effects
                                 ) -> Outcome:
@@ -331,12 +354,47 @@ class GroupCommitter:
             async with session.begin_nested():
                 if not await self._claim(session, [d]):
                     return Outcome.DUPLICATE
-                await self.registry.dispatch_event(ctx, d.event)
+                await self.registry.dispatch_state(ctx, [d.event])
+                for reaction in self.registry.event_reactions(d.event.type):
+                    await self._react(session, ctx, reaction, d)
             effects.merge(ctx.effects)
             return Outcome.PROCESSED
         except Exception as exc:
-            d.error = describe(exc)
+            _failed(d, exc)
             log.warning("handler failed for %s %s (attempt %d): %s",
                         d.event.type, d.event.id, d.attempts + 1, d.error)
             return Outcome.FAILED
+
+    async def _react(self, session: AsyncSession, ctx: HandlerContext, reaction: Any,
+                     d: Delivery) -> None:
+        """One reaction to an event whose state is applied, in a SAVEPOINT of its own: a
+        failure the database caused fails the event (retried); any other is recorded and
+        the reaction dropped, the state kept."""
+        inner = ctx.savepoint()
+        try:
+            async with session.begin_nested():
+                await reaction.batch(inner, [d.event])
+        except Exception as exc:
+            if retried(exc):
+                raise
+            await record_event_failure(ctx, reaction.label, [d.event], exc)
+            return
+        ctx.effects.merge(inner.effects)
+
+def _by_store(keys: list[Key]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for store_id, event_id in keys:
+        out.setdefault(store_id, []).append(event_id)
+    return out
+
+
+async def _seen(session: AsyncSession, keys: list[Key]) -> set[Key]:
+    """The keys already in the inbox: one query per store of the batch (usually one)."""
+    seen: set[Key] = set()
+    for store_id, ids in _by_store(keys).items():
+        seen.update((store_id, i) for i in (await session.execute(
+            select(ProcessedEvent.event_id).where(ProcessedEvent.store_id == store_id,
+                                                  ProcessedEvent.event_id.in_(ids))
+        )).scalars())
+    return seen
 

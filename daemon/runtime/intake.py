@@ -3,8 +3,15 @@ events to their actors, and ack each message after its batch has committed.
 
 The path reads in one direction: subject -> `parse_event` -> actor mailbox -> group commit
 -> ack. A reject never blocks the events behind it: it is dead-lettered and acked on the
-spot. A redelivery of an event still in flight joins it (acked together), and the
-database inbox absorbs repeats beyond the JetStream dedupe window.
+spot. A redelivery of an event still in flight joins it (acked together: in flight and in
+the inbox an event is known by its store and id), and the database inbox absorbs repeats
+beyond the JetStream dedupe window.
+
+The limits of docs/events.md are checked by `parse_event`, before any handler, against
+the daemon's clock at receipt. Nothing a message holds can end the intake task: a parse
+that raises anything unexpected is dead-lettered too. A failed fetch marks intake down
+(`health`) until one works; should the task end all the same, the daemon's supervisor
+restarts it (`restart`).
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from stormd.config.clock import Clock
 from stormd.config.settings import Settings
 from stormd.daemon.bus.deadletters import DeadLetters
 from stormd.daemon.bus.pull import Puller, RequestLost
 from stormd.daemon.runtime.actors import ActorSystem
 from stormd.daemon.runtime.batching import Delivery, Outcome
-from stormd.schema.metrics import EVENT_SECONDS, event_counter
-from stormd.schema.wire.events import Event, EventRejected, parse_event
+from stormd.schema.metrics import EVENT_SECONDS, ComponentHealth, event_counter
+from stormd.schema.wire.events import Event, EventRejected, parse_event, subject_parts
 
 log = logging.getLogger(__name__)
 # A fetch returns what is available at once, else the first events to come within this
@@ -37,15 +46,18 @@ def event_priority(event: Event) -> int:
 
 
 class Intake:
-    def __init__(self, psub: Any, settings: Settings, actors: ActorSystem, dead: DeadLetters):
+    def __init__(self, psub: Any, settings: Settings, actors: ActorSystem, dead: DeadLetters,
+                 clock: Clock | None = None):
         self.psub = psub
+        self.clock = clock or Clock()
+        self.health = ComponentHealth("intake", cap=5.0)  # NATS back: fetching within 5 s
         self.puller = Puller(psub, FETCH_WAIT)
         self.settings = settings
         self.prefix = settings.nats.subject_prefix
         self.actors = actors
         self.dead = dead
         self.max_attempts = settings.nats.max_deliver
-        self.inflight: dict[str, Delivery] = {}
+        self.inflight: dict[tuple[str, str], Delivery] = {}  # by (store, event id)
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._keepalive: asyncio.Task | None = None
@@ -54,6 +66,16 @@ class Intake:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="intake")
         self._keepalive = asyncio.create_task(self._keep_alive(), name="intake-keepalive")
+        self.health.started()
+
+    @property
+    def task(self) -> asyncio.Task | None:
+        return self._task
+
+    def restart(self) -> None:
+        """Fetch again after the task ended unexpectedly (events in flight stay in flight)."""
+        if not self._stop.is_set():
+            self._task = asyncio.create_task(self._run(), name="intake")
 
     async def stop(self) -> None:
         """Stop fetching (in-flight events are left to the actors' drain).
@@ -90,7 +112,6 @@ class Intake:
 
     async def _run(self) -> None:
         batch = self.settings.nats.batch_size
-        backoff = 0.1
         while not self._stop.is_set():
             room = self.actors.max_pending - self.actors.pending
             if room <= 0:
@@ -99,29 +120,36 @@ class Intake:
             try:
                 self.fetching = True
                 msgs = await self.puller.fetch(min(batch, room))
-                backoff = 0.1
             except RequestLost:
                 log.debug("a pull request got no answer; sending another")
                 continue
             except Exception as exc:  # disconnected, server restarting, ...
                 if self._stop.is_set():
                     break
-                log.warning("fetch failed (%s); retrying in %.1fs", exc, backoff)
                 self.fetching = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(self.health.failed(exc))
                 continue
+            self.health.ok()
             received = time.monotonic()
+            at = self.clock.now() if msgs else None
             for msg in msgs:
-                await self._accept(msg, received)
+                await self._accept(msg, received, at)
 
-    async def _accept(self, msg: Any, received: float) -> None:
+    async def _accept(self, msg: Any, received: float, at: datetime | None = None
+                      ) -> None:
         try:
-            event = parse_event(msg.subject, msg.data, self.prefix)
+            event = parse_event(msg.subject, msg.data, self.prefix, at or self.clock.now())
         except EventRejected as rej:
             await self._dead_letter(msg, rej.reason, rej.store_id, rej.type, "rejected")
             return
-        same = self.inflight.get(event.id)
+        except Exception as exc:  # a parser bug must not end intake: the event is kept
+            log.exception("could not read the event on %s", msg.subject)
+            store, type_ = subject_parts(msg.subject, self.prefix)
+            await self._dead_letter(msg, f"could not be read ({type(exc).__name__})",
+                                    store, type_, "rejected")
+            return
+        key = (event.store_id, event.id)
+        same = self.inflight.get(key)
         if same is not None:
             same.msgs.append(msg)
             return
@@ -137,7 +165,7 @@ class Intake:
         attempts = min(delivered - 1, self.max_attempts - 1)
         d = Delivery(event=event, msgs=[msg], received=received, attempts=attempts,
                      priority=event_priority(event))
-        self.inflight[event.id] = d
+        self.inflight[key] = d
         await self.actors.tell(d, event.actor_key())
 
     async def _dead_letter(self, msg: Any, reason: str, store: str | None, type_: str | None,
@@ -153,11 +181,12 @@ class Intake:
     async def settle(self, d: Delivery, outcome: Outcome) -> None:
         """Called by the actors once a delivery's fate is committed: ack it (after
         dead-lettering it if it failed for good)."""
-        self.inflight.pop(d.event.id, None)
+        self.inflight.pop((d.event.store_id, d.event.id), None)
         if outcome is Outcome.FAILED:
             for msg in d.msgs[:1]:
-                await self._dead_letter(msg, d.error or "handler failed", d.event.store_id,
-                                        d.event.type, "dead_lettered")
+                why = f"handling failed {max(d.attempts, 1)} times: {d.reason or 'error'}"
+                await self._dead_letter(msg, why, d.event.store_id, d.event.type,
+                                        "dead_lettered")
             for msg in d.msgs[1:]:
                 await _ack(msg)
             return

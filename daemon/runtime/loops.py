@@ -1,14 +1,19 @@
-"""The skeleton the daemon's background loops share (timers, cron, the outbox relay): one
-task that runs a pass, sleeps until the pass's chosen delay is over or `wake()` is called,
-and ends after the pass in progress when `stop()` is called. A failing pass is logged and
-retried after `poll`; it never ends the loop."""
+"""The skeleton the daemon's background loops share (timers, cron, the outbox relay,
+re-scoring): one task that runs a pass, sleeps until the pass's chosen delay is over or
+`wake()` is called, and ends after the pass in progress when `stop()` is called.
+
+A failing pass is never silent: it is logged, counted and shown down
+(`ComponentHealth`: the `stormd_component_up` gauge and /readyz), and the next pass
+comes after a backoff that grows while passes keep failing; the first pass that works
+shows the loop up again. Should the task itself end (a bug outside a pass), the
+daemon's supervisor (daemon/runtime/supervision.py) restarts it with `restart()`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from stormd.daemon.runtime.batching import describe
+from stormd.schema.metrics import ComponentHealth
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +28,7 @@ class SupervisedLoop:
 
     def __init__(self, poll: float):
         self.poll = poll
+        self.health = ComponentHealth(self.name)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -32,6 +38,16 @@ class SupervisedLoop:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
+        self.health.started()
+
+    def restart(self) -> None:
+        """Start the loop's task again after it ended unexpectedly."""
+        if not self._stop.is_set():
+            self.start()
+
+    @property
+    def task(self) -> asyncio.Task | None:
+        return self._task
 
     def wake(self) -> None:
         self._wake.set()
@@ -50,9 +66,15 @@ class SupervisedLoop:
             self._wake.clear()
             try:
                 delay = await self.run_pass()
+                self.health.ok()
             except Exception as exc:
-                log.warning("%s: %s", self.name, describe(exc))
-                delay = self.poll
+                # Wake-ups do not cut a backoff short: commits keep coming while it lasts.
+                backoff = self.health.failed(exc, base=self.poll)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), backoff)
+                except TimeoutError:
+                    pass
+                continue
             if delay > 0 and not self._stop.is_set():
                 await self._sleep(delay)
 

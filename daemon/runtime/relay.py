@@ -2,7 +2,7 @@
 commits, then deletes them.
 
 Publishing goes to JetStream (stream `nats.out_stream` over `<prefix>.out.>`), pipelined, with
-`Nats-Msg-Id` = the event's own id: a row is deleted only once its publish is acknowledged,
+`Nats-Msg-Id` = `<storeId>:<id>`: a row is deleted only once its publish is acknowledged,
 and a row published twice (crash between publish and delete, or two processes) is stored
 once by JetStream's de-duplication.
 """
@@ -73,6 +73,8 @@ class Relay(SupervisedLoop):
             OUTBOUND_PUBLISHED.inc(len(done))
         if len(done) < len(rows):
             first = next(res for res in results if isinstance(res, BaseException))
+            if not done:  # nothing went out: the relay is down until a publish works
+                raise first
             log.warning("relay: %d events out not yet published: %s", len(rows) - len(done),
                         describe(first))
         return len(done)

@@ -8,6 +8,9 @@ re-scores up to `batch` of them in one transaction holding the write lock (on SQ
 inline, like a group commit: `schema/db/write_lock.py`), and goes again at once while the
 queue is not empty. So a storefront's busy minute costs a few re-scorings a second
 instead of one per group commit, and segments still move within a second of the event.
+Each store's customers are re-scored in a SAVEPOINT of their own: one store's failure
+(logged, counted as a `rescoring` reaction failure; its customers wait for their next
+event or the nightly run) never fails another store's pass.
 It also polls, for customers another process queued or a crash left behind (a plain
 read first: an idle poll does not take the write lock).
 """
@@ -23,10 +26,12 @@ from stormd.config.settings import Settings
 from stormd.daemon.runtime.loops import SupervisedLoop
 from stormd.handlers.kernel.context import HandlerContext
 from stormd.handlers.kernel.effects import Effects
+from stormd.handlers.kernel.failures import retried
 from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.handlers.scoring.rescore_queue import any_queued, take_queued
 from stormd.handlers.scoring.segments import rescore_customers
 from stormd.schema.db.write_lock import write_session
+from stormd.schema.metrics import REACTION_FAILURES
 
 log = logging.getLogger(__name__)
 COALESCE = 0.2  # seconds a wake-up waits for more customers to share the pass
@@ -71,9 +76,22 @@ class RescoreLoop(SupervisedLoop):
         async with write_session(self.sessionmaker) as session:
             taken = await take_queued(session, self.batch)
             for store_id, customer_ids in taken.items():
-                await rescore_customers(HandlerContext(
-                    session=session, settings=self.settings, clock=self.clock,
-                    store_id=store_id, effects=effects, registry=self.registry), customer_ids)
+                ctx = HandlerContext(session=session, settings=self.settings, clock=self.clock,
+                                     store_id=store_id, effects=effects.child(),
+                                     registry=self.registry)
+                try:
+                    async with session.begin_nested():
+                        await rescore_customers(ctx, customer_ids)
+                except Exception as exc:
+                    if retried(exc):
+                        raise
+                    REACTION_FAILURES.labels("rescoring").inc(len(customer_ids))
+                    log.warning("rescoring: store %s failed (%s: %s); its %d customers wait "
+                                "for their next event or the nightly run", store_id,
+                                type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+                                len(customer_ids))
+                    continue
+                effects.merge(ctx.effects)
         if self.after_commit is not None:
             self.after_commit([effects])
         return sum(map(len, taken.values()))

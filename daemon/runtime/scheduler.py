@@ -4,7 +4,10 @@ Several stormd processes share the table: a process claims due rows with a lease
 (`claimed_by`, `claimed_until`) in one UPDATE … RETURNING, so a row is fired by one of
 them; a crashed process's lease simply expires and another picks the row up. Each fired
 timer runs in its own SAVEPOINT of one batch transaction and its row is deleted with it, so
-a fire happens once; a failing one keeps its row and is retried after a backoff.
+a fire happens once; a failing one keeps its row and is retried after a backoff. A kind's
+reactions (handlers/kernel/registry.py) run after its state handler, each in a SAVEPOINT
+of its own once anything failed: a reaction that fails (not for the database's sake,
+handlers/kernel/failures.py) is recorded and dropped, and its timer counts as fired.
 
 Between claim and fire an event may reschedule or cancel a claimed timer (a cart updated
 again), and a lease may run out while its claimer is slow (a long pause, a huge batch). So
@@ -35,6 +38,7 @@ from stormd.daemon.runtime.batching import describe
 from stormd.daemon.runtime.loops import SupervisedLoop
 from stormd.handlers.kernel.context import HandlerContext, TimerFired
 from stormd.handlers.kernel.effects import Effects
+from stormd.handlers.kernel.failures import record_timer_failure, retried
 from stormd.handlers.kernel.registry import HandlerRegistry
 from stormd.schema.db.inlist import in_values
 from stormd.schema.db.write_lock import write_session
@@ -155,7 +159,9 @@ class TimerLoop(SupervisedLoop):
                 ctx = self._context(session, row.store_id, effects.child())
                 try:
                     async with session.begin_nested():
-                        await self.registry.dispatch_timers(ctx, [fired])
+                        await self.registry.dispatch_timer_state(ctx, row.kind, [fired])
+                        for reaction in self.registry.timer_reactions(row.kind):
+                            await self._react(session, ctx, reaction, [fired])
                         # A handler that rescheduled its own key reset claimed_by: keep it.
                         await session.execute(
                             delete(Timer).where(Timer.id == row.id, Timer.claimed_by == self.owner)
@@ -176,6 +182,20 @@ class TimerLoop(SupervisedLoop):
                 )
         if self.after_commit is not None:
             self.after_commit([effects])
+
+    async def _react(self, session: Any, ctx: HandlerContext, reaction: Any,
+                     fired: list[TimerFired]) -> None:
+        """One reaction to fired timers in a SAVEPOINT of its own (the careful way)."""
+        inner = ctx.savepoint()
+        try:
+            async with session.begin_nested():
+                await reaction.handler(inner, fired)
+        except Exception as exc:
+            if retried(exc):
+                raise
+            await record_timer_failure(ctx, reaction.label, fired, exc)
+            return
+        ctx.effects.merge(inner.effects)
 
     def _context(self, session: Any, store_id: str, effects: Effects) -> HandlerContext:
         return HandlerContext(session=session, settings=self.settings, clock=self.clock,

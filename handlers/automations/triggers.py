@@ -7,7 +7,10 @@ store + trigger + customer + date bucket, so a redelivered event, a re-run cron
 or two racing processes open it once; its message key derives from it, so it queues once.
 Executions are the automation log: PENDING/WAITING while steps remain, COMPLETED when its
 message is queued (or deferred by the daily cap), SKIPPED with the reason (cooldown, offer
-cooldown, unreachable, capped, order cancelled, nothing to recommend, segment backfill).
+cooldown, unreachable, capped, order cancelled, nothing to recommend, segment backfill),
+FAILED with the reason when its message could not be rendered (a store template that
+breaks; the message is recorded as failed) or the reaction itself failed
+(handlers/kernel/failures.py).
 
 A trigger whose workflow has `variants` (handlers/automations/workflows.py) sends each
 customer the template of their variant, assigned as a campaign's are; the variant is kept
@@ -33,6 +36,8 @@ from stormd.handlers.campaigns.ab_testing import assign_variant
 from stormd.handlers.kernel.context import HandlerContext, JobContext, TimerFired
 from stormd.handlers.outreach.costs import unit_costs
 from stormd.handlers.outreach.queue import (
+    DISCOUNT_NAMES,
+    STANDARD_NAMES,
     Outreach,
     Recipient,
     bounded_key,
@@ -77,6 +82,35 @@ class Step:
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # per customer
     # An A/B test: [{name, weight, template}] (else the workflow's own `variants`, if any).
     variants: list[dict[str, Any]] | None = None
+
+
+def template_variables(settings: Any) -> dict[str, tuple[str, frozenset[str]]]:
+    """Template slug -> (trigger, the variables that trigger supplies to it): every
+    template may read the standard ones; a step with a discount adds the code and percent;
+    the upsell adds its products and order (handlers/outreach/template_library.py checks a
+    store's template of one of these slugs against them when it is saved)."""
+    a = settings.automations
+
+    def with_code(percent: Any) -> frozenset[str]:
+        return STANDARD_NAMES | DISCOUNT_NAMES if percent else STANDARD_NAMES
+
+    last = len(a.welcome_delays) - 1
+    found = {f"welcome_{n + 1}": ("welcome", with_code(a.welcome_discount_percent
+                                                       if n == last else None))
+             for n in range(len(a.welcome_delays))}
+    found.update({
+        "win_back": ("win_back", with_code(a.win_back_discount_percent)),
+        "vip_reward": ("vip", with_code(a.vip_discount_percent)),
+        "birthday": ("birthday", with_code(a.birthday_discount_percent)),
+        "anniversary": ("anniversary", with_code(a.anniversary_discount_percent)
+                        | ANNIVERSARY_NAMES),
+        "post_purchase_upsell": ("post_purchase", STANDARD_NAMES | UPSELL_NAMES),
+    })
+    return found
+
+
+UPSELL_NAMES = frozenset({"products", "order_id"})
+ANNIVERSARY_NAMES = frozenset({"years"})
 
 
 def enabled(ctx: HandlerContext, trigger: str) -> bool:
@@ -141,7 +175,7 @@ async def _mark(ctx: HandlerContext, ids: list[int], status: str, error: str | N
         return
     now = ctx.now()
     values: dict[str, Any] = {"status": status, "error": error, "updated_at": now}
-    if status in ("COMPLETED", "SKIPPED"):
+    if status in ("COMPLETED", "SKIPPED", "FAILED"):
         values["completed_at"] = now
     if step is not None:
         values["step"] = step
@@ -208,6 +242,7 @@ async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], st
     costs = await unit_costs(ctx.session, ctx.settings, ctx.store_id)
     templates = {v["name"]: v["template"] for v in variants or ()}
     by_id = {e.customer_id: e.id for e in executions}
+    errors: dict[str, str] = {}
     for variant, recipients in groups_by_variant.items():
         outreach = Outreach(
             store=store, trigger=step.trigger,
@@ -222,6 +257,7 @@ async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], st
         )
         result = await send_batch(ctx.session, ctx.settings, now, outreach, recipients)
         outcome.update(result.status)
+        errors.update(result.errors)
         if variant is not None:
             await _note_variant(ctx, [by_id[r.reach.customer_id] for r in recipients], variant)
     outcome.update(skip)
@@ -229,6 +265,8 @@ async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], st
     for cid, what in outcome.items():
         if what in ("queued", "deferred", "duplicate"):
             key = ("COMPLETED" if step.final else "WAITING", None)
+        elif what == "failed":  # its message could not be rendered: recorded, not retried
+            key = ("FAILED", errors.get(cid, "the message failed to render"))
         else:
             key = ("SKIPPED", SKIP_REASONS.get(what, what))
         groups.setdefault(key, []).append(by_id[cid])

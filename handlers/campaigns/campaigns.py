@@ -54,7 +54,12 @@ from stormd.handlers.outreach.queue import (
 )
 from stormd.handlers.outreach.recommendations import last_order_products, recommend_many
 from stormd.handlers.outreach.send_slots import SEND_MODES, send_moment, store_send_window
-from stormd.handlers.outreach.template_library import check_content, count_use
+from stormd.handlers.outreach.template_library import (
+    check_content,
+    check_renders,
+    count_use,
+    parse_content,
+)
 from stormd.handlers.outreach.templates import MissingVariables, TemplateError, system_library
 from stormd.handlers.scoring.segments import (
     MEMBERS,
@@ -186,10 +191,12 @@ async def check_campaign(session: AsyncSession, c: EmailCampaign, now: datetime)
             await get_segment(session, c.store_id, slug)
         except ValueError as exc:
             raise CampaignError(f"segments: {exc}") from None
-    for where, content in [("content", c.content), *((f"variants.{v['name']}.content",
-                                                        v.get("content")) for v in c.variants or [])]:
-        if content:
-            check_content(where, content)
+    inline = [(where, content) for where, content in [
+        ("content", c.content),
+        *((f"variants.{v['name']}.content", v.get("content")) for v in c.variants or [])]
+        if content]
+    for where, content in inline:
+        check_content(where, content)
     supplied = set(STANDARD_NAMES) | set(c.variables or {}) | {RECOMMENDED}
     if c.discount_percent:
         supplied |= {"discount_code", "discount_percent"}
@@ -204,6 +211,11 @@ async def check_campaign(session: AsyncSession, c: EmailCampaign, now: datetime)
                     templates.get(channel, locale).check(supplied)
                 except MissingVariables as exc:
                     raise CampaignError(f"{exc}: add them to the campaign's variables") from None
+    for where, content in inline:  # rendered with sample data under a real send's limits
+        try:
+            await check_renders(where, parse_content(where, content), None, c.variables)
+        except TemplateError as exc:
+            raise CampaignError(str(exc)) from None
 
 
 # --- operations -----------------------------------------------------------------------

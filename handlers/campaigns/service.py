@@ -42,6 +42,7 @@ from stormd.handlers.outreach.template_library import (
     seed_system_templates,
     template_dict,
 )
+from stormd.handlers.outreach.templates import TemplateError
 from stormd.plugins.policy.eligibility import Reach, load_reach
 from stormd.plugins.policy.sms_fit import fit_sms
 from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
@@ -205,11 +206,13 @@ async def api_preview(job: JobContext, request: dict[str, Any]) -> dict[str, Any
                     if channel not in templates.channels():
                         continue
                     compiled = templates.get(channel, reach.locale)
-                    out = compiled.render(variables)
+                    [out] = await compiled.render_many([variables], tail=channel == "sms")
+                    if isinstance(out, TemplateError):
+                        raise out
                     body = out.body
                     if channel == "sms":  # as it will be sent: trimmed to the template's parts
-                        body = fit_sms(body, compiled.sms_fit(templates.sms_max_segments,
-                                                              variables, body), quiet=True)
+                        body = fit_sms(body, compiled.sms_fit(templates.sms_max_segments, out),
+                                       quiet=True)
                     rendered.append({"channel": channel, "locale": reach.locale,
                                      "subject": out.subject, "body": body})
         return {"campaign": to_dict(c), "preview": preview.as_dict(),
@@ -313,6 +316,7 @@ async def api_save_template(job: JobContext, request: dict[str, Any]) -> dict[st
     a store template (checked in the sandbox now); a system slug is overridden for the store."""
     data = _object(request, "template")
     async with job.sessionmaker() as session:
-        row = await save_store_template(session, _store(request), data, job.clock.now())
+        row = await save_store_template(session, _store(request), data, job.clock.now(),
+                                        job.settings)
         await session.commit()
         return {"template": template_dict(row)}

@@ -4,9 +4,12 @@
 hold, is ignored) and (re)arm one durable timer per cart, `cart:<id>`, due
 `carts.abandon_after` after the last update. No polling sweep: when the timer fires
 (within a second of its deadline) the cart is abandoned if it is still active, has not
-converted, is worth at least `carts.min_value`, and its customer is reachable on some
-channel; the recovery workflow (`cart_recovery`) then takes over the same timer key, so
-any update, clear or order cancels whatever is pending with one delete.
+converted and is worth at least `carts.min_value`, whoever its customer is: every
+abandonment is recorded (the recovery rate counts it). One whose customer is reachable on
+some channel is PENDING, and the recovery workflow (`cart_recovery`, a reaction) starts
+it and takes over the same timer key, so any update, clear or order cancels whatever is
+pending with one delete; one whose customer is not known yet, or not reachable, WAITS
+and is reminded once the customer is (`cart_recovery.resume_waiting`).
 
 Timers fire in batches (`on_timer_batch`): 100,000 carts abandoned in one minute are
 decided with a handful of set-based queries per batch, not a query per cart.
@@ -104,7 +107,7 @@ async def keep_cart(ctx: HandlerContext, events: list[Event]) -> None:
                       "customer_id": customer_id, "status": "ACTIVE", "total": d.total,
                       "created_at": at, "updated_at": at, "order_id": None})
         kept.append(d)
-        if customer_id and d.total >= ctx.settings.carts.min_value:
+        if d.total >= ctx.settings.carts.min_value:  # a customer may still come: see above
             timers.append({"key": timer_key(d.cart_id), "kind": ABANDON_TIMER,
                            "due_at": at + ctx.settings.carts.abandon_after,
                            "payload": {"cart": d.cart_id}, "priority": value_priority(d.total)})
@@ -175,16 +178,17 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
     """Carts an order already converted (by cartId, or by the customer after the cart's
     last update), mapped to the order; guards against an order seen before the timer."""
     ids = [c.cart_id for c in carts]
-    customers = list({c.customer_id for c in carts})
+    customers = list({c.customer_id for c in carts if c.customer_id})
     since = min(c.updated_at for c in carts)
     # Two indexed lookups, not one OR: SQLite scans the whole orders table for the OR.
     o = Order.__table__.c
     cols = (o.order_id, o.cart_id, o.customer_id, o.occurred_at)
     rows = [*(await ctx.session.execute(select(*cols).where(
-        o.store_id == ctx.store_id, in_values(o.cart_id, ids)))).all(),
-            *(await ctx.session.execute(select(*cols).where(
-                o.store_id == ctx.store_id, in_values(o.customer_id, customers),
-                o.occurred_at >= since))).all()]
+        o.store_id == ctx.store_id, in_values(o.cart_id, ids)))).all()]
+    if customers:
+        rows += (await ctx.session.execute(select(*cols).where(
+            o.store_id == ctx.store_id, in_values(o.customer_id, customers),
+            o.occurred_at >= since))).all()
     rows.sort(key=lambda r: r.occurred_at)
     by_cart = {r.cart_id: r.order_id for r in rows if r.cart_id}
     by_customer: dict[str, list[Any]] = {}
@@ -196,7 +200,7 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
             found[c.cart_id] = by_cart[c.cart_id]
             continue
         later = next((r for r in by_customer.get(c.customer_id, ())
-                      if r.occurred_at >= c.updated_at), None)
+                      if r.occurred_at >= c.updated_at), None) if c.customer_id else None
         if later is not None:
             found[c.cart_id] = later.order_id
     return found
@@ -204,7 +208,10 @@ async def _converted(ctx: HandlerContext, carts: list[Any]) -> dict[str, str]:
 
 @cart_recovery.without_cyclic_gc
 async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> None:
-    """Decide, for every cart whose inactivity timer fired, whether it is abandoned."""
+    """Decide, for every cart whose inactivity timer fired, whether it is abandoned, and
+    record each abandonment: PENDING when its customer can be reminded (the recovery
+    reaction, `cart_recovery.start_pending`, starts it), WAITING when the customer is not
+    known yet or not reachable."""
     cfg = ctx.settings.carts
     now = ctx.now()
     ids = [f.payload.get("cart") or f.key.removeprefix("cart:") for f in fired]
@@ -217,21 +224,23 @@ async def detect_abandonment(ctx: HandlerContext, fired: list[TimerFired]) -> No
         )).all())
     # A timer from before the last update would have been replaced; this is belt and braces.
     carts = [c for c in carts if c.updated_at + cfg.abandon_after <= now
-             and c.total >= cfg.min_value and c.customer_id]
+             and c.total >= cfg.min_value]
     if not carts:
         return
     converted = await _converted(ctx, carts)
     await cart_recovery.set_carts(ctx, [{"cart_id": c, "status": "CONVERTED", "order_id": o}
                                         for c, o in converted.items()])
-    reach = await load_reach(ctx.session, ctx.store_id,
-                             [c.customer_id for c in carts if c.cart_id not in converted])
-    abandoned = [(c, reach[c.customer_id]) for c in carts if c.cart_id not in converted
-                 and c.customer_id in reach and reach[c.customer_id].channels()]
-    if not abandoned:
+    carts = [c for c in carts if c.cart_id not in converted]
+    if not carts:
         return
+    reach = await load_reach(ctx.session, ctx.store_id,
+                             [c.customer_id for c in carts if c.customer_id])
+    cart_recovery.remember_reach(ctx, reach)
     await ctx.session.execute(
         update(Cart).where(Cart.store_id == ctx.store_id,
-                           in_values(Cart.cart_id, [c.cart_id for c, _ in abandoned]))
+                           in_values(Cart.cart_id, [c.cart_id for c in carts]))
         .values(status="ABANDONED").execution_options(synchronize_session=False)
     )
-    await cart_recovery.start_recovery(ctx, abandoned)
+    await cart_recovery.record_abandonments(ctx, [
+        (c, "PENDING" if c.customer_id in reach and reach[c.customer_id].channels()
+         else "WAITING") for c in carts])

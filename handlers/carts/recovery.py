@@ -19,6 +19,13 @@ counting from the previous step. For each step, in order:
 An update, clear or order cancels what is pending (the timer row is deleted); an order for
 the cart, or by the customer within `carts.attribution_window` of a reminder, marks the
 abandonment RECOVERED with the order and its revenue.
+
+Every abandonment is recorded (handlers/carts/carts.py `detect_abandonment`), reachable
+customer or not. One whose customer was not known yet, or could not be reached, WAITS;
+when that customer becomes known or reachable (`customer.upserted`, an opt-in), its
+recovery starts at the step the flow has reached by then, the later steps at their usual
+intervals, as long as the flow would still be running (`abandoned_at` plus the later of the
+last step's time and `carts.attribution_window`); after that it ENDS unreminded.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from stormd.handlers.outreach.discounts import CodeRequest, codes_redeemed_by, i
 from stormd.handlers.outreach.templates import (
     render_template,
     system_sms_fit,
+    system_sms_limit,
     system_whatsapp_fields,
 )
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_messages
@@ -58,7 +66,7 @@ from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.shop.carts import Cart, CartAbandonmentEvent, CartItem
 from stormd.schema.shop.products import Product
 from stormd.schema.shop.stores import Store
-from stormd.schema.wire.events import OrderCreated
+from stormd.schema.wire.events import Event, OrderCreated
 
 TRIGGER = "abandoned_cart"
 REMIND_TIMER = "cart.remind"
@@ -115,32 +123,158 @@ def message_key(task: Task, store_id: str) -> str:
 
 # --- starting and stopping -----------------------------------------------------------------
 
+# Abandonments not started yet: PENDING (its customer can be reminded, the recovery
+# reaction starts it), WAITING (its customer is not known, or not reachable, yet).
+NOT_STARTED = ("PENDING", "WAITING")
+_REACH = "stormd.cart_reach"  # what detect_abandonment learned of the customers
+_PENDING = "stormd.cart_pending"  # (store, cart) -> Abandoned it just recorded PENDING
 
-async def start_recovery(ctx: HandlerContext, abandoned: list[tuple[Any, Reach]]) -> None:
-    """Record each abandonment and start (or resume) the customer's execution for the day.
-    Carts are rows (or Cart objects) with cart_id, customer_id and total."""
+
+@dataclass(frozen=True)
+class Abandoned:
+    """A recorded abandonment, as starting its recovery needs it."""
+
+    id: int
+    cart_id: str
+    customer_id: str | None
+    cart_value: Decimal
+
+
+async def record_abandonments(ctx: HandlerContext, carts: list[tuple[Any, str]]) -> None:
+    """Record an abandonment of each cart (rows with cart_id, customer_id and total), with
+    its status (PENDING or WAITING); the PENDING ones are remembered for the recovery
+    reaction of the same transaction."""
     now = ctx.now()
-    bucket = now.astimezone(ctx.settings.tz).date().isoformat()
-    abandoned = sorted(abandoned, key=lambda a: a[0].total, reverse=True)
     ids = await _insert_returning(ctx, CartAbandonmentEvent, CartAbandonmentEvent.cart_id, [
         {"store_id": ctx.store_id, "cart_id": c.cart_id, "customer_id": c.customer_id,
-         "cart_value": c.total, "abandoned_at": now, "status": "OPEN", "next_step": 0,
+         "cart_value": c.total, "abandoned_at": now, "status": status, "next_step": 0,
          "recovery_attempts": 0, "last_reminder_at": None, "recovered_at": None,
          "order_id": None, "recovered_revenue": None}
-        for c, _ in abandoned
+        for c, status in carts
     ])
-    executions = await _claim_executions(ctx, [(c, ids[c.cart_id]) for c, _ in abandoned], bucket)
-    tasks, busy = [], []
-    for cart, _ in abandoned:
-        eid = executions.get(cart.cart_id)
+    pending = ctx.remembered(_PENDING)
+    for c, status in carts:
+        if status == "PENDING":
+            pending[(ctx.store_id, c.cart_id)] = Abandoned(ids[c.cart_id], c.cart_id,
+                                                           c.customer_id, c.total)
+
+
+def remember_reach(ctx: HandlerContext, reach: dict[str, Reach]) -> None:
+    """Keep the customers' reach for the recovery reaction of the same transaction."""
+    ctx.remembered(_REACH).update(reach)
+
+
+@functools.cache
+def _pending_of() -> Any:
+    Ab = CartAbandonmentEvent
+    return select(Ab.id, Ab.cart_id, Ab.customer_id, Ab.cart_value).where(
+        Ab.store_id == bindparam("b_store"), in_param(Ab.cart_id, "b_carts"),
+        Ab.status == "PENDING")
+
+
+@without_cyclic_gc
+async def start_pending(ctx: HandlerContext, fired: list[TimerFired]) -> None:
+    """The reaction to abandonment: start the recovery of the carts just recorded PENDING
+    (as the state handler remembered them, else as the table has them)."""
+    ids = [f.payload.get("cart") or f.key.removeprefix("cart:") for f in fired]
+    pending = ctx.remembered(_PENDING)
+    rows: list[Any] = [a for i in ids if (a := pending.get((ctx.store_id, i))) is not None]
+    if len(rows) < len(ids):
+        seen = {r.cart_id for r in rows}
+        rest = [i for i in ids if i not in seen]
+        for i in range(0, len(rest), CHUNK):
+            rows.extend((await ctx.session.execute(_pending_of(), {
+                "b_store": ctx.store_id, "b_carts": rest[i:i + CHUNK]})).all())
+    if not rows:
+        return
+    known = ctx.remembered(_REACH)
+    missing = [r.customer_id for r in rows if r.customer_id not in known]
+    if missing:
+        known.update(await load_reach(ctx.session, ctx.store_id, missing))
+    await start_recovery(ctx, [(r, known[r.customer_id]) for r in rows
+                               if r.customer_id in known])
+
+
+async def start_recovery(ctx: HandlerContext, abandoned: list[tuple[Any, Reach]],
+                         steps: dict[int, int] | None = None) -> None:
+    """Start (or resume) the customer's execution for the day for each recorded
+    abandonment (rows with id, cart_id, customer_id and cart_value), from its first step
+    or the one `steps` gives (abandonment id -> step, run now)."""
+    now = ctx.now()
+    bucket = now.astimezone(ctx.settings.tz).date().isoformat()
+    abandoned = sorted(abandoned, key=lambda a: a[0].cart_value, reverse=True)
+    executions = await _claim_executions(ctx, [(row, row.id) for row, _ in abandoned], bucket)
+    first, resumed, busy = [], [], []
+    for row, _ in abandoned:
+        eid = executions.get(row.cart_id)
         if eid is None:
-            busy.append(ids[cart.cart_id])
-        else:
-            tasks.append(Task(ids[cart.cart_id], eid, cart.cart_id, cart.customer_id or "",
-                              cart.total, 0, bucket))
+            busy.append(row.id)
+            continue
+        step = (steps or {}).get(row.id, 0)
+        task = Task(row.id, eid, row.cart_id, row.customer_id or "", row.cart_value, step,
+                    bucket)
+        (resumed if step else first).append(task)
     if busy:  # the customer's recovery for today is already running for another cart
         await _set(ctx, CartAbandonmentEvent, busy, status="ENDED")
-    await _advance_or_run(ctx, tasks, now, {r.customer_id: r for _, r in abandoned})
+    for t in resumed:
+        await _set(ctx, CartAbandonmentEvent, [t.abandonment_id], next_step=t.step)
+    reach = {r.customer_id: r for _, r in abandoned}
+    # OPEN from here: written with the step's own update (sent, skipped), else on its own.
+    await _advance_or_run(ctx, first, now, reach, opening=True)
+    if resumed:
+        await run_steps(ctx, resumed, reach, opening=True)
+
+
+def current_step(abandoned_at: datetime, now: datetime, settings: Any) -> int | None:
+    """The step a flow that began at `abandoned_at` has reached by `now` (0 before the
+    first is due), or None once it would have ended."""
+    steps = settings.carts.steps
+    due, at = [], abandoned_at
+    for step in steps:
+        at = at + step.after
+        due.append(at)
+    if not due or now >= abandoned_at + max(due[-1] - abandoned_at,
+                                            settings.carts.attribution_window):
+        return None
+    return max((k for k, d in enumerate(due) if d <= now), default=0)
+
+
+@functools.cache
+def _waiting_of() -> Any:
+    Ab = CartAbandonmentEvent
+    return select(Ab.id, Ab.cart_id, Ab.customer_id, Ab.cart_value, Ab.abandoned_at).where(
+        Ab.store_id == bindparam("b_store"), in_param(Ab.customer_id, "b_customers"),
+        Ab.status == "WAITING")
+
+
+async def resume_waiting(ctx: HandlerContext, events: list[Event]) -> None:
+    """The reaction to a customer becoming known or reachable (`customer.upserted`, an
+    opt-in): the abandonments that waited for them start, at the step the flow has reached,
+    or end if the flow would be over."""
+    customers = list({c for e in events if (c := getattr(e.data, "customer_id", None))})
+    rows: list[Any] = []
+    for i in range(0, len(customers), CHUNK):
+        rows.extend((await ctx.session.execute(_waiting_of(), {
+            "b_store": ctx.store_id, "b_customers": customers[i:i + CHUNK]})).all())
+    if not rows:
+        return
+    now = ctx.now()
+    reach = await load_reach(ctx.session, ctx.store_id, {r.customer_id for r in rows})
+    start, steps, late = [], {}, []
+    for row in rows:
+        who = reach.get(row.customer_id)
+        if who is None or not who.channels():
+            continue  # still not reachable: it waits on
+        step = current_step(row.abandoned_at, now, ctx.settings)
+        if step is None:
+            late.append(row.id)
+        else:
+            start.append((row, who))
+            steps[row.id] = step
+    if late:
+        await _set(ctx, CartAbandonmentEvent, late, status="ENDED")
+    if start:
+        await start_recovery(ctx, start, steps)
 
 
 async def _claim_executions(
@@ -195,7 +329,8 @@ async def cancel_recovery(ctx: HandlerContext, cart_ids: list[str], reason: str,
 def _open_abandonments() -> Any:
     Ab = CartAbandonmentEvent
     return select(Ab).where(Ab.store_id == bindparam("b_store"),
-                            in_param(Ab.cart_id, "b_carts"), Ab.status == "OPEN")
+                            in_param(Ab.cart_id, "b_carts"),
+                            Ab.status.in_(("OPEN", *NOT_STARTED)))
 
 
 async def cancel_recoveries(ctx: HandlerContext, reasons: dict[str, str],
@@ -255,14 +390,17 @@ async def run_due_steps(ctx: HandlerContext, fired: list[TimerFired]) -> None:
 
 
 async def _advance_or_run(ctx: HandlerContext, tasks: list[Task], now: datetime,
-                          reach: dict[str, Reach] | None = None) -> None:
-    """Run the tasks whose step is due now; schedule the others at their time."""
+                          reach: dict[str, Reach] | None = None, opening: bool = False) -> None:
+    """Run the tasks whose step is due now; schedule the others at their time (`opening`:
+    the abandonments start now, and turn OPEN)."""
     steps = ctx.settings.carts.steps
     due, later, finished = _partition(tasks, steps)
     await _schedule(ctx, [(t, now + steps[t.step].after, None) for t in later])
+    if opening and later:
+        await _set(ctx, CartAbandonmentEvent, [t.abandonment_id for t in later], status="OPEN")
     await _finish(ctx, finished)
     if due:
-        await run_steps(ctx, due, reach)
+        await run_steps(ctx, due, reach, opening)
 
 
 def _partition(tasks: list[Task], steps: list[CartStep]) -> tuple[list[Task], list[Task], list[Task]]:
@@ -279,9 +417,11 @@ def _partition(tasks: list[Task], steps: list[CartStep]) -> tuple[list[Task], li
 
 
 async def run_steps(ctx: HandlerContext, tasks: list[Task],
-                    reach: dict[str, Reach] | None = None) -> None:
+                    reach: dict[str, Reach] | None = None, opening: bool = False) -> None:
     """Apply suppression and deferral, then queue each task's step; repeat for follow-up
-    steps due at once (`after = "0s"`). `reach` may carry customers already loaded."""
+    steps due at once (`after = "0s"`). `reach` may carry customers already loaded;
+    `opening`: the abandonments start now (each turns OPEN; it is OPEN already when a
+    timer runs its step, so the sent and skipped steps' updates always say so)."""
     settings, now = ctx.settings, ctx.now()
     steps, limits = settings.carts.steps, settings.limits
     window = send_window(settings)
@@ -324,13 +464,16 @@ async def run_steps(ctx: HandlerContext, tasks: list[Task],
 
         await _send(ctx, sends, reach)
         await _schedule(ctx, deferred)
+        if opening and deferred:
+            await _set(ctx, CartAbandonmentEvent, [t.abandonment_id for t, _, _ in deferred],
+                       status="OPEN")
         if sends:
             await _set(ctx, AutomationExecution, [t.execution_id for t, _, _ in sends],
                        status="WAITING", updated_at=now)
         moved = [replace(t, step=t.step + 1) for t in [s[0] for s in sends] + skipped]
         for step_no in {t.step for t in skipped}:
             group = [t.abandonment_id for t in skipped if t.step == step_no]
-            await _set(ctx, CartAbandonmentEvent, group, next_step=step_no + 1)
+            await _set(ctx, CartAbandonmentEvent, group, next_step=step_no + 1, status="OPEN")
         tasks, later, finished = _partition(moved, steps)
         await _schedule(ctx, [(t, now + steps[t.step].after, None) for t in later])
         await _finish(ctx, finished)
@@ -359,14 +502,14 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
         step: CartStep = steps[t.step]
         who = reach[t.customer_id]
         code = codes.get(t.abandonment_id)
-        variables = {
-            "name": who.name, "store_name": store_name, "items": items.get(t.cart_id, []),
-            "total": t.value, "recovery_url": recovery_url(settings.carts.recovery_url,
-                                                           ctx.store_id, t.cart_id, code),
-            "discount_code": code, "discount_percent": int(discount) if code else 0,
-            "step": t.step + 1,
-        }
-        rendered = render_template(step.template, channel, who.locale, variables)
+        variables = template_variables(
+            name=who.name, store_name=store_name, items=items.get(t.cart_id, []),
+            total=t.value, recovery_url=recovery_url(settings.carts.recovery_url,
+                                                     ctx.store_id, t.cart_id, code),
+            discount_code=code, discount_percent=int(discount) if code else 0,
+            step=t.step + 1)
+        rendered = render_template(step.template, channel, who.locale, variables,
+                                   tail=system_sms_limit(step.template, channel) is not None)
         requests.append(MessageRequest(
             store_id=ctx.store_id, customer_id=t.customer_id, channel=channel,
             to_address=who.address(channel), body=rendered.body, subject=rendered.subject,
@@ -375,7 +518,7 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
             idempotency_key=message_key(t, ctx.store_id),
             data={"cartId": t.cart_id, "step": t.step + 1, "discountCode": code,
                   "abandonmentId": t.abandonment_id,  # and the SMS trimming its template allows
-                  **system_sms_fit(step.template, channel, who.locale, variables, rendered.body),
+                  **system_sms_fit(step.template, channel, who.locale, rendered),
                   **system_whatsapp_fields(step.template, channel, who.locale, variables,
                                            _first_image(variables["items"]))},
         ))
@@ -383,8 +526,20 @@ async def _send(ctx: HandlerContext, sends: list[tuple[Task, str, Decimal]],
     for step_no in {t.step for t, _, _ in sends}:
         await _set(ctx, CartAbandonmentEvent,
                    [t.abandonment_id for t, _, _ in sends if t.step == step_no],
-                   recovery_attempts=CartAbandonmentEvent.recovery_attempts + 1,
+                   recovery_attempts=CartAbandonmentEvent.recovery_attempts + 1, status="OPEN",
                    last_reminder_at=now, next_step=step_no + 1)
+
+
+# What a reminder's template may read: exactly these (a store's template of a reminder's
+# slug is checked against them when saved, handlers/outreach/template_library.py).
+TEMPLATE_VARIABLES = frozenset({"name", "store_name", "items", "total", "recovery_url",
+                                "discount_code", "discount_percent", "step"})
+
+
+def template_variables(**values: Any) -> dict[str, Any]:
+    """A reminder's variables (TEMPLATE_VARIABLES, each given)."""
+    assert values.keys() == TEMPLATE_VARIABLES, sorted(values.keys() ^ TEMPLATE_VARIABLES)
+    return values
 
 
 def recovery_url(pattern: str, store_id: str, cart_id: str, code: str | None) -> str:
@@ -489,7 +644,7 @@ async def attribute_orders(ctx: HandlerContext,
             r.customer_id == order.customer_id and r.last_reminder_at is not None
             and window_start <= r.last_reminder_at <= at)]
         pending = [r.cart_id for r in rows
-                   if r.customer_id == order.customer_id and r.status == "OPEN"]
+                   if r.customer_id == order.customer_id and r.status in ("OPEN", *NOT_STARTED)]
         for cart_id in (*converted, *pending, *(c.cart_id for c in candidates)):
             reasons.setdefault(cart_id, f"order {order.order_id}")
         if candidates:

@@ -1,9 +1,12 @@
 """`stormd import`: history from CSV or JSON Lines, through the same upserts as events.
 
-A file is read as a stream and validated row by row with the event payload models; rows
-are written in executemany batches inside one transaction, so the first bad row rolls the
+A file is read as a stream and validated row by row with the event payload models, under
+the same limits as events (ids, money, quantities, times no later than an hour after the
+import; docs/events.md), so history cannot bring in what an event may not; rows are
+written in executemany batches inside one transaction, so the first bad row rolls the
 whole file back and is reported by line number. The upserts are idempotent, so importing
-the same file again changes nothing.
+the same file again changes nothing. Stores first seen in a file get `timezone` (the
+daemon's, `daemon.timezone`).
 
 File format (one row an entity, fields as in the event `data`, camelCase):
   - `storeId` per row, or `--store` for the whole file;
@@ -30,6 +33,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from stormd.config.settings import DaemonSettings
 from stormd.handlers.imports.orders import Batch, Encoder, OrderRow, OrderWriter, StoreIdField
 from stormd.handlers.imports.sources import ImportFailed, open_source
 from stormd.handlers.shop.customers import mark_imported, upsert_customers
@@ -37,13 +41,16 @@ from stormd.handlers.shop.products import upsert_products
 from stormd.handlers.shop.stores import insert_stores
 from stormd.schema.db.deferred_indexes import DeferredIndexes
 from stormd.schema.shop.orders import Order, OrderItem
-from stormd.schema.wire.events import CustomerUpserted, ProductUpserted
+from stormd.schema.wire.events import CustomerUpserted, ProductUpserted, time_beyond_limit
 
 __all__ = ["KINDS", "ImportFailed", "ImportResult", "import_file", "read_rows"]
 
 FLUSH_ROWS = 20_000
 SQLITE_CACHE_KIB = 65_536  # the import connection's page cache (see _import_session)
 SWITCH_SECONDS = 0.0005  # the GIL's switch interval while a file loads (see _gc_paused)
+
+
+DEFAULT_TIMEZONE = DaemonSettings.model_fields["timezone"].default
 
 
 class CustomerRow(CustomerUpserted):
@@ -87,17 +94,29 @@ class ImportResult:
         return total / self.seconds if self.seconds > 0 else float("inf")
 
 
-def read_rows(path: Path, model: type) -> Iterator[tuple[int, Any]]:
-    """(line number, validated row) for each entity in the file, streamed."""
+def read_rows(path: Path, model: type, now: datetime | None = None
+              ) -> Iterator[tuple[int, Any]]:
+    """(line number, validated row) for each entity in the file, streamed; with `now`, a
+    time later than an hour after it is refused as in an event."""
     source = open_source(path)
     for line_no, _, raw in source.records(parse=False):
-        yield line_no, source.validate(model, raw, line_no)
+        row = source.validate(model, raw, line_no)
+        if now is not None:
+            check_times(row, now, line_no)
+        yield line_no, row
+
+
+def check_times(row: Any, now: datetime, line_no: int) -> None:
+    late = time_beyond_limit(row.occurred_at if isinstance(row, OrderRow) else None, row, now)
+    if late is not None:
+        raise ImportFailed(line_no, f"{late} is more than 1 hour after the import")
 
 
 async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str, path: Path,
-                      *, store: str | None, now: datetime) -> ImportResult:
+                      *, store: str | None, now: datetime, timezone: str = DEFAULT_TIMEZONE
+                      ) -> ImportResult:
     """Load `path` as `kind` in one transaction; raises ImportFailed on the first bad row
-    (after rolling back everything the file wrote)."""
+    (after rolling back everything the file wrote). New stores get `timezone`."""
     started = time.perf_counter()
     open_source(path)  # an unknown file type is refused before the database is touched
     with _gc_paused():
@@ -106,12 +125,13 @@ async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str,
                 stores: set[str] = set()
                 customers: dict[str, set[str]] = defaultdict(set)  # whose history came in
                 if kind == "orders":
-                    count, written = await _load_orders(session, path, store, stores,
+                    count, written = await _load_orders(session, path, store, stores, now,
                                                         customers)
                 else:
-                    count = await _load(session, KINDS[kind], path, store, stores, customers)
+                    count = await _load(session, KINDS[kind], path, store, stores, now,
+                                        customers)
                     written = {kind: count}
-                await insert_stores(session, stores, now)
+                await insert_stores(session, stores, now, timezone)
                 for store_id, ids in customers.items():
                     await mark_imported(session, store_id, sorted(ids), now)
                 await session.commit()
@@ -180,10 +200,10 @@ def _row_store(row_store: str | None, store: str | None, line_no: int) -> str:
 
 
 async def _load(session: AsyncSession, spec: Kind, path: Path, store: str | None,
-                stores: set[str], customers: dict[str, set[str]]) -> int:
+                stores: set[str], now: datetime, customers: dict[str, set[str]]) -> int:
     count = 0
     pending: dict[str, list[Any]] = defaultdict(list)
-    for line_no, row in read_rows(path, spec.model):
+    for line_no, row in read_rows(path, spec.model, now):
         row_store = _row_store(row.store_id, store, line_no)
         pending[row_store].append(row)
         if spec.model is CustomerRow:
@@ -205,14 +225,15 @@ async def _flush(session: AsyncSession, write: Writer, pending: dict[str, list[A
 
 
 async def _load_orders(session: AsyncSession, path: Path, store: str | None,
-                       stores: set[str], customers: dict[str, set[str]]
+                       stores: set[str], now: datetime, customers: dict[str, set[str]]
                        ) -> tuple[int, dict[str, int]]:
     """Orders through the fast path; while one batch is written (SQLite works in its own
     thread), the next is read and checked. Returns the orders read and the rows written to
-    each table; `customers` gets each store's buyers. On SQLite, a file estimated (from the first batch) to at least double a
-    table has that table's secondary indexes built after the load (import_indexes)."""
+    each table; `customers` gets each store's buyers. On SQLite, a file estimated (from
+    the first batch) to at least double a table has that table's secondary indexes built
+    after the load (import_indexes)."""
     dialect = session.bind.dialect
-    encoder, writer, source = Encoder(dialect), OrderWriter(dialect), open_source(path)
+    encoder, writer, source = Encoder(dialect, now), OrderWriter(dialect), open_source(path)
     fast, from_model, validate = encoder.fast, encoder.from_model, source.validate
     deferred = DeferredIndexes() if dialect.name == "sqlite" else None
     count = 0
@@ -222,7 +243,9 @@ async def _load_orders(session: AsyncSession, path: Path, store: str | None,
         for line_no, data, raw in source.records():
             parsed = fast(data) if data is not None else None
             if parsed is None:
-                parsed = from_model(validate(OrderRow, raw, line_no))
+                row = validate(OrderRow, raw, line_no)
+                check_times(row, now, line_no)
+                parsed = from_model(row)
             row_store = parsed[0]
             if row_store is None or (store is not None and row_store != store):
                 row_store = _row_store(row_store, store, line_no)

@@ -2,10 +2,11 @@
 
 A pydantic model per row, dicts per row and SQLAlchemy's per-row parameter handling cost
 several times SQLite's own insert. Here an order in the plain, common shape (known
-camelCase keys, exact JSON types, decimal strings, ISO times with a zone) becomes the
-driver's tuples straight away; anything else goes through `OrderRow`, the event's model,
-which either accepts it (and the same tuples are built from the model) or names the
-problem in the words the event path uses. Both paths store identical values.
+camelCase keys, exact JSON types, decimal strings, ISO times with a zone, every value
+plainly inside the event limits) becomes the driver's tuples straight away; anything else
+goes through `OrderRow`, the event's model, which either accepts it (and the same tuples
+are built from the model) or names the problem in the words the event path uses. Both
+paths store identical values and accept exactly what the event path accepts.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ from stormd.schema.db.multirow import DriverUpsert
 from stormd.schema.db.pg_copy import CopyUpsert
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import Order, OrderItem, OrderStatusChange
-from stormd.schema.wire.events import OrderCreated, ZonedTime
+from stormd.schema.wire.events import (
+    MAX_AHEAD,
+    MAX_ITEMS,
+    MAX_LIST,
+    MAX_QUANTITY,
+    STORE_PATTERN,
+    OrderCreated,
+    ZonedTime,
+)
 
-StoreIdField = Field(default=None, min_length=1, max_length=64)
+StoreIdField = Field(default=None, min_length=1, max_length=64, pattern=STORE_PATTERN)
 
 
 class OrderRow(OrderCreated):
@@ -40,7 +49,9 @@ ORDER_KEYS = frozenset({"storeId", "orderId", "customerId", "cartId", "status", 
                         "items", "promotionCodes", "occurredAt"})
 ITEM_KEYS = frozenset({"productId", "name", "category", "quantity", "unitPrice", "imageUrl"})
 STATUSES = frozenset({"PENDING", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED"})
-MONEY = re.compile(r"\d{1,15}(?:\.\d{1,12})?").fullmatch
+MONEY = re.compile(r"\d{1,12}(?:\.\d{1,2})?").fullmatch  # inside the money limit
+STORE = re.compile(r"[A-Za-z0-9_-]{1,64}").fullmatch
+MAX_WHOLE = 999_999_999_999
 WHEN = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)").fullmatch
 
@@ -67,8 +78,12 @@ class Encoder:
     """Values as the driver takes them, the same as SQLAlchemy's bind processing of the
     model's columns would make them (SQLite: money as REAL, times as UTC text)."""
 
-    def __init__(self, dialect):
+    def __init__(self, dialect, now: datetime | None = None):
         self.sqlite = dialect.name == "sqlite"
+        # The latest `occurredAt` the fast path takes, encoded as `when` encodes (UTC text
+        # on SQLite, which compares as text): a later one goes to the model, which refuses.
+        latest = (now or datetime.now(UTC)) + MAX_AHEAD
+        self.latest = self.when(latest)
         self.money = float if self.sqlite else Decimal
         codes = Order.__table__.c.promotion_codes.type
         self.json = codes.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
@@ -122,7 +137,7 @@ class Encoder:
                 if len(self.amounts) < AMOUNTS_KEPT:
                     self.amounts[value] = out
             return out
-        if type(value) is int and value >= 0:
+        if type(value) is int and 0 <= value <= MAX_WHOLE:
             return self.money(value)
         return None
 
@@ -134,21 +149,22 @@ class Encoder:
         store, order_id, customer_id, cart_id, status, total, at, codes = (
             get("storeId"), get("orderId"), get("customerId"), get("cartId"), get("status"),
             get("total"), get("occurredAt"), get("promotionCodes"))
-        if not (type(order_id) is str and type(customer_id) is str
+        if not (_id(order_id) and _id(customer_id)
                 and type(status) is str and status in STATUSES
-                and type(at) is str and WHEN(at)
-                and (store is None or (type(store) is str and 0 < len(store) <= 64))
-                and (cart_id is None or type(cart_id) is str)):
+                and type(at) is str and WHEN(at) and at >= "1900"
+                and (store is None or (type(store) is str and STORE(store)))
+                and (cart_id is None or _id(cart_id))):
             return None
         money = self.amount
         total = money(total)
         if total is None:
             return None
         if codes is not None and (
-                type(codes) is not list or any(type(c) is not str for c in codes)):
+                type(codes) is not list or len(codes) > MAX_LIST
+                or not all(_id(c) and len(c) <= 64 for c in codes)):
             return None
         items = get("items")
-        if type(items) is not list:
+        if type(items) is not list or len(items) > MAX_ITEMS:
             return None
         lines = []
         for item in items:
@@ -158,17 +174,18 @@ class Encoder:
             product_id, name, category, quantity, price = (
                 get("productId"), get("name"), get("category"), get("quantity"),
                 get("unitPrice"))
-            if not (type(product_id) is str and type(quantity) is int and quantity >= 0
-                    and (name is None or type(name) is str)
-                    and (category is None or type(category) is str)
-                    and (type(get("imageUrl", "")) is str or item["imageUrl"] is None)):
+            image = get("imageUrl")
+            if not (_id(product_id) and type(quantity) is int and 0 <= quantity <= MAX_QUANTITY
+                    and (name is None or _text(name, 300))
+                    and (category is None or _text(category, 120))
+                    and (image is None or _text(image, 500))):
                 return None
             price = money(price)
             if price is None:
                 return None
             lines.append((product_id, name, category, quantity, price))
         when = self.when_text(at)
-        if when is None:
+        if when is None or when > self.latest:
             return None
         return (store, order_id, customer_id, cart_id, status, total,
                 None if codes is None else self.json(codes), when, lines,
@@ -183,6 +200,16 @@ class Encoder:
                 [(i.product_id, i.name, i.category, i.quantity, money(i.unit_price))
                  for i in row.items],
                 None if row.promotion_codes is None else (row.promotion_codes, row.occurred_at))
+
+
+def _id(value: Any) -> bool:
+    """Plainly an id within the limits (printable, 1-128 characters); else the model
+    judges it (it also takes printable-but-unusual characters this test leaves to it)."""
+    return type(value) is str and 0 < len(value) <= 128 and value.isprintable()
+
+
+def _text(value: Any, longest: int) -> bool:
+    return type(value) is str and len(value) <= longest and "\x00" not in value
 
 
 @dataclass

@@ -9,6 +9,11 @@ sender that gives codes leaves out whoever had another code within
 customer's locale with templates compiled once, prices each message, and queues `Message`
 rows in executemany batches. A key already queued is skipped before any code is issued,
 so a redelivery adds nothing.
+
+A merchant's body (a store template, a campaign's content) renders in the render worker,
+the batch's messages in one round trip; one that fails to render (a missing variable, a
+limit) fails that message alone: it is recorded as a `failed` message with the reason and
+its recipient's status is "failed", never an error for the whole batch or its event.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from stormd.handlers.outreach.send_slots import next_allowed_day, store_send_win
 from stormd.handlers.outreach.templates import (
     OPTIONS,
     CompiledTemplate,
+    Rendered,
     TemplateError,
     compile_source,
     compiled_system,
@@ -88,6 +94,12 @@ class TemplateSet:
         self.content = content or {}
         self.label = label or slug or "inline"
         self._compiled: dict[tuple[str, str], CompiledTemplate] = {}
+
+    @property
+    def local(self) -> bool:
+        """Whether the bodies are the system library's (rendered here) rather than a
+        merchant's (rendered in the worker)."""
+        return not self.content
 
     def channels(self) -> set[str]:
         found = set(self.content) - {"email_html", *OPTIONS}
@@ -165,6 +177,7 @@ def standard_variables(reach: Reach, store: StoreProfile, settings: Settings) ->
 
 STANDARD_NAMES = frozenset({"name", "first_name", "customer_id", "locale", "store_name",
                             "currency", "shop_url"})
+DISCOUNT_NAMES = frozenset({"discount_code", "discount_percent"})  # when a code is issued
 
 
 KEY_LENGTH = 200  # Message.idempotency_key, AutomationExecution.idempotency_key
@@ -214,6 +227,7 @@ class BatchOutcome:
     offer), or duplicate (already queued before)."""
 
     status: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # why a "failed" recipient failed
     by_channel: Counter = field(default_factory=Counter)
     cost_by_channel: dict[str, Decimal] = field(default_factory=dict)
     sms_segments: float = 0  # fractional only when estimated from a sample
@@ -224,6 +238,7 @@ class BatchOutcome:
 
     def merge(self, other: BatchOutcome) -> None:
         self.status.update(other.status)
+        self.errors.update(other.errors)
         self.by_channel.update(other.by_channel)
         for ch, cost in other.cost_by_channel.items():
             self.cost_by_channel[ch] = self.cost_by_channel.get(ch, Decimal(0)) + cost
@@ -299,29 +314,6 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     usable = [c for c in outreach.channels if c in available]
     probe_code = new_code(outreach.discount_percent) if outreach.discount_percent else None
     sms_limit = outreach.templates.sms_max_segments
-    probes: dict[tuple[str, str], tuple[int, Decimal]] = {}
-
-    async def probe(r: Recipient, channel: str) -> tuple[int, Decimal]:
-        """How long this template's message is on `channel` in the recipient's locale, and
-        what it costs there: rendered once a batch (names and codes barely move it)."""
-        key = (channel, r.reach.locale)
-        if key not in probes:
-            variables = _variables(r, outreach, settings, probe_code)
-            compiled = outreach.templates.get(channel, r.reach.locale)
-            body = compiled.render(variables).body
-            billed = body
-            if channel == "sms" and sms_limit:
-                billed = fit_sms(body, compiled.sms_fit(sms_limit, variables, body), quiet=True)
-            _, cost = await outreach.costs.cost(channel, billed, marketing=outreach.marketing,
-                                                locale=r.reach.locale)
-            probes[key] = (len(body), cost)
-        return probes[key]
-
-    if outreach.routing == "cheapest" and len(usable) > 1:
-        for r in {r.reach.locale: r for r in fresh}.values():
-            for channel in usable:
-                await probe(r, channel)
-
     if outreach.discount_percent and fresh and settings.limits.offer_cooldown:
         held = await recent_offer_holders(session, outreach.store.store_id,
                                           [r.reach.customer_id for r in fresh],
@@ -330,7 +322,9 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
             if r.reach.customer_id in held:
                 out.status[r.reach.customer_id] = "offer_cooldown"
         fresh = [r for r in fresh if r.reach.customer_id not in held]
-
+    probes: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    if outreach.routing == "cheapest" and len(usable) > 1 and fresh:
+        probes = await _probes(outreach, settings, fresh, usable, probe_code, sms_limit)
     window = store_send_window(settings, outreach.store.tz)
     counts = (await sent_today(session, outreach.store.store_id,
                                [r.reach.customer_id for r in fresh], now, outreach.store.tz)
@@ -370,7 +364,7 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
                 for r, _, _ in plans
             ], now))
 
-    requests: list[MessageRequest] = []
+    todo: list[tuple[Recipient, str, datetime, str | None, dict[str, Any]]] = []
     for (r, channel, when), code in zip(plans, codes):
         variables = _variables(r, outreach, settings, code)
         out.by_channel[channel] += 1
@@ -379,14 +373,26 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
             out.cost_by_channel[channel] = out.cost_by_channel.get(channel, Decimal(0)) + cost
             out.sms_segments += parts
             continue
+        todo.append((r, channel, when, code, variables))
+    rendered = await _render_all(outreach.templates, [(channel, r.reach.locale, variables)
+                                                      for r, channel, _, _, variables in todo],
+                                 sms_limit)
+
+    requests: list[MessageRequest] = []
+    for (r, channel, when, code, variables), result in zip(todo, rendered):
+        if isinstance(result, TemplateError):
+            out.status[r.reach.customer_id] = "failed"
+            out.errors[r.reach.customer_id] = str(result)[:500]
+            out.by_channel[channel] -= 1
+            requests.append(_failed_request(outreach, r, channel, when, str(result)))
+            continue
         compiled = outreach.templates.get(channel, r.reach.locale)
-        rendered = compiled.render(variables)
         data = {"locale": r.reach.locale, **({"discountCode": code} if code else {}),
                 **({"params": compiled.params(variables)} if channel == "whatsapp" else {})}
-        billed = rendered.body
+        billed = result.body
         if channel == "sms" and sms_limit:  # trimmed at send time; priced as it will be sent
-            data.update(compiled.sms_fit(sms_limit, variables, rendered.body))
-            billed = fit_sms(rendered.body, data, quiet=True)
+            data.update(compiled.sms_fit(sms_limit, result))
+            billed = fit_sms(result.body, data, quiet=True)
         parts, cost = await outreach.costs.cost(channel, billed, marketing=outreach.marketing,
                                                 locale=r.reach.locale,
                                                 data=data if channel == "whatsapp" else None)
@@ -396,11 +402,11 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
         out.sms_segments += parts or 0
         if len(out.samples) < 3:
             out.samples.append({"customerId": r.reach.customer_id, "channel": channel,
-                                "subject": rendered.subject, "body": billed})
+                                "subject": result.subject, "body": billed})
         requests.append(MessageRequest(
             store_id=outreach.store.store_id, customer_id=r.reach.customer_id, channel=channel,
-            to_address=r.reach.address(channel), body=rendered.body, subject=rendered.subject,
-            html=rendered.html, idempotency_key=r.key, template=outreach.templates.label,
+            to_address=r.reach.address(channel), body=result.body, subject=result.subject,
+            html=result.html, idempotency_key=r.key, template=outreach.templates.label,
             trigger=outreach.trigger, campaign_id=outreach.campaign_id,
             execution_id=r.execution_id, variant=outreach.variant, priority=outreach.priority,
             not_before=when, marketing=outreach.marketing, cost=cost, data=data,
@@ -408,6 +414,70 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     if requests and not dry_run:
         await enqueue_messages(session, requests, now)
     return out
+
+
+def _failed_request(outreach: Outreach, r: Recipient, channel: str, when: datetime,
+                    error: str) -> MessageRequest:
+    """The record of a message whose body failed to render: `failed`, with the reason,
+    under the message's own key (a redelivery does not try again)."""
+    return MessageRequest(
+        store_id=outreach.store.store_id, customer_id=r.reach.customer_id, channel=channel,
+        to_address=r.reach.address(channel), body="", idempotency_key=r.key,
+        template=outreach.templates.label, trigger=outreach.trigger,
+        campaign_id=outreach.campaign_id, execution_id=r.execution_id,
+        variant=outreach.variant, priority=outreach.priority, not_before=when,
+        marketing=outreach.marketing, status="failed", error=error[:500])
+
+
+async def _render_all(templates: TemplateSet, wanted: list[tuple[str, str, dict[str, Any]]],
+                      sms_limit: int | None) -> list[Rendered | TemplateError]:
+    """Render each (channel, locale, variables): one `render_many` per body (a merchant's
+    batch in one round trip to the worker); failures in their places."""
+    by_body: dict[tuple[str, str], list[int]] = {}
+    for i, (channel, locale, _) in enumerate(wanted):
+        by_body.setdefault((channel, locale), []).append(i)
+    results: list[Any] = [None] * len(wanted)
+    for (channel, locale), where in by_body.items():
+        try:
+            compiled = templates.get(channel, locale)
+        except TemplateError as exc:  # a stored body that no longer parses: its messages fail
+            for i in where:
+                results[i] = exc
+            continue
+        answers = await compiled.render_many([wanted[i][2] for i in where],
+                                             tail=channel == "sms" and bool(sms_limit))
+        for i, answer in zip(where, answers):
+            results[i] = answer
+    return results
+
+
+async def _probes(outreach: Outreach, settings: Settings, fresh: list[Recipient],
+                  usable: list[str], probe_code: str | None, sms_limit: int | None
+                  ) -> dict[tuple[str, str], tuple[int, Decimal]]:
+    """(length, price) of the message per (channel, locale) "cheapest" routing compares:
+    rendered once a batch for the first recipient of each locale (names and codes barely
+    move them; a merchant's body in the worker, in one round trip), an SMS priced as it
+    will be sent (trimmed to the template's parts). A body that fails to render counts as
+    empty and priceless: that message fails when rendered for real."""
+    first: dict[str, Recipient] = {}
+    for r in fresh:
+        first.setdefault(r.reach.locale, r)
+    wanted = [(channel, locale, _variables(r, outreach, settings, probe_code))
+              for locale, r in first.items() for channel in usable]
+    answers = await _render_all(outreach.templates, wanted, sms_limit)
+    found: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    for (channel, locale, _), answer in zip(wanted, answers):
+        if isinstance(answer, TemplateError):
+            found[(channel, locale)] = (0, Decimal("Infinity"))
+            continue
+        billed = answer.body
+        if channel == "sms" and sms_limit:
+            fit = outreach.templates.get(channel, locale).sms_fit(sms_limit, answer)
+            billed = fit_sms(answer.body, fit, quiet=True)
+        _, cost = await outreach.costs.cost(channel, billed, marketing=outreach.marketing,
+                                            locale=locale)
+        found[(channel, locale)] = (len(answer.body), cost)
+    return found
 
 
 def plain_percent(value: Decimal) -> int | Decimal:

@@ -2,13 +2,14 @@
 
 System templates live as files under handlers/outreach/library/<slug>/<channel>.<locale>.j2
 (an optional first line `Subject: …` for email) with the slug's metadata in meta.toml.
-Merchant templates come from the database and render in the same sandbox.
+Merchant templates come from the database and render in the same sandbox, in a worker
+process (render_worker.py): the daemon only parses them.
 
-The sandbox is Jinja2's ImmutableSandboxedEnvironment (no attribute access to internals,
-no mutation of passed-in data) plus limits of our own: a render deadline, an output size
-cap, and refusal of `*`/`**` and padding filters that would build huge values. A template
-declares its variable schema implicitly: every undeclared name it reads. A missing one is
-refused before anything is sent, by name.
+The sandbox (sandbox.py) is Jinja2's ImmutableSandboxedEnvironment (no attribute access to
+internals, no mutation of passed-in data) plus limits of our own on every operation that
+can build a big value, a render deadline, a call-depth cap and an output size cap. A
+template declares its variable schema implicitly: every undeclared name it reads. A
+missing one is refused before anything is sent, by name.
 
 An SMS body may say how far it may be shortened: the template's `sms_max_segments` (in
 meta.toml, or a top-level key of a store's or a campaign's content) caps its parts, and a
@@ -18,52 +19,52 @@ it keeps whole (after it: a code, a link). The pipeline trims at send time (plug
 
 from __future__ import annotations
 
-import operator
 import re
-import time
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateSyntaxError, meta, nodes
+
+from stormd.handlers.outreach.render_worker import Body, Job, render_in_worker
+from stormd.handlers.outreach.sandbox import (
+    MAX_OUTPUT_CHARS,
+    MAX_RANGE,
+    MAX_SOURCE_CHARS,
+    RENDER_SECONDS,
+    RenderTimeout,
+    StormSandbox,
+    TemplateError,
+    TemplateLimitExceeded,
+    make_sandbox,
+    render_limited,
+    syntax_error,
+)
+from stormd.schema.metrics import TEMPLATE_FAILURES
+
+__all__ = ["MAX_OUTPUT_CHARS", "MAX_RANGE", "RENDER_SECONDS", "RenderTimeout",
+           "TemplateError", "TemplateLimitExceeded"]
 
 TEMPLATE_DIR = Path(__file__).parent / "library"
 DEFAULT_LOCALE = "bn"
 LOCALES = ("bn", "en")
-RENDER_SECONDS = 0.5  # CPU per message; a template that loops longer is refused
-MAX_OUTPUT_CHARS = 100_000  # an email body past this is a template bug, not a message
-MAX_RANGE = 10_000
-MAX_POWER = 1_000
 OPTIONS = ("sms_max_segments",)  # top-level keys of a template's content that are not channels
 MAX_SMS_SEGMENTS = 10
 SMS_TAIL_MARK = re.compile(r"\{#-?\s*sms_tail\s*-?#\}")
 
 
-class TemplateError(Exception):
-    """A template that cannot be rendered: unknown, unsafe, or missing a variable."""
-
-
 class MissingVariables(TemplateError):
     """Variables the template reads that the caller did not supply (refused pre-send)."""
 
-    def __init__(self, names: Iterable[str], where: str = ""):
+    def __init__(self, names: Iterable[str], where: str = "", lines: dict[str, int] | None = None):
         self.names = sorted(set(names))
         place = f" in {where}" if where else ""
-        super().__init__(f"missing variable(s){place}: {', '.join(self.names)}")
-
-
-class TemplateLimitExceeded(TemplateError):
-    """The render ran past the time limit or the output size cap."""
-
-
-class RenderTimeout(TemplateLimitExceeded):
-    """The render ran past the time limit."""
+        shown = [f"{n} (line {lines[n]})" if lines and n in lines else n for n in self.names]
+        super().__init__(f"missing variable(s){place}: {', '.join(shown)}")
 
 
 @dataclass(frozen=True)
@@ -71,113 +72,60 @@ class Rendered:
     subject: str | None
     body: str
     html: str | None = None
+    tail: str | None = None  # the body after its {# sms_tail #} mark, when asked for
 
 
-class _Budget:
-    """The time left to the render in progress (one per thread of rendering). Counted in
-    the thread's CPU time: a loaded machine descheduling the daemon is not the template's
-    fault (it failed whole 5,000-cart batches under load)."""
-
-    deadline: float = float("inf")
-    ticks: int = 0
-
-    def check(self) -> None:
-        # Reading the clock is a system call: look every 32nd operation (a runaway loop
-        # does millions, an ordinary message a few dozen).
-        self.ticks += 1
-        if self.ticks & 31:
-            return
-        if time.thread_time() > self.deadline:
-            raise RenderTimeout(f"template ran longer than {RENDER_SECONDS}s")
+@lru_cache(maxsize=4)
+def sandbox(html: bool = False, merchant: bool = False) -> StormSandbox:
+    """The text sandbox, or the HTML one (autoescaping every value); the system templates'
+    or (merchant) a store's own templates' (sandbox.py)."""
+    return make_sandbox(autoescape=html, merchant=merchant)
 
 
-_budget = _Budget()
+@lru_cache(maxsize=32)
+def _tree(source: str, html: bool) -> nodes.Template:
+    """The parse tree of a body (read only: shared by the checks below). Parsed, and its
+    variables found, in the merchant sandbox: finding them runs Jinja2's code generator,
+    which would fold constant expressions (a chain of `replace`s into gigabytes) in any
+    other environment."""
+    return sandbox(html, merchant=True).parse(source)
 
 
-class StormSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox with time and size limits on the operations that can blow up."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator_: str, left: Any, right: Any) -> Any:
-        _budget.check()
-        if operator_ == "**":
-            if isinstance(right, (int, float)) and abs(right) > MAX_POWER:
-                raise SecurityError(f"exponent {right} is over the limit of {MAX_POWER}")
-            return operator.pow(left, right)
-        for seq, n in ((left, right), (right, left)):
-            if (isinstance(seq, (str, list, tuple)) and isinstance(n, int)
-                    and len(seq) * n > MAX_OUTPUT_CHARS):
-                raise SecurityError("repetition would exceed the output size limit")
-        return operator.mul(left, right)
-
-    def call(self, context, obj, /, *args: Any, **kwargs: Any) -> Any:
-        _budget.check()
-        return super().call(context, obj, *args, **kwargs)
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        _budget.check()
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        _budget.check()
-        return super().getitem(obj, argument)
-
-
-def _checked_range(*args: int) -> Iterator[int]:
-    r = range(*args)
-    if len(r) > MAX_RANGE:
-        raise SecurityError(f"range of {len(r)} is over the limit of {MAX_RANGE}")
-    for i in r:
-        _budget.check()
-        yield i
-
-
-def _taka(value: Any) -> str:
-    return f"৳{float(value):,.0f}"
-
-
-def _capped_width(name: str, fn):
-    def wrapped(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(width, int) and width > 1000:
-            raise SecurityError(f"{name} width {width} is over the limit of 1000")
-        return fn(value, width, *args, **kwargs)
-
-    return wrapped
-
-
-def _make_env(autoescape: bool) -> StormSandbox:
-    env = StormSandbox(undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=False)
-    env.filters["taka"] = _taka
-    for name in ("center", "indent", "truncate", "wordwrap"):
-        env.filters[name] = _capped_width(name, env.filters[name])
-    env.globals["range"] = _checked_range
-    return env
-
-
-@lru_cache(maxsize=2)
-def sandbox(html: bool = False) -> StormSandbox:
-    """The text sandbox, or the HTML one (autoescaping every value)."""
-    return _make_env(autoescape=html)
+def _parse(source: str, html: bool = False, name: str = "template") -> nodes.Template:
+    try:
+        return _tree(source, html)
+    except TemplateSyntaxError as exc:
+        raise syntax_error(exc, name) from None
+    except RecursionError:
+        raise TemplateError(f"{name}: nested too deep to parse") from None
 
 
 def required_variables(source: str, html: bool = False) -> frozenset[str]:
     """The template's variable schema: every name it reads that it does not define."""
-    env = sandbox(html)
     try:
-        ast = env.parse(source)
+        ast = _tree(source, html)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
-    return frozenset(meta.find_undeclared_variables(ast)) - set(env.globals)
+    except RecursionError:
+        raise TemplateError("template nested too deep to parse") from None
+    return frozenset(meta.find_undeclared_variables(ast)) - set(sandbox(html, True).globals)
+
+
+def variable_lines(source: str, names: Iterable[str]) -> dict[str, int]:
+    """The line where each of `names` is first read."""
+    wanted, lines = set(names), {}
+    for node in _tree(source, False).find_all(nodes.Name):
+        if node.ctx == "load" and node.name in wanted:
+            lines.setdefault(node.name, node.lineno)
+    return lines
 
 
 def variables_in_order(source: str) -> tuple[str, ...]:
     """The template's variables in order of first use: the positional parameters of a
     WhatsApp template approved with the same wording ({{1}}, {{2}}, …)."""
-    env = sandbox(False)
     required = required_variables(source)
     seen: dict[str, None] = {}
-    for node in env.parse(source).find_all(nodes.Name):
+    for node in _tree(source, False).find_all(nodes.Name):
         if node.ctx == "load" and node.name in required:
             seen.setdefault(node.name, None)
     return tuple(seen)
@@ -187,16 +135,54 @@ def check_variables(source: str, supplied: Iterable[str], where: str = "", html:
     """Refuse, naming them, the variables a template needs that `supplied` lacks."""
     missing = required_variables(source, html) - set(supplied)
     if missing:
-        raise MissingVariables(missing, where)
+        raise MissingVariables(missing, where, variable_lines(source, missing))
 
 
 def refuse_internals(source: str, name: str = "template", html: bool = False) -> None:
     """Refuse at compile time what the sandbox would refuse at render time anyway: any
     `_private` or `__dunder__` attribute, so a merchant learns it when saving."""
-    for node in sandbox(html).parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+    for node in _parse(source, html, name).find_all((nodes.Getattr, nodes.Getitem)):
         attr = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
         if isinstance(attr, str) and attr.startswith("_"):
             raise TemplateError(f"{name}: line {node.lineno}: access to {attr!r} is not allowed")
+
+
+MAX_NESTING = 16  # blocks (if, for, macro, call, filter, set, with) inside each other
+_BLOCKS = (nodes.If, nodes.For, nodes.Macro, nodes.CallBlock, nodes.FilterBlock,
+           nodes.AssignBlock, nodes.With, nodes.Scope, nodes.Block)
+
+
+def _too_deep(tree: nodes.Node) -> nodes.Node | None:
+    """The first block nested more than MAX_NESTING deep, if any."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, _BLOCKS):
+            depth += 1
+            if depth > MAX_NESTING:
+                return node
+        stack.extend((child, depth) for child in node.iter_child_nodes())
+    return None
+
+
+def refuse_unsupported(source: str, name: str = "template", html: bool = False) -> None:
+    """What a merchant body may not do at all: be longer than MAX_SOURCE_CHARS, nest
+    blocks more than MAX_NESTING deep, or load other templates (`include`, `import`,
+    `extends`: there are none to load)."""
+    if len(source) > MAX_SOURCE_CHARS:
+        raise TemplateError(f"{name}: {len(source):,} characters, over the limit of "
+                            f"{MAX_SOURCE_CHARS:,}")
+    tree = _parse(source, html, name)
+    deep = _too_deep(tree)
+    if deep is not None:
+        raise TemplateError(f"{name}: line {deep.lineno}: blocks nested more than "
+                            f"{MAX_NESTING} deep")
+    for node in tree.find_all(
+            (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        tag = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from",
+               nodes.Extends: "extends"}[type(node)]
+        raise TemplateError(f"{name}: line {node.lineno}: {{% {tag} %}} is not available "
+                            "(a body stands alone)")
 
 
 def sms_segment_limit(value: Any, where: str = "sms_max_segments") -> int | None:
@@ -208,22 +194,31 @@ def sms_segment_limit(value: Any, where: str = "sms_max_segments") -> int | None
     return value
 
 
-def _tail_template(source: str, name: str, required: frozenset[str]):
-    """The body after its `{# sms_tail #}` mark, compiled on its own (None without a mark)."""
+def _tail_source(source: str, name: str, required: frozenset[str]) -> str | None:
+    """The body after its `{# sms_tail #}` mark, checked to stand on its own (None without
+    a mark)."""
     mark = SMS_TAIL_MARK.search(source)
     if mark is None:
         return None
     tail = source[mark.end():]
     try:
         needs = required_variables(tail)
-        compiled = sandbox(False).from_string(tail)
     except (TemplateError, TemplateSyntaxError):
         raise TemplateError(f"{name}: the sms_tail mark must stand outside any {{% if %}} or "
                             "{% for %} block") from None
     if needs - required:
         raise TemplateError(f"{name}: after the sms_tail mark, {', '.join(sorted(needs - required))} "
                             "must not be set before it")
-    return compiled
+    return tail
+
+
+def failure_reason(exc: TemplateError) -> str:
+    """The label of a render failure (metrics): its limit, a missing variable, or error."""
+    if isinstance(exc, TemplateLimitExceeded):
+        return exc.limit
+    if isinstance(exc, MissingVariables) or "missing variable" in str(exc):
+        return "variable"
+    return "error"
 
 
 class CompiledTemplate:
@@ -231,37 +226,55 @@ class CompiledTemplate:
 
     Email also gets an HTML part: the merchant's own HTML source if given (autoescaped),
     else the shared layout wrapping the text paragraphs (escaped as well).
+
+    A merchant's body (`merchant`) compiles in the merchant sandbox; `local=False` (a
+    merchant's body in the daemon): the body is only parsed here (its variables,
+    internals, sms_tail mark); it compiles and renders in the render worker, through
+    `render_many`.
     """
 
     def __init__(self, source: str, name: str = "template", *, html_source: str | None = None,
-                 layout: bool = False):
+                 layout: bool = False, local: bool = True, merchant: bool = False):
         self.name = name
         self.source = source
         self.html_source = html_source
+        self.local = local
+        if not local:
+            refuse_unsupported(source, name)
+            if html_source:
+                refuse_unsupported(html_source, name, html=True)
         self.required = required_variables(source) | (
             required_variables(html_source, html=True) if html_source else frozenset()
         )
-        try:
-            refuse_internals(source, name)
-            if html_source:
-                refuse_internals(html_source, name, html=True)
-            self._text = sandbox(False).from_string(source)
-            self._html = sandbox(True).from_string(html_source) if html_source else None
-        except TemplateSyntaxError as exc:
-            raise TemplateError(f"{name}: syntax error on line {exc.lineno}: {exc.message}") from None
+        refuse_internals(source, name)
+        if html_source:
+            refuse_internals(html_source, name, html=True)
         self._layout = layout and html_source is None
         self.order = variables_in_order(source)
-        self._tail = _tail_template(source, name, self.required)
+        tail = _tail_source(source, name, self.required)
+        self.has_tail = tail is not None
+        self._text = self._html = self._tail = None
+        if local:
+            try:
+                self._text = sandbox(False, merchant).from_string(source)
+                self._html = (sandbox(True, merchant).from_string(html_source) if html_source
+                              else None)
+                self._tail = (sandbox(False, merchant).from_string(tail) if tail is not None
+                              else None)
+            except TemplateSyntaxError as exc:
+                raise syntax_error(exc, name) from None
+            except RecursionError:
+                raise TemplateError(f"{name}: nested too deep to compile") from None
+        self.body = Body(source, name, html_source, layout)
 
-    def sms_fit(self, limit: int | None, variables: dict[str, Any], body: str) -> dict[str, Any]:
+    def sms_fit(self, limit: int | None, rendered: Rendered) -> dict[str, Any]:
         """What an SMS rendered from this body carries for trimming at send time: the
         template's segment limit and, with a `{# sms_tail #}` mark, the fixed tail (with the
-        space before it) that `body` ends with. Empty without a limit."""
+        space before it) that the body ends with. Empty without a limit. The tail is the
+        one rendered with the body (`render(..., tail=True)`)."""
         if not limit:
             return {}
-        if self._tail is None:
-            return {"sms_max_segments": limit}
-        tail = _render_limited(self._tail, variables, self.name)
+        tail, body = rendered.tail, rendered.body
         if not tail or not body.endswith(tail):
             return {"sms_max_segments": limit}
         start = len(body) - len(tail)
@@ -279,10 +292,15 @@ class CompiledTemplate:
         """Refuse, by name, any variable this template reads that `supplied` lacks."""
         missing = self.required - set(supplied)
         if missing:
-            raise MissingVariables(missing, self.name)
+            lines = variable_lines(self.source, missing)
+            raise MissingVariables(missing, self.name, lines)
 
-    def render(self, variables: dict[str, Any]) -> Rendered:
-        text = _render_limited(self._text, variables, self.name)
+    def render(self, variables: dict[str, Any], tail: bool = False) -> Rendered:
+        """Render here (a system body, or a merchant's inside the render worker)."""
+        if not self.local:
+            raise TemplateError(f"{self.name}: a merchant body renders in the worker "
+                                "(render_many)")
+        text = render_limited(self._text, variables, self.name)
         subject = None
         if text.startswith("Subject:"):
             first, _, text = text.partition("\n")
@@ -290,13 +308,41 @@ class CompiledTemplate:
         text = text.strip()
         html = None
         if self._html is not None:
-            html = _render_limited(self._html, variables, self.name)
+            html = render_limited(self._html, variables, self.name)
         elif self._layout:
-            html = _render_limited(_layout(), {
+            html = render_limited(_layout(), {
                 "subject": subject or "", "paragraphs": [p for p in text.split("\n\n") if p],
                 "unsubscribe_url": variables.get("unsubscribe_url"),
             }, "_layout/email.html")
-        return Rendered(subject=subject, body=text, html=html)
+        tail_text = None
+        if tail and self._tail is not None:
+            tail_text = render_limited(self._tail, variables, self.name)
+        return Rendered(subject=subject, body=text, html=html, tail=tail_text)
+
+    async def render_many(self, many: list[dict[str, Any]], tail: bool = False,
+                          counted: bool = True) -> list[Rendered | TemplateError]:
+        """Render for each variables dict; a failure is returned in its place (it fails
+        that one message, never the whole batch). A merchant body renders in the worker;
+        its failures count in stormd_template_failures_total unless not `counted` (a
+        check before saving, not a message)."""
+        if self.local:
+            out: list[Rendered | TemplateError] = []
+            for variables in many:
+                try:
+                    out.append(self.render(variables, tail))
+                except TemplateError as exc:
+                    out.append(exc)
+            return out
+        answers = await render_in_worker([Job(self.body, v, tail) for v in many])
+        results: list[Rendered | TemplateError] = []
+        for answer in answers:
+            if isinstance(answer, TemplateError):
+                if counted:
+                    TEMPLATE_FAILURES.labels(failure_reason(answer)).inc()
+                results.append(answer)
+            else:
+                results.append(Rendered(*answer))
+        return results
 
 
 def _param(value: Any) -> str:
@@ -311,39 +357,6 @@ def _param(value: Any) -> str:
 def _layout():
     source = (TEMPLATE_DIR / "_layout" / "email.html.j2").read_text(encoding="utf-8")
     return sandbox(True).from_string(source)
-
-
-def _render_limited(template, variables: dict[str, Any], name: str) -> str:
-    try:
-        return _render_once(template, variables, name)
-    except RenderTimeout:
-        # Once more: a garbage collection of a big heap can eat the budget of an innocent
-        # render; a template that really loops fails again.
-        return _render_once(template, variables, name)
-
-
-def _render_once(template, variables: dict[str, Any], name: str) -> str:
-    _budget.deadline = time.thread_time() + RENDER_SECONDS
-    size = 0
-    parts: list[str] = []
-    append = parts.append
-    try:
-        # root_render_func directly (what generate() wraps): thousands of carts a second
-        # render here. The sandbox's own operations and every chunk tick the budget; the
-        # size is checked on every chunk.
-        for chunk in template.root_render_func(template.new_context(variables)):
-            size += len(chunk)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateLimitExceeded(f"{name}: output over {MAX_OUTPUT_CHARS} characters")
-            append(chunk)
-            _budget.check()
-    except UndefinedError as exc:
-        raise TemplateError(f"{name}: missing variable: {exc.message}") from None
-    except SecurityError as exc:
-        raise TemplateError(f"{name}: refused by the sandbox: {exc}") from None
-    finally:
-        _budget.deadline = float("inf")
-    return "".join(parts).strip()
 
 
 # --- the system library -------------------------------------------------------------------
@@ -420,11 +433,16 @@ def compiled_system(slug: str, channel: str, locale: str) -> CompiledTemplate:
     return CompiledTemplate(source, f"{slug}/{channel}.{locale}", layout=channel == "email")
 
 
-def system_sms_fit(slug: str, channel: str, locale: str, variables: dict[str, Any],
-                   body: str) -> dict[str, Any]:
-    """`CompiledTemplate.sms_fit` for a system template's SMS, with its meta's limit."""
-    limit = system_template(slug).sms_max_segments if channel == "sms" else None
-    return compiled_system(slug, channel, locale).sms_fit(limit, variables, body) if limit else {}
+def system_sms_limit(slug: str, channel: str) -> int | None:
+    """How many parts a system template's SMS may take (its meta.toml), if said."""
+    return system_template(slug).sms_max_segments if channel == "sms" else None
+
+
+def system_sms_fit(slug: str, channel: str, locale: str, rendered: Rendered) -> dict[str, Any]:
+    """`CompiledTemplate.sms_fit` for a system template's SMS (rendered with its tail),
+    with its meta's limit."""
+    limit = system_sms_limit(slug, channel)
+    return compiled_system(slug, channel, locale).sms_fit(limit, rendered) if limit else {}
 
 
 def system_whatsapp_fields(slug: str, channel: str, locale: str, variables: dict[str, Any],
@@ -441,10 +459,12 @@ def system_whatsapp_fields(slug: str, channel: str, locale: str, variables: dict
 
 def compile_source(source: str, channel: str, name: str, html_source: str | None = None
                    ) -> CompiledTemplate:
-    """A merchant's body compiled in the same sandbox."""
-    return CompiledTemplate(source, name, html_source=html_source, layout=channel == "email")
+    """A merchant's body: parsed and checked here, compiled and rendered in the worker."""
+    return CompiledTemplate(source, name, html_source=html_source, layout=channel == "email",
+                            local=False, merchant=True)
 
 
-def render_template(slug: str, channel: str, locale: str, variables: dict[str, Any]) -> Rendered:
+def render_template(slug: str, channel: str, locale: str, variables: dict[str, Any],
+                    tail: bool = False) -> Rendered:
     """Render a system template for a channel in the customer's locale (else English)."""
-    return compiled_system(slug, channel, locale).render(variables)
+    return compiled_system(slug, channel, locale).render(variables, tail)

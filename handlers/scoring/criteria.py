@@ -12,6 +12,12 @@ outer-joined to `customers`, plus correlated sub-queries over orders for promoti
 categories (an item without a category of its own has its product's catalogue category). A field whose value is unknown for a customer
 (no RFM score yet, no order) satisfies no condition, and `not` of such a condition holds.
 Day counts are whole days before T and compare as timestamps, exactly.
+
+Criteria are bounded so that one store's segment cannot wedge the SQL built from it: `all`,
+`any` and `not` nest at most `MAX_DEPTH` deep, a list (`in`/`nin` values, `all`/`any`
+items, category names) holds at most `MAX_LIST` entries, the whole criteria at most
+`MAX_VALUES` values, a string at most `MAX_TEXT` characters; an `in` list becomes one SQL
+`IN (...)`, never a chain of ORs (which SQLite refuses past 1,000 deep).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import and_, case, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql import ColumnElement, FromClause
 
 from stormd.handlers.scoring.features import completed_orders
@@ -40,6 +46,10 @@ COMBINATORS = ("all", "any", "not")
 MAX_DAYS = 36_500  # a century: day bounds beyond it would leave the calendar
 MAX_NUMBER = 1e15  # beyond exact integers in a double, and SQLite's 64-bit integers
 EQUALITY = ("eq", "ne", "in", "nin")
+MAX_DEPTH = 8  # all / any / not nested in each other
+MAX_LIST = 1_000  # entries of one list
+MAX_VALUES = 5_000  # values and conditions in one criteria, all lists together
+MAX_TEXT = 200  # characters of a string value
 
 LM = CustomerLifecycleMetrics.__table__
 CUSTOMERS = Customer.__table__
@@ -173,13 +183,30 @@ def _json_type(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    if not isinstance(value, (int, float, Decimal)) or isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True  # a huge integer is a number, refused by its range
+    return math.isfinite(value)
 
 
 class _Compiler:
     def __init__(self, as_of: datetime):
         self.as_of = as_of
+        self.depth = 0
+        self.values = 0
+
+    def count(self, n: int, where: str) -> None:
+        self.values += n
+        if self.values > MAX_VALUES:
+            raise CriteriaError(f"{where}: criteria hold more than {MAX_VALUES:,} values and "
+                                "conditions in all; split them into several segments")
+
+    def sized(self, value: list[Any], where: str) -> None:
+        if len(value) > MAX_LIST:
+            raise CriteriaError(f"{where}: a list of {len(value):,} entries, over the limit of "
+                                f"{MAX_LIST:,}")
+        self.count(len(value), where)
 
     def object(self, criteria: dict[str, Any], path: str) -> ColumnElement[bool]:
         parts = []
@@ -188,8 +215,9 @@ class _Compiler:
             if key in ("all", "any"):
                 if not isinstance(value, list) or not value:
                     raise CriteriaError(f"{where}: needs a non-empty list of criteria")
+                self.sized(value, where)
                 subs = [self.nested(v, f"{where}[{i}]") for i, v in enumerate(value)]
-                parts.append(and_(*subs) if key == "all" else or_(*subs))
+                parts.append(_joined(and_ if key == "all" else or_, subs))
             elif key == "not":
                 parts.append(not_(self.nested(value, where)))
             elif key in FIELDS:
@@ -202,9 +230,16 @@ class _Compiler:
     def nested(self, value: Any, where: str) -> ColumnElement[bool]:
         if not isinstance(value, dict) or not value:
             raise CriteriaError(f"{where}: needs a criteria object, not {_json_type(value)}")
-        return self.object(value, where + ".")
+        if self.depth >= MAX_DEPTH:
+            raise CriteriaError(f"{where}: all/any/not nested more than {MAX_DEPTH} deep")
+        self.depth += 1
+        try:
+            return self.object(value, where + ".")
+        finally:
+            self.depth -= 1
 
     def field(self, name: str, f: _Field, condition: Any, where: str) -> ColumnElement[bool]:
+        self.count(1, where)
         if f.kind == "categories":
             return self.categories(name, condition, where)
         if isinstance(condition, dict):
@@ -228,9 +263,10 @@ class _Compiler:
         if op in ("in", "nin"):
             if not isinstance(value, list) or not value:
                 raise CriteriaError(f"{where}: needs a non-empty list, not {_json_type(value)}")
+            self.sized(value, where)
             for i, v in enumerate(value):
                 self.check(name, f, v, f"{where}[{i}]")
-            match = or_(*(self.compare(f, "eq", v) for v in value))
+            match = self.one_of(f, value)
             return match if op == "in" else and_(self.known(f), not_(match))
         if op == "between":
             if not isinstance(value, list) or len(value) != 2:
@@ -250,22 +286,49 @@ class _Compiler:
         if f.kind in ("number", "days", "ratio", "rate"):
             if not _is_number(value):
                 raise CriteriaError(f"{where}: {name} takes a number, not {_json_type(value)} "
-                                    f"{value!r}")
+                                    f"{_shown(value)}")
             limit = MAX_DAYS if f.kind == "days" else MAX_NUMBER
             if abs(value) > limit:
-                raise CriteriaError(f"{where}: {value!r} is out of range for {name} "
+                raise CriteriaError(f"{where}: {_shown(value)} is out of range for {name} "
                                     f"(at most {limit:g} either way)")
         elif f.kind == "bool":
             if not isinstance(value, bool):
-                raise CriteriaError(f"{where}: {name} takes true or false, not {value!r}")
+                raise CriteriaError(f"{where}: {name} takes true or false, not {_shown(value)}")
         elif f.kind == "stage":
             if value not in STAGES:
-                raise CriteriaError(f"{where}: {value!r} is not a lifecycle stage "
+                raise CriteriaError(f"{where}: {_shown(value)} is not a lifecycle stage "
                                     f"({', '.join(STAGES)})")
         elif not isinstance(value, str):
             raise CriteriaError(f"{where}: {name} takes a string, not {_json_type(value)}")
         elif "\x00" in value:
             raise CriteriaError(f"{where}: {name} may not contain a NUL character")
+        elif len(value) > MAX_TEXT:
+            raise CriteriaError(f"{where}: a string of {len(value):,} characters, over the "
+                                f"limit of {MAX_TEXT}")
+
+    def one_of(self, f: _Field, values: list[Any]) -> ColumnElement[bool]:
+        """`field in values` as one SQL IN (day counts: a range per run of whole days);
+        false where the field is unknown."""
+        values = list(dict.fromkeys(values))
+        if f.kind == "days":
+            days = sorted({int(v) for v in values if v == int(v)})
+            runs: list[list[int]] = []
+            for d in days:
+                if runs and d == runs[-1][1] + 1:
+                    runs[-1][1] = d
+                else:
+                    runs.append([d, d])
+            column = f.column()
+            return _joined(or_, [and_(column <= self.as_of - timedelta(days=lo),
+                                      column > self.as_of - timedelta(days=hi + 1))
+                                 for lo, hi in runs] or [false()])
+        if f.kind == "ratio":
+            return and_(LM.c.orders_count > 0, self.redeemed().in_(
+                [v * LM.c.orders_count for v in values]))
+        column = f.column()
+        if f.kind in ("bool", "string", "stage"):
+            return column.in_(values)
+        return and_(column.is_not(None), column.in_(values))
 
     def known(self, f: _Field) -> ColumnElement[bool]:
         if f.kind == "ratio":
@@ -326,7 +389,10 @@ class _Compiler:
         if (not isinstance(value, list) or not value
                 or not all(isinstance(v, str) and v and "\x00" not in v for v in value)):
             raise CriteriaError(f"{where}: {name} takes a non-empty list of category names, "
-                                f"not {_json_type(value)} {value!r}")
+                                f"not {_json_type(value)} {_shown(value)}")
+        self.sized(value, where)
+        if any(len(v) > MAX_TEXT for v in value):
+            raise CriteriaError(f"{where}: a category name over {MAX_TEXT} characters")
         o = Order.__table__.c
         item = OrderItem.__table__.c
         p = Product.__table__.c
@@ -347,6 +413,26 @@ class _Compiler:
         last = o.occurred_at == LM.c.last_order_at
         return and_(LM.c.last_order_at.is_not(None), items(last),
                     ~items(last, category.in_(value)), ~items(last, category.is_(None)))
+
+
+_CHUNK = 32
+
+
+def _joined(join: Any, parts: list[Any]) -> ColumnElement[bool]:
+    """`join(*parts)` kept shallow: SQL parses `a OR b OR c ...` as a chain as deep as it is
+    long (SQLite refuses 1,000), so a long list is joined in groups of 32, each group a
+    CASE (true or false, as the conditions never are NULL)."""
+    while len(parts) > _CHUNK:
+        parts = [case((join(*parts[i:i + _CHUNK]), true()), else_=false())
+                 for i in range(0, len(parts), _CHUNK)]
+    return join(*parts)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"a {len(str(abs(value) // 10**60)) + 60}-digit number"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _apply(op: str, left: Any, right: Any) -> ColumnElement[bool]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from stormd.handlers.kernel.context import JobContext
+from stormd.handlers.kernel.failures import retried
 from stormd.handlers.predictions.learned import learn_store
 from stormd.handlers.predictions.nightly import PredictionReport, predict_store
 from stormd.handlers.scoring.criteria import reads_predictions
@@ -35,6 +36,7 @@ from stormd.handlers.scoring.segments import (
     list_segments,
     refresh_segment,
 )
+from stormd.handlers.scoring.segments import mark_failed as mark_segment_failed
 
 log = logging.getLogger("stormd.rfm")
 SLICE_ROWS = 50_000  # rows written per transaction
@@ -50,6 +52,7 @@ class RunReport:
     rows: int = 0
     seconds: float = 0.0
     segments: dict[str, Change] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # segment -> why its refresh failed
     drifted: list[str] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)  # wall seconds per step
     cpu: dict[str, float] = field(default_factory=dict)  # process CPU seconds per step
@@ -76,6 +79,7 @@ class RunReport:
                                 "backfillReason": c.backfill_reason}
                          for slug, c in self.segments.items()},
             "predictions": self.predictions.to_json() if self.predictions else None,
+            "failedSegments": self.failed,
         }
 
 
@@ -169,17 +173,30 @@ async def _prune_snapshots(job: JobContext, store_id: str) -> None:
 async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,
                             report: RunReport, skip=None, only=None) -> None:
     """Refresh the store's segments (those whose criteria `only` accepts, bar those `skip`
-    accepts), one transaction each."""
+    accepts), each in its own transaction: one that fails is marked FAILED with the
+    reason (its last membership kept) and the others go on."""
     async with job.sessionmaker() as session:
         segments = await list_segments(session, store_id)
     for segment in segments:
         if (skip and skip(segment.criteria)) or (only and not only(segment.criteria)):
             continue
         before = segment.member_count  # the refresh updates the object to the new count
-        async with job.sessionmaker() as session:
-            change = await refresh_segment(job.handler_context(session, store_id), segment,
-                                           as_of)
-            await session.commit()
+        try:
+            async with job.sessionmaker() as session:
+                change = await refresh_segment(job.handler_context(session, store_id),
+                                               segment, as_of)
+                await session.commit()
+        except Exception as exc:
+            if retried(exc):
+                raise
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.error("segment %s of store %s failed to refresh, marked FAILED: %s",
+                      segment.slug, store_id, reason)
+            async with job.sessionmaker() as session:
+                await mark_segment_failed(session, segment.id, reason, job.clock.now())
+                await session.commit()
+            report.failed[segment.slug] = reason[:500]
+            continue
         report.segments[segment.slug] = change
         if check_drift(store_id, segment.slug, before, change.members,
                        job.settings.segments.drift_alert_percent):

@@ -12,6 +12,12 @@ did: every entrant of a segment's first full refresh, every entrant of the first
 refresh under changed criteria, and entrants whose history `stormd import` loaded since the
 segment's last full refresh. The handlers are told, and by default do not react to them
 (docs/segments.md, "Reactions, once per entry, and the backfill").
+
+A segment whose evaluation fails (criteria saved before today's limits, SQL the database
+refuses) is marked FAILED with the reason (`status`, `error`, shown by `stormd segments
+list`) and keeps its last membership; it never holds up another segment or store. Real-time
+re-scoring leaves FAILED segments out; the next full refresh (nightly, `stormd rfm run`)
+tries them again and clears the mark when they work.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Select
 
 from stormd.config.settings import Settings
 from stormd.handlers.kernel.context import HandlerContext
+from stormd.handlers.kernel.failures import retried
 from stormd.handlers.scoring.criteria import (
     CriteriaError,
     compile_criteria,
@@ -247,9 +255,27 @@ async def preview(session: AsyncSession, store_id: str, criteria: Any, as_of: da
                   sample: int = 10) -> tuple[int, list[str]]:
     """How many customers match now, and a few of them; nothing is saved."""
     query = matching(store_id, criteria, as_of)
-    count = await session.scalar(select(func.count()).select_from(query.subquery()))
-    ids = await session.scalars(query.order_by(LM.c.customer_id).limit(sample))
-    return int(count or 0), list(ids)
+    try:
+        count = await session.scalar(select(func.count()).select_from(query.subquery()))
+        ids = list(await session.scalars(query.order_by(LM.c.customer_id).limit(sample)))
+    except DBAPIError as exc:
+        if retried(exc):
+            raise
+        raise SegmentError(f"the database could not evaluate these criteria "
+                           f"({_reason(exc)}); simplify them") from None
+    return int(count or 0), ids
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure's first line, without the SQL or its parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"[:300]
+
+
+async def mark_failed(session: AsyncSession, segment_id: int, error: str, now: datetime) -> None:
+    """The segment's evaluation failed: FAILED with the reason (its membership is kept)."""
+    await session.execute(update(SEGMENTS).where(SEGMENTS.c.id == segment_id).values(
+        status="FAILED", error=error[:500], failed_at=now))
 
 
 async def member_ids(session: AsyncSession, store_id: str, segment_id: int) -> list[str]:
@@ -335,9 +361,12 @@ async def apply_change(ctx: HandlerContext, segment: CustomerSegment, change: Ch
             MEMBERS.c.store_id == store_id, MEMBERS.c.segment_id == segment.id).scalar_subquery()
     else:
         count = SEGMENTS.c.member_count + len(change.entered) - len(change.exited)
+    values: dict[str, Any] = {"member_count": count, "refreshed_at": now}
+    if recount:  # a full refresh that worked: whatever failed before works again
+        values.update(status="OK", error=None)
     change.members = int(await session.scalar(
         update(SEGMENTS).where(SEGMENTS.c.id == segment.id)
-        .values(member_count=count, refreshed_at=now).returning(SEGMENTS.c.member_count)) or 0)
+        .values(**values).returning(SEGMENTS.c.member_count)) or 0)
     await emit_segmented(ctx, change)
     if change.entered or change.exited:
         if ctx.registry is not None:
@@ -385,27 +414,32 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
 # Re-scoring runs once per run of events; a batch's runs share these (per transaction):
 _BOUNDS = "stormd.rfm_bounds"  # store -> its latest RFM run's bounds
 _SEGMENTS = "stormd.live_segments"  # store -> its segment rows below
-# The segment columns real-time re-scoring needs (rows, not ORM objects).
+# The segment columns real-time re-scoring needs (rows, not ORM objects); FAILED ones wait
+# for the next full refresh.
 _LIVE_SEGMENTS = (select(SEGMENTS.c.id, SEGMENTS.c.slug, SEGMENTS.c.criteria, SEGMENTS.c.builtin)
-                  .where(SEGMENTS.c.store_id == bindparam("store"))
+                  .where(SEGMENTS.c.store_id == bindparam("store"), SEGMENTS.c.status != "FAILED")
                   .order_by(SEGMENTS.c.builtin.desc(), SEGMENTS.c.id))
+# Criteria values evaluated in one query at most (SQLite takes 32,766 parameters), and the
+# size up to which a set of segments' queries is cached.
+PACK_VALUES = 5_000
+CACHED_VALUES = 2_000
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def _membership_queries(segments: tuple[tuple[int, str], ...], as_of: datetime | None
-                        ) -> tuple[tuple[int, ...], Select, Select]:
+                        ) -> tuple[tuple[int, ...], Select, Select, tuple[tuple[int, str], ...]]:
     """For segments ((id, criteria JSON), ...): the ids of those whose criteria compile,
-    the query of customers' (id, hit per segment) and the query of their memberships,
-    both taking `store` and `ids`. Cached when no criteria reads T (as_of None): the
-    expressions are then the same on every event."""
-    tested, hits = [], []
+    the query of customers' (id, hit per segment), the query of their memberships (both
+    taking `store` and `ids`), and the (id, reason) of those refused. Cached when no
+    criteria reads T (as_of None): the expressions are then the same on every event."""
+    tested, hits, refused = [], [], []
     for seg_id, text in segments:
         try:
             hits.append(case((compile_criteria(json.loads(text), as_of or _ANY_TIME), 1),
                              else_=0))
             tested.append(seg_id)
-        except CriteriaError as exc:
-            log.error("segment %s has invalid criteria, skipped: %s", seg_id, exc)
+        except (CriteriaError, RecursionError, ValueError) as exc:
+            refused.append((seg_id, f"invalid criteria: {exc}"))
     ids = bindparam("ids", expanding=True)
     features = (select(LM.c.customer_id, *hits).select_from(feature_from())
                 .where(LM.c.store_id == bindparam("store"), LM.c.customer_id.in_(ids)))
@@ -413,12 +447,36 @@ def _membership_queries(segments: tuple[tuple[int, str], ...], as_of: datetime |
     members = (select(MEMBERS.c.segment_id, MEMBERS.c.customer_id)
                .where(MEMBERS.c.store_id == bindparam("store"),
                       MEMBERS.c.segment_id.in_(tested), MEMBERS.c.customer_id.in_(ids)))
-    return tuple(tested), features, members
+    return tuple(tested), features, members, tuple(refused)
+
+
+def _values_in(criteria: Any) -> int:
+    """How many values a criteria holds (what its SQL binds)."""
+    if isinstance(criteria, dict):
+        return sum(_values_in(v) for v in criteria.values()) or 1
+    if isinstance(criteria, list):
+        return sum(_values_in(v) for v in criteria) or 1
+    return 1
+
+
+def _packs(segments: list[Any]) -> list[list[Any]]:
+    """Segments in packs of at most PACK_VALUES values, each evaluated in one query."""
+    packs: list[list[Any]] = []
+    size = PACK_VALUES
+    for s in segments:
+        n = _values_in(s.criteria)
+        if size + n > PACK_VALUES:
+            packs.append([])
+            size = 0
+        packs[-1].append(s)
+        size += n
+    return packs
 
 
 async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime) -> list[Change]:
-    """Evaluate every segment for these customers in one query per chunk, diff against
-    their stored memberships, and apply the moves."""
+    """Evaluate every segment for these customers (in one query per chunk, for segments of
+    ordinary size), diff against their stored memberships, and apply the moves. A segment
+    that cannot be evaluated is marked FAILED and left out; the others move."""
     session, store_id = ctx.session, ctx.store_id
     known = ctx.remembered(_SEGMENTS)
     segments = known.get(store_id)
@@ -428,25 +486,17 @@ async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime)
             await ensure_builtin_segments(session, store_id, ctx.now())
             segments = (await session.execute(_LIVE_SEGMENTS, {"store": store_id})).all()
         known[store_id] = segments
-    timeless = not any(reads_time(s.criteria) for s in segments)
-    key = tuple((s.id, json.dumps(s.criteria)) for s in segments)
-    if timeless:
-        tested, features, members = _membership_queries(key, None)
-    else:
-        tested, features, members = _membership_queries.__wrapped__(key, as_of)
-    if not tested:
-        return []
-    changes = {seg_id: Change(slug) for seg_id, slug in
-               ((s.id, s.slug) for s in segments) if seg_id in tested}
-    for start in range(0, len(ids), ID_CHUNK):
-        params = {"store": store_id, "ids": ids[start:start + ID_CHUNK]}
-        should = {(seg_id, row[0]) for row in await session.execute(features, params)
-                  for seg_id, hit in zip(tested, row[1:]) if hit}
-        current = {(seg_id, cid) for seg_id, cid in await session.execute(members, params)}
-        for seg_id, cid in should - current:
-            changes[seg_id].entered.append(cid)
-        for seg_id, cid in current - should:
-            changes[seg_id].exited.append(cid)
+    changes: dict[int, Change] = {}
+    failed: dict[int, str] = {}
+    for pack in _packs(segments):
+        await _evaluate(ctx, pack, ids, as_of, changes, failed)
+    if failed:
+        for seg_id, reason in failed.items():
+            slug = next(s.slug for s in segments if s.id == seg_id)
+            log.error("segment %s of store %s cannot be evaluated, marked FAILED: %s",
+                      slug, store_id, reason)
+            await mark_failed(session, seg_id, reason, ctx.now())
+        known[store_id] = [s for s in segments if s.id not in failed]
     moved = []
     for s in segments:
         change = changes.get(s.id)
@@ -456,6 +506,45 @@ async def move_memberships(ctx: HandlerContext, ids: list[str], as_of: datetime)
             await apply_change(ctx, s, change)
             moved.append(change)
     return moved
+
+
+async def _evaluate(ctx: HandlerContext, pack: list[Any], ids: list[str], as_of: datetime,
+                    changes: dict[int, Change], failed: dict[int, str]) -> None:
+    """Who should be and who is in each segment of the pack, for these customers; a pack
+    that fails is evaluated segment by segment, each failing one noted in `failed`."""
+    session, store_id = ctx.session, ctx.store_id
+    timeless = not any(reads_time(s.criteria) for s in pack)
+    key = tuple((s.id, json.dumps(s.criteria)) for s in pack)
+    small = sum(_values_in(s.criteria) for s in pack) <= CACHED_VALUES
+    build = _membership_queries if timeless and small else _membership_queries.__wrapped__
+    tested, features, members, refused = build(key, None if timeless else as_of)
+    failed.update(refused)
+    if not tested:
+        return
+    found = {seg_id: Change(slug) for seg_id, slug in ((s.id, s.slug) for s in pack)
+             if seg_id in tested}
+    try:
+        async with session.begin_nested():
+            for start in range(0, len(ids), ID_CHUNK):
+                params = {"store": store_id, "ids": ids[start:start + ID_CHUNK]}
+                should = {(seg_id, row[0]) for row in await session.execute(features, params)
+                          for seg_id, hit in zip(tested, row[1:]) if hit}
+                current = {(seg_id, cid) for seg_id, cid in await session.execute(members, params)}
+                for seg_id, cid in should - current:
+                    found[seg_id].entered.append(cid)
+                for seg_id, cid in current - should:
+                    found[seg_id].exited.append(cid)
+    except Exception as exc:
+        if retried(exc):
+            raise
+        if len(pack) == 1:
+            failed[pack[0].id] = _reason(exc)
+            return
+        for segment in pack:
+            if segment.id in tested:
+                await _evaluate(ctx, [segment], ids, as_of, changes, failed)
+        return
+    changes.update(found)
 
 
 async def _customers_of(ctx: HandlerContext, events: list[Event]) -> list[str]:

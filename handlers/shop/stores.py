@@ -1,4 +1,5 @@
-"""A Store row exists for every store stormd has heard of (created on first sight)."""
+"""A Store row exists for every store stormd has heard of (created on first sight, in the
+daemon's time zone, `daemon.timezone`, until the store says otherwise)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ _ENSURED = "stores_ensured"  # facts of the transaction: store id -> None once i
 
 
 async def insert_stores(session: AsyncSession, store_ids: set[str] | list[str],
-                        now: datetime) -> None:
-    """Insert the stores not yet known; known stores keep their settings untouched."""
+                        now: datetime, timezone: str) -> None:
+    """Insert the stores not yet known, in `timezone`; known stores keep their settings
+    untouched."""
     await upsert_rows(session, Store.__table__,
-                      [{"id": s, "created_at": now} for s in sorted(set(store_ids))],
+                      [{"id": s, "created_at": now, "timezone": timezone}
+                       for s in sorted(set(store_ids))],
                       ["id"], update=False)
 
 
@@ -29,5 +32,6 @@ async def ensure_store(ctx: HandlerContext) -> None:
     never hides a missing row; a new transaction starts afresh)."""
     ensured = ctx.remembered(_ENSURED)
     if ctx.store_id not in ensured:
-        await insert_stores(ctx.session, [ctx.store_id], ctx.now())
+        await insert_stores(ctx.session, [ctx.store_id], ctx.now(),
+                            ctx.settings.daemon.timezone)
         ensured[ctx.store_id] = None

@@ -70,8 +70,8 @@ def stormd_parse_webhook(request, config: Config) -> WebhookResult:
     try:
         payload = json.loads(request.body)
         receipts = [_receipt(r) for r in payload["receipts"]]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise WebhookRejected(f"not an outbox receipt: {exc}", 400) from None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        raise WebhookRejected(f"not an outbox receipt: {str(exc)[:300]}", 400) from None
     return WebhookResult(delivery_id=str(payload.get("id") or body_digest(request.body)),
                          updates=tuple(receipts))
 
@@ -82,6 +82,8 @@ def _receipt(r: dict) -> StatusUpdate:
         raise ValueError(f"receipt {r!r} needs an outbox messageId and a status among "
                          f"{', '.join(UPDATE_KINDS)}")
     at = r.get("at")
-    return StatusUpdate(external_id=str(r["messageId"]), kind=status,
-                        occurred_at=datetime.fromisoformat(at) if at else None,
+    when = datetime.fromisoformat(at) if at else None
+    if when is not None and when.tzinfo is None:
+        raise ValueError("a receipt's at needs a time zone (2026-11-30T10:00:00Z)")
+    return StatusUpdate(external_id=str(r["messageId"]), kind=status, occurred_at=when,
                         url=r.get("url"), reason=r.get("reason"))

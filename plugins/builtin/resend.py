@@ -10,7 +10,7 @@ and its Svix-signed webhooks (delivered, opened, clicked, bounced, complained, f
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
@@ -117,9 +117,11 @@ def stormd_parse_webhook(request, config: Config, now: datetime) -> WebhookResul
 
 
 def _time(text: str | None) -> datetime | None:
-    if not text:
+    """Resend's `created_at`; a time without a zone is read as UTC (as Resend means it)."""
+    if not text or not isinstance(text, str):
         return None
     try:
-        return datetime.fromisoformat(text)
+        at = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

@@ -146,21 +146,26 @@ def stormd_parse_webhook(request, config: Config) -> WebhookResult:
     except (ValueError, AttributeError, TypeError):
         raise WebhookRejected("not a WhatsApp webhook", 400) from None
     updates = []
-    for s in statuses:
+    for i, s in enumerate(statuses):
         kind = {"sent": "sent", "delivered": "delivered", "read": "read",
                 "failed": "failed"}.get(s.get("status"))
         if kind is None or not s.get("id"):
             continue
         errors = s.get("errors") or [{}]
         updates.append(StatusUpdate(
-            external_id=s["id"], kind=kind, occurred_at=_time(s.get("timestamp")),
+            external_id=s["id"], kind=kind, occurred_at=_time(s.get("timestamp"), i),
             reason=errors[0].get("title") if kind == "failed" else None,
             error_code=str(errors[0].get("code")) if kind == "failed" else None))
     return WebhookResult(delivery_id=body_digest(request.body), updates=tuple(updates))
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: Any, index: int) -> datetime | None:
+    """A status's Unix `timestamp`; none given, the time of receipt. One no clock can
+    hold (Meta sends seconds since 1970) refuses the request."""
+    if value is None:
+        return None
     try:
         return datetime.fromtimestamp(int(value), tz=UTC)
-    except (TypeError, ValueError):
-        return None
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise WebhookRejected(f"statuses[{index}].timestamp is not a Unix time in seconds",
+                              400) from None

@@ -37,6 +37,8 @@ class MessageRequest:
     marketing: bool = True
     data: dict[str, Any] = field(default_factory=dict)
     cost: Decimal = Decimal(0)
+    status: str = "queued"  # "failed" records a message that could not be made (its error)
+    error: str | None = None
 
 
 def _row(request: MessageRequest, now: datetime) -> dict[str, Any]:
@@ -48,8 +50,8 @@ def _row(request: MessageRequest, now: datetime) -> dict[str, Any]:
         "execution_id": request.execution_id, "variant": request.variant,
         "idempotency_key": request.idempotency_key, "priority": request.priority,
         "not_before": request.not_before or now, "marketing": request.marketing,
-        "data": request.data or None, "cost": request.cost, "status": "queued",
-        "attempts": 0, "created_at": now, "updated_at": now,
+        "data": request.data or None, "cost": request.cost, "status": request.status,
+        "error": request.error, "attempts": 0, "created_at": now, "updated_at": now,
     }
 
 

@@ -22,6 +22,7 @@ import pluggy
 from pydantic import ValidationError
 
 from stormd.config.errors import ConfigError
+from stormd.config.secrets import scrub, secret_values
 from stormd.config.settings import Settings
 from stormd.plugins import CHANNELS, ProviderInfo, _hookspecs
 
@@ -223,17 +224,18 @@ class ChannelPlugins:
                                       f"{name} does not deliver {channel}")
         for name, provider in self.providers.items():
             section = dict(settings.providers.get(name, {}))
+            secrets = secret_values(section, settings.secret_paths, f"providers.{name}")
             try:
                 provider.rate_limit = float(section.pop("rate_limit", 0))
                 provider.burst = int(section.pop("burst", 1))
                 provider.concurrency = int(
                     section.pop("concurrency", settings.delivery.concurrency))
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"providers.{name}", str(exc)) from None
+                raise ConfigError(f"providers.{name}", scrub(str(exc), secrets)) from None
             if name not in settings.providers and not self._needs_config(name, settings):
                 provider.config = self._validate(provider, section, quiet=True)
                 continue
-            provider.config = self._validate(provider, section, quiet=False)
+            provider.config = self._validate(provider, section, quiet=False, secrets=secrets)
 
     def _needs_config(self, name: str, settings: Settings) -> bool:
         return any(name in settings.channels.providers(c) for c in CHANNELS)
@@ -241,7 +243,9 @@ class ChannelPlugins:
     def _is_broken(self, name: str) -> bool:
         return any(label == name or label.endswith(f".{name}") for label in self.broken)
 
-    def _validate(self, provider: Provider, section: dict[str, Any], quiet: bool) -> Any:
+    def _validate(self, provider: Provider, section: dict[str, Any], quiet: bool,
+                  secrets: list[str] | None = None) -> Any:
+        """The plugin's config object; a refusal names the key, never a secret value."""
         if not self._implements(provider.plugin, "stormd_validate_config"):
             return section
         try:
@@ -252,11 +256,12 @@ class ChannelPlugins:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"])
             key = f"providers.{provider.name}" + (f".{where}" if where else "")
-            raise ConfigError(key, _reason(error)) from None
+            raise ConfigError(key, scrub(_reason(error), secrets or [])) from None
         except ValueError as exc:
             if quiet:
                 return None
-            raise ConfigError(f"providers.{provider.name}", str(exc)) from None
+            raise ConfigError(f"providers.{provider.name}", scrub(str(exc), secrets or [])
+                              ) from None
         return section if result is None else result
 
     def for_channel(self, settings: Settings, channel: str) -> list[Provider]:

@@ -12,6 +12,9 @@ and exhausted retries end as `failed` with the error logged: nothing is dropped 
 
 The daemon constructs it, `await start()`, and `await stop()` on shutdown (drains
 in-flight sends). Tests and tools call `await run_once()` to deliver what is due now.
+A failing claim or record is never silent: `health` shows the pipeline down (logged,
+counted, /readyz) and the claims back off until one works; the daemon's supervisor
+restarts a task of the pipeline that ended (`problem`, `revive`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from stormd.plugins.delivery.manager import ChannelPlugins, Provider, load_plugi
 from stormd.plugins.delivery.ratelimit import TokenBucket
 from stormd.plugins.policy.preferences import preferences_key
 from stormd.schema.db.write_lock import write_session
-from stormd.schema.metrics import MESSAGES
+from stormd.schema.metrics import MESSAGES, ComponentHealth
 
 log = logging.getLogger("stormd.delivery")
 
@@ -74,6 +77,10 @@ class DeliveryPipeline:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._key = b""
+        self.health = ComponentHealth("pipeline", log)
+        self._claimer: asyncio.Task | None = None
+        self._flusher: asyncio.Task | None = None
+        self._workers: dict[asyncio.Task, asyncio.PriorityQueue] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -99,17 +106,48 @@ class DeliveryPipeline:
             workers = max((p.concurrency for p in providers), default=1)
             queue: asyncio.PriorityQueue = asyncio.PriorityQueue()
             self._queues[channel] = queue
-            self._tasks += [asyncio.create_task(self._worker(queue), name=f"send-{channel}")
-                            for _ in range(workers)]
+            for _ in range(workers):
+                self._add_worker(queue, channel)
         self._claimer = asyncio.create_task(self._claim_loop(), name="delivery-claim")
         self._flusher = asyncio.create_task(self._flush_loop(), name="delivery-flush")
+        self.health.started()
+
+    def _add_worker(self, queue: asyncio.PriorityQueue, channel: str) -> None:
+        task = asyncio.create_task(self._worker(queue), name=f"send-{channel}")
+        self._tasks.append(task)
+        self._workers[task] = queue
+
+    def problem(self) -> BaseException | str | None:
+        """Why a task of the pipeline is no longer running (None while all run)."""
+        if self._stopping.is_set() or self._claimer is None:
+            return None
+        for task in (self._claimer, self._flusher, *self._workers):
+            if task is not None and task.done():
+                if task.cancelled():
+                    return f"task {task.get_name()} was cancelled"
+                return task.exception() or f"task {task.get_name()} ended"
+        return None
+
+    def revive(self) -> None:
+        """Start again every task of the pipeline that ended."""
+        if self._stopping.is_set():
+            return
+        if self._claimer is not None and self._claimer.done():
+            self._claimer = asyncio.create_task(self._claim_loop(), name="delivery-claim")
+        if self._flusher is not None and self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="delivery-flush")
+        for task, queue in list(self._workers.items()):
+            if task.done():
+                del self._workers[task]
+                self._tasks.remove(task)
+                self._add_worker(queue, task.get_name().removeprefix("send-"))
 
     async def stop(self) -> None:
         """Stop taking new work, finish in-flight sends, record them, return."""
         self._stopping.set()
         self._wake.set()
         if self._tasks:
-            await self._claimer
+            await asyncio.gather(self._claimer, return_exceptions=True)
             grace = self.settings.daemon.shutdown_grace.total_seconds()
             try:
                 await asyncio.wait_for(
@@ -121,6 +159,7 @@ class DeliveryPipeline:
                 task.cancel()
             await asyncio.gather(*self._tasks, self._flusher, return_exceptions=True)
             self._tasks = []
+            self._workers.clear()
         await self.flush()
         if self.http is not None:
             await self.http.close()
@@ -202,9 +241,14 @@ class DeliveryPipeline:
             if waiting < batch // 2:
                 try:
                     ready = await self._claim(batch - waiting)
-                except Exception:  # a database hiccup must not end delivery
-                    log.exception("delivery: claiming failed; retrying")
-                    ready = []
+                    self.health.ok()
+                except Exception as exc:  # a database hiccup must not end delivery
+                    backoff = self.health.failed(exc, base=poll)
+                    try:  # wake-ups do not cut the backoff short
+                        await asyncio.wait_for(self._stopping.wait(), backoff)
+                    except TimeoutError:
+                        pass
+                    continue
                 for item in ready:
                     m = item.message
                     self._queues[m.channel].put_nowait((-m.priority, m.id, item))
@@ -377,8 +421,8 @@ class DeliveryPipeline:
             await asyncio.sleep(FLUSH_EVERY)
             try:
                 await self.flush()
-            except Exception:
-                log.exception("delivery: recording outcomes failed; will retry")
+            except Exception as exc:  # the outcomes stay gathered for the next flush
+                await asyncio.sleep(self.health.failed(exc, base=FLUSH_EVERY))
 
     async def flush(self) -> None:
         """Write the outcomes gathered so far in one transaction."""

@@ -40,7 +40,7 @@ async def first_delivery(session: AsyncSession, provider: str, delivery_id: str,
     key = f"webhook:{provider}:{delivery_id}"[:128]
     stmt = insert_for(session, ProcessedEvent).values(
         event_id=key, store_id="_", type=f"webhook.{provider}"[:64], processed_at=now,
-    ).on_conflict_do_nothing(index_elements=["event_id"])
+    ).on_conflict_do_nothing(index_elements=["store_id", "event_id"])
     return bool((await session.execute(stmt)).rowcount)
 
 

@@ -28,6 +28,11 @@ class CustomerSegment(Base):
     # before the first one, or under changed criteria, are a backfill (docs/segments.md).
     filled_at: Mapped[datetime | None]
     filled_criteria: Mapped[dict[str, Any] | None]
+    # OK, or FAILED when its last refresh failed (`error` says why): a failed segment
+    # keeps its last membership and never holds up another segment or store.
+    status: Mapped[str] = mapped_column(String(16), default="OK", server_default="OK")
+    error: Mapped[str | None] = mapped_column(String(500))
+    failed_at: Mapped[datetime | None]
 
     __table_args__ = (Index(None, "store_id", "slug", unique=True),)
 

@@ -5,21 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stormd.schema.base import Base, BigId
 
 
 class ProcessedEvent(Base):
-    """An envelope id whose effects are committed; a second delivery finds it and stops."""
+    """An event, by (store, envelope id), whose effects are committed; a second delivery
+    finds it and stops. Ids are unique within a store only: the same id in two stores is
+    two events. Rows older than `nats.dedupe_horizon` are pruned (by `processed_at`)."""
 
     __tablename__ = "processed_events"
 
-    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     store_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(64))
     processed_at: Mapped[datetime]
+
+    __table_args__ = (PrimaryKeyConstraint("store_id", "event_id"),
+                      Index(None, "processed_at"))
 
 
 class OutboundEvent(Base):

@@ -2,21 +2,28 @@
 
 `parse_event` turns a subject and raw bytes into a validated `Event`, or raises
 `EventRejected` with the reason the dead-letter header will carry.
+
+The limits (docs/events.md, "Limits") are part of the models, so every value that reaches
+a handler or `stormd import` fits both databases the same way: ids and text as long as
+their columns and free of what PostgreSQL refuses (NUL), money that NUMERIC(14, 2) holds
+exactly, quantities an INTEGER holds, times that UTC arithmetic cannot overflow. A value
+beyond them is refused here, never left to fail (or to pass) in one database only.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -29,13 +36,70 @@ OrderStatus = Literal["PENDING", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "R
 ConsentChannel = Literal[(*CHANNELS, "all")]
 
 
-def _zoned(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("occurredAt needs a time zone")
+# --- limits (docs/events.md), the same on SQLite and PostgreSQL -------------------------
+MAX_PAYLOAD = 1024 * 1024  # bytes of one event
+MAX_DEPTH = 32  # JSON containers nested in one event, the envelope being the first
+MAX_AHEAD = timedelta(hours=1)  # how far after its receipt an event's time may lie
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)  # no time or date before this
+LATEST_DATE = date(2100, 12, 31)  # birthdays
+MAX_QUANTITY = 1_000_000
+MAX_ITEMS = 1_000  # lines of one cart or order
+MAX_LIST = 50  # push tokens, promotion codes
+MAX_MONEY = Decimal("999999999999.99")
+
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"  # no control characters (Unicode Cc)
+TEXT_PATTERN = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+STORE_PATTERN = r"^[A-Za-z0-9_-]+$"  # one subject token
+# What a pattern's mismatch means, in the dead-letter reason (never the value itself).
+PATTERN_REASONS = {ID_PATTERN: "contains a control character",
+                   TEXT_PATTERN: "contains a NUL character",
+                   STORE_PATTERN: "is not one subject token (letters, digits, _ and -)"}
+
+# Ids of the storefront's entities (event, customer, cart, order, product, message).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+# Campaign ids and promotion codes: their columns are shorter.
+ShortId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+StoreId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=STORE_PATTERN)]
+
+
+def text(max_length: int) -> Any:
+    """A free text field no longer than its column, without NUL."""
+    return Annotated[str, StringConstraints(max_length=max_length, pattern=TEXT_PATTERN)]
+
+
+CENT = Decimal("0.01")
+
+
+def _cents(value: Decimal) -> Decimal:
+    # quantize is exact here (le= bounds the digits) and a fifth of the cost of pydantic's
+    # decimal_places, which takes the number apart: money is on the hot path.
+    if value.quantize(CENT) != value:
+        raise ValueError("has more than 2 decimal places")
     return value
 
 
-ZonedTime = Annotated[datetime, AfterValidator(_zoned)]  # occurredAt: never a naive time
+# >= 0, at most 12 digits before the point and 2 after: what NUMERIC(14, 2) holds exactly
+# (SQLite's REAL holds 15 significant digits exactly, so both read back the same value).
+# "10.990" is 10.99; "10.999" is refused.
+Money = Annotated[Decimal, Field(ge=0, le=MAX_MONEY), AfterValidator(_cents)]
+
+
+def _zoned(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone")
+    if value < EARLIEST:
+        raise ValueError("is before 1900")
+    return value
+
+
+def _sane_date(value: date) -> date:
+    if not EARLIEST.date() <= value <= LATEST_DATE:
+        raise ValueError("is not between 1900 and 2100")
+    return value
+
+
+ZonedTime = Annotated[datetime, AfterValidator(_zoned)]  # never a naive time, nor before 1900
+SaneDate = Annotated[date, AfterValidator(_sane_date)]
 
 
 class Payload(BaseModel):
@@ -53,88 +117,91 @@ class Consent(Payload):
 
 
 class CustomerUpserted(Payload):
-    customer_id: str
-    email: str | None = None
+    customer_id: Id
+    email: text(320) | None = None
     phone: str | None = Field(default=None, pattern=r"^\+\d{8,15}$")
-    name: str | None = None
+    name: text(200) | None = None
     locale: Literal["bn", "en"] | None = None
-    birthday: date | None = None
-    created_at: datetime | None = None
+    birthday: SaneDate | None = None
+    created_at: ZonedTime | None = None
     consent: Consent | None = None
-    push_tokens: list[str] | None = None
+    push_tokens: list[text(4096)] | None = Field(default=None, max_length=MAX_LIST)
 
 
 class CustomerConsentChanged(Payload):
-    customer_id: str
+    customer_id: Id
     channel: ConsentChannel
     opted_in: bool
 
 
 class ProductUpserted(Payload):
-    product_id: str
-    name: str
-    category: str
-    price: Decimal = Field(ge=0)
+    product_id: Id
+    name: text(300)
+    category: text(120)
+    price: Money
     active: bool = True
-    image_url: str | None = None
+    image_url: text(500) | None = None
 
 
 class LineItem(Payload):
-    product_id: str
-    name: str | None = None
-    category: str | None = None
-    quantity: int = Field(ge=0)
-    unit_price: Decimal = Field(ge=0)
-    image_url: str | None = None
+    product_id: Id
+    name: text(300) | None = None
+    category: text(120) | None = None
+    quantity: int = Field(ge=0, le=MAX_QUANTITY)
+    unit_price: Money
+    image_url: text(500) | None = None
 
 
 class CartUpdated(Payload):
-    cart_id: str
-    customer_id: str | None = None
-    items: list[LineItem]
-    total: Decimal | None = Field(default=None, ge=0)
+    cart_id: Id
+    customer_id: Id | None = None
+    items: list[LineItem] = Field(max_length=MAX_ITEMS)
+    total: Money | None = None
 
     @model_validator(mode="after")
     def _total_from_items(self) -> CartUpdated:
         if self.total is None:
-            self.total = sum((i.unit_price * i.quantity for i in self.items), Decimal(0))
+            total = sum((i.unit_price * i.quantity for i in self.items), Decimal(0))
+            if total > MAX_MONEY:
+                raise ValueError("the items add up to more than 12 digits before the point")
+            self.total = total
         return self
 
 
 class CartCleared(Payload):
-    cart_id: str
+    cart_id: Id
 
 
 class OrderCreated(Payload):
-    order_id: str
-    customer_id: str
-    cart_id: str | None = None
+    order_id: Id
+    customer_id: Id
+    cart_id: Id | None = None
     status: OrderStatus
-    total: Decimal = Field(ge=0)
-    items: list[LineItem]
-    promotion_codes: list[str] | None = None
+    total: Money
+    items: list[LineItem] = Field(max_length=MAX_ITEMS)
+    promotion_codes: list[ShortId] | None = Field(default=None, max_length=MAX_LIST)
 
 
 class OrderStatusChanged(Payload):
-    order_id: str
+    order_id: Id
     status: OrderStatus
 
 
 class PromotionRedeemed(Payload):
-    order_id: str
-    customer_id: str
-    code: str
+    order_id: Id
+    customer_id: Id
+    code: ShortId
     discount_type: Literal["PERCENT", "FIXED", "FREE_SHIPPING"]
-    discount_amount: Decimal = Field(ge=0)
-    campaign_id: str | None = None
+    discount_amount: Money
+    campaign_id: ShortId | None = None
 
 
 class EmailEngagement(Payload):
-    message_id: str
-    customer_id: str | None = None
-    campaign_id: str | None = None
-    url: str | None = None
-    reason: str | None = None
+    message_id: Id
+    customer_id: Id | None = None
+    campaign_id: ShortId | None = None
+    url: text(1000) | None = None
+    reason: text(2000) | None = None  # kept to its first 500 characters
 
 
 PAYLOADS: dict[str, type[Payload]] = {
@@ -157,9 +224,9 @@ EVENT_TYPES = tuple(PAYLOADS)
 class Envelope(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    id: str = Field(min_length=1, max_length=128)
-    type: str
-    store_id: str = Field(min_length=1, max_length=64)
+    id: Id
+    type: str = Field(min_length=1, max_length=64)
+    store_id: StoreId
     occurred_at: ZonedTime
     data: dict[str, Any]
 
@@ -199,12 +266,58 @@ class EventRejected(Exception):
 
 
 def _first_error(exc: ValidationError, prefix: str) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
+    """The first error as a dead-letter reason: the field path and pydantic's fixed wording
+    (or ours for a pattern), never the offending value."""
+    err = exc.errors(include_url=False, include_input=False)[0]
+    path = ".".join(str(p) for p in err["loc"])
+    where = f"{prefix}{path}" if path else (prefix.rstrip(".") or "row")
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
-        return f"missing required field {prefix}{where}"
-    return f"{prefix}{where}: {msg}"
+        return f"missing required field {where}"
+    if err["type"] == "string_pattern_mismatch":
+        msg = PATTERN_REASONS.get(err.get("ctx", {}).get("pattern"), "has a character not allowed")
+    elif err["type"] == "json_invalid":
+        msg = "not JSON"
+    elif err["type"] == "int_parsing_size":  # pydantic speaks of a string even for a number
+        msg = "is too large a number"
+    return f"{where}: {msg}"
+
+
+def depth(value: Any) -> int:
+    """How deeply containers nest in a parsed JSON value (iteratively: a value nested deeper
+    than Python's recursion limit must not raise), counted up to MAX_DEPTH + 1."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return deepest
+
+
+def time_beyond_limit(occurred_at: datetime | None, data: Any, received: datetime
+                      ) -> str | None:
+    """The field (`occurredAt`, `createdAt`) of an event or imported row whose time lies
+    more than MAX_AHEAD after its receipt, else None: a clock far in the future would
+    freeze an entity (nothing dated earlier could change it)."""
+    latest = received + MAX_AHEAD
+    if occurred_at is not None and occurred_at > latest:
+        return "occurredAt"
+    # Not getattr(data, "created_at"): on a model without the field it goes through
+    # pydantic's __getattr__, which cost more than the rest of these checks together.
+    if isinstance(data, CustomerUpserted) and data.created_at is not None \
+            and data.created_at > latest:
+        return "createdAt"
+    return None
 
 
 def subject_parts(subject: str, prefix: str) -> tuple[str | None, str | None]:
@@ -217,14 +330,26 @@ def subject_parts(subject: str, prefix: str) -> tuple[str | None, str | None]:
     return store or None, type_ or None
 
 
-def parse_event(subject: str, body: bytes, prefix: str) -> Event:
+def parse_event(subject: str, body: bytes, prefix: str, received: datetime | None = None
+                ) -> Event:
+    """The event, or EventRejected. `received` (the daemon's clock at receipt) bounds how
+    far in the future `occurredAt` may lie; without it that limit is not checked."""
     store_from_subject, type_from_subject = subject_parts(subject, prefix)
+    if len(body) > MAX_PAYLOAD:
+        raise EventRejected(f"payload of {len(body)} bytes is over the 1 MiB limit",
+                            store_from_subject, type_from_subject)
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EventRejected(f"not JSON: {exc}", store_from_subject, type_from_subject) from None
+        raw = orjson.loads(body)  # iterative: no nesting makes it recurse
+    except orjson.JSONDecodeError as exc:
+        raise EventRejected(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                            store_from_subject, type_from_subject) from None
     if not isinstance(raw, dict):
         raise EventRejected("envelope is not a JSON object", store_from_subject, type_from_subject)
+    # Each container opens with one of these bytes: few of them cannot nest deeply (the
+    # usual event is decided by two byte counts, without walking it).
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and depth(raw) > MAX_DEPTH:
+        raise EventRejected(f"JSON nested deeper than {MAX_DEPTH} levels",
+                            store_from_subject, type_from_subject)
     try:
         env = Envelope.model_validate(raw)
     except ValidationError as exc:
@@ -250,6 +375,12 @@ def parse_event(subject: str, body: bytes, prefix: str) -> Event:
         data = model.model_validate(env.data)
     except ValidationError as exc:
         raise EventRejected(_first_error(exc, "data."), store_from_subject, env.type) from None
+    if received is not None:
+        late = time_beyond_limit(env.occurred_at, data, received)
+        if late is not None:
+            where = late if late == "occurredAt" else f"data.{late}"
+            raise EventRejected(f"{where} is more than 1 hour after stormd received the event",
+                                store_from_subject, env.type)
     # Every part is validated above; constructing without a second validation pass halves
     # the cost of parsing on the intake hot path.
     return Event.model_construct(

@@ -32,6 +32,7 @@ def cart_registry() -> HandlerRegistry:
     their own messages and use up the daily cap)."""
     r = HandlerRegistry()
     r.on_event_batch("customer.upserted")(customers.on_customer_upserted)
+    r.react_to_batch("customer.upserted", name="abandoned_cart")(recovery.resume_waiting)
     r.on_event_batch("order.created")(orders.on_order_created)
     r.on_event_batch("order.created")(carts.convert_carts)
     r.on_event_batch("order.status_changed")(orders.on_order_status_changed)
@@ -39,7 +40,8 @@ def cart_registry() -> HandlerRegistry:
     r.on_event_batch("cart.updated")(carts.keep_cart)
     r.on_event_batch("cart.cleared")(carts.clear_cart)
     r.on_timer_batch(carts.ABANDON_TIMER)(carts.detect_abandonment)
-    r.on_timer_batch(recovery.REMIND_TIMER)(recovery.run_due_steps)
+    r.react_to_timer_batch(carts.ABANDON_TIMER, name="abandoned_cart")(recovery.start_pending)
+    r.react_to_timer_batch(recovery.REMIND_TIMER, name="abandoned_cart")(recovery.run_due_steps)
     return r
 
 

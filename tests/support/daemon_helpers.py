@@ -29,8 +29,8 @@ async def publish(js, env: dict | bytes, subject: str | None = None, msg_id: str
     if isinstance(env, dict):
         subject = subject or f"{PREFIX}.events.{env['storeId']}.{env['type']}"
         body = json.dumps(env).encode()
-        if msg_id == "auto":
-            msg_id = env["id"]
+        if msg_id == "auto":  # as docs/events.md asks publishers: <storeId>:<id>
+            msg_id = f"{env['storeId']}:{env['id']}"
     else:
         body = env
         msg_id = None if msg_id == "auto" else msg_id

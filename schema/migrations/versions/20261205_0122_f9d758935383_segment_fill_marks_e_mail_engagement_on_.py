@@ -1,7 +1,7 @@
 """segment fill marks, e-mail engagement on lifecycle rows, imported customers
 
 Revision ID: f9d758935383
-Revises: 533d62f5678f
+Revises: 5b1e7c2d9a40
 Create Date: 2026-12-05 01:22:03.215091
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import stormd.schema.base
 
 
 revision: str = 'f9d758935383'
-down_revision: Union[str, Sequence[str], None] = '533d62f5678f'
+down_revision: Union[str, Sequence[str], None] = '5b1e7c2d9a40'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

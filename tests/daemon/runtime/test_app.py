@@ -26,7 +26,9 @@ async def test_health_endpoints_report_live_and_ready(daemon_settings, start_dae
         ready = await client.get(f"http://{host}:{port}/readyz")
     assert live.status_code == 200
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "nats": True, "database": True}
+    parts = ("intake", "timers", "cron", "relay", "rescoring", "pipeline", "http")
+    assert ready.json() == {"ready": True, "nats": True, "database": True,
+                            "components": dict.fromkeys(parts, True)}
 
 
 @SQLITE_ONLY
@@ -99,3 +101,50 @@ async def test_the_embedded_nats_server_is_restarted_when_it_dies(
         return await processed(sessionmaker) == 1
 
     await eventually(landed, timeout=15)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_embedded_nats_server_keeps_its_configured_port_and_says_where(
+    settings_factory, db_url, start_daemon, tmp_path
+):
+    from stormd.daemon.bus.nats_server import free_port
+
+    port = free_port()
+    settings = settings_factory(nats={"url": "embedded", "embedded_port": port},
+                                database={"url": db_url}, metrics={"listen": "127.0.0.1:0"},
+                                http={"listen": "127.0.0.1:0"})
+    d = await start_daemon(settings)
+    assert d.nats_url == f"nats://127.0.0.1:{port}"
+    url_file = tmp_path / "data" / "nats.url"
+    assert url_file.read_text().strip() == d.nats_url  # where storefronts connect
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_taken_embedded_port_fails_start_up_with_one_clear_line(
+    settings_factory, db_url, tmp_path
+):
+    """A server moved to another port would take events no storefront publishes to."""
+    import socket
+    import subprocess
+
+    from stormd.daemon.bus.embedded import PortTaken
+    from stormd.daemon.runtime.app import Daemon
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = settings_factory(nats={"url": "embedded", "embedded_port": port},
+                                    database={"url": db_url}, metrics={"listen": "127.0.0.1:0"},
+                                    http={"listen": "127.0.0.1:0"})
+        with pytest.raises(PortTaken, match=f"nats.embedded_port {port} is already in use"):
+            await Daemon(settings).start()
+        config = tmp_path / "stormd.toml"
+        config.write_text(f'[daemon]\ndata_dir = "{tmp_path / "cli"}"\n'
+                          f'[nats]\nembedded_port = {port}\n'
+                          f'[database]\nurl = "{db_url}"\n')
+        proc = subprocess.run(["stormd", "run", "--config", str(config)], capture_output=True,
+                              text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"nats.embedded_port {port} is already in use" in lines[0], lines

@@ -326,3 +326,49 @@ async def test_a_long_job_keeps_its_slot_by_its_heartbeat(
     await a.wait_running()
     [run] = await cron_rows(sessionmaker)
     assert len(runs) == 1 and run.claimed_by == a.owner and run.finished_at is not None
+
+
+async def test_a_failing_timer_reaction_is_recorded_while_the_state_handler_keeps_its_work(
+    handlers, sessionmaker, clock, settings_factory
+):
+    """A kind's reaction fails (not the database): what its state handler did is kept, the
+    timer counts as fired, the execution it carries turns FAILED; another reaction and the
+    other timers of the batch go on."""
+    from sqlalchemy import insert
+
+    from stormd.schema.marketing.automations import AutomationExecution
+    from stormd.schema.shop.customers import Customer
+
+    @handlers.on_timer_batch("nudge")
+    async def keep(ctx, fired):
+        await ctx.session.execute(insert(Customer), [
+            {"store_id": ctx.store_id, "customer_id": f.key} for f in fired])
+
+    @handlers.react_to_timer_batch("nudge", name="nudger")
+    async def nudge(ctx, fired):
+        if any(f.key == "bad" for f in fired):
+            raise ValueError("cannot nudge")
+
+    sent: list[str] = []
+
+    @handlers.react_to_timer_batch("nudge", name="counter")
+    async def count(ctx, fired):
+        sent.extend(f.key for f in fired)
+
+    async with sessionmaker() as session, session.begin():
+        session.add(AutomationExecution(
+            id=7, store_id="store_1", trigger="nudger", customer_id="bad", subject_id="bad",
+            idempotency_key="nudge:bad", status="WAITING", step=0, created_at=clock.now(),
+            updated_at=clock.now()))
+    await schedule(sessionmaker, clock, "good", timedelta(minutes=1), kind="nudge")
+    await schedule(sessionmaker, clock, "bad", timedelta(minutes=1), kind="nudge",
+                   payload={"executionId": 7})
+    clock.advance(timedelta(minutes=2))
+    assert await TimerLoop(sessionmaker, settings_factory(), clock, handlers).fire_due() == 2
+    async with sessionmaker() as session:
+        assert set((await session.scalars(select(Customer.customer_id))).all()) == {
+            "good", "bad"}
+        execution = await session.get(AutomationExecution, 7)
+    assert (execution.status, execution.error) == ("FAILED", "ValueError: cannot nudge")
+    assert sorted(sent) == ["bad", "good"]
+    assert await count_rows(sessionmaker, Timer) == 0  # fired: not retried

@@ -162,11 +162,12 @@ async def test_opted_out_channel_falls_back_to_next_consenting_one(shop):
     assert "Complete your order" in msg.body
 
 
-async def test_customer_without_any_reachable_channel_is_not_a_recovery(shop):
+async def test_customer_without_any_reachable_channel_is_recorded_and_waits(shop):
     await shop.customer(email=None, phone=None)
     await shop.cart()
     await shop.advance(2 * HOUR)
-    assert await shop.abandonments() == [] and await shop.messages() == []
+    assert [a.status for a in await shop.abandonments()] == ["WAITING"]
+    assert await shop.messages() == []
 
 
 async def test_quiet_hours_defer_the_step_and_an_order_cancels_it(shop):
@@ -356,3 +357,65 @@ async def test_two_carts_of_one_customer_on_one_day_get_one_recovery(shop):
     assert sorted((a.cart_id, a.status) for a in await shop.abandonments()) == [
         ("big", "OPEN"), ("small", "ENDED")]
     assert len(await shop.executions()) == 1
+
+
+# --- carts whose customer is not known (or not reachable) at the deadline --------------------
+
+async def _recovery_figures(shop) -> dict:
+    from stormd.handlers.reporting.kpis import cart_recovery
+
+    async with shop.sessionmaker() as session:
+        return (await cart_recovery(session, ["store_1"]))["store_1"]
+
+
+async def test_a_cart_of_a_customer_not_yet_known_is_recorded_and_reminded_once_known(shop):
+    await shop.cart(customer="late")  # the storefront sent the cart before the customer
+    await shop.advance(HOUR)
+    [ab] = await shop.abandonments()
+    assert (ab.status, ab.customer_id) == ("WAITING", "late")
+    assert (await shop.cart_row()).status == "ABANDONED"
+    assert (await _recovery_figures(shop))["abandoned_carts"] == 1  # the denominator has it
+    assert await shop.messages() == []
+
+    shop.clock.advance(timedelta(minutes=5))
+    await shop.customer("late")
+    [msg] = await shop.messages()
+    assert (msg.customer_id, msg.template, msg.channel) == ("late", "cart_reminder_1", "whatsapp")
+    [ab] = await shop.abandonments()
+    assert (ab.status, ab.recovery_attempts) == ("OPEN", 1)
+    [timer] = await shop.timers()  # the next step keeps the flow's timing
+    assert timer.kind == "cart.remind" and timer.due_at == shop.clock.now() + DAY
+    await shop.order(customer="late", cart_id="k1")
+    assert [a.status for a in await shop.abandonments()] == ["RECOVERED"]
+
+
+async def test_an_anonymous_cart_is_recorded_too(shop):
+    await shop.cart(customer=None)
+    await shop.advance(HOUR)
+    [ab] = await shop.abandonments()
+    assert (ab.status, ab.customer_id) == ("WAITING", None)
+    assert await shop.messages() == []
+
+
+async def test_an_unreachable_customer_is_reminded_once_reachable_at_the_step_reached(shop):
+    await shop.customer(email=None, phone=None)
+    await shop.cart()
+    await shop.advance(HOUR)
+    assert [a.status for a in await shop.abandonments()] == ["WAITING"]
+    shop.clock.advance(30 * HOUR)  # past the second step's time (24 h after the first)
+    await shop.customer(email="c1@example.com")
+    [msg] = await shop.messages()
+    assert (msg.template, msg.channel) == ("cart_reminder_2", "email")
+    assert msg.data["discountCode"]  # the second step's code
+    [ab] = await shop.abandonments()
+    assert (ab.status, ab.next_step) == ("OPEN", 2)
+
+
+async def test_a_customer_known_after_the_flow_would_have_ended_is_not_reminded(shop):
+    await shop.cart(customer="late")
+    await shop.advance(HOUR)
+    shop.clock.advance(8 * DAY)  # past the last step (4 days) and the 7-day window
+    await shop.customer("late")
+    assert await shop.messages() == []
+    assert [a.status for a in await shop.abandonments()] == ["ENDED"]
+    assert (await _recovery_figures(shop))["abandoned_carts"] == 1

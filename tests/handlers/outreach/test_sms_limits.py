@@ -113,10 +113,10 @@ def test_the_tail_mark_must_stand_outside_blocks_and_keeps_what_follows_it_whole
         CompiledTemplate("{% set code = 'X' %}{{ a }}{# sms_tail #} {{ code }}", "bad")
     t = CompiledTemplate("{{ a }}{# sms_tail #} কোড {{ code }} {{ url }}")
     values = {"a": "পণ্য", "code": "SAVE10-AB", "url": "https://x.bd/k"}
-    body = t.render(values).body
-    assert t.sms_fit(2, values, body) == {"sms_max_segments": 2,
-                                          "sms_tail": " কোড SAVE10-AB https://x.bd/k"}
-    assert t.sms_fit(None, values, body) == {}
+    rendered = t.render(values, tail=True)
+    assert t.sms_fit(2, rendered) == {"sms_max_segments": 2,
+                                      "sms_tail": " কোড SAVE10-AB https://x.bd/k"}
+    assert t.sms_fit(None, rendered) == {}
 
 
 def test_short_system_sms_templates_say_how_many_parts_they_may_take():

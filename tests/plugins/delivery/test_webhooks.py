@@ -291,3 +291,36 @@ async def test_meta_failed_status_fails_the_whatsapp_message_with_its_error(
     assert (message.status, message.error) == ("failed", "Message undeliverable")
     assert (wa.status, wa.error_code) == ("FAILED", "131026")
     assert (out.payload["type"], out.payload["data"]["status"]) == ("message.status", "failed")
+
+
+async def test_a_resend_time_without_a_zone_is_read_as_utc_not_a_500(
+        webhook_client, sessionmaker, clock):
+    client, _ = await webhook_client(providers={"resend": {
+        "api_key": "k", "from_address": "s@example.com", "webhook_secret": SVIX_SECRET}})
+    await _sent(sessionmaker, clock, "email", "resend", "4ef9a417")
+    opened = json.dumps({"type": "email.opened", "created_at": "2026-11-24T03:59:00",
+                         "data": {"email_id": "4ef9a417"}}).encode()
+    resp = await client.post("/webhooks/resend", data=opened,
+                             headers=_svix_headers(opened, clock.now(), "msg_naive"))
+    assert resp.status == 200, await resp.text()
+    async with sessionmaker() as session:
+        [event] = (await session.scalars(select(EmailEvent))).all()
+    assert event.occurred_at == datetime(2026, 11, 24, 3, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("receipt, status, words", [
+    ({"at": "2026-11-24T03:00:00"}, 400, "time zone"),
+    ({"at": "1970-01-01T00:00:00Z"}, 400, "out of range"),
+    ({"reason": "r\u0000"}, 400, "reason is not text without NUL"),
+    ({"url": "https://x.example/" + "a" * 1001}, 400, "url longer than 1000"),
+])
+async def test_outbox_receipts_a_database_could_not_store_are_a_400(
+        webhook_client, receipt, status, words):
+    from stormd.plugins import hub_signature
+
+    client, _ = await webhook_client(providers={"outbox": {"webhook_secret": "s"}})
+    raw = json.dumps({"id": "r1", "receipts": [
+        {"messageId": "outbox-1", "status": "delivered", **receipt}]}).encode()
+    resp = await client.post("/webhooks/outbox", data=raw,
+                             headers={"X-Stormd-Signature": hub_signature("s", raw)})
+    assert (resp.status, words in await resp.text()) == (status, True), await resp.text()
