@@ -17,13 +17,18 @@ Target: the fan-out within 60 s for 100,000 customers on the 2-core CI machine. 
 messages/s and peak memory (the process's max RSS; --trace-memory adds the tracemalloc
 peak of the fan-out alone, at a large cost in speed).
 
-Measured with 100,000 customers, SQLite, 2 shared cores at load average 2-2.8, after
-pricing by the providers' rate cards (cost per message for each channel before routing,
-the offer cooldown looked up per page): `--routing listed` preview 3.5-3.6 s, fan-out
-12.5-14.7 s (6,100-7,200 messages/s; before, the same channels: preview 5.5-6.1 s, fan-out
-12.8-13.8 s); `cheapest` (every customer by e-mail, the outbox's 0.10 against 1.00 an SMS
-part) preview 3.7-5.1 s, fan-out 14.1-16.8 s (rendering an e-mail's HTML costs more than an
-SMS); `--rate-cards` listed 5.0 s / 13.4 s, cheapest 4.0 s / 15.4 s. Max RSS 156-166 MiB.
+Measured with 100,000 customers, SQLite, 2 cores shared with other sessions (load average
+2-3), with messages priced by the providers' rate cards (each channel's price before
+routing, the offer cooldown looked up per page), against the code before on the same
+machine and minutes:
+  before (main, then after its hostile-content merge): preview 5.5-6.1 s / 7.1-9.6 s,
+  fan-out 12.8-13.8 s / 17.3-17.8 s (5,000-7,000 messages/s);
+  `--routing listed` (the same channels as before): preview 3.5-3.6 s / 6.3-7.4 s,
+  fan-out 12.5-14.7 s / 13.8-21.9 s;
+  `cheapest` (every customer by e-mail: the outbox's 0.10 against 1.00 an SMS part):
+  preview 3.7-5.1 s / 8.5-9.5 s, fan-out 14.1-16.8 s / 16.7-17.2 s;
+  `--rate-cards`: listed 5.0 s / 13.4 s, cheapest 4.0 s / 15.4 s. Max RSS 156-166 MiB.
+The spread is the machine's load; no step is slower than before beyond it.
 """
 
 from __future__ import annotations
