@@ -179,6 +179,12 @@ class RfmSettings(Section):
 class LifecycleSettings(Section):
     new_max_days: int = Field(default=30, ge=0)
     churned_after_days: int = Field(default=90, ge=0)
+    # E-mail engagement: a customer who opened an e-mail within `engaged_within_days`
+    # (0: opens never count) is CHURNED only once the last order is more than
+    # `engaged_churned_after_days` old; open rates count `engagement_window_days`.
+    engaged_within_days: int = Field(default=30, ge=0)
+    engaged_churned_after_days: int = Field(default=180, ge=0)
+    engagement_window_days: int = Field(default=90, ge=1)
 
 
 class SegmentSettings(Section):
@@ -193,6 +199,8 @@ class LimitSettings(Section):
     quiet_hours: tuple[str, str] = ("01:00", "07:00")
     # Jumu'ah: no marketing sends on Fridays in this local span (empty list: none).
     friday_prayer: tuple[str, str] | tuple[()] = ("13:00", "14:00")
+    # The daily lunch dip: no marketing sends in this local span, any day (empty: none).
+    lunch: tuple[str, str] | tuple[()] = ("13:00", "14:00")
 
 
 ProviderChoice = str | list[str]
@@ -236,6 +244,21 @@ class MessageCosts(Section):
     push: Decimal = Field(default=Decimal("0"), ge=0)
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def weekly_moment(moment: str) -> tuple[int, int, int]:
+    """(weekday 0-6, hour, minute) of a "ddd HH:MM" weekly moment, e.g. "thu 20:00"."""
+    try:
+        day, clock = moment.lower().split()
+        hours, minutes = (int(x) for x in clock.split(":"))
+        if day in WEEKDAYS and 0 <= hours < 24 and 0 <= minutes < 60:
+            return WEEKDAYS.index(day), hours, minutes
+    except (ValueError, AttributeError):
+        pass
+    raise ValueError(f'"{moment}" is not a weekly moment like "thu 20:00"')
+
+
 class CampaignSettings(Section):
     """Campaign fan-out, send-time choices and the cost preview / ROI guard defaults."""
 
@@ -250,13 +273,39 @@ class CampaignSettings(Section):
     message_cost: MessageCosts = Field(default_factory=MessageCosts)
     ab_min_sample: int = Field(default=100, ge=1)  # per variant before a winner is named
     ab_confidence: float = Field(default=0.95, gt=0, lt=1)
+    # The store's own conversion rate replaces expected_conversion_rate once its past
+    # campaigns reached at least this many recipients.
+    own_conversion_min_recipients: int = Field(default=500, ge=1)
+    # "ddd HH:MM" local moments for send_mode "peak", and spans ["ddd HH:MM", "ddd HH:MM"]
+    # of low response that best-time slots and deferrals skip.
+    peak_times: list[str] = Field(default_factory=lambda: ["thu 20:00", "sat 10:00"])
+    low_response: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("sun 17:00", "mon 12:00")])
+
+    @field_validator("peak_times")
+    @classmethod
+    def _weekly_moments(cls, value: list[str]) -> list[str]:
+        for moment in value:
+            weekly_moment(moment)
+        return value
+
+    @field_validator("low_response")
+    @classmethod
+    def _weekly_spans(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for start, end in value:
+            weekly_moment(start), weekly_moment(end)
+        return value
 
 
 class AutomationSettings(Section):
     """The built-in automation triggers; each may be turned off."""
 
     enabled: list[str] = Field(default_factory=lambda: [
-        "win_back", "vip", "post_purchase", "welcome", "birthday", "segment_entry"])
+        "win_back", "vip", "post_purchase", "welcome", "birthday", "anniversary",
+        "segment_entry"])
+    # Triggers that also react to a segment's backfill (its first fill, changed criteria,
+    # imported history), e.g. ["vip"]; by default a backfill rewards nobody.
+    react_to_backfill: list[str] = Field(default_factory=list)
     # What a trigger does when the customer has reached the daily cap: "defer" to the
     # customer's next allowed day, or "drop". Transactional messages are never capped.
     on_cap: dict[str, Literal["defer", "drop"]] = Field(default_factory=lambda: {"campaign": "drop"})
@@ -266,11 +315,17 @@ class AutomationSettings(Section):
     win_back_schedule: Cron = "0 11 * * *"
     vip_discount_percent: Decimal = Field(default=Decimal(20), ge=0, le=100)
     post_purchase_delay: Duration = timedelta(days=2)
+    # The upsell starts at the first of these statuses an order reaches (cash on delivery
+    # goes PENDING -> SHIPPED -> DELIVERED, never PAID); once per order.
+    post_purchase_on: list[Literal["PAID", "SHIPPED", "DELIVERED"]] = Field(
+        default_factory=lambda: ["PAID", "DELIVERED"], min_length=1)
     welcome_delays: list[Duration] = Field(
         default_factory=lambda: [timedelta(0), timedelta(days=3), timedelta(days=7)])
     welcome_discount_percent: Decimal = Field(default=Decimal(10), ge=0, le=100)
     birthday_discount_percent: Decimal = Field(default=Decimal(20), ge=0, le=100)
     birthday_schedule: Cron = "0 10 * * *"
+    anniversary_discount_percent: Decimal = Field(default=Decimal(15), ge=0, le=100)
+    anniversary_schedule: Cron = "0 10 * * *"  # first-order anniversaries, in the store's zone
     code_valid_for: Duration = timedelta(days=14)
     channels: list[Channel] = Field(default_factory=lambda: ["whatsapp", "email", "sms"])
     routing: Literal["cheapest", "listed"] = "cheapest"  # plugins.policy.routing
@@ -278,9 +333,11 @@ class AutomationSettings(Section):
     recommendations_count: int = Field(default=4, ge=1, le=20)
     recommendations_exclude_days: int = Field(default=30, ge=0)
     recommendations_cache: Duration = timedelta(days=1)
-    # Win-back by whole days of silence (the default) or by the predicted churn
-    # probability (handlers/predictions): ACTIVE customers at or above the threshold.
-    win_back_by: Literal["days", "churn_probability"] = "days"
+    # Win-back by whole days of silence (the default), by the stored churn risk (ACTIVE,
+    # at least win_back_min_churn_risk) or by the predicted churn probability
+    # (handlers/predictions): ACTIVE customers at or above the threshold.
+    win_back_by: Literal["days", "churn_risk", "churn_probability"] = "days"
+    win_back_min_churn_risk: float = Field(default=0.75, ge=0, le=1)
     win_back_churn_probability: float = Field(default=0.7, gt=0, le=1)
     # The VIP reward on entering `vip` (RFM composite), or on entering the top
     # `vip_top_percent` % of the store's customers by predicted 365-day value.

@@ -12,7 +12,7 @@ the automation log.
 
 from __future__ import annotations
 
-from stormd.handlers.automations import triggers
+from stormd.handlers.automations import anniversary, segment_entry, triggers
 from stormd.handlers.campaigns import campaigns
 from stormd.handlers.carts import carts, recovery
 from stormd.handlers.kernel.registry import HandlerRegistry
@@ -46,6 +46,8 @@ def build_registry() -> HandlerRegistry:
     on("promotion.redeemed")(orders.on_promotion_redeemed)
     react("promotion.redeemed", name="rescoring")(segments.rescore_on_event)
     on(*engagement.EVENT_KIND)(engagement.on_email_engagement)
+    # E-mail engagement feeds the lifecycle stage.
+    react("email.open", "email.click", name="rescoring")(segments.rescore_on_event)
 
     # Timers: a kind's state handler, then its reactions.
     r.on_timer_batch(carts.ABANDON_TIMER)(carts.detect_abandonment)
@@ -54,9 +56,11 @@ def build_registry() -> HandlerRegistry:
     r.react_to_timer_batch(triggers.POST_PURCHASE_KIND, name="post_purchase")(
         triggers.fire_post_purchase)
     r.react_to_timer_batch(triggers.WELCOME_KIND, name="welcome")(triggers.fire_welcome_step)
+    r.react_to_timer_batch(segment_entry.SEQUENCE_KIND, name="segment_entry")(
+        segment_entry.fire_sequence_step)
 
     # Segment changes (after every refresh: nightly, real time, on demand).
-    r.on_segment_change(triggers.on_segment_entered)
+    r.on_segment_change(segment_entry.on_segment_entered)
 
     # Cron jobs, on schedules read from the settings (daemon time zone).
     r.on_cron("rfm", lambda s: s.rfm.schedule)(nightly.nightly_rfm)
@@ -64,6 +68,8 @@ def build_registry() -> HandlerRegistry:
         triggers.win_back_job)
     r.on_cron("automations.birthday", lambda s: s.automations.birthday_schedule)(
         triggers.birthday_job)
+    r.on_cron("automations.anniversary", lambda s: s.automations.anniversary_schedule)(
+        anniversary.anniversary_job)
     r.on_cron("campaigns.dispatch", lambda s: "* * * * *")(campaigns.dispatch_due_campaigns)
     r.on_cron("kpis", lambda s: "*/5 * * * *")(kpis.refresh_kpi_gauges)
     r.on_cron("inbox.prune", lambda s: inbox.SCHEDULE)(inbox.prune_inbox)

@@ -69,7 +69,9 @@ def stormd_estimate_cost(message: Outgoing, config: Any) -> Decimal | None:
 
     Called before each send; the result is recorded on the delivery log. None means
     free. SMS providers bill per segment:
-    `sms_segments(message.body)` counts them as the gateways do.
+    `sms_segments(message.body)` counts them as the gateways do. It is also called before
+    a message is queued (`to` empty, `message_id` 0) to price cost previews and "cheapest"
+    routing: keep it a pure function of the message and the configuration.
     """
 
 

@@ -23,7 +23,7 @@ from stormd.schema.runtime.cron import CronRun
 from stormd.schema.runtime.inbox import OutboundEvent, ProcessedEvent
 from stormd.schema.runtime.timers import Timer
 from stormd.schema.shop.carts import Cart, CartAbandonmentEvent, CartItem
-from stormd.schema.shop.customers import Customer, DndNumber
+from stormd.schema.shop.customers import Customer, DndNumber, ImportedCustomer
 from stormd.schema.shop.orders import Order, OrderItem, OrderStatusChange
 from stormd.schema.shop.products import Product
 from stormd.schema.shop.promotions import AppliedPromotion, DiscountCode
@@ -34,8 +34,8 @@ __all__ = [
     "Base", "CampaignTemplate", "Cart", "CartAbandonmentEvent", "CartItem", "ClvFit", "CronRun",
     "Customer", "CustomerLifecycleMetrics", "CustomerPrediction", "CustomerRFMSnapshot",
     "CustomerSegment", "CustomerSegmentMember", "DiscountCode", "DndNumber", "EmailCampaign",
-    "EmailEvent", "IdempotentRequest", "Message", "Order", "OrderItem", "OrderStatusChange",
-    "OutboundEvent", "ProcessedEvent", "Product", "ProductNeighbour", "RecommendationEvent",
-    "RescoreQueue", "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer", "WhatsAppMessage",
-    "WhatsAppTemplate",
+    "EmailEvent", "IdempotentRequest", "ImportedCustomer", "Message", "Order", "OrderItem",
+    "OrderStatusChange", "OutboundEvent", "ProcessedEvent", "Product", "ProductNeighbour",
+    "RecommendationEvent", "RescoreQueue", "RfmRun", "SmsLog", "SmsProvider", "Store", "Timer",
+    "WhatsAppMessage", "WhatsAppTemplate",
 ]

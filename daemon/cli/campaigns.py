@@ -150,7 +150,7 @@ def update(campaign_id, path, config_path, store_id, as_json) -> None:
 
 @command.command("schedule")
 @click.argument("campaign_id")
-@click.option("--mode", "send_mode", type=click.Choice(["now", "at", "best_time", "off_peak"]),
+@click.option("--mode", "send_mode", type=click.Choice(["now", "at", "best_time", "off_peak", "peak"]),
               default=None, help="When to send (default: the campaign's own send mode).")
 @click.option("--at", "at", default=None, help="ISO 8601 time with a zone, for --mode at.")
 @click.option("--force", is_flag=True, help="Send even below the minimum ROI or over budget.")

@@ -41,9 +41,10 @@ def run(config_path: str | None, store_id: str | None, as_of: str | None, as_jso
                        f"{r.as_of.isoformat(timespec='seconds')}: {r.population} customers "
                        f"scored, {r.rows} snapshot rows in {r.seconds:.2f}s")
             echo_table([{"segment": slug, "members": c.members, "entered": len(c.entered),
-                         "exited": len(c.exited), "drift": "ALERT" if slug in r.drifted else ""}
+                         "backfill": len(c.backfill), "exited": len(c.exited),
+                         "drift": "ALERT" if slug in r.drifted else ""}
                         for slug, c in r.segments.items()],
-                       ["segment", "members", "entered", "exited", "drift"])
+                       ["segment", "members", "entered", "backfill", "exited", "drift"])
             if r.predictions:
                 click.echo(_prediction_line(r.predictions))
             for slug, reason in r.failed.items():

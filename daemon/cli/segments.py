@@ -1,6 +1,7 @@
-"""`stormd segments list | show SLUG | members SLUG | create --file F | update SLUG --file F
+"""`stormd segments list | show SLUG | members SLUG | create --file F | update --file F
 | delete SLUG | preview --criteria JSON`, each with `--store S` and `--json`: the segment
-service (handlers/scoring/service.py), as the HTTP API calls it."""
+service (handlers/scoring/service.py), as the HTTP API calls it. A created or updated
+segment has its members at once."""
 
 from __future__ import annotations
 
@@ -26,17 +27,29 @@ def _shown(segment: Any, store: str | None = None) -> dict[str, Any]:
     return {**({"store": store} if store else {}), **data}
 
 
-def _read(path: Path, model: Any) -> Any:
-    """A JSON file validated as `model`; a bad file ends with its reason and exit 1."""
+def _json_file(path: Path) -> Any:
+    """A JSON file's content; a file that is not JSON ends with its reason and exit 1."""
     try:
-        return model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         click.echo(f"stormd: {path}: not a JSON segment definition: {exc}", err=True)
+        sys.exit(1)
+
+
+def _parsed(data: Any, path: Path, model: Any) -> Any:
+    """`data` validated as `model`; invalid data ends with the first reason and exit 1."""
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "definition"
         click.echo(f"stormd: {path}: {where}: {first['msg']}", err=True)
-    sys.exit(1)
+        sys.exit(1)
+
+
+def _read(path: Path, model: Any) -> Any:
+    """A JSON file validated as `model`; a bad file ends with its reason and exit 1."""
+    return _parsed(_json_file(path), path, model)
 
 
 @command.command("list")
@@ -127,16 +140,24 @@ def create(file: Path | None, template: str | None, config_path: str | None,
 
 
 @command.command("update")
-@click.argument("slug")
+@click.argument("slug", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help='JSON file with what changes: {"name"?, "criteria"?}.')
+              required=True, help='JSON file {"slug", "name"?, "criteria"?}.')
 @store_options
-def update(slug: str, file: Path, config_path: str | None, store_id: str | None,
+def update(slug: str | None, file: Path, config_path: str | None, store_id: str | None,
            as_json: bool) -> None:
-    """Rename a segment or change its criteria; its members move at once."""
+    """Rename a segment or change its criteria (the slug in the file, or given first); its
+    members move at once."""
     from stormd.handlers.scoring.service import SegmentChanges, update_segment
 
-    changes = _read(file, SegmentChanges)
+    data = _json_file(file)
+    named = data.pop("slug", None) if isinstance(data, dict) else None
+    if slug and named and named != slug:
+        raise click.UsageError(f"the file names segment {named!r}, not {slug!r}")
+    slug = slug or named
+    if not slug:
+        raise click.UsageError("give the segment's slug in the file or as an argument")
+    changes = _parsed(data, file, SegmentChanges)
 
     async def work(call, store):
         return _shown(await update_segment(call, store, slug, changes), store)

@@ -41,6 +41,7 @@ from stormd.config.clock import SettableClock
 from stormd.config.loader import settings_from_dict
 from stormd.daemon.demo import hostile_input, predictions
 from stormd.daemon.demo.api import Marketer, keep_running, report_api
+from stormd.daemon.demo.automations import anniversary_orders, report_automation_rules
 from stormd.daemon.demo.hostile_content import report_hostile_content
 from stormd.daemon.demo.section import Section
 from stormd.daemon.demo.storefront import Storefront
@@ -72,7 +73,8 @@ def _birthday_today(customer: dict[str, Any], when: datetime) -> dict[str, Any]:
 
 async def _import_history(settings, shop: Storefront, work: Path, now: datetime) -> int:
     """Customers, products and past orders through the bulk importer (`stormd import`).
-    Every 40th shopper has a birthday on the second day, for the birthday automation."""
+    Every 40th shopper has a birthday on the second day, for the birthday automation, and
+    every 50th a first order a year before it, for the anniversary."""
     from stormd.handlers.imports.bulk import import_file
 
     files = {"customers": [], "products": [], "orders": []}
@@ -88,6 +90,7 @@ async def _import_history(settings, shop: Storefront, work: Path, now: datetime)
         elif env["type"] == "order.status_changed":
             latest[env["data"]["orderId"]] = env["data"]["status"]
     files["orders"] = [{**o, "status": latest.get(oid, o["status"])} for oid, o in created.items()]
+    files["orders"] += anniversary_orders(shop.people, now + timedelta(days=1))
     engine = make_engine(settings.database.url)
     sessionmaker = make_sessionmaker(engine)
     try:
@@ -490,7 +493,8 @@ async def report_kpis(session: AsyncSession, player: Player) -> Section:
 REPORTS: list[Report] = [report_events, report_carts, report_examples, report_segments,
                          report_campaign, report_automations, report_messages, report_kpis,
                          predictions.report_predictions,
-                         report_hostile_content, report_api]  # type: ignore[list-item]
+                         report_hostile_content, report_api,  # type: ignore[list-item]
+                         report_automation_rules]
 REPORTS.append(hostile_input.report_hostile)  # last: it publishes the hostile events it reports
 
 

@@ -33,6 +33,7 @@ CATALOGUE = {
     "Home": [("Rice Cooker", 2800), ("Nakshi Kantha", 3500), ("Pressure Cooker", 2100)],
 }
 PROMO_CODES = ["EID10", "WELCOME5", "PUJA15", "FREESHIP"]
+COD_SHARE = 0.6  # orders paid in cash on delivery: PENDING -> SHIPPED -> DELIVERED, never PAID
 
 
 def _id(prefix: str) -> str:
@@ -100,7 +101,8 @@ class Storefront:
     def order_events(self, customer_id: str, at: datetime, cart_id: str | None = None,
                      items: list[dict[str, Any]] | None = None,
                      final: str = "DELIVERED") -> list[tuple[datetime, dict[str, Any]]]:
-        """An order and its status changes (PAID, SHIPPED, DELIVERED over two days)."""
+        """An order and its status changes over two days: PAID, SHIPPED, DELIVERED, or for
+        cash on delivery (most orders in Bangladesh) SHIPPED, DELIVERED."""
         items = items or self._items()
         order_id = _id("o")
         data = {"orderId": order_id, "customerId": customer_id, "status": "PENDING",
@@ -113,7 +115,9 @@ class Storefront:
             out.append((at, self.envelope("promotion.redeemed", at, {
                 "orderId": order_id, "customerId": customer_id, "code": code,
                 "discountType": "PERCENT", "discountAmount": "50"})))
-        steps = ["PAID", "SHIPPED", "DELIVERED"] if final != "CANCELLED" else ["CANCELLED"]
+        cod = self.rng.random() < COD_SHARE
+        steps = (["CANCELLED"] if final == "CANCELLED" else
+                 ["SHIPPED", "DELIVERED"] if cod else ["PAID", "SHIPPED", "DELIVERED"])
         for n, status in enumerate(steps, 1):
             when = at + timedelta(hours=8 * n)
             out.append((when, self.envelope("order.status_changed", when,

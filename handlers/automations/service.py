@@ -62,6 +62,7 @@ class Execution(_Model):
     status: str
     step: int
     error: str | None
+    variant: str | None = Field(default=None, description="The A/B variant it was sent")
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
@@ -161,7 +162,8 @@ async def execution_log(call: Call, store_id: str, page: PageRequest, *,
         await require_store(session, store_id)
         return await fetch_page(session, query, page, LOG_SORTS, LOG_ID, lambda e: Execution(
             id=e.id, trigger=e.trigger, customer_id=e.customer_id, subject_id=e.subject_id,
-            status=e.status, step=e.step, error=e.error, created_at=e.created_at,
+            status=e.status, step=e.step, error=e.error,
+            variant=(e.context or {}).get("variant"), created_at=e.created_at,
             updated_at=e.updated_at, completed_at=e.completed_at))
 
 

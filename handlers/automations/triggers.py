@@ -1,14 +1,20 @@
-"""The automation triggers: win-back, VIP milestone, post-purchase upsell,
-segment entry, welcome series, birthday.
+"""The automation triggers: win-back, VIP milestone, post-purchase upsell, welcome series,
+birthday (segment entry: handlers/automations/segment_entry.py; anniversary:
+handlers/automations/anniversary.py).
 
 Each run of a trigger for a customer is an AutomationExecution whose unique key is
 store + trigger + customer + date bucket, so a redelivered event, a re-run cron
 or two racing processes open it once; its message key derives from it, so it queues once.
 Executions are the automation log: PENDING/WAITING while steps remain, COMPLETED when its
 message is queued (or deferred by the daily cap), SKIPPED with the reason (cooldown, offer
-cooldown, unreachable, capped, order cancelled, nothing to recommend), FAILED with the
-reason when its message could not be rendered (a store template that breaks; the message
-is recorded as failed) or the reaction itself failed (handlers/kernel/failures.py).
+cooldown, unreachable, capped, order cancelled, nothing to recommend, segment backfill),
+FAILED with the reason when its message could not be rendered (a store template that
+breaks; the message is recorded as failed) or the reaction itself failed
+(handlers/kernel/failures.py).
+
+A trigger whose workflow has `variants` (handlers/automations/workflows.py) sends each
+customer the template of their variant, assigned as a campaign's are; the variant is kept
+on the execution (`context.variant`) and on the message.
 
 All marketing: opt-outs, the daily cap (`automations.on_cap`: defer or drop), the
 same-trigger cooldown, quiet hours and Friday prayer apply through `handlers.outreach.queue`.
@@ -25,6 +31,8 @@ from typing import Any
 
 from sqlalchemy import and_, extract, select, update
 
+from stormd.handlers.automations.workflows import SINGLE_MESSAGE, WorkflowError, parse_config
+from stormd.handlers.campaigns.ab_testing import assign_variant
 from stormd.handlers.kernel.context import HandlerContext, JobContext, TimerFired
 from stormd.handlers.outreach.costs import unit_costs
 from stormd.handlers.outreach.queue import (
@@ -39,9 +47,8 @@ from stormd.handlers.outreach.queue import (
 )
 from stormd.handlers.outreach.recommendations import recommend_many
 from stormd.handlers.outreach.send_slots import store_send_window
-from stormd.handlers.predictions.nightly import VIP_PREDICTED
 from stormd.handlers.scoring.features import known_store_ids
-from stormd.plugins.policy.eligibility import load_reach, recent_offer_holders, recently_triggered
+from stormd.plugins.policy.eligibility import load_reach, recently_triggered
 from stormd.schema.db.inlist import in_values
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.automations import AutomationExecution, AutomationWorkflow
@@ -58,7 +65,7 @@ WELCOME_KIND = "automation.welcome"
 POST_PURCHASE_KIND = "automation.post_purchase"
 NAMES = {"win_back": "Churn-risk win-back", "vip": "VIP milestone reward",
          "post_purchase": "Post-purchase upsell", "welcome": "Welcome series",
-         "birthday": "Birthday greeting"}
+         "birthday": "Birthday greeting", "anniversary": "First-order anniversary"}
 
 
 @dataclass
@@ -72,8 +79,9 @@ class Step:
     number: int = 0
     final: bool = True
     cooldown: timedelta | None = None
-    offer_cooldown: timedelta | None = None
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # per customer
+    # An A/B test: [{name, weight, template}] (else the workflow's own `variants`, if any).
+    variants: list[dict[str, Any]] | None = None
 
 
 def template_variables(settings: Any) -> dict[str, tuple[str, frozenset[str]]]:
@@ -94,12 +102,15 @@ def template_variables(settings: Any) -> dict[str, tuple[str, frozenset[str]]]:
         "win_back": ("win_back", with_code(a.win_back_discount_percent)),
         "vip_reward": ("vip", with_code(a.vip_discount_percent)),
         "birthday": ("birthday", with_code(a.birthday_discount_percent)),
+        "anniversary": ("anniversary", with_code(a.anniversary_discount_percent)
+                        | ANNIVERSARY_NAMES),
         "post_purchase_upsell": ("post_purchase", STANDARD_NAMES | UPSELL_NAMES),
     })
     return found
 
 
 UPSELL_NAMES = frozenset({"products", "order_id"})
+ANNIVERSARY_NAMES = frozenset({"years"})
 
 
 def enabled(ctx: HandlerContext, trigger: str) -> bool:
@@ -131,10 +142,11 @@ async def ensure_workflow(ctx: HandlerContext, trigger: str, config: dict | None
 
 
 async def open_executions(ctx: HandlerContext, workflow: AutomationWorkflow,
-                          items: list[tuple[str, str, str | None]], status: str = "PENDING"
-                          ) -> list[AutomationExecution]:
+                          items: list[tuple[str, str, str | None]], status: str = "PENDING",
+                          error: str | None = None) -> list[AutomationExecution]:
     """Open one execution per (customer, bucket, subject); returns only the new ones (an
-    existing key means this trigger already ran for that customer in that bucket)."""
+    existing key means this trigger already ran for that customer in that bucket). A
+    SKIPPED one is closed at once, `error` saying why."""
     now = ctx.now()
     keys = {execution_key(ctx.store_id, workflow.trigger, cid, bucket): (cid, subject)
             for cid, bucket, subject in items}
@@ -150,8 +162,9 @@ async def open_executions(ctx: HandlerContext, workflow: AutomationWorkflow,
     await ctx.session.execute(stmt, [{
         "store_id": ctx.store_id, "workflow_id": workflow.id, "trigger": workflow.trigger,
         "customer_id": keys[k][0], "subject_id": keys[k][1], "idempotency_key": k,
-        "status": status, "step": 0, "context": None, "error": None, "created_at": now,
-        "updated_at": now, "completed_at": None} for k in fresh])
+        "status": status, "step": 0, "context": None, "error": error, "created_at": now,
+        "updated_at": now, "completed_at": now if status == "SKIPPED" else None}
+        for k in fresh])
     return list((await ctx.session.scalars(select(AutomationExecution).where(
         AutomationExecution.idempotency_key.in_(fresh)))).all())
 
@@ -172,6 +185,29 @@ async def _mark(ctx: HandlerContext, ids: list[int], status: str, error: str | N
                                   .values(**values))
 
 
+# What an outcome of `send_batch` means in the automation log when nothing was sent.
+SKIP_REASONS = {"capped": "daily cap reached (on_cap = drop)",
+                "offer_cooldown": "offer cooldown"}
+_VARIANTS = "stormd.workflow_variants"  # (store, trigger) -> the workflow's variants
+
+
+async def workflow_variants(ctx: HandlerContext, trigger: str) -> list[dict[str, Any]] | None:
+    """The A/B variants the store's workflow of `trigger` sets (once a transaction)."""
+    known = ctx.remembered(_VARIANTS)
+    key = (ctx.store_id, trigger)
+    if key not in known:
+        config = (await ctx.session.execute(select(AutomationWorkflow.config).where(
+            AutomationWorkflow.store_id == ctx.store_id,
+            AutomationWorkflow.trigger == trigger))).scalar()
+        known[key] = (config or {}).get("variants") if isinstance(config, dict) else None
+    return known[key]
+
+
+def variant_salt(store_id: str, trigger: str) -> str:
+    """What an automation's customers are split by (a campaign uses its id)."""
+    return f"automation:{store_id}:{trigger}"
+
+
 async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], step: Step
                   ) -> dict[str, str]:
     """Queue the step's message for each execution's customer; mark the executions with
@@ -186,51 +222,65 @@ async def deliver(ctx: HandlerContext, executions: list[AutomationExecution], st
         for cid in await recently_triggered(ctx.session, ctx.store_id, ids, step.trigger,
                                             now - step.cooldown, step.template):
             skip[cid] = "cooldown"
-    if step.offer_cooldown:
-        for cid in await recent_offer_holders(ctx.session, ctx.store_id, ids,
-                                              now - step.offer_cooldown):
-            skip.setdefault(cid, "offer cooldown")
     reach = await load_reach(ctx.session, ctx.store_id, [i for i in ids if i not in skip])
-    recipients = []
+    variants = step.variants
+    if variants is None and step.trigger in SINGLE_MESSAGE:
+        variants = await workflow_variants(ctx, step.trigger)
+    groups_by_variant: dict[str | None, list[Recipient]] = {}
     for e in executions:
         if e.customer_id in skip:
             continue
         if e.customer_id not in reach:
             skip[e.customer_id] = "unknown customer"
             continue
-        recipients.append(Recipient(
+        variant = (assign_variant(variant_salt(ctx.store_id, step.trigger), e.customer_id,
+                                  variants) if variants else None)
+        groups_by_variant.setdefault(variant, []).append(Recipient(
             reach=reach[e.customer_id], key=bounded_key(f"{e.idempotency_key}:{step.number}"),
             variables=step.variables.get(e.customer_id, {}), execution_id=e.id))
     window = store_send_window(ctx.settings, store.tz)
-    outreach = Outreach(
-        store=store, trigger=step.trigger,
-        templates=await load_templates(ctx.session, ctx.store_id, step.template),
-        channels=step.channels or ctx.settings.automations.channels,
-        routing=ctx.settings.automations.routing,
-        send_at=window.next_allowed(now), costs=await unit_costs(ctx.session, ctx.settings,
-                                                                 ctx.store_id),
-        on_cap=ctx.settings.automations.on_cap.get(step.trigger.split(":", 1)[0], "defer"),
-        discount_percent=step.discount_percent or None,
-        code_valid_until=now + ctx.settings.automations.code_valid_for,
-    )
-    result = await send_batch(ctx.session, ctx.settings, now, outreach, recipients)
-    outcome.update(result.status)
-    outcome.update(skip)
+    costs = await unit_costs(ctx.session, ctx.settings, ctx.store_id)
+    templates = {v["name"]: v["template"] for v in variants or ()}
     by_id = {e.customer_id: e.id for e in executions}
+    errors: dict[str, str] = {}
+    for variant, recipients in groups_by_variant.items():
+        outreach = Outreach(
+            store=store, trigger=step.trigger,
+            templates=await load_templates(ctx.session, ctx.store_id,
+                                           templates.get(variant or "", step.template)),
+            channels=step.channels or ctx.settings.automations.channels,
+            routing=ctx.settings.automations.routing,
+            send_at=window.next_allowed(now), costs=costs,
+            on_cap=ctx.settings.automations.on_cap.get(step.trigger.split(":", 1)[0], "defer"),
+            discount_percent=step.discount_percent or None,
+            code_valid_until=now + ctx.settings.automations.code_valid_for, variant=variant,
+        )
+        result = await send_batch(ctx.session, ctx.settings, now, outreach, recipients)
+        outcome.update(result.status)
+        errors.update(result.errors)
+        if variant is not None:
+            await _note_variant(ctx, [by_id[r.reach.customer_id] for r in recipients], variant)
+    outcome.update(skip)
     groups: dict[tuple[str, str | None], list[int]] = {}
     for cid, what in outcome.items():
         if what in ("queued", "deferred", "duplicate"):
             key = ("COMPLETED" if step.final else "WAITING", None)
-        elif what == "capped":
-            key = ("SKIPPED", "daily cap reached (on_cap = drop)")
         elif what == "failed":  # its message could not be rendered: recorded, not retried
-            key = ("FAILED", result.errors.get(cid, "the message failed to render"))
+            key = ("FAILED", errors.get(cid, "the message failed to render"))
         else:
-            key = ("SKIPPED", what)
+            key = ("SKIPPED", SKIP_REASONS.get(what, what))
         groups.setdefault(key, []).append(by_id[cid])
     for (status, error), exec_ids in groups.items():
         await _mark(ctx, exec_ids, status, error, step.number)
     return outcome
+
+
+async def _note_variant(ctx: HandlerContext, ids: list[int], variant: str) -> None:
+    """The execution's variant, for the automation log (`context.variant`)."""
+    for i in range(0, len(ids), CHUNK):
+        await ctx.session.execute(update(AutomationExecution)
+                                  .where(AutomationExecution.id.in_(ids[i:i + CHUNK]))
+                                  .values(context={"variant": variant}))
 
 
 async def run_trigger(ctx: HandlerContext, customer_ids: Iterable[str], bucket: str, step: Step,
@@ -258,10 +308,12 @@ def _cooldown(ctx: HandlerContext, extra: timedelta | None = None) -> timedelta:
 
 
 async def win_back_candidates(ctx: HandlerContext, after: str, limit: int) -> list[str]:
-    """ACTIVE customers whose last completed order is 45+ whole days old (keyset page);
-    with `win_back_by = "churn_probability"`, ACTIVE customers whose predicted churn
-    probability (no purchase in the next 90 days) is at least the threshold, however
-    recent their last order (a customer without predictions is not a candidate)."""
+    """ACTIVE customers at risk (keyset page): by default those whose last completed order
+    is 45+ whole days old; with `automations.win_back_by = "churn_risk"` those whose churn
+    risk (docs/scoring.md) is at least `win_back_min_churn_risk`; with "churn_probability"
+    those whose predicted churn probability (no purchase in the next 90 days) is at least
+    `win_back_churn_probability`, however recent their last order (a customer without
+    predictions is not a candidate)."""
     a = ctx.settings.automations
     lm = CustomerLifecycleMetrics
     query = select(lm.customer_id).where(lm.store_id == ctx.store_id, lm.stage == "ACTIVE",
@@ -271,6 +323,8 @@ async def win_back_candidates(ctx: HandlerContext, after: str, limit: int) -> li
         query = query.join(cp, and_(cp.store_id == lm.store_id,
                                     cp.customer_id == lm.customer_id)).where(
             cp.churn_probability >= a.win_back_churn_probability)
+    elif a.win_back_by == "churn_risk":
+        query = query.where(lm.churn_risk >= a.win_back_min_churn_risk)
     else:
         query = query.where(lm.last_order_at <= ctx.now() - timedelta(days=a.win_back_after_days))
     return list((await ctx.session.scalars(query.order_by(lm.customer_id).limit(limit))).all())
@@ -282,8 +336,7 @@ async def run_win_back(ctx: HandlerContext, after: str = "") -> tuple[str, dict[
     ids = await win_back_candidates(ctx, after, CHUNK)
     a = ctx.settings.automations
     step = Step("win_back", "win_back", a.win_back_discount_percent,
-                cooldown=_cooldown(ctx, a.win_back_cooldown),
-                offer_cooldown=ctx.settings.limits.offer_cooldown)
+                cooldown=_cooldown(ctx, a.win_back_cooldown))
     outcome = await run_trigger(ctx, ids, local_today(ctx, store.tz).isoformat(), step)
     return (ids[-1] if len(ids) == CHUNK else ""), outcome
 
@@ -334,60 +387,35 @@ async def birthday_job(job: JobContext) -> None:
     await _each_store_in_pages(job, run_birthdays)
 
 
-# --- VIP milestone and segment entry --------------------------------------------------------
-
-
-async def on_segment_entered(ctx: HandlerContext, segment: str, entered: list[str],
-                             exited: list[str]) -> None:
-    """Entering `vip` (composite >= 38) earns the VIP reward, at most once a month (with
-    `vip_by = "predicted_clv"`, entering the top of the store by predicted 365-day value
-    does instead); any segment with an enabled `segment_entry:<slug>` workflow fires its
-    own message."""
-    if not entered:
-        return
-    store = await store_profile(ctx.session, ctx.settings, ctx.store_id)
-    today = local_today(ctx, store.tz)
-    if segment == ("vip" if ctx.settings.automations.vip_by == "rfm" else VIP_PREDICTED):
-        step = Step("vip", "vip_reward", ctx.settings.automations.vip_discount_percent,
-                    cooldown=_cooldown(ctx))
-        await run_trigger(ctx, entered, today.strftime("%Y-%m"), step, subject_id="vip")
-    if not enabled(ctx, "segment_entry"):
-        return
-    workflow = (await ctx.session.scalars(select(AutomationWorkflow).where(
-        AutomationWorkflow.store_id == ctx.store_id,
-        AutomationWorkflow.trigger == f"segment_entry:{segment}",
-        AutomationWorkflow.enabled.is_(True)))).first()
-    if workflow is None:
-        return
-    config = workflow.config or {}
-    step = Step(workflow.trigger, config.get("template", "welcome_1"),
-                Decimal(str(config["discount_percent"])) if config.get("discount_percent") else None,
-                channels=config.get("channels"), cooldown=_cooldown(ctx))
-    await run_trigger(ctx, entered, today.isoformat(), step, subject_id=segment)
-
-
-TRIGGERS = ("win_back", "vip", "post_purchase", "welcome", "birthday")
+TRIGGERS = ("win_back", "vip", "post_purchase", "welcome", "birthday", "anniversary")
 TRIGGER_LENGTH = 64  # AutomationWorkflow.trigger, Message.trigger
 
 
 async def configure_workflow(ctx: HandlerContext, trigger: str, enabled_: bool,
                              config: dict[str, Any] | None = None) -> AutomationWorkflow:
-    """Turn a store's trigger on or off; `segment_entry:<slug>` takes {template, channels?,
-    discount_percent?} (the template is checked to exist)."""
+    """Turn a store's trigger on or off, with its configuration checked
+    (handlers/automations/workflows.py: A/B `variants`, a segment-entry sequence `steps`,
+    `react_to_backfill`); every template it names must exist."""
     if len(trigger) > TRIGGER_LENGTH:
         raise ValueError(f"trigger: {trigger!r} is longer than {TRIGGER_LENGTH} characters")
-    if trigger.startswith("segment_entry:"):
-        config = dict(config or {})
-        if not config.get("template"):
-            raise ValueError("config.template: required for a segment-entry workflow")
-        await load_templates(ctx.session, ctx.store_id, config["template"])
-    elif trigger not in TRIGGERS:
+    if not trigger.startswith("segment_entry:") and trigger not in TRIGGERS:
         raise ValueError(f"trigger: {trigger!r} is not one of {', '.join(TRIGGERS)} "
                          "or segment_entry:<slug>")
+    known = (await ctx.session.execute(select(AutomationWorkflow.id).where(
+        AutomationWorkflow.store_id == ctx.store_id,
+        AutomationWorkflow.trigger == trigger))).scalar()
+    if config is not None or (trigger.startswith("segment_entry:") and known is None):
+        try:  # a known workflow switched on or off keeps its checked configuration
+            parsed = parse_config(trigger, config)
+        except WorkflowError as exc:
+            raise ValueError(str(exc)) from None
+        for template in parsed.templates():
+            await load_templates(ctx.session, ctx.store_id, template)
     workflow = await ensure_workflow(ctx, trigger, config)
     workflow.enabled, workflow.updated_at = enabled_, ctx.now()
     if config is not None:
         workflow.config = config
+    ctx.remembered(_VARIANTS).pop((ctx.store_id, trigger), None)
     return workflow
 
 
@@ -404,13 +432,17 @@ async def add_segment_entry_workflow(ctx: HandlerContext, segment: str, template
 
 
 async def on_order_paid(ctx: HandlerContext, events: list[Event]) -> None:
-    """An order turning PAID opens its upsell, fired `post_purchase_delay` later."""
+    """An order reaching the first of `automations.post_purchase_on` (PAID, or DELIVERED
+    for cash on delivery) opens its upsell, fired `post_purchase_delay` later; an order
+    opens one, whichever of them it reaches and however often (the execution's key is the
+    order)."""
     if not enabled(ctx, "post_purchase"):
         return
     too_old = ctx.now() - timedelta(days=1)  # a replayed or imported old order: too late
+    starts = ctx.settings.automations.post_purchase_on
     paid = [(e.data, e.occurred_at + ctx.settings.automations.post_purchase_delay)
             for e in events if isinstance(e.data, (OrderCreated, OrderStatusChanged))
-            and e.data.status == "PAID"]
+            and e.data.status in starts]
     paid = [(data, due) for data, due in paid if due >= too_old]
     if not paid:
         return
@@ -461,7 +493,7 @@ async def _executions(ctx: HandlerContext, fired: list[TimerFired]) -> dict[int,
 
 
 async def fire_post_purchase(ctx: HandlerContext, fired: list[TimerFired]) -> None:
-    """Two days after PAID: skip cancelled or refunded orders and those with nothing to
+    """Two days after PAID (or DELIVERED): skip cancelled or refunded orders and those with nothing to
     recommend, else send the upsell. Order statuses, items and recommendations are looked
     up for the whole batch at once."""
     executions = await _executions(ctx, fired)

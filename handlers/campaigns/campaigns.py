@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.channels import Channel
 from stormd.config.settings import Settings
 from stormd.handlers.campaigns.ab_testing import assign_variant, in_holdout
+from stormd.handlers.campaigns.results import conversion_rate
 from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.kernel.service import Conflict, Instant, NotFound
 from stormd.handlers.outreach.costs import (
@@ -61,7 +62,7 @@ from stormd.handlers.outreach.template_library import (
     count_use,
     parse_content,
 )
-from stormd.handlers.outreach.templates import MissingVariables, TemplateError
+from stormd.handlers.outreach.templates import MissingVariables, TemplateError, system_library
 from stormd.handlers.scoring.features import first_column
 from stormd.handlers.scoring.segments import (
     MEMBERS,
@@ -73,7 +74,8 @@ from stormd.handlers.scoring.segments import (
 from stormd.plugins.policy.eligibility import load_reach, reachable_clause
 from stormd.plugins.policy.routing import Routing
 from stormd.schema.db.upsert import insert_for
-from stormd.schema.marketing.campaigns import EmailCampaign
+from stormd.schema.marketing.automations import AutomationWorkflow
+from stormd.schema.marketing.campaigns import CampaignTemplate, EmailCampaign
 from stormd.schema.marketing.messages import Message
 from stormd.schema.shop.customers import Customer
 from stormd.schema.wire.envelope import OutEvent, stage_events
@@ -132,7 +134,7 @@ class CampaignSpec(BaseModel):
     discount_percent: Decimal | None = Field(default=None, ge=0, le=100, decimal_places=2)
     budget: Decimal | None = Field(default=None, ge=0, le=Decimal("999999999999.99"),
                                    decimal_places=2)
-    send_mode: Literal["now", "at", "best_time", "off_peak"] = "now"
+    send_mode: Literal["now", "at", "best_time", "off_peak", "peak"] = "now"
     scheduled_at: Instant | None = None
 
     @field_validator("channels")
@@ -243,6 +245,9 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
     spec = parse_spec(data)
     c = EmailCampaign(id=f"cmp_{uuid.uuid4().hex[:16]}", store_id=store_id, status="DRAFT",
                       created_at=now, updated_at=now, audience_size=0, cost=Decimal(0))
+    recommended = await seasonal_discount(session, store_id, spec)
+    if recommended is not None:
+        spec = spec.model_copy(update={"discount_percent": recommended})
     _apply(c, spec)
     await check_campaign(session, c, now)
     session.add(c)
@@ -250,6 +255,29 @@ async def create_campaign(session: AsyncSession, store_id: str, data: dict[str, 
         await count_use(session, store_id, slug, now)
     await session.flush()
     return c
+
+
+async def seasonal_discount(session: AsyncSession, store_id: str, spec: CampaignSpec
+                            ) -> Decimal | None:
+    """The recommended discount (`default_discount_percent` in its meta.toml) of the system
+    seasonal or promotional template a campaign uses, when the campaign names no discount:
+    one template for all its variants, not overridden by the store's own wording."""
+    if spec.discount_percent is not None or spec.content:
+        return None
+    if any(v.content for v in spec.variants):
+        return None
+    slugs = {v.template or spec.template for v in spec.variants} or {spec.template}
+    if len(slugs) != 1:
+        return None
+    slug = slugs.pop()
+    template = system_library().get(slug or "")
+    if template is None or template.category not in ("SEASONAL", "PROMOTIONAL"):
+        return None
+    if await session.scalar(select(func.count()).select_from(CampaignTemplate).where(
+            CampaignTemplate.store_id == store_id, CampaignTemplate.slug == slug)):
+        return None
+    percent = template.default_discount_percent
+    return Decimal(percent) if percent else None
 
 
 def _apply(c: EmailCampaign, spec: CampaignSpec) -> None:
@@ -309,8 +337,8 @@ async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCa
     scaled, so a preview of 100,000 costs about what one of 10,000 does. SMS segments and cost
     are estimated from a rendered sample of about `campaigns.preview_renders`."""
     store = await store_profile(session, settings, c.store_id)
-    preview = CostPreview(conversion_rate=settings.campaigns.expected_conversion_rate,
-                          min_roi=store.min_roi)
+    rate, source = await conversion_rate(session, settings, c.store_id, now)
+    preview = CostPreview(conversion_rate=rate, conversion_source=source, min_roi=store.min_roi)
     preview.average_order_value = await average_order_value(session, settings, c.store_id)
     outcome, counts = BatchOutcome(), {"audience": 0, "holdout": 0}
     senders = await _senders(session, settings, c, store, now)
@@ -339,6 +367,7 @@ async def preview_campaign(session: AsyncSession, settings: Settings, c: EmailCa
     preview.unreachable = scaled(outcome.count("unreachable"))
     preview.capped, preview.deferred = scaled(outcome.count("capped")), scaled(
         outcome.count("deferred"))
+    preview.offer_cooldown = scaled(outcome.count("offer_cooldown"))
     preview.by_channel = {ch: scaled(n) for ch, n in outcome.by_channel.items()}
     preview.cost_by_channel = {ch: money(cost * Decimal(str(scale)))
                                for ch, cost in outcome.cost_by_channel.items()}
@@ -423,6 +452,20 @@ async def cancel_campaign(session: AsyncSession, store_id: str, campaign_id: str
         .values(status="cancelled", error="campaign cancelled", updated_at=now)
     )
     return c, result.rowcount or 0
+
+
+async def segment_users(session: AsyncSession, store_id: str, slug: str) -> list[str]:
+    """What keeps a segment from being deleted: unfinished campaigns that target or exclude
+    it, and its segment-entry automation while that is on."""
+    users = [f"campaign {c.id}" for c in (await session.scalars(select(EmailCampaign).where(
+        EmailCampaign.store_id == store_id, EmailCampaign.status.in_(EDITABLE + ("SENDING",))
+    ))).all() if slug in (c.segments or []) or slug in (c.exclude_segments or [])]
+    if await session.scalar(select(AutomationWorkflow.id).where(
+            AutomationWorkflow.store_id == store_id,
+            AutomationWorkflow.trigger == f"segment_entry:{slug}",
+            AutomationWorkflow.enabled.is_(True))):
+        users.append(f"the automation segment_entry:{slug} (turn it off first)")
+    return users
 
 
 # --- audience and fan-out ----------------------------------------------------------------

@@ -8,15 +8,24 @@ withdrawn messages excluded); net = revenue - cost.
 
 Uplift compares the conversion of recipients with the holdout's (same window, from when
 the holdout row was logged), with the two-proportion z-test of `handlers.campaigns.ab_testing`.
+An automation with A/B variants (handlers/automations/workflows.py) is reported per variant
+the same way.
+
+The store's own conversion rate, which the cost preview uses instead of
+`campaigns.expected_conversion_rate` once it is measured on enough recipients
+(`campaigns.own_conversion_min_recipients`, 500): recipients of its past campaigns whose
+attribution window has closed (one per campaign and customer, held-out, withdrawn and
+failed messages left out), and of them those who placed a completed order within the
+window after their message.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, cast, distinct, func, or_, select, union
+from sqlalchemy import String, and_, cast, distinct, func, or_, select, true, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
@@ -78,11 +87,15 @@ async def attribution(session: AsyncSession, settings: Settings, store_id: str,
 
 
 async def variant_results(session: AsyncSession, settings: Settings, store_id: str,
-                          campaign_id: str) -> dict[str | None, VariantResult]:
-    """Sent, opened, clicked and converted per variant (the holdout included, never sent).
-    `sent` counts messages handed to delivery (neither withdrawn nor failed); a recipient
-    converts with a completed order within the attribution window."""
-    mine = and_(Message.store_id == store_id, Message.campaign_id == campaign_id,
+                          campaign_id: str | None = None, *, trigger: str | None = None
+                          ) -> dict[str | None, VariantResult]:
+    """Sent, opened, clicked and converted per variant of a campaign (the holdout
+    included, never sent) or of an automation `trigger`. `sent` counts messages handed to
+    delivery (neither withdrawn nor failed); a recipient converts with a completed order
+    within the attribution window."""
+    sender = (Message.campaign_id == campaign_id if trigger is None
+              else and_(Message.trigger == trigger, Message.campaign_id.is_(None)))
+    mine = and_(Message.store_id == store_id, sender,
                 or_(Message.variant == HOLDOUT, Message.status.not_in(NOT_SENT)))
     results: dict[str | None, VariantResult] = {}
     for variant, n in await session.execute(
@@ -135,11 +148,36 @@ async def campaign_report(session: AsyncSession, settings: Settings, store_id: s
 
 async def automation_report(session: AsyncSession, settings: Settings, store_id: str,
                             trigger: str) -> dict[str, Any]:
-    """ROI of one automation trigger's messages and codes."""
+    """ROI of one automation trigger's messages and codes, and per A/B variant with the
+    winner rule when it has variants."""
     report = await attribution(
         session, settings, store_id,
         and_(Message.trigger == trigger, Message.campaign_id.is_(None)),
         and_(DiscountCode.store_id == store_id, DiscountCode.trigger == trigger,
              DiscountCode.campaign_id.is_(None)))
+    variants = await variant_results(session, settings, store_id, trigger=trigger)
+    named = [v for k, v in variants.items() if k is not None]
+    if named:
+        report["variants"] = [v.as_dict() for v in named]
+    if len(named) >= 2:
+        report["abTest"] = pick_winner(named, "converted", settings.campaigns.ab_min_sample,
+                                       settings.campaigns.ab_confidence)
     return {"trigger": trigger, **report}
+
+
+async def conversion_rate(session: AsyncSession, settings: Settings, store_id: str,
+                          now: datetime) -> tuple[float, str]:
+    """(rate, "store") measured on the store's past campaigns once they have enough
+    recipients, else (`campaigns.expected_conversion_rate`, "config")."""
+    window = settings.carts.attribution_window
+    mine = and_(Message.store_id == store_id, Message.campaign_id.is_not(None),
+                Message.created_at <= now - window, delivered(true()))
+    pairs = select(Message.campaign_id, Message.customer_id).where(mine).distinct().subquery()
+    recipients = (await session.execute(select(func.count()).select_from(pairs))).scalar() or 0
+    if recipients < settings.campaigns.own_conversion_min_recipients:
+        return settings.campaigns.expected_conversion_rate, "config"
+    won = (select(Message.campaign_id, Message.customer_id)
+           .join(Order, in_window(session, window)).where(mine).distinct().subquery())
+    converted = (await session.execute(select(func.count()).select_from(won))).scalar() or 0
+    return round(converted / recipients, 4), "store"
 

@@ -97,6 +97,8 @@ class CostPreview(_Model):
     unreachable: int
     capped: int
     deferred: int
+    offer_cooldown: int = Field(description="Left out: they had another offer within "
+                                            "limits.offer_cooldown.")
     reach: int
     by_channel: dict[str, int]
     sms_segments: int
@@ -104,6 +106,8 @@ class CostPreview(_Model):
     cost: str
     average_order_value: str
     conversion_rate: float
+    conversion_source: str = Field(description="config, or store: measured on the store's "
+                                               "own past campaigns.")
     expected_revenue: str
     expected_roi: str | None = Field(description="Revenue per taka of cost (10 means 10:1).")
     min_roi: str
@@ -138,7 +142,7 @@ class CampaignPreview(_Model):
 
 
 class ScheduleRequest(_Model):
-    send_mode: Literal["now", "at", "best_time", "off_peak"] | None = None
+    send_mode: Literal["now", "at", "best_time", "off_peak", "peak"] | None = None
     at: Instant | None = Field(default=None, description="For sendMode at.")
     force: bool = Field(default=False, description="Send even below the minimum ROI or "
                                                    "over budget.")

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from stormd.config.settings import DaemonSettings
 from stormd.handlers.imports.orders import Batch, Encoder, OrderRow, OrderWriter, StoreIdField
 from stormd.handlers.imports.sources import ImportFailed, open_source
-from stormd.handlers.shop.customers import upsert_customers
+from stormd.handlers.shop.customers import mark_imported, upsert_customers
 from stormd.handlers.shop.products import upsert_products
 from stormd.handlers.shop.stores import insert_stores
 from stormd.schema.db.deferred_indexes import DeferredIndexes
@@ -123,12 +123,17 @@ async def import_file(sessionmaker: async_sessionmaker[AsyncSession], kind: str,
         async with _import_session(sessionmaker) as session:
             try:
                 stores: set[str] = set()
+                customers: dict[str, set[str]] = defaultdict(set)  # whose history came in
                 if kind == "orders":
-                    count, written = await _load_orders(session, path, store, stores, now)
+                    count, written = await _load_orders(session, path, store, stores, now,
+                                                        customers)
                 else:
-                    count = await _load(session, KINDS[kind], path, store, stores, now)
+                    count = await _load(session, KINDS[kind], path, store, stores, now,
+                                        customers)
                     written = {kind: count}
                 await insert_stores(session, stores, now, timezone)
+                for store_id, ids in customers.items():
+                    await mark_imported(session, store_id, sorted(ids), now)
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -195,11 +200,14 @@ def _row_store(row_store: str | None, store: str | None, line_no: int) -> str:
 
 
 async def _load(session: AsyncSession, spec: Kind, path: Path, store: str | None,
-                stores: set[str], now: datetime) -> int:
+                stores: set[str], now: datetime, customers: dict[str, set[str]]) -> int:
     count = 0
     pending: dict[str, list[Any]] = defaultdict(list)
     for line_no, row in read_rows(path, spec.model, now):
-        pending[_row_store(row.store_id, store, line_no)].append(row)
+        row_store = _row_store(row.store_id, store, line_no)
+        pending[row_store].append(row)
+        if spec.model is CustomerRow:
+            customers[row_store].add(row.customer_id)
         count += 1
         if count % FLUSH_ROWS == 0:
             await _flush(session, spec.writer, pending, stores)
@@ -217,11 +225,13 @@ async def _flush(session: AsyncSession, write: Writer, pending: dict[str, list[A
 
 
 async def _load_orders(session: AsyncSession, path: Path, store: str | None,
-                       stores: set[str], now: datetime) -> tuple[int, dict[str, int]]:
+                       stores: set[str], now: datetime, customers: dict[str, set[str]]
+                       ) -> tuple[int, dict[str, int]]:
     """Orders through the fast path; while one batch is written (SQLite works in its own
     thread), the next is read and checked. Returns the orders read and the rows written to
-    each table. On SQLite, a file estimated (from the first batch) to at least double a
-    table has that table's secondary indexes built after the load (import_indexes)."""
+    each table; `customers` gets each store's buyers. On SQLite, a file estimated (from
+    the first batch) to at least double a table has that table's secondary indexes built
+    after the load (import_indexes)."""
     dialect = session.bind.dialect
     encoder, writer, source = Encoder(dialect, now), OrderWriter(dialect), open_source(path)
     fast, from_model, validate = encoder.fast, encoder.from_model, source.validate
@@ -261,6 +271,8 @@ async def _load_orders(session: AsyncSession, path: Path, store: str | None,
     finally:
         if writing is not None:  # a bad row: the batch in flight ends before the rollback
             await asyncio.gather(writing, return_exceptions=True)
+    for store_id, buyers in writer.known.items():
+        customers[store_id] |= buyers
     return count, dict(writer.written)
 
 

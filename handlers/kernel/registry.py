@@ -17,7 +17,7 @@ work the same way: a kind has at most one state handler and any number of reacti
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +32,10 @@ BatchEventHandler = Callable[[HandlerContext, list[Event]], Awaitable[None]]
 TimerHandler = Callable[[HandlerContext, TimerFired], Awaitable[None]]
 # Handles many due timers of one kind and one store in one transaction (set-based work).
 BatchTimerHandler = Callable[[HandlerContext, list[TimerFired]], Awaitable[None]]
-# Called after a segment refresh with the customers who entered and exited it.
-SegmentChangeHandler = Callable[[HandlerContext, str, list[str], list[str]], Awaitable[None]]
+# Called after a segment refresh with the customers who entered and exited it, and those
+# of the entrants who entered by a backfill (a first fill, changed criteria, an import).
+SegmentChangeHandler = Callable[[HandlerContext, str, list[str], list[str], Sequence[str]],
+                                Awaitable[None]]
 CronJob = Callable[[JobContext], Awaitable[None]]
 CronSchedule = Callable[[Settings], str]  # the job's cron expression, from the settings
 
@@ -319,10 +321,13 @@ class HandlerRegistry:
         return by_kind
 
     async def dispatch_segment_change(self, ctx: HandlerContext, segment: str,
-                                      entered: list[str], exited: list[str]) -> None:
-        """Tell every segment-change handler (segment-entry automations) who moved."""
+                                      entered: list[str], exited: list[str],
+                                      backfill: Sequence[str] = ()) -> None:
+        """Tell every segment-change handler (segment-entry automations) who moved, and
+        which of the entrants entered by a backfill (each handler decides whether those
+        count: docs/segments.md, "Reactions, once per entry, and the backfill")."""
         for handler in self._segment_changes:
-            await handler(ctx, segment, entered, exited)
+            await handler(ctx, segment, entered, exited, backfill)
 
     async def run_deferred(self, ctx: HandlerContext) -> None:
         """Do the work handlers put off in `ctx`'s transaction (once per work and store),

@@ -1,13 +1,18 @@
 """What a send will cost and earn, and the guard that refuses a send not worth it.
 
-Unit costs: an SMS costs the store's SmsProvider rate per billed segment (the first
-active provider of `[channels] sms`, else `campaigns.message_cost.sms`); WhatsApp, e-mail
-and push cost `campaigns.message_cost.<channel>` per message.
+Unit costs are what the provider that would carry a message charges for it: its own
+estimate (`stormd_estimate_cost`, its rate card: an SMS gateway's rate per billed segment,
+Meta's per marketing template; plugins/delivery/prices.py). An SMS costs the store's
+SmsProvider rate per billed segment when it has one (the first active provider of
+`[channels] sms`). A provider without a rate card of its own (the outbox) is priced at
+`campaigns.message_cost.<channel>` (SMS per segment), the list price it records.
 
-Expected revenue follows the seed's formula (H.3):
+Expected revenue:
     expected revenue = average order value x conversion rate x reach
 with the store's own average completed order (else `campaigns.default_order_value`,
-2500 BDT) and `campaigns.expected_conversion_rate` (3.8 %, the seed's Eid example).
+2500 BDT) and conversion rate: the store's own, measured on its past campaigns once they
+reached `campaigns.own_conversion_min_recipients` recipients
+(handlers/campaigns/results.py), else `campaigns.expected_conversion_rate` (3.8 %).
 A send is refused below the store's minimum ROI (Store.min_roi, default 10:1) or above
 its budget (the campaign's own, and what is left of Store.monthly_budget this month),
 unless forced. Actual ROI after a send lives in `handlers.campaigns.results`.
@@ -18,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -25,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stormd.config.settings import Settings
 from stormd.plugins import sms_segments
+from stormd.plugins.delivery.prices import RateCards
 from stormd.schema.marketing.messages import Message, SmsProvider
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order
 
@@ -36,18 +43,29 @@ def money(value: Decimal | float) -> Decimal:
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-@dataclass(frozen=True)
+@dataclass
 class UnitCosts:
-    """Cost of one message (one SMS segment) per channel, in the store's currency."""
+    """What one message costs per channel, in the store's currency: the carrying
+    provider's estimate, else the list price (`per_channel`, an SMS per segment)."""
 
     per_channel: dict[str, Decimal]
+    store_id: str = ""
+    cards: RateCards | None = None
+    sms_rate: Decimal | None = None  # the store's own SmsProvider rate per segment
 
-    def cost(self, channel: str, body: str) -> tuple[int | None, Decimal]:
+    async def cost(self, channel: str, body: str, *, marketing: bool = True,
+                   locale: str = "bn", data: dict[str, Any] | None = None
+                   ) -> tuple[int | None, Decimal]:
         """(SMS segments or None, cost) of one message with this body."""
-        if channel == "sms":
-            parts = sms_segments(body)
-            return parts, self.per_channel["sms"] * parts
-        return None, self.per_channel[channel]
+        parts = sms_segments(body) if channel == "sms" else None
+        if parts is not None and self.sms_rate is not None:
+            return parts, self.sms_rate * parts
+        if self.cards is not None:
+            price = await self.cards.estimate(self.store_id, channel, body,
+                                              marketing=marketing, locale=locale, data=data)
+            if price is not None:
+                return parts, price
+        return parts, self.per_channel[channel] * (parts or 1)
 
 
 async def unit_costs(session: AsyncSession, settings: Settings, store_id: str) -> UnitCosts:
@@ -57,12 +75,13 @@ async def unit_costs(session: AsyncSession, settings: Settings, store_id: str) -
         select(SmsProvider.provider, SmsProvider.rate_per_sms)
         .where(SmsProvider.store_id == store_id, SmsProvider.is_active.is_(True))
     )).all()
+    sms_rate = None
     if rows:
         rates = dict(rows)
         order = settings.channels.providers("sms")
         chosen = next((p for p in order if p in rates), min(rates, key=lambda p: rates[p]))
-        per["sms"] = Decimal(rates[chosen])
-    return UnitCosts(per)
+        sms_rate = per["sms"] = Decimal(rates[chosen])
+    return UnitCosts(per, store_id, RateCards(settings), sms_rate)
 
 
 async def average_order_value(session: AsyncSession, settings: Settings, store_id: str) -> Decimal:
@@ -104,11 +123,13 @@ class CostPreview:
     unreachable: int = 0
     capped: int = 0
     deferred: int = 0
+    offer_cooldown: int = 0  # left out: another offer within limits.offer_cooldown
     by_channel: dict[str, int] = field(default_factory=dict)
     sms_segments: int = 0
     cost_by_channel: dict[str, Decimal] = field(default_factory=dict)
     average_order_value: Decimal = Decimal(0)
     conversion_rate: float = 0.0
+    conversion_source: str = "config"  # or "store": measured on the store's campaigns
     min_roi: Decimal = Decimal(10)
     budget_left: Decimal | None = None
     alerts: list[str] = field(default_factory=list)
@@ -149,11 +170,13 @@ class CostPreview:
     def as_dict(self) -> dict:
         return {
             "audience": self.audience, "holdout": self.holdout, "unreachable": self.unreachable,
-            "capped": self.capped, "deferred": self.deferred, "reach": self.reach,
+            "capped": self.capped, "deferred": self.deferred,
+            "offerCooldown": self.offer_cooldown, "reach": self.reach,
             "byChannel": dict(self.by_channel), "smsSegments": self.sms_segments,
             "costByChannel": {k: str(money(v)) for k, v in self.cost_by_channel.items()},
             "cost": str(self.cost), "averageOrderValue": str(self.average_order_value),
             "conversionRate": self.conversion_rate,
+            "conversionSource": self.conversion_source,
             "expectedRevenue": str(self.expected_revenue),
             "expectedRoi": None if self.expected_roi is None else str(self.expected_roi),
             "minRoi": str(self.min_roi),

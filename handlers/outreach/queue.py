@@ -1,11 +1,14 @@
 """The one path every campaign and automation message takes into the delivery queue.
 
-Given a batch of customers (their `Reach`), it picks each one's channel (the first of the
-sender's channels the customer can receive and the template has a body for), applies the
-daily cap (`on_cap` "defer" to the next allowed day or "drop"; transactional messages are
-exempt), issues discount codes, renders in the customer's locale with templates compiled
-once, prices each message, and queues `Message` rows in executemany batches. A key
-already queued is skipped before any code is issued, so a redelivery adds nothing.
+Given a batch of customers (their `Reach`), it picks each one's channel (among the
+sender's channels the customer can receive and the template has a body for: the cheapest
+for this message, or the first listed), applies the daily cap (`on_cap` "defer" to the
+next allowed day or "drop"; transactional messages are exempt) and the offer cooldown (a
+sender that gives codes leaves out whoever had another code within
+`limits.offer_cooldown`: "offer_cooldown"), issues discount codes, renders in the
+customer's locale with templates compiled once, prices each message, and queues `Message`
+rows in executemany batches. A key already queued is skipped before any code is issued,
+so a redelivery adds nothing.
 
 A merchant's body (a store template, a campaign's content) renders in the render worker,
 the batch's messages in one round trip; one that fails to render (a missing variable, a
@@ -42,7 +45,7 @@ from stormd.handlers.outreach.templates import (
     system_library,
 )
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_messages
-from stormd.plugins.policy.eligibility import Reach, over_cap, sent_today
+from stormd.plugins.policy.eligibility import Reach, over_cap, recent_offer_holders, sent_today
 from stormd.plugins.policy.routing import route
 from stormd.plugins.policy.sms_fit import fit_sms
 from stormd.schema.marketing.campaigns import CampaignTemplate
@@ -220,7 +223,8 @@ class Recipient:
 @dataclass
 class BatchOutcome:
     """What happened to each recipient: queued, deferred (queued for a later day),
-    capped (dropped), unreachable, or duplicate (already queued before)."""
+    capped (dropped), unreachable, offer_cooldown (had another code lately: no second
+    offer), or duplicate (already queued before)."""
 
     status: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # why a "failed" recipient failed
@@ -309,24 +313,18 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     available = outreach.templates.channels()
     usable = [c for c in outreach.channels if c in available]
     probe_code = new_code(outreach.discount_percent) if outreach.discount_percent else None
-    lengths: dict[tuple[str, str], int] = {}
-    if not outreach.templates.local:  # rendered in the worker: every length at once, first
-        lengths = await _merchant_lengths(outreach, settings, fresh, usable, probe_code)
-
-    def message_length(r: Recipient, channel: str) -> int:
-        """How long this template's message is on `channel` in the recipient's locale,
-        rendered once a batch (names and codes barely move it)."""
-        key = (channel, r.reach.locale)
-        if key not in lengths:
-            variables = _variables(r, outreach, settings, probe_code)
-            try:
-                lengths[key] = len(outreach.templates.get(channel, r.reach.locale)
-                                   .render(variables).body)
-            except TemplateError:  # the real render fails that message; route it anyway
-                lengths[key] = 0
-        return lengths[key]
-
     sms_limit = outreach.templates.sms_max_segments
+    if outreach.discount_percent and fresh and settings.limits.offer_cooldown:
+        held = await recent_offer_holders(session, outreach.store.store_id,
+                                          [r.reach.customer_id for r in fresh],
+                                          now - settings.limits.offer_cooldown)
+        for r in fresh:
+            if r.reach.customer_id in held:
+                out.status[r.reach.customer_id] = "offer_cooldown"
+        fresh = [r for r in fresh if r.reach.customer_id not in held]
+    probes: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    if outreach.routing == "cheapest" and len(usable) > 1 and fresh:
+        probes = await _probes(outreach, settings, fresh, usable, probe_code, sms_limit)
     window = store_send_window(settings, outreach.store.tz)
     counts = (await sent_today(session, outreach.store.store_id,
                                [r.reach.customer_id for r in fresh], now, outreach.store.tz)
@@ -337,7 +335,8 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
     for r in fresh:
         cid = r.reach.customer_id
         channel = route(r.reach, usable, outreach.routing,
-                        lambda ch, r=r: message_length(r, ch))
+                        lambda ch, r=r: probes[(ch, r.reach.locale)][0],
+                        (lambda ch, r=r: probes[(ch, r.reach.locale)][1]) if probes else None)
         if channel is None:
             out.status[cid] = "unreachable"
             continue
@@ -394,7 +393,9 @@ async def send_batch(session: AsyncSession, settings: Settings, now: datetime,
         if channel == "sms" and sms_limit:  # trimmed at send time; priced as it will be sent
             data.update(compiled.sms_fit(sms_limit, result))
             billed = fit_sms(result.body, data, quiet=True)
-        parts, cost = outreach.costs.cost(channel, billed)
+        parts, cost = await outreach.costs.cost(channel, billed, marketing=outreach.marketing,
+                                                locale=r.reach.locale,
+                                                data=data if channel == "whatsapp" else None)
         if sampler is not None:
             sampler.record(channel, r.reach.locale, parts or 0, cost)
         out.cost_by_channel[channel] = out.cost_by_channel.get(channel, Decimal(0)) + cost
@@ -450,19 +451,33 @@ async def _render_all(templates: TemplateSet, wanted: list[tuple[str, str, dict[
     return results
 
 
-async def _merchant_lengths(outreach: Outreach, settings: Settings, fresh: list[Recipient],
-                            usable: list[str], probe_code: str | None
-                            ) -> dict[tuple[str, str], int]:
-    """The message length per (channel, locale) routing may ask for, rendered in the worker
-    in one round trip (a failure counts as 0: that message fails when rendered for real)."""
+async def _probes(outreach: Outreach, settings: Settings, fresh: list[Recipient],
+                  usable: list[str], probe_code: str | None, sms_limit: int | None
+                  ) -> dict[tuple[str, str], tuple[int, Decimal]]:
+    """(length, price) of the message per (channel, locale) "cheapest" routing compares:
+    rendered once a batch for the first recipient of each locale (names and codes barely
+    move them; a merchant's body in the worker, in one round trip), an SMS priced as it
+    will be sent (trimmed to the template's parts). A body that fails to render counts as
+    empty and priceless: that message fails when rendered for real."""
     first: dict[str, Recipient] = {}
     for r in fresh:
         first.setdefault(r.reach.locale, r)
     wanted = [(channel, locale, _variables(r, outreach, settings, probe_code))
               for locale, r in first.items() for channel in usable]
-    answers = await _render_all(outreach.templates, wanted, None)
-    return {(channel, locale): 0 if isinstance(answer, TemplateError) else len(answer.body)
-            for (channel, locale, _), answer in zip(wanted, answers)}
+    answers = await _render_all(outreach.templates, wanted, sms_limit)
+    found: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    for (channel, locale, _), answer in zip(wanted, answers):
+        if isinstance(answer, TemplateError):
+            found[(channel, locale)] = (0, Decimal("Infinity"))
+            continue
+        billed = answer.body
+        if channel == "sms" and sms_limit:
+            fit = outreach.templates.get(channel, locale).sms_fit(sms_limit, answer)
+            billed = fit_sms(answer.body, fit, quiet=True)
+        _, cost = await outreach.costs.cost(channel, billed, marketing=outreach.marketing,
+                                            locale=locale)
+        found[(channel, locale)] = (len(answer.body), cost)
+    return found
 
 
 def plain_percent(value: Decimal) -> int | Decimal:

@@ -7,8 +7,9 @@ Every name and value is checked against the tables below and becomes a bound par
 of a SQLAlchemy expression; criteria never become SQL text.
 
 Expressions read the per-customer feature rows: `customer_lifecycle_metrics` (one row per
-customer, handlers/scoring/lifecycle.py) outer-joined to `customers`, plus correlated sub-queries
-over orders for promotions and categories. A field whose value is unknown for a customer
+customer, handlers/scoring/lifecycle.py: scores, stage, churn risk, e-mail engagement)
+outer-joined to `customers`, plus correlated sub-queries over orders for promotions and
+categories (an item without a category of its own has its product's catalogue category). A field whose value is unknown for a customer
 (no RFM score yet, no order) satisfies no condition, and `not` of such a condition holds.
 Day counts are whole days before T and compare as timestamps, exactly.
 
@@ -37,6 +38,7 @@ from stormd.schema.marketing.predictions import CustomerPrediction
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import Order, OrderItem
+from stormd.schema.shop.products import Product
 from stormd.schema.shop.promotions import AppliedPromotion
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "between")
@@ -68,7 +70,7 @@ def feature_from() -> FromClause:
 
 @dataclass(frozen=True)
 class _Field:
-    kind: str  # number, days, ratio, stage, string, bool, categories
+    kind: str  # number, days, ratio, rate, stage, string, bool, categories
     column: Callable[[], Any] | None = None
 
 
@@ -85,6 +87,9 @@ FIELDS: dict[str, _Field] = {
     "daysSinceLastOrder": _Field("days", lambda: LM.c.last_order_at),
     "daysSinceFirstOrder": _Field("days", lambda: LM.c.first_order_at),
     "lifecycle.stage": _Field("stage", lambda: LM.c.stage),
+    "churn.risk": _Field("number", lambda: LM.c.churn_risk),
+    "engagement.lastOpenDays": _Field("days", lambda: LM.c.last_open_at),
+    "engagement.openRate": _Field("rate"),
     "promotions.redeemedRatio": _Field("ratio"),
     "categories.lastOrderMissing": _Field("categories"),
     "categories.purchased": _Field("categories"),
@@ -127,7 +132,7 @@ def reads_predictions(criteria: Any) -> bool:
     return False
 
 _KIND_OPERATORS = {
-    "number": OPERATORS, "days": OPERATORS, "ratio": OPERATORS,
+    "number": OPERATORS, "days": OPERATORS, "ratio": OPERATORS, "rate": OPERATORS,
     "stage": EQUALITY, "string": EQUALITY, "bool": EQUALITY,
 }
 
@@ -278,7 +283,7 @@ class _Compiler:
         return self.compare(f, op, value)
 
     def check(self, name: str, f: _Field, value: Any, where: str) -> None:
-        if f.kind in ("number", "days", "ratio"):
+        if f.kind in ("number", "days", "ratio", "rate"):
             if not _is_number(value):
                 raise CriteriaError(f"{where}: {name} takes a number, not {_json_type(value)} "
                                     f"{_shown(value)}")
@@ -328,6 +333,8 @@ class _Compiler:
     def known(self, f: _Field) -> ColumnElement[bool]:
         if f.kind == "ratio":
             return LM.c.orders_count > 0
+        if f.kind == "rate":
+            return LM.c.emails_sent > 0
         return f.column().is_not(None)
 
     def compare(self, f: _Field, op: str, value: Any) -> ColumnElement[bool]:
@@ -336,6 +343,9 @@ class _Compiler:
             return self.days(f.column(), op, value)
         if f.kind == "ratio":
             return and_(LM.c.orders_count > 0, _apply(op, self.redeemed(), value * LM.c.orders_count))
+        if f.kind == "rate":  # opened / sent compared without dividing
+            return and_(LM.c.emails_sent > 0,
+                        _apply(op, LM.c.emails_opened, value * LM.c.emails_sent))
         column = f.column()
         if f.kind in ("bool", "string"):
             return _apply(op, column, value)
@@ -385,15 +395,24 @@ class _Compiler:
             raise CriteriaError(f"{where}: a category name over {MAX_TEXT} characters")
         o = Order.__table__.c
         item = OrderItem.__table__.c
-        with_category = exists().where(
-            completed_orders(LM.c.store_id, self.as_of), o.customer_id == LM.c.customer_id,
-            item.store_id == o.store_id, item.order_id == o.order_id, item.category.in_(value),
-        )
+        p = Product.__table__.c
+        catalogue = (select(p.category).where(p.store_id == item.store_id,
+                                              p.product_id == item.product_id)
+                     .scalar_subquery())
+        category = func.coalesce(item.category, catalogue)
+
+        def items(*where: Any) -> Any:
+            return exists().where(
+                completed_orders(LM.c.store_id, self.as_of), o.customer_id == LM.c.customer_id,
+                item.store_id == o.store_id, item.order_id == o.order_id, *where)
+
         if name == "categories.purchased":
-            return with_category
-        # The last completed order (every order at that instant, if several) has none.
-        return and_(LM.c.last_order_at.is_not(None),
-                    ~with_category.where(o.occurred_at == LM.c.last_order_at))
+            return items(category.in_(value))
+        # The last completed order (every order at that instant, if several) has items, all
+        # of a known category, none of these; an item of unknown category makes it unknown.
+        last = o.occurred_at == LM.c.last_order_at
+        return and_(LM.c.last_order_at.is_not(None), items(last),
+                    ~items(last, category.in_(value)), ~items(last, category.is_(None)))
 
 
 _CHUNK = 32

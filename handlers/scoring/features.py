@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
+from stormd.schema.marketing.messages import EmailEvent, Message
 from stormd.schema.shop.customers import Customer
 from stormd.schema.shop.orders import COMPLETED_STATUSES, Order
 from stormd.schema.shop.stores import Store
@@ -187,6 +188,84 @@ async def customer_aggregates(
     if texts[0] and len(texts[0]) == len(ids):
         return Aggregates(ids, *values, *texts)
     return Aggregates(ids, *values)
+
+
+# Delivery-log statuses of an e-mail handed to a provider, and the engagement that shows
+# an e-mail was opened (a click without an open is a mail client hiding its images).
+SENT_STATUSES = ("sent", "delivered", "read")
+OPENED = ("OPEN", "CLICK")
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """A customer's e-mail engagement as of T: the last open (epoch us, None if never),
+    e-mails sent in the engagement window and how many of those were opened."""
+
+    last_open_us: int | None = None
+    sent: int = 0
+    opened: int = 0
+
+
+@functools.lru_cache(maxsize=8)
+def _engagement_queries(dialect: str, some: bool) -> tuple[Any, Any]:
+    """(sent and opened per customer, last open per customer), with bound parameters
+    `store`, `as_of`, `window_start` (and the expanding `ids`).
+
+    E-mails sent: stormd's own handed to a provider (the delivery log) and those the
+    storefront reported (`email.sent`, or an open or click of an e-mail it did not report
+    sending), each once by message id, in (T - window, T]; opened: those of them with an
+    open or click at or before T."""
+    m, e = Message.__table__.c, EmailEvent.__table__.c
+    store = bindparam("store", type_=m.store_id.type)
+    as_of = bindparam("as_of", type_=m.created_at.type)
+    start = bindparam("window_start", type_=m.created_at.type)
+    ids = bindparam("ids", expanding=True)
+
+    def mine(column: Any) -> list[Any]:
+        return [column.is_not(None)] + ([column.in_(ids)] if some else [])
+
+    sent = union(
+        select(m.customer_id, cast(m.id, String).label("mid")).where(
+            m.store_id == store, m.channel == "email", m.status.in_(SENT_STATUSES),
+            m.created_at > start, m.created_at <= as_of, *mine(m.customer_id)),
+        select(e.customer_id, e.message_id).where(
+            e.store_id == store, e.type.in_(("SENT", *OPENED)), e.occurred_at > start,
+            e.occurred_at <= as_of, *mine(e.customer_id)),
+    ).subquery()
+    opened = (select(e.customer_id, e.message_id).where(
+        e.store_id == store, e.type.in_(OPENED), e.occurred_at <= as_of, *mine(e.customer_id))
+        .distinct().subquery())
+    counts = (select(sent.c.customer_id, func.count(), func.count(opened.c.message_id))
+              .select_from(sent.outerjoin(opened, and_(
+                  opened.c.customer_id == sent.c.customer_id,
+                  opened.c.message_id == sent.c.mid)))
+              .group_by(sent.c.customer_id))
+    last = (select(e.customer_id, sql_epoch_us(func.max(e.occurred_at), dialect))
+            .where(e.store_id == store, e.type.in_(OPENED), e.occurred_at <= as_of,
+                   *mine(e.customer_id))
+            .group_by(e.customer_id))
+    return counts, last
+
+
+async def engagement(session: AsyncSession, store_id: str, as_of: datetime, window_days: int,
+                     customer_ids: Iterable[str] | None = None) -> dict[str, Engagement]:
+    """E-mail engagement of the store's customers (or some) as of T; customers without any
+    are absent."""
+    counts, last = _engagement_queries(dialect_of(session), customer_ids is not None)
+    params: dict[str, Any] = {"store": store_id, "as_of": as_of,
+                              "window_start": as_of - timedelta(days=window_days)}
+    chunks: list[dict[str, Any]] = [params]
+    if customer_ids is not None:
+        wanted = list(dict.fromkeys(customer_ids))
+        chunks = [{**params, "ids": wanted[i:i + ID_CHUNK]}
+                  for i in range(0, len(wanted), ID_CHUNK)]
+    found: dict[str, list[Any]] = {}
+    for chunk in chunks:
+        for cid, sent, opened in await session.execute(counts, chunk):
+            found.setdefault(cid, [None, 0, 0])[1:] = [int(sent), int(opened)]
+        for cid, at in await session.execute(last, chunk):
+            found.setdefault(cid, [None, 0, 0])[0] = None if at is None else int(at)
+    return {cid: Engagement(*values) for cid, values in found.items()}
 
 
 async def _one_part(session: AsyncSession, query: Any, params: dict) -> AsyncIterator[list]:

@@ -16,7 +16,7 @@ from stormd.handlers.kernel.failures import retried
 from stormd.handlers.predictions.learned import learn_store
 from stormd.handlers.predictions.nightly import PredictionReport, predict_store
 from stormd.handlers.scoring.criteria import reads_predictions
-from stormd.handlers.scoring.features import customer_aggregates, known_store_ids
+from stormd.handlers.scoring.features import customer_aggregates, engagement, known_store_ids
 from stormd.handlers.scoring.guardrails import check_drift, record_run
 from stormd.handlers.scoring.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.scoring.rfm import (
@@ -32,6 +32,7 @@ from stormd.handlers.scoring.rfm import (
 from stormd.handlers.scoring.segments import (
     Change,
     ensure_builtin_segments,
+    forget_imports,
     list_segments,
     refresh_segment,
 )
@@ -74,7 +75,9 @@ class RunReport:
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
             "cpu": {k: round(v, 3) for k, v in self.cpu.items()},
             "segments": {slug: {"members": c.members, "entered": len(c.entered),
-                                "exited": len(c.exited)} for slug, c in self.segments.items()},
+                                "exited": len(c.exited), "backfill": len(c.backfill),
+                                "backfillReason": c.backfill_reason}
+                         for slug, c in self.segments.items()},
             "predictions": self.predictions.to_json() if self.predictions else None,
             "failedSegments": self.failed,
         }
@@ -107,6 +110,8 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
             await session.commit()
         async with job.sessionmaker() as session:
             agg = await customer_aggregates(session, store_id, as_of, settings.rfm.window_days)
+            found = await engagement(session, store_id, as_of,
+                                     settings.lifecycle.engagement_window_days)
         mark = report.stage("aggregate", mark)
         scores = score(agg, as_of, settings.rfm)
         mark = report.stage("score", mark)
@@ -122,9 +127,11 @@ async def run_store(job: JobContext, store_id: str, as_of: datetime | None = Non
         mark = report.stage("snapshot", mark)
         if status == "OK":
             await _in_slices(job, len(agg), lambda s, rows: upsert_buyers(
-                s, store_id, as_of, agg.part(rows), scores.part(rows), settings.lifecycle))
+                s, store_id, as_of, agg.part(rows), scores.part(rows), settings.lifecycle,
+                found))
             async with job.sessionmaker() as session:
-                await upsert_prospects(session, store_id, as_of, agg.customer_ids)
+                await upsert_prospects(session, store_id, as_of, agg.customer_ids,
+                                       found=found)
                 await session.commit()
             mark = report.stage("lifecycle", mark)
             await _refresh_segments(job, store_id, as_of, report,
@@ -173,6 +180,7 @@ async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,
     for segment in segments:
         if (skip and skip(segment.criteria)) or (only and not only(segment.criteria)):
             continue
+        before = segment.member_count  # the refresh updates the object to the new count
         try:
             async with job.sessionmaker() as session:
                 change = await refresh_segment(job.handler_context(session, store_id),
@@ -190,9 +198,12 @@ async def _refresh_segments(job: JobContext, store_id: str, as_of: datetime,
             report.failed[segment.slug] = reason[:500]
             continue
         report.segments[segment.slug] = change
-        if check_drift(store_id, segment.slug, segment.member_count, change.members,
+        if check_drift(store_id, segment.slug, before, change.members,
                        job.settings.segments.drift_alert_percent):
             report.drifted.append(segment.slug)
+    async with job.sessionmaker() as session:
+        await forget_imports(session, store_id)
+        await session.commit()
 
 
 async def _record_crash(job: JobContext, run_id: int | None, store_id: str, as_of: datetime,

@@ -3,9 +3,15 @@
 A refresh computes who entered and who exited against the stored membership in SQL,
 writes only that difference, publishes `customer.segmented` for each change
 and tells the segment-change handlers (segment-entry automations). Between nightly runs, a
-completed order, a status change, a redeemed promotion or a consent change re-scores that
-customer against the last run's bounds and moves their memberships in the same
-transaction as the event.
+completed order, a status change, a redeemed promotion, a consent change or an e-mail open
+re-scores that customer against the last run's bounds and moves their memberships in the
+same transaction as the event.
+
+A full refresh also says which entrants came by a *backfill* rather than by something they
+did: every entrant of a segment's first full refresh, every entrant of the first full
+refresh under changed criteria, and entrants whose history `stormd import` loaded since the
+segment's last full refresh. The handlers are told, and by default do not react to them
+(docs/segments.md, "Reactions, once per entry, and the backfill").
 
 A segment whose evaluation fails (criteria saved before today's limits, SQL the database
 refuses) is marked FAILED with the reason (`status`, `error`, shown by `stormd segments
@@ -28,6 +34,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Select
 
 from stormd.config.settings import Settings
@@ -39,7 +46,12 @@ from stormd.handlers.scoring.criteria import (
     feature_from,
     reads_time,
 )
-from stormd.handlers.scoring.features import ID_CHUNK, customer_aggregates, first_column
+from stormd.handlers.scoring.features import (
+    ID_CHUNK,
+    customer_aggregates,
+    engagement,
+    first_column,
+)
 from stormd.handlers.scoring.guardrails import record_segment_size
 from stormd.handlers.scoring.lifecycle import upsert_buyers, upsert_prospects
 from stormd.handlers.scoring.rescore_queue import queue_rescores
@@ -49,7 +61,7 @@ from stormd.schema.db.columnar import epoch_us, write_columns
 from stormd.schema.db.upsert import insert_for
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember
-from stormd.schema.shop.customers import Customer
+from stormd.schema.shop.customers import Customer, ImportedCustomer
 from stormd.schema.shop.orders import Order
 from stormd.schema.wire.events import Event
 
@@ -76,12 +88,13 @@ TEMPLATES: dict[str, tuple[str, dict[str, Any]]] = {
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Events whose customer may change segments between nightly runs.
 RESCORING_EVENTS = ("order.created", "order.status_changed", "promotion.redeemed",
-                    "customer.consent_changed")
+                    "customer.consent_changed", "email.open", "email.click")
 
 _ANY_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # compiles criteria that do not read T
 SEGMENTS = CustomerSegment.__table__
 MEMBERS = CustomerSegmentMember.__table__
 LM = CustomerLifecycleMetrics.__table__
+IMPORTED = ImportedCustomer.__table__
 
 
 class SegmentError(ValueError):
@@ -90,12 +103,16 @@ class SegmentError(ValueError):
 
 @dataclass
 class Change:
-    """Who entered and who exited one segment in one refresh."""
+    """Who entered and who exited one segment in one refresh; `backfill`: the entrants who
+    came by a backfill, and `backfill_reason` which one (first fill, criteria changed,
+    imported history)."""
 
     slug: str
     entered: list[str] = field(default_factory=list)
     exited: list[str] = field(default_factory=list)
     members: int = 0
+    backfill: list[str] = field(default_factory=list)
+    backfill_reason: str | None = None
 
 
 # --- definitions -----------------------------------------------------------------------
@@ -169,6 +186,56 @@ async def create_segment(session: AsyncSession, settings: Settings, store_id: st
     return segment
 
 
+async def save_segment(ctx: HandlerContext, data: Any) -> tuple[CustomerSegment, Change]:
+    """Create a merchant's segment and find its members at once (a first fill: a backfill,
+    which automations do not react to unless told)."""
+    segment = await create_segment(ctx.session, ctx.settings, ctx.store_id, data, ctx.now())
+    return segment, await refresh_segment(ctx, segment, ctx.now())
+
+
+async def update_segment(ctx: HandlerContext, slug: str, data: Any
+                         ) -> tuple[CustomerSegment, Change | None]:
+    """Rename a merchant's segment or change its criteria (`{"slug", "name"?,
+    "criteria"?}`); changed criteria move its members at once (a backfill)."""
+    if not isinstance(data, dict):
+        raise SegmentError("a segment update is a JSON object {slug, name?, criteria?}")
+    unknown = set(data) - {"slug", "name", "criteria"}
+    if unknown:
+        raise SegmentError(f"unknown key(s) in segment update: {', '.join(sorted(unknown))}")
+    if data.get("slug", slug) != slug:
+        raise SegmentError(f"slug {data['slug']!r} is not {slug!r}: a segment keeps its slug")
+    segment = await get_segment(ctx.session, ctx.store_id, slug)
+    if segment.builtin:
+        raise SegmentError(f"segment {slug!r} is built in: its definition is kept by stormd")
+    definition_from({"slug": slug, "name": data.get("name", segment.name),
+                     "criteria": data.get("criteria", segment.criteria)})
+    if "name" in data:
+        segment.name = data["name"].strip()
+    changed = "criteria" in data and data["criteria"] != segment.criteria
+    if changed:
+        segment.criteria = data["criteria"]
+    segment.updated_at = ctx.now()
+    await ctx.session.flush()
+    return segment, (await refresh_segment(ctx, segment, ctx.now()) if changed else None)
+
+
+async def delete_segment(ctx: HandlerContext, slug: str, busy: Iterable[str] = ()) -> int:
+    """Delete a merchant's segment and its memberships; returns the members it had. Refused
+    for a built-in segment and while something in `busy` (what uses it) is named."""
+    segment = await get_segment(ctx.session, ctx.store_id, slug)
+    if segment.builtin:
+        raise SegmentError(f"segment {slug!r} is built in and cannot be deleted")
+    users = list(busy)
+    if users:
+        raise SegmentError(f"segment {slug!r} is used by {', '.join(users)}")
+    gone = await ctx.session.execute(delete(MEMBERS).where(
+        MEMBERS.c.store_id == ctx.store_id, MEMBERS.c.segment_id == segment.id))
+    await ctx.session.delete(segment)
+    await ctx.session.flush()
+    record_segment_size(ctx.store_id, slug, 0)
+    return gone.rowcount or 0
+
+
 def template_definition(name: str) -> dict[str, Any]:
     if name not in TEMPLATES:
         raise SegmentError(f"no template {name!r}; templates are {', '.join(TEMPLATES)}")
@@ -235,8 +302,45 @@ async def refresh_segment(ctx: HandlerContext, segment: CustomerSegment,
     exited = await first_column(ctx.session,
                                 select(MEMBERS.c.customer_id).where(member, ~still_matches))
     change = Change(segment.slug, entered, exited)
+    change.backfill_reason, change.backfill = await backfill_of(ctx, segment, entered)
     await apply_change(ctx, segment, change, recount=True)
+    now = ctx.now()
+    await ctx.session.execute(update(SEGMENTS).where(SEGMENTS.c.id == segment.id).values(
+        filled_at=now, filled_criteria=segment.criteria))
+    # The object as written, so its caller (and a second refresh in this session) sees it.
+    for name, value in (("filled_at", now), ("filled_criteria", segment.criteria),
+                        ("member_count", change.members), ("refreshed_at", now)):
+        set_committed_value(segment, name, value)
     return change
+
+
+async def backfill_of(ctx: HandlerContext, segment: CustomerSegment, entered: list[str]
+                      ) -> tuple[str | None, list[str]]:
+    """(why, who) of a full refresh's entrants came by a backfill: all of them at the
+    segment's first full refresh or under criteria changed since the last one; else those
+    whose history was imported since then."""
+    if not entered:
+        return None, []
+    if segment.filled_at is None:
+        return "first fill", entered
+    if segment.filled_criteria != segment.criteria:
+        return "criteria changed", entered
+    imported = set(await first_column(ctx.session, select(IMPORTED.c.customer_id).where(
+        IMPORTED.c.store_id == ctx.store_id, IMPORTED.c.imported_at > segment.filled_at)))
+    found = [c for c in entered if c in imported]
+    return ("imported history" if found else None), found
+
+
+async def forget_imports(session: AsyncSession, store_id: str) -> int:
+    """Drop the import marks every segment of the store has had a full refresh since."""
+    filled = (await session.execute(
+        select(func.count(), func.count(SEGMENTS.c.filled_at), func.min(SEGMENTS.c.filled_at))
+        .where(SEGMENTS.c.store_id == store_id))).one()
+    if not filled[0] or filled[0] != filled[1]:
+        return 0
+    result = await session.execute(delete(IMPORTED).where(
+        IMPORTED.c.store_id == store_id, IMPORTED.c.imported_at <= filled[2]))
+    return result.rowcount or 0
 
 
 async def apply_change(ctx: HandlerContext, segment: CustomerSegment, change: Change,
@@ -267,7 +371,7 @@ async def apply_change(ctx: HandlerContext, segment: CustomerSegment, change: Ch
     if change.entered or change.exited:
         if ctx.registry is not None:
             await ctx.registry.dispatch_segment_change(ctx, segment.slug, change.entered,
-                                                       change.exited)
+                                                       change.exited, change.backfill)
     record_segment_size(store_id, segment.slug, change.members)
 
 
@@ -295,13 +399,15 @@ async def rescore_customers(ctx: HandlerContext, customer_ids: Iterable[str],
         known[store_id] = await latest_bounds(session, store_id)
     bounds = known[store_id]
     agg = await customer_aggregates(session, store_id, as_of, settings.rfm.window_days, ids)
+    found = await engagement(session, store_id, as_of,
+                             settings.lifecycle.engagement_window_days, ids)
     scores = None
     if bounds is not None:
         scores = score(agg, as_of, settings.rfm, bounds)
     elif settings.rfm.mode == "thresholds":
         scores = score(agg, as_of, settings.rfm)
-    await upsert_buyers(session, store_id, as_of, agg, scores, settings.lifecycle)
-    await upsert_prospects(session, store_id, as_of, agg.customer_ids, ids)
+    await upsert_buyers(session, store_id, as_of, agg, scores, settings.lifecycle, found)
+    await upsert_prospects(session, store_id, as_of, agg.customer_ids, ids, found)
     return await move_memberships(ctx, ids, as_of)
 
 

@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
+from stormd.handlers.campaigns.campaigns import segment_users
 from stormd.handlers.kernel.paging import Page, PageRequest, SortKey, fetch_page
 from stormd.handlers.kernel.service import (
     Call,
@@ -27,8 +28,6 @@ from stormd.handlers.kernel.service import (
 )
 from stormd.handlers.scoring import segments as seg
 from stormd.handlers.scoring.criteria import CriteriaError, compile_criteria
-from stormd.schema.marketing.automations import AutomationWorkflow
-from stormd.schema.marketing.campaigns import EmailCampaign
 from stormd.schema.marketing.segments import CustomerSegment, CustomerSegmentMember
 
 ACTIVE = ("DRAFT", "SCHEDULED", "SENDING", "PAUSED")
@@ -156,11 +155,10 @@ async def create_segment(call: Call, store_id: str, definition: SegmentDefinitio
     async with call.writing() as session:
         await require_store(session, store_id)
         try:
-            row = await seg.create_segment(session, call.settings, store_id,
-                                           definition.model_dump(), now)
+            row, _ = await seg.save_segment(call.handler_context(session, store_id),
+                                            definition.model_dump())
         except seg.SegmentError as exc:
             raise Conflict(str(exc)) from None
-        await seg.refresh_segment(call.handler_context(session, store_id), row, now)
         await session.refresh(row)
         await call.audit(session, store_id, "segments.create", row.slug,
                          definition.model_dump(mode="json", by_alias=True))
@@ -177,19 +175,13 @@ async def update_segment(call: Call, store_id: str, slug: str, changes: SegmentC
         await require_store(session, store_id)
         row = await _row(session, store_id, slug, lock=True)
         check_if_match(to_segment(row), if_match, required=require_match)
-        if row.builtin:
-            raise Conflict(f"segment {slug!r} is built in: its definition is kept by stormd; "
-                           "create a segment of your own instead")
-        if changes.name is not None:
-            row.name = changes.name.strip()
-        refresh = changes.criteria is not None and changes.criteria != row.criteria
-        if changes.criteria is not None:
-            row.criteria = changes.criteria
-        row.updated_at = now
-        await session.flush()
-        if refresh:
-            await seg.refresh_segment(call.handler_context(session, store_id), row, now)
-            await session.refresh(row)
+        data = changes.model_dump(exclude_none=True)
+        try:
+            row, _ = await seg.update_segment(call.handler_context(session, store_id), slug,
+                                              {"slug": slug, **data})
+        except seg.SegmentError as exc:
+            raise Conflict(str(exc)) from None
+        await session.refresh(row)
         await call.audit(session, store_id, "segments.update", slug,
                          changes.model_dump(mode="json", by_alias=True, exclude_unset=True))
         return to_segment(row)
@@ -203,24 +195,11 @@ async def delete_segment(call: Call, store_id: str, slug: str, if_match: str | N
         await require_store(session, store_id)
         row = await _row(session, store_id, slug, lock=True)
         check_if_match(to_segment(row), if_match, required=require_match)
-        if row.builtin:
-            raise Conflict(f"segment {slug!r} is built in and cannot be deleted")
-        users = [c.id for c in (await session.scalars(select(EmailCampaign).where(
-            EmailCampaign.store_id == store_id, EmailCampaign.status.in_(ACTIVE)))).all()
-            if slug in (c.segments or []) or slug in (c.exclude_segments or [])]
-        if users:
-            raise Conflict(f"segment {slug!r} is used by campaign(s) {', '.join(users)}; "
-                           "cancel them or change their segments first")
-        workflow = await session.scalar(select(AutomationWorkflow.id).where(
-            AutomationWorkflow.store_id == store_id,
-            AutomationWorkflow.trigger == f"segment_entry:{slug}",
-            AutomationWorkflow.enabled.is_(True)))
-        if workflow is not None:
-            raise Conflict(f"the automation segment_entry:{slug} is on; turn it off first")
-        await session.execute(delete(CustomerSegmentMember).where(
-            CustomerSegmentMember.store_id == store_id,
-            CustomerSegmentMember.segment_id == row.id))
-        await session.delete(row)
+        try:
+            await seg.delete_segment(call.handler_context(session, store_id), slug,
+                                     await segment_users(session, store_id, slug))
+        except seg.SegmentError as exc:
+            raise Conflict(str(exc)) from None
         await call.audit(session, store_id, "segments.delete", slug)
 
 

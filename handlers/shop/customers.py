@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stormd.config.channels import CHANNELS
 from stormd.handlers.kernel.context import HandlerContext
 from stormd.handlers.shop.stores import ensure_store
+from stormd.schema.db.columnar import epoch_us, write_columns
 from stormd.schema.db.upsert import upsert_rows
-from stormd.schema.shop.customers import Customer
+from stormd.schema.shop.customers import Customer, ImportedCustomer
 from stormd.schema.wire.events import CustomerConsentChanged, CustomerUpserted, Event
 
 _PLAIN = ("email", "phone", "name", "locale", "birthday", "created_at", "push_tokens")
@@ -54,6 +55,15 @@ async def ensure_customers(session: AsyncSession, store_id: str,
     await upsert_rows(session, Customer.__table__,
                       [{"store_id": store_id, "customer_id": c} for c in sorted(set(customer_ids))],
                       ["store_id", "customer_id"], update=False)
+
+
+async def mark_imported(session: AsyncSession, store_id: str, customer_ids: list[str],
+                        now: datetime) -> None:
+    """These customers' history came by `stormd import` now: their next segment entries
+    are a backfill (handlers/scoring/segments.py)."""
+    await write_columns(session, ImportedCustomer.__table__, {
+        "store_id": store_id, "customer_id": customer_ids, "imported_at": epoch_us(now)},
+        ["store_id", "customer_id"], update=True)
 
 
 def consent_row(store_id: str, change: CustomerConsentChanged,

@@ -23,7 +23,7 @@ from stormd.plugins import Outgoing
 from stormd.plugins.delivery.claims import Outcome
 from stormd.plugins.policy.eligibility import Reach, load_reach
 from stormd.plugins.policy.preferences import preferences_url
-from stormd.plugins.policy.send_time import SendWindow, make_send_window
+from stormd.plugins.policy.send_time import SendWindow, configured_window
 from stormd.plugins.policy.sms_fit import fit_sms
 from stormd.schema.marketing.messages import Message, SmsProvider, WhatsAppTemplate
 from stormd.schema.shop.customers import DndNumber
@@ -153,17 +153,15 @@ async def _stores(session: AsyncSession,
 def _send_windows(settings: Settings, zones: dict[str, str],
                   stores: set[str]) -> dict[str, SendWindow]:
     """The marketing send window of each store, in its own time zone (else daemon's)."""
-    limits, made = settings.limits, {}
+    made: dict[str, SendWindow] = {}
     windows: dict[str, SendWindow] = {}
     for store_id in stores:
         zone = zones.get(store_id, settings.daemon.timezone)
         if zone not in made:
             try:
-                made[zone] = make_send_window(zone, limits.quiet_hours,
-                                              limits.friday_prayer or None)
+                made[zone] = configured_window(settings, zone)
             except (ValueError, KeyError):  # an unknown zone name: the daemon's zone
-                made[zone] = make_send_window(settings.tz, limits.quiet_hours,
-                                              limits.friday_prayer or None)
+                made[zone] = configured_window(settings)
         windows[store_id] = made[zone]
     return windows
 

@@ -1,8 +1,10 @@
-"""When a marketing message may go out: never in quiet hours, never in Friday prayer.
+"""When a marketing message may go out: never in quiet hours, never in Friday prayer, never
+in the daily lunch dip.
 
-Bangladeshi shoppers are asleep 01:00-07:00 and at Jumu'ah 13:00-14:00 on Fridays;
-a message due inside such a window is held to the window's end, never dropped. Both windows are local times in `daemon.timezone`; quiet hours may wrap
-midnight ("22:00"-"07:00").
+Bangladeshi shoppers are asleep 01:00-07:00, at Jumu'ah 13:00-14:00 on Fridays, and at
+lunch 13:00-14:00 every day, when messages go unread; a message due inside such a window
+is held to the window's end, never dropped. The windows are local times (the store's zone,
+else `daemon.timezone`); quiet hours may wrap midnight ("22:00"-"07:00").
 
     window = send_window(settings)
     at = window.next_allowed(now)          # == now when sending is allowed now
@@ -98,6 +100,7 @@ def make_send_window(
     tz: ZoneInfo | str,
     quiet_hours: tuple[str, str] | list[str] | None = DEFAULT_QUIET_HOURS,
     friday_prayer: tuple[str, str] | list[str] | None = DEFAULT_FRIDAY_PRAYER,
+    lunch: tuple[str, str] | list[str] | None = None,
 ) -> SendWindow:
     zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
     blackouts = []
@@ -105,15 +108,22 @@ def make_send_window(
         blackouts.append(LocalWindow.parse(quiet_hours, "limits.quiet_hours"))
     if friday_prayer:
         blackouts.append(LocalWindow.parse(friday_prayer, "limits.friday_prayer", FRIDAY))
+    if lunch:
+        blackouts.append(LocalWindow.parse(lunch, "limits.lunch"))
     return SendWindow(zone, tuple(blackouts))
+
+
+def configured_window(settings: Settings, tz: ZoneInfo | str | None = None) -> SendWindow:
+    """The blackouts `limits` configures (quiet hours, Friday prayer, lunch), in `tz`
+    (default daemon.timezone)."""
+    limits = settings.limits
+    return make_send_window(tz or settings.tz, limits.quiet_hours,
+                            limits.friday_prayer or None, limits.lunch or None)
 
 
 def send_window(settings: Settings) -> SendWindow:
     """The send window the configuration describes (daemon.timezone, limits.*)."""
-    limits = settings.limits
-    return make_send_window(
-        settings.tz, limits.quiet_hours, limits.friday_prayer
-    )
+    return configured_window(settings)
 
 
 def next_allowed_moment(

@@ -47,6 +47,9 @@ def _sqlite_values(kind: str, values: Any, n: int) -> Any:
     if kind == "time":
         if len(values) and isinstance(values[0], str):
             return values  # already the stored text
+        if isinstance(values, list) and any(v is None for v in values):  # NULLs kept
+            text = _sqlite_values(kind, np.array([v or 0 for v in values], np.int64), n)
+            return [None if v is None else t for v, t in zip(values, text)]
         text = np.datetime_as_string(_NP_EPOCH + np.asarray(values, dtype="timedelta64[us]"),
                                      unit="us").tolist()
         return [s.replace("T", " ") for s in text]

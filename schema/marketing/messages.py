@@ -80,6 +80,7 @@ class EmailEvent(Base):
     __table_args__ = (
         Index(None, "store_id", "campaign_id", "type"),
         Index(None, "store_id", "message_id"),
+        Index(None, "store_id", "customer_id", "occurred_at"),
     )
 
 

@@ -75,6 +75,11 @@ class CustomerLifecycleMetrics(Base):
     f: Mapped[int | None] = mapped_column(Integer)
     m: Mapped[int | None] = mapped_column(Integer)
     composite: Mapped[int | None] = mapped_column(Integer)
+    # E-mail engagement as of `as_of`: the last open (or click), and the e-mails sent in
+    # the engagement window with how many of them were opened.
+    last_open_at: Mapped[datetime | None]
+    emails_sent: Mapped[int | None] = mapped_column(Integer)
+    emails_opened: Mapped[int | None] = mapped_column(Integer)
     as_of: Mapped[datetime]
 
     __table_args__ = (Index(None, "store_id", "stage"), Index(None, "store_id", "composite"))

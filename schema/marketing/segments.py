@@ -24,6 +24,10 @@ class CustomerSegment(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     refreshed_at: Mapped[datetime | None]
+    # The last full refresh (every customer evaluated) and the criteria it used: entries
+    # before the first one, or under changed criteria, are a backfill (docs/segments.md).
+    filled_at: Mapped[datetime | None]
+    filled_criteria: Mapped[dict[str, Any] | None]
     # OK, or FAILED when its last refresh failed (`error` says why): a failed segment
     # keeps its last membership and never holds up another segment or store.
     status: Mapped[str] = mapped_column(String(16), default="OK", server_default="OK")

@@ -42,3 +42,14 @@ class DndNumber(Base):
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     phone: Mapped[str] = mapped_column(String(32), primary_key=True)
     added_at: Mapped[datetime]
+
+
+class ImportedCustomer(Base):
+    """A customer whose history `stormd import` loaded, and when: the next full refresh of
+    a segment treats their entry as a backfill, not as something they just did."""
+
+    __tablename__ = "imported_customers"
+
+    store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    imported_at: Mapped[datetime]

@@ -35,6 +35,10 @@ async def test_the_demo_plays_a_day_and_reports_what_the_automations_did():
     assert re.search(r"receipts posted to /webhooks/outbox .*whatsapp read [1-9]", text), text
     assert re.search(r"whatsapp_read_rate +[1-9][\d.]* %", text), text
     assert re.search(r"message\.status [1-9]", text), text
+    # The first nightly fill of `vip` rewards nobody; cash-on-delivery orders get their upsell.
+    first_fill = re.search(r"VIP: the first fill found (\d+) VIPs .* rewarded\s+none", text)
+    assert first_fill and int(first_fill.group(1)) > 0, text
+    assert re.search(r"post-purchase: [1-9]\d* cash-on-delivery orders", text), text
     # 40 shoppers are too few to predict from: the reason, not numbers.
     assert re.search(r"Predicted value.*\n  not enough history: \d+ repeat buyers", text), text
 
@@ -45,5 +49,7 @@ async def test_the_demo_report_data_is_what_json_prints():
     assert data["store"] == "dhaka_bazar" and data["customers"] == 30
     assert data["kpis"]["abandoned_carts"] >= 1
     assert data["campaign"]["status"] == "SENT"
+    rules = data["automationRules"]
+    assert rules["vip"]["backfillSkipped"] > 0 and rules["postPurchase"]["cashOnDelivery"] > 0
     reached = {row["status"] for row in data["messages"] if row["messages"]}
     assert {"sent", "read"} <= reached  # e-mails sent; WhatsApp read, by the receipts

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from automation_world import World
 from campaign_data import NOON, STORE, add_customers, add_store, customer_row
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 
 from stormd.handlers.automations.triggers import (
     add_segment_entry_workflow,
     run_birthdays,
     run_win_back,
 )
-from stormd.handlers.kernel.context import HandlerContext, TimerFired
 from stormd.handlers.outreach.recommendations import cache
-from stormd.handlers.wiring import build_registry
 from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
 from stormd.schema.marketing.automations import AutomationExecution
 from stormd.schema.marketing.messages import Message
 from stormd.schema.marketing.rfm import CustomerLifecycleMetrics
 from stormd.schema.runtime.timers import Timer
 from stormd.schema.shop.products import Product
-from stormd.schema.wire.events import parse_event
 
 
 @pytest.fixture(autouse=True)
@@ -35,60 +32,6 @@ def fresh_recommendations():
 @pytest.fixture
 def settings(settings_factory):
     return settings_factory()
-
-
-class World:
-    """A store on a real database, driven the way the daemon drives handlers."""
-
-    def __init__(self, sessionmaker, settings, clock):
-        self.sessionmaker, self.settings, self.clock = sessionmaker, settings, clock
-        self.registry = build_registry()
-        self.n = 0
-
-    def context(self, session) -> HandlerContext:
-        return HandlerContext(session, self.settings, self.clock, STORE, registry=self.registry)
-
-    async def segment_change(self, segment: str, entered: list[str], exited: list[str]):
-        await self.run(self.registry.dispatch_segment_change, segment, entered, exited)
-
-    async def run(self, fn, *args):
-        async with self.sessionmaker() as s:
-            result = await fn(self.context(s), *args)
-            await s.commit()
-            return result
-
-    async def event(self, type_: str, data: dict, event_id: str | None = None,
-                    occurred_at: datetime | None = None):
-        self.n += 1
-        body = {"id": event_id or f"evt{self.n}", "type": type_, "storeId": STORE,
-                "occurredAt": (occurred_at or self.clock.now()).isoformat(), "data": data}
-        event = parse_event(f"stormcom.events.{STORE}.{type_}", json.dumps(body).encode(),
-                            "stormcom")
-        await self.run(self.registry.dispatch_event, event)
-
-    async def fire_due_timers(self, together: bool = False):
-        """Fire the due timers one by one, or `together` in one batch as the timer loop
-        hands a batch-handled kind."""
-        async with self.sessionmaker() as s:
-            due = (await s.scalars(select(Timer).where(Timer.due_at <= self.clock.now())
-                                   .order_by(Timer.due_at, Timer.key))).all()
-            fired = [TimerFired(t.store_id, t.key, t.kind, t.due_at, t.payload) for t in due]
-            ctx = self.context(s)
-            if together:
-                await self.registry.dispatch_timers(ctx, fired)
-            for t, f in zip(due, fired):
-                if not together:
-                    await self.registry.dispatch_timers(ctx, [f])
-                await s.delete(t)
-            await s.commit()
-            return len(due)
-
-    async def rows(self, model, **where):
-        async with self.sessionmaker() as s:
-            query = select(model)
-            for k, v in where.items():
-                query = query.where(getattr(model, k) == v)
-            return list((await s.scalars(query)).all())
 
 
 @pytest.fixture
@@ -142,7 +85,12 @@ async def test_vip_reward_once_a_month_on_entering_vip(world):
     msgs = await world.rows(Message, trigger="vip")
     assert sorted(m.customer_id for m in msgs) == ["c0", "c1"]
     assert all(m.template == "vip_reward" and "20%" in m.body for m in msgs)
-    world.clock.set(datetime(2026, 12, 2, 6, tzinfo=UTC))
+    world.clock.set(datetime(2026, 12, 2, 6, tzinfo=UTC))  # a new month, but c0's code
+    await world.segment_change("vip", ["c0"], [])  # is 8 days old: no second offer yet
+    assert len(await world.rows(Message, trigger="vip", customer_id="c0")) == 1
+    [skipped] = await world.rows(AutomationExecution, trigger="vip", status="SKIPPED")
+    assert skipped.error == "offer cooldown"
+    world.clock.set(datetime(2027, 1, 2, 6, tzinfo=UTC))
     await world.segment_change("vip", ["c0"], [])
     assert len(await world.rows(Message, trigger="vip", customer_id="c0")) == 2
 
@@ -360,11 +308,15 @@ async def test_merchant_turns_a_trigger_off_and_sets_up_segment_entry(world):
         ("win_back", False), ("segment_entry:loyal", True)}
 
 
-@pytest.mark.parametrize("routing, channel", [("cheapest", "whatsapp"), ("listed", "email")])
+@pytest.mark.parametrize("routing, whatsapp_price, channel", [
+    ("cheapest", "0.50", "email"),  # the list prices: e-mail 0.10, WhatsApp 0.50
+    ("cheapest", "0.05", "whatsapp"),
+    ("listed", "0.05", "email")])
 async def test_automations_route_to_the_cheapest_channel_or_keep_the_listed_order(
-        sessionmaker, settings_factory, clock, routing, channel):
+        sessionmaker, settings_factory, clock, routing, whatsapp_price, channel):
     settings = settings_factory(automations={"channels": ["email", "whatsapp"],
-                                               "routing": routing})
+                                               "routing": routing},
+                                campaigns={"message_cost": {"whatsapp": whatsapp_price}})
     world = await one_customer_world(sessionmaker, settings, clock)
     await world.segment_change("vip", ["c0"], [])
     [m] = await world.rows(Message, trigger="vip")

@@ -26,8 +26,10 @@ from stormd.schema.marketing.messages import Message
 from stormd.schema.runtime.inbox import OutboundEvent
 from stormd.schema.shop.promotions import DiscountCode
 
+# The channels in the campaign's own order (SMS, else e-mail): these tests are about the
+# fan-out; choosing the cheapest channel is tested below and in test_costs_routing.py.
 EID = {"name": "Eid sale", "channels": ["sms", "email"], "segments": ["vip"],
-       "template": "eid_ul_fitr", "discountPercent": 30}
+       "template": "eid_ul_fitr", "discountPercent": 30, "routing": "listed"}
 
 
 BAD = [
@@ -221,7 +223,8 @@ async def test_scheduling_in_quiet_hours_holds_to_seven_and_best_time_picks_a_sl
 
 
 async def test_update_pause_and_cancel(sessionmaker, settings_factory):
-    settings = settings_factory(campaigns={"batch_size": 2})
+    # Two campaigns with codes to the same customers at once: no offer cooldown here.
+    settings = settings_factory(campaigns={"batch_size": 2}, limits={"offer_cooldown": "0s"})
     await _setup(sessionmaker)
     async with sessionmaker() as s:
         c = await create_campaign(s, STORE, EID, NOON)
@@ -313,7 +316,11 @@ async def _fan_out_channels(sessionmaker, settings, spec) -> dict[str, str]:
 
 async def test_each_customer_gets_the_cheapest_channel_unless_the_campaign_keeps_its_order(
         sessionmaker, settings_factory):
-    settings = settings_factory(limits={"max_messages_per_customer_per_day": 5})
+    # List prices where WhatsApp is cheapest, then SMS (one part), then e-mail.
+    settings = settings_factory(limits={"max_messages_per_customer_per_day": 5,
+                                        "offer_cooldown": "0s"},
+                                campaigns={"message_cost": {"email": "2.00", "sms": "1.00",
+                                                            "whatsapp": "0.50"}})
     async with sessionmaker() as s:
         await add_store(s)
         await add_customers(s, [
@@ -324,7 +331,7 @@ async def test_each_customer_gets_the_cheapest_channel_unless_the_campaign_keeps
         ])
         await add_segment(s, "vip", ["all", "no_wa", "mail_only", "no_mail"])
         await s.commit()
-    spec = {**EID, "channels": ["email", "sms", "whatsapp"]}
+    spec = {**EID, "channels": ["email", "sms", "whatsapp"], "routing": "cheapest"}
     assert await _fan_out_channels(sessionmaker, settings, spec) == {
         "all": "whatsapp", "no_wa": "sms", "mail_only": "email", "no_mail": "sms"}
     listed = await _fan_out_channels(sessionmaker, settings, {**spec, "routing": "listed"})

@@ -1,5 +1,6 @@
-"""Send moments in the store's zone: quiet hours, Friday prayer, best times, off-peak, and
-the next allowed day a capped message is deferred to."""
+"""Send moments in the store's zone: quiet hours, Friday prayer, the lunch dip, best times,
+peak moments and low-response spans, off-peak, and the next allowed day a capped message is
+deferred to."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ DHAKA = ZoneInfo("Asia/Dhaka")
 
 
 def dhaka(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=DHAKA)  # 27 Nov 2026 is a Friday
+    """27 Nov 2026 is a Friday: 26 Thursday, 28 Saturday, 29 Sunday, 30 Monday."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=DHAKA)
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def settings(settings_factory):
     (dhaka(24, 2, 30), dhaka(24, 7, 0)),     # quiet hours: held to 07:00, not skipped
     (dhaka(24, 0, 59), dhaka(24, 0, 59)),    # just before quiet hours
     (dhaka(27, 13, 20), dhaka(27, 14, 0)),   # Friday prayer
-    (dhaka(26, 13, 20), dhaka(26, 13, 20)),  # a Thursday lunch is fine
+    (dhaka(26, 13, 20), dhaka(26, 14, 0)),   # the lunch dip, any day
     (dhaka(24, 12, 0), dhaka(24, 12, 0)),
 ])
 def test_now_is_held_out_of_quiet_hours_and_friday_prayer(settings, now, expected):
@@ -49,7 +51,28 @@ def test_best_time_slot_inside_a_blackout_moves_on(settings_factory):
     settings = settings_factory(campaigns={"best_times": ["13:30", "20:00"]})
     window = store_send_window(settings, DHAKA)
     assert send_moment("best_time", dhaka(27, 9, 0), settings, window) == dhaka(27, 20, 0)
-    assert send_moment("best_time", dhaka(26, 9, 0), settings, window) == dhaka(26, 13, 30)
+    assert send_moment("best_time", dhaka(26, 9, 0), settings, window) == dhaka(26, 20, 0)
+    no_lunch = settings_factory(campaigns={"best_times": ["13:30", "20:00"]},
+                                limits={"lunch": []})
+    window = store_send_window(no_lunch, DHAKA)
+    assert send_moment("best_time", dhaka(26, 9, 0), no_lunch, window) == dhaka(26, 13, 30)
+    assert send_moment("now", dhaka(26, 13, 20), no_lunch, window) == dhaka(26, 13, 20)
+
+
+def test_low_response_spans_are_passed_over_and_peak_picks_the_next_peak(settings_factory):
+    settings = settings_factory()
+    window = store_send_window(settings, DHAKA)
+    # Sunday 20:00 and Monday 10:00 are low-response slots: Monday 14:00 is the next good one.
+    assert send_moment("best_time", dhaka(29, 18, 0), settings, window) == dhaka(30, 14, 0)
+    assert next_allowed_day(dhaka(29, 15), settings, window) == dhaka(30, 14)
+    # Peak: Thursday 20:00 (before the weekend), Saturday 10:00.
+    assert send_moment("peak", dhaka(24, 12, 0), settings, window) == dhaka(26, 20, 0)
+    assert send_moment("peak", dhaka(26, 21, 0), settings, window) == dhaka(28, 10, 0)
+    quiet_sat = settings_factory(campaigns={"peak_times": ["sat 10:00"],
+                                            "low_response": [["sat 09:00", "sat 11:00"]]})
+    # the only peak lies in a low-response span: the next best-time slot instead
+    assert send_moment("peak", dhaka(24, 12, 0), quiet_sat,
+                       store_send_window(quiet_sat, DHAKA)) == dhaka(24, 14, 0)
 
 
 def test_off_peak_waits_for_the_night_span_and_respects_quiet_hours(settings_factory):

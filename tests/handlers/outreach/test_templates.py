@@ -132,7 +132,7 @@ def test_library_has_the_automation_and_bangladesh_seasonal_sets():
     lib = system_library()
     for slug in ("cart_reminder_1", "cart_reminder_2", "cart_reminder_3", "win_back",
                  "vip_reward", "welcome_1", "welcome_2", "welcome_3", "post_purchase_upsell",
-                 "birthday", *SEASONAL):
+                 "birthday", "anniversary", *SEASONAL):
         assert slug in lib, slug
     for slug, (discount, mix) in SEASONAL.items():
         assert lib[slug].recommended_discount == discount
@@ -145,7 +145,8 @@ def test_every_library_body_renders_in_both_locales_within_its_channel_mix():
     variables = {**BASE, "products": [{"name": "Panjabi", "price": Decimal(1200)}],
                  "items": [{"name": "Saree", "quantity": 1, "unit_price": Decimal(2500),
                             "image_url": None}],
-                 "total": Decimal(2500), "recovery_url": "https://r", "store_name": "Dokan"}
+                 "total": Decimal(2500), "recovery_url": "https://r", "store_name": "Dokan",
+                 "years": 2}
     for slug, template in system_library().items():
         for channel in template.channel_mix:
             for locale in ("bn", "en"):

@@ -80,4 +80,5 @@ def test_a_churn_probability_segment_from_creation_to_a_campaign(tmp_path, db_ur
     [again] = json.loads(_cli(config, "rfm", "run", "--store", STORE, "--as-of",
                               T.isoformat(), "--json").stdout)
     assert again["segments"]["likely-to-churn"] == {"members": len(likely), "entered": 0,
-                                                    "exited": 0}
+                                                    "exited": 0, "backfill": 0,
+                                                    "backfillReason": None}

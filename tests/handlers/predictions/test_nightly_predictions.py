@@ -154,7 +154,10 @@ async def test_win_back_by_churn_probability_or_by_days(sessionmaker, settings_f
 @pytest.mark.parametrize("vip_by", ["rfm", "predicted_clv"])
 async def test_vip_reward_by_rfm_or_by_predicted_value(sessionmaker, settings_factory, clock,
                                                        vip_by):
-    settings = settings_factory(automations={"vip_by": vip_by, "vip_top_percent": 10})
+    # The run is the segments' first fill: a backfill, rewarded here because the VIP
+    # trigger opts in (by default it rewards nobody: docs/segments.md).
+    settings = settings_factory(automations={"vip_by": vip_by, "vip_top_percent": 10,
+                                             "react_to_backfill": ["vip"]})
     async with sessionmaker() as session:
         await clv_store(session, STORE)
         await session.commit()

@@ -6,14 +6,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from shop_history import STORE, T, customer, scoring_fixture
-from sqlalchemy import func, insert, select
+from shop_history import DAY, STORE, T, customer, scoring_fixture
+from sqlalchemy import func, insert, select, update
 
 from stormd.handlers.kernel.context import JobContext
 from stormd.handlers.scoring.criteria import FIELDS, OPERATORS, CriteriaError, validate_criteria
 from stormd.handlers.scoring.nightly import run_store
 from stormd.handlers.scoring.segments import TEMPLATES, preview
 from stormd.handlers.shop.orders import record_promotion_redeemed
+from stormd.plugins.delivery.enqueue import MessageRequest, enqueue_message
+from stormd.schema.marketing.messages import EmailEvent, Message
 from stormd.schema.marketing.predictions import CustomerPrediction
 from stormd.schema.shop.customers import Customer
 from stormd.schema.wire.events import PromotionRedeemed
@@ -65,6 +67,17 @@ CASES = [
     ({"any": [{"lifecycle.stage": "CHURNED"}, {"customer.locale": "en"}]}, {"c1", "c4", "c7"}),
     ({"not": {"rfm.composite": {"gte": 20}}}, {"c4", "c7"} | PROSPECTS),
     ({"lifecycle.stage": "ACTIVE", "daysSinceLastOrder": {"gte": 40}}, {"c3"}),
+    # Churn risk 1 - 2^(-d/h): c1 d 1 h 9 (0.074), c2 d 1 h 30 (0.023), c3 d 40 h 30
+    # (0.603), c4 d 200 (0.990), c6 d 0 (0), c7 d 180 (0.984); prospects 0.
+    ({"churn.risk": {"gte": 0.5}}, {"c3", "c4", "c7"}),
+    ({"churn.risk": {"lt": 0.05}}, {"c2", "c6"} | PROSPECTS),
+    # E-mail engagement per _engagement below: c1 sent 2 opened 1 (last open 2 days ago),
+    # c2 opened 95 days ago (nothing sent in the 90-day window), c9 sent 1 clicked 1 (9 days).
+    ({"engagement.lastOpenDays": {"lte": 7}}, {"c1"}),
+    ({"engagement.lastOpenDays": {"gt": 7}}, {"c2", "c9"}),
+    ({"engagement.openRate": {"gte": 0.5}}, {"c1", "c9"}),
+    ({"engagement.openRate": 1}, {"c9"}),
+    ({"not": {"engagement.openRate": {"lt": 2}}}, EVERYONE - {"c1", "c9"}),
     # Predictions (written below for c1 and c2 only): no row, no match.
     ({"churn.probability": {"gte": 0.7}}, {"c2"}),
     ({"not": {"churn.probability": {"gte": 0.7}}}, EVERYONE - {"c2"}),
@@ -87,6 +100,7 @@ async def _criteria_store(sessionmaker, settings, clock):
         await record_promotion_redeemed(session, STORE, [
             (PromotionRedeemed(order_id=o, customer_id=c, code=f"CODE{o}", discount_type="FIXED",
                                discount_amount=10), T) for o, c in redeemed])
+        await _engagement(session)
         await session.commit()
     clock.set(T)
     await run_store(JobContext(sessionmaker, settings, clock), STORE)
@@ -98,6 +112,24 @@ async def _criteria_store(sessionmaker, settings, clock):
             for cid, alive, churn, e90, v90, v365 in [("c1", 0.9, 0.2, 1.2, "400.00", "1500.00"),
                                                       ("c2", 1.0, 0.8, 0.3, "60.00", "210.50")]])
         await session.commit()
+
+
+async def _engagement(session) -> None:
+    """c1: an e-mail stormd sent 3 days ago, opened a day later, and one the storefront
+    sent 20 days ago, never opened; c2: opened 95 days ago (outside the 90-day window);
+    c9: one sent 10 days ago and clicked (a click counts as an open)."""
+    log = MessageRequest(store_id=STORE, customer_id="c1", channel="email", to_address="a@b",
+                         body="hi", idempotency_key="m1")
+    await enqueue_message(session, log, T - 3 * DAY)
+    logged = await session.scalar(select(Message.id).where(Message.idempotency_key == "m1"))
+    await session.execute(update(Message).where(Message.id == logged).values(status="sent"))
+    await session.execute(insert(EmailEvent), [
+        {"store_id": STORE, "message_id": mid, "customer_id": c, "type": kind,
+         "occurred_at": T - days * DAY}
+        for mid, c, kind, days in [
+            (str(logged), "c1", "OPEN", 2), ("sf-20", "c1", "SENT", 20),
+            ("sf-95", "c2", "SENT", 96), ("sf-95", "c2", "OPEN", 95),
+            ("sf-9", "c9", "SENT", 10), ("sf-9", "c9", "CLICK", 9)]])
 
 
 async def test_every_field_and_operator_selects_the_hand_computed_customers(
@@ -186,3 +218,40 @@ def _ops(criteria):
             yield from value
         elif not isinstance(value, list):
             yield "eq"
+
+
+async def test_items_without_a_category_take_their_products_catalogue_category(
+        sessionmaker, clock, settings_factory):
+    """k1 bought a bag (catalogue: Accessories) and k2 a shirt (Clothing), neither item
+    naming a category; k3's item is in no catalogue (unknown: it matches no condition);
+    k4's item says Shoes though the catalogue says Accessories (the item wins)."""
+    from stormd.handlers.shop.orders import upsert_orders
+    from stormd.schema.shop.products import Product
+    from stormd.schema.wire.events import OrderCreated
+
+    async with sessionmaker() as session:
+        await session.execute(insert(Product), [
+            {"store_id": STORE, "product_id": p, "name": p, "category": c, "price": 1,
+             "active": True} for p, c in (("bag", "Accessories"), ("shirt", "Clothing"),
+                                          ("boots", "Accessories"))])
+        for n, (cid, product, category) in enumerate((
+                ("k1", "bag", None), ("k2", "shirt", None), ("k3", "mystery", None),
+                ("k4", "boots", "Shoes"))):
+            item = {"productId": product, "quantity": 1, "unitPrice": "100",
+                    **({"category": category} if category else {})}
+            data = OrderCreated.model_validate({"orderId": f"k{n}", "customerId": cid,
+                                                "status": "PAID", "total": "100",
+                                                "items": [item]})
+            await upsert_orders(session, STORE, [(data, T - DAY)])
+        await session.commit()
+    clock.set(T)
+    await run_store(JobContext(sessionmaker, settings_factory(), clock), STORE)
+    async with sessionmaker() as session:
+        async def who(criteria):
+            return set((await preview(session, STORE, criteria, T, sample=100))[1])
+
+        assert await who({"categories.lastOrderMissing": ["Accessories"]}) == {"k2", "k4"}
+        assert await who({"not": {"categories.lastOrderMissing": ["Accessories"]}}) == {
+            "k1", "k3"}
+        assert await who({"categories.purchased": ["Accessories"]}) == {"k1"}
+        assert await who({"categories.purchased": ["Clothing", "Shoes"]}) == {"k2", "k4"}

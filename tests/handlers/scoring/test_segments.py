@@ -27,13 +27,24 @@ FIRST_RUN = {"vip": {"c1"}, "loyal": {"c2", "c6"}, "at-risk": {"c3"},
              "hibernating": {"c4", "c7"}}
 
 
+class Seen(list):
+    """(segment, entered, exited) of each segment change; `backfill[segment]`: the entrants
+    handlers were told came by a backfill."""
+
+    def __init__(self):
+        super().__init__()
+        self.backfill: dict[str, set[str]] = {}
+
+
 @pytest.fixture
 def segment_changes(registry):
     """What segment-change handlers (segment-entry automations) are told."""
-    seen: list[tuple[str, list[str], list[str]]] = []
+    seen = Seen()
 
-    async def record(ctx, slug, entered, exited):
+    async def record(ctx, slug, entered, exited, backfill=()):
         seen.append((slug, sorted(entered), sorted(exited)))
+        if backfill:
+            seen.backfill.setdefault(slug, set()).update(backfill)
 
     registry.on_segment_change(record)
     return seen
@@ -88,6 +99,9 @@ async def test_first_run_fills_builtins_and_publishes_every_entry(
         (s, "entered", c) for s, members in FIRST_RUN.items() for c in members)
     assert sorted(segment_changes) == sorted(
         (s, sorted(m), []) for s, m in FIRST_RUN.items())
+    assert segment_changes.backfill == FIRST_RUN  # a first fill: every entrant is backfill
+    assert {s: c.backfill_reason for s, c in report.segments.items()} == {
+        s: "first fill" for s in FIRST_RUN}
     assert report.drifted == []  # a first fill is not drift
 
 
@@ -99,6 +113,7 @@ async def test_second_run_writes_and_publishes_only_the_difference(
     before, kept_since = await _memberships(sessionmaker), await _entered_at(sessionmaker)
     events_before = len(await _events(sessionmaker))
     segment_changes.clear()
+    segment_changes.backfill.clear()
     async with sessionmaker() as session:  # a month later c4 and c7 come back
         await order(session, "n1", "c4", "5000.00", T + 20 * DAY)
         await order(session, "n2", "c7", "2500.00", T + 25 * DAY)
@@ -116,6 +131,7 @@ async def test_second_run_writes_and_publishes_only_the_difference(
     assert sorted(segment_changes) == sorted(
         (s, sorted(ch.entered), sorted(ch.exited)) for s, ch in report.segments.items()
         if ch.entered or ch.exited)
+    assert segment_changes.backfill == {}  # a later run: entries are the customers' own
     # Members who stayed were not rewritten: they keep their first entry time.
     for key, entered_at in (await _entered_at(sessionmaker)).items():
         if key in kept_since:
@@ -174,6 +190,7 @@ async def test_order_between_runs_rescores_against_the_last_runs_bounds(
     await _first_run(sessionmaker, clock, settings_factory(), registry)
     events_before = len(await _events(sessionmaker))
     segment_changes.clear()
+    segment_changes.backfill.clear()
     clock.set(T + timedelta(minutes=30))  # before c4's order placed at T+1h
     # c4 (hibernating) orders again: recency 0 -> R5, frequency 1 -> F2, 500.00 -> M5: 41.
     await handle_event("order.created", {
